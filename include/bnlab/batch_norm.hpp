@@ -1,0 +1,81 @@
+// Batch normalization kernels, the C++ surface (the C API in bnlab.h is a thin
+// shell over these). Ioffe & Szegedy 2015; PyTorch's semantics by default.
+//
+// Data is fp32, described by a BatchNormShape: n samples, c channels, s spatial
+// positions (the product of the spatial sizes), and a layout:
+//   channels_first (N, C, S): element (i, j, k) at x[(i*c + j)*s + k]
+//   channels_last  (N, S, C): element (i, j, k) at x[(i*s + k)*c + j]
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace bnlab {
+
+enum class Layout : int { channels_first = 0, channels_last = 1 };
+
+struct BatchNormShape {
+  int64_t n = 0;
+  int64_t c = 0;
+  int64_t s = 1;
+  Layout layout = Layout::channels_first;
+
+  int64_t per_channel() const { return n * s; }  // values each channel's statistics see
+  int64_t numel() const { return n * c * s; }
+};
+
+// Throws bnlab::Error naming the field when a size is negative or n*c*s overflows.
+void validate(const BatchNormShape& shape);
+
+// The running statistics a training step updates (both null: not tracked).
+struct RunningStats {
+  float* mean = nullptr;
+  float* var = nullptr;
+  double momentum = 0.1;  // weight of the new batch (ONNX's momentum is 1 - this)
+  bool unbiased = true;   // var_u = var * M / (M - 1) (PyTorch) or var (ONNX, Keras)
+};
+
+// What follows the normalization inside the same pass over memory.
+enum class Activation { none, relu };
+
+// The outcome of a training forward: ok, or statistics that were not finite
+// (NaN or Inf in x), in which case y and save_* are written but the running
+// statistics are left untouched. Invalid arguments throw bnlab::Error.
+enum class BatchNormStatus { ok, non_finite };
+
+// Forward, training mode. Per channel, over the M = n*s values:
+//   mean = sum(x)/M,  var = sum((x - mean)^2)/M,  invstd = 1/sqrt(var + eps)
+//   y = act((x - mean) * invstd * weight + bias)
+// weight/bias may be null (affine=False). save_mean/save_invstd (c floats) may
+// be null. y may alias x. Throws Error(too_few_values) when M == 1.
+BatchNormStatus batch_norm_forward_training(const float* x, const BatchNormShape& shape,
+                                            const float* weight, const float* bias,
+                                            const RunningStats& running, double eps, float* y,
+                                            float* save_mean, float* save_invstd,
+                                            Activation activation = Activation::none);
+
+// Forward, inference mode: y = act((x - running_mean) / sqrt(running_var + eps) * weight + bias).
+void batch_norm_forward_inference(const float* x, const BatchNormShape& shape,
+                                  const float* weight, const float* bias,
+                                  const float* running_mean, const float* running_var, double eps,
+                                  float* y, Activation activation = Activation::none);
+
+// Backward of the training forward. xhat = (x - mean)*invstd, M = n*s:
+//   dbias = sum(dy),  dweight = sum(dy*xhat),
+//   dx = weight*invstd*(dy - dbias/M - xhat*dweight/M)
+// With activation == relu, dy is the gradient at the ReLU's output and y (the
+// forward's output) gives the mask: dy is taken as 0 where y <= 0.
+// Every output may be null; weight null means 1.
+void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& shape,
+                         const float* weight, const float* save_mean, const float* save_invstd,
+                         float* dx, float* dweight, float* dbias,
+                         Activation activation = Activation::none, const float* y = nullptr);
+
+// Vector code selection, for tests and benchmarks. "auto" picks the best the
+// CPU runs; "plain" is the scalar reference loop; other names are the Highway
+// targets compiled into this build that the CPU supports (e.g. "AVX3", "AVX2").
+std::string batch_norm_kernel_variant();
+void set_batch_norm_kernel_variant(const std::string& name);  // throws on unknown names
+std::string batch_norm_kernel_variants();                      // comma-separated list
+
+}  // namespace bnlab

@@ -1,0 +1,103 @@
+// The C API: a thin shell over the C++ kernels. Every C++ exception stops
+// here and becomes a status plus a message for bnlab_last_error().
+#include <exception>
+#include <string>
+
+#include "bnlab/batch_norm.hpp"
+#include "bnlab/bnlab.h"
+#include "bnlab/error.hpp"
+#include "bnlab/threading.hpp"
+
+namespace {
+
+thread_local std::string t_last_error;
+
+bnlab_status fail(bnlab_status status, const char* message) {
+  t_last_error = message;
+  return status;
+}
+
+// Runs body, turning exceptions into statuses.
+template <class Body>
+bnlab_status guarded(Body&& body) {
+  t_last_error.clear();
+  try {
+    return body();
+  } catch (const bnlab::Error& e) {
+    switch (e.code()) {
+      case bnlab::ErrorCode::too_few_values: return fail(BNLAB_TOO_FEW_VALUES, e.what());
+      case bnlab::ErrorCode::non_finite: return fail(BNLAB_NON_FINITE, e.what());
+      default: return fail(BNLAB_INVALID_ARGUMENT, e.what());
+    }
+  } catch (const std::exception& e) {
+    return fail(BNLAB_INVALID_ARGUMENT, e.what());
+  } catch (...) {
+    return fail(BNLAB_INVALID_ARGUMENT, "unknown error");
+  }
+}
+
+bnlab::BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, bnlab_layout layout) {
+  return {n, c, s, static_cast<bnlab::Layout>(layout)};
+}
+
+}  // namespace
+
+extern "C" {
+
+bnlab_status bnlab_batch_norm_forward_training(const float* x, int64_t n, int64_t c, int64_t s,
+                                               bnlab_layout layout, const float* weight,
+                                               const float* bias, float* running_mean,
+                                               float* running_var, double momentum,
+                                               int unbiased_running_var, double eps, float* y,
+                                               float* save_mean, float* save_invstd) {
+  return guarded([&] {
+    const bnlab::RunningStats running{running_mean, running_var, momentum,
+                                      unbiased_running_var != 0};
+    const auto status = bnlab::batch_norm_forward_training(x, make_shape(n, c, s, layout), weight,
+                                                           bias, running, eps, y, save_mean,
+                                                           save_invstd);
+    if (status == bnlab::BatchNormStatus::non_finite)
+      return fail(BNLAB_NON_FINITE,
+                  "the batch's statistics are not finite (NaN or Inf in x); the running "
+                  "statistics were left unchanged");
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_forward_inference(const float* x, int64_t n, int64_t c, int64_t s,
+                                                bnlab_layout layout, const float* weight,
+                                                const float* bias, const float* running_mean,
+                                                const float* running_var, double eps, float* y) {
+  return guarded([&] {
+    bnlab::batch_norm_forward_inference(x, make_shape(n, c, s, layout), weight, bias, running_mean,
+                                        running_var, eps, y);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_backward(const float* x, const float* dy, int64_t n, int64_t c,
+                                       int64_t s, bnlab_layout layout, const float* weight,
+                                       const float* save_mean, const float* save_invstd,
+                                       float* dx, float* dweight, float* dbias) {
+  return guarded([&] {
+    bnlab::batch_norm_backward(x, dy, make_shape(n, c, s, layout), weight, save_mean, save_invstd,
+                               dx, dweight, dbias);
+    return BNLAB_OK;
+  });
+}
+
+const char* bnlab_status_string(bnlab_status status) {
+  switch (status) {
+    case BNLAB_OK: return "ok";
+    case BNLAB_INVALID_ARGUMENT: return "invalid argument";
+    case BNLAB_TOO_FEW_VALUES: return "too few values per channel";
+    case BNLAB_NON_FINITE: return "non-finite statistics";
+  }
+  return "unknown status";
+}
+
+const char* bnlab_last_error(void) { return t_last_error.c_str(); }
+
+void bnlab_set_num_threads(int threads) { bnlab::set_num_threads(threads); }
+
+}  // extern "C"

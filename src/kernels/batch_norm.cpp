@@ -1,0 +1,561 @@
+// Batch normalization kernels: planning, threading and the per-channel math.
+// The per-element work is in the loops of batch_norm_loops.hpp (plain and
+// vector variants); this file decides how a tensor is cut into blocks, which
+// thread takes which, and how block results merge into channel statistics.
+//
+// How a tensor is walked, by layout and spatial size s:
+//  - channels-first, s >= kSpanMin: each (sample, channel) row of s floats is
+//    a span. With many channels a thread takes whole channels and normalizes
+//    each right after its statistics, walking the spans backwards so that the
+//    end of the channel, still in L2, is read first: 2 passes over DRAM
+//    instead of 3 when a channel's slice fits in L2. With few channels each
+//    channel's spans are cut into parts that threads share.
+//  - channels-last, or channels-first with s < kSpanMin: a rows view, rows of
+//    `width` columns (c columns of channels-last rows, or c*s positions of a
+//    channels-first sample), columns across the vector lanes.
+// Statistics: blocks of at most kSpanBlock/kRowsBlock floats are summed in
+// float (two passes in L1), then merged in double with Chan et al.'s update
+//   n = na + nb, delta = mean_b - mean_a,
+//   mean = mean_a + delta * nb / n,  m2 = m2_a + m2_b + delta^2 * na * nb / n,
+// so a channel with mean 1e4 and std 1 keeps its variance (no E[x^2] - E[x]^2).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "bnlab/batch_norm.hpp"
+#include "bnlab/error.hpp"
+#include "core/parallel.hpp"
+#include "kernels/batch_norm_loops.hpp"
+
+namespace bnlab {
+namespace kernels {
+namespace {
+
+constexpr int64_t kSpanMin = 64;         // channels-first rows shorter than this use the rows view
+constexpr int64_t kFuseMinChannels = 16;  // from here on a thread takes whole channels
+constexpr int64_t kTargetTasks = 32;      // tasks to cut a channel-poor tensor into
+constexpr int64_t kTileWidth = 256;       // columns a rows task takes at once
+
+std::atomic<const BatchNormLoops*> g_loops{nullptr};
+
+const BatchNormLoops& loops() {
+  const BatchNormLoops* l = g_loops.load(std::memory_order_acquire);
+  if (l == nullptr) {
+    l = simd_variant_count() > 0 ? simd_loops(0) : plain_loops();
+    g_loops.store(l, std::memory_order_release);
+  }
+  return *l;
+}
+
+// Scratch that lives with the calling thread and only grows: no allocation
+// once a shape has been seen.
+struct Workspace {
+  std::vector<double> doubles;  // block partials
+  std::vector<float> floats;    // per-column values of the rows view
+  std::vector<double> channel_doubles;
+  std::vector<float> channel_floats;
+  static void grow(auto& v, int64_t count) {
+    if (v.size() < static_cast<size_t>(count)) v.resize(static_cast<size_t>(count));
+  }
+  double* channel_d(int64_t count) {
+    grow(channel_doubles, count);
+    return channel_doubles.data();
+  }
+  float* channel_f(int64_t count) {
+    grow(channel_floats, count);
+    return channel_floats.data();
+  }
+  double* d(size_t count) {
+    if (doubles.size() < count) doubles.resize(count);
+    return doubles.data();
+  }
+  float* f(size_t count) {
+    if (floats.size() < count) floats.resize(count);
+    return floats.data();
+  }
+};
+thread_local Workspace t_workspace;
+
+// Running moments of one channel (or column): count, mean, m2.
+struct Stat {
+  double count = 0.0;
+  double mean = 0.0;
+  double m2 = 0.0;
+  void merge(double count_b, double mean_b, double m2_b) {
+    if (count_b == 0.0) return;
+    const double total = count + count_b;
+    const double delta = mean_b - mean;
+    mean += delta * count_b / total;
+    m2 += m2_b + delta * delta * count * count_b / total;
+    count = total;
+  }
+};
+
+// ---- spans (channels-first, s >= kSpanMin) ----
+
+// A channel's data as a list of units: unit u is sub-span u % blocks of sample
+// u / blocks, blocks = ceil(s / kSpanBlock).
+struct SpanPlan {
+  const BatchNormShape& shape;
+  int64_t blocks;  // sub-spans per (sample, channel) row
+  int64_t units;   // n * blocks
+  int64_t parts;   // parts a channel is cut into (1: fused, whole channels per task)
+
+  explicit SpanPlan(const BatchNormShape& sh)
+      : shape(sh),
+        blocks((sh.s + kSpanBlock - 1) / kSpanBlock),
+        units(sh.n * ((sh.s + kSpanBlock - 1) / kSpanBlock)),
+        parts(sh.c >= kFuseMinChannels
+                  ? 1
+                  : std::min(units, (kTargetTasks + sh.c - 1) / sh.c)) {}
+
+  int64_t unit_begin(int64_t part) const { return units * part / parts; }
+  // Offset and length of unit u of channel j.
+  int64_t offset(int64_t j, int64_t u) const {
+    const int64_t i = u / blocks, b = u % blocks;
+    return (i * shape.c + j) * shape.s + b * kSpanBlock;
+  }
+  int64_t length(int64_t u) const {
+    return std::min(kSpanBlock, shape.s - (u % blocks) * kSpanBlock);
+  }
+};
+
+Stat span_moments(const float* x, const SpanPlan& plan, int64_t j, int64_t u0, int64_t u1) {
+  Stat st;
+  for (int64_t u = u0; u < u1; ++u) {
+    const int64_t len = plan.length(u);
+    const Moments m = loops().span_moments(x + plan.offset(j, u), len);
+    st.merge(static_cast<double>(len), m.mean, m.m2);
+  }
+  return st;
+}
+
+// ---- the rows view (channels-last, or channels-first with s < kSpanMin) ----
+
+struct RowsPlan {
+  int64_t rows;     // n*s (channels-last) or n (channels-first)
+  int64_t width;    // c or c*s
+  int64_t per_column_group;  // columns that belong to one channel: 1 or s (grouped by channel)
+  int64_t tile;     // columns a task takes
+  int64_t tiles;
+  int64_t block_rows;  // rows summed in float before a merge in double
+  int64_t parts;       // row ranges
+
+  explicit RowsPlan(const BatchNormShape& sh) {
+    const bool last = sh.layout == Layout::channels_last;
+    rows = last ? sh.n * sh.s : sh.n;
+    width = last ? sh.c : sh.c * sh.s;
+    per_column_group = last ? 1 : sh.s;
+    tile = std::min<int64_t>(width, kTileWidth);
+    tiles = (width + tile - 1) / tile;
+    block_rows = std::max<int64_t>(16, kRowsBlock / std::max<int64_t>(tile, 1));
+    const int64_t want = std::max<int64_t>(1, kTargetTasks / tiles);
+    parts = std::clamp<int64_t>(rows / (4 * block_rows), 1, want);
+  }
+  int64_t row_begin(int64_t part) const { return rows * part / parts; }
+  // Column w's channel: channels-first views group s positions per channel.
+  int64_t channel(int64_t w) const { return w / per_column_group; }
+};
+
+// Per channel mean and biased variance, over the rows view.
+void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPlan& plan,
+                          double* mean, double* var) {
+  Workspace& ws = t_workspace;
+  const int64_t cols = plan.width;
+  double* part_mean = ws.d(static_cast<size_t>(2 * plan.parts * cols + 3 * sh.c));
+  double* part_m2 = part_mean + plan.parts * cols;
+  parallel_for(plan.parts * plan.tiles, sh.numel(), [&](int64_t task) {
+    const int64_t p = task / plan.tiles, t = task % plan.tiles;
+    const int64_t w0 = t * plan.tile, tw = std::min(plan.tile, cols - w0);
+    const int64_t r0 = plan.row_begin(p), r1 = plan.row_begin(p + 1);
+    double* pm = part_mean + p * cols + w0;
+    double* pq = part_m2 + p * cols + w0;
+    double block_mean[kTileWidth], block_m2[kTileWidth];
+    float scr[2 * kTileWidth];
+    double count = 0.0;
+    for (int64_t r = r0; r < r1; r += plan.block_rows) {
+      const int64_t br = std::min(plan.block_rows, r1 - r);
+      loops().rows_moments(x + r * cols + w0, br, cols, tw, block_mean, block_m2, scr);
+      for (int64_t k = 0; k < tw; ++k) {
+        if (count == 0.0) {
+          pm[k] = block_mean[k];
+          pq[k] = block_m2[k];
+          continue;
+        }
+        Stat st{count, pm[k], pq[k]};
+        st.merge(static_cast<double>(br), block_mean[k], block_m2[k]);
+        pm[k] = st.mean;
+        pq[k] = st.m2;
+      }
+      count += static_cast<double>(br);
+    }
+  });
+  // Merge the parts of each column, then the columns of each channel, in order.
+  for (int64_t j = 0; j < sh.c; ++j) {
+    Stat st;
+    for (int64_t w = j * plan.per_column_group; w < (j + 1) * plan.per_column_group; ++w)
+      for (int64_t p = 0; p < plan.parts; ++p)
+        st.merge(static_cast<double>(plan.row_begin(p + 1) - plan.row_begin(p)),
+                 part_mean[p * cols + w], part_m2[p * cols + w]);
+    mean[j] = st.mean;
+    var[j] = st.m2 / st.count;
+  }
+}
+
+// Broadcasts per-channel values over the rows view's columns (identity for channels-last).
+const float* per_column(const float* per_channel, const RowsPlan& plan, float* out) {
+  if (plan.per_column_group == 1) return per_channel;
+  for (int64_t w = 0; w < plan.width; ++w) out[w] = per_channel[plan.channel(w)];
+  return out;
+}
+
+// y = act((x - mean) * scale + shift) over the whole tensor, with per-channel
+// mean, scale and shift already computed.
+void normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+               const float* scale, const float* shift, bool relu) {
+  if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    parallel_for(sh.n * sh.c, sh.numel(), [&](int64_t row) {
+      const int64_t j = row % sh.c;
+      loops().span_normalize(x + row * sh.s, y + row * sh.s, sh.s, mean[j], scale[j], shift[j],
+                             relu);
+    });
+    return;
+  }
+  const RowsPlan plan(sh);
+  float* cols = t_workspace.f(static_cast<size_t>(3 * plan.width));
+  const float* m = per_column(mean, plan, cols);
+  const float* sc = per_column(scale, plan, cols + plan.width);
+  const float* sf = per_column(shift, plan, cols + 2 * plan.width);
+  const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
+  parallel_for(chunks, sh.numel(), [&](int64_t k) {
+    const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
+    loops().rows_normalize(x + r0 * plan.width, y + r0 * plan.width, r1 - r0, plan.width,
+                           plan.width, m, sc, sf, relu);
+  });
+}
+
+bool finite_as_float(double v) {
+  return std::isfinite(v) && std::fabs(v) <= std::numeric_limits<float>::max();
+}
+
+void check_not_null(const void* p, const char* name) {
+  if (p == nullptr) throw Error(std::string(name) + " must not be null");
+}
+
+void check_eps(double eps) {
+  if (!(eps > 0.0) || !std::isfinite(eps))
+    throw Error("eps must be positive and finite, got " + std::to_string(eps));
+}
+
+}  // namespace
+}  // namespace kernels
+
+using kernels::loops;
+using kernels::t_workspace;
+
+void validate(const BatchNormShape& shape) {
+  const std::pair<const char*, int64_t> sizes[] = {{"n", shape.n}, {"c", shape.c}, {"s", shape.s}};
+  for (const auto& [name, value] : sizes)
+    if (value < 0) throw Error(std::string(name) + " must be non-negative, got " + std::to_string(value));
+  if (shape.layout != Layout::channels_first && shape.layout != Layout::channels_last)
+    throw Error("layout must be channels_first (0) or channels_last (1), got " +
+                std::to_string(static_cast<int>(shape.layout)));
+  int64_t product = 0;
+  if (__builtin_mul_overflow(shape.n, shape.c, &product) ||
+      __builtin_mul_overflow(product, shape.s, &product) ||
+      product > std::numeric_limits<int64_t>::max() / 8)
+    throw Error("n*c*s overflows: n=" + std::to_string(shape.n) + ", c=" + std::to_string(shape.c) +
+                ", s=" + std::to_string(shape.s));
+}
+
+BatchNormStatus batch_norm_forward_training(const float* x, const BatchNormShape& sh,
+                                            const float* weight, const float* bias,
+                                            const RunningStats& running, double eps, float* y,
+                                            float* save_mean, float* save_invstd,
+                                            Activation activation) {
+  using namespace kernels;
+  validate(sh);
+  check_eps(eps);
+  if ((running.mean == nullptr) != (running.var == nullptr))
+    throw Error(std::string(running.mean == nullptr ? "running_mean" : "running_var") +
+                " must not be null when the other running statistic is given");
+  if (running.mean != nullptr && !(running.momentum >= 0.0 && running.momentum <= 1.0))
+    throw Error("momentum must be in [0, 1], got " + std::to_string(running.momentum));
+  if (sh.c == 0) return BatchNormStatus::ok;
+  const int64_t m_count = sh.per_channel();
+  if (m_count <= 1)
+    throw Error(ErrorCode::too_few_values,
+                "expected more than 1 value per channel when training, got n*s=" +
+                    std::to_string(m_count) + " (n=" + std::to_string(sh.n) +
+                    ", s=" + std::to_string(sh.s) + ")");
+  check_not_null(x, "x");
+  check_not_null(y, "y");
+
+  const bool relu = activation == Activation::relu;
+  const int64_t c = sh.c;
+  double* ch_mean = t_workspace.channel_d(2 * c);
+  double* ch_var = ch_mean + c;
+  float* mean_f = t_workspace.channel_f(4 * c);
+  float* scale = mean_f + c;
+  float* shift = scale + c;
+  float* invstd_f = shift + c;
+
+  // From a channel's moments to what the normalize pass needs.
+  auto finish_channel = [&](int64_t j) {
+    const double invstd = 1.0 / std::sqrt(ch_var[j] + eps);
+    const double w = weight != nullptr ? weight[j] : 1.0;
+    mean_f[j] = static_cast<float>(ch_mean[j]);
+    invstd_f[j] = static_cast<float>(invstd);
+    scale[j] = static_cast<float>(invstd * w);
+    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+  };
+
+  if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    const SpanPlan plan(sh);
+    if (plan.parts == 1) {
+      // Fused: statistics, then normalize the channel while it is still in L2.
+      parallel_for(c, 2 * sh.numel(), [&](int64_t j) {
+        const Stat st = span_moments(x, plan, j, 0, plan.units);
+        ch_mean[j] = st.mean;
+        ch_var[j] = st.m2 / st.count;
+        finish_channel(j);
+        for (int64_t u = plan.units - 1; u >= 0; --u) {
+          const int64_t off = plan.offset(j, u);
+          loops().span_normalize(x + off, y + off, plan.length(u), mean_f[j], scale[j], shift[j],
+                                 relu);
+        }
+      });
+    } else {
+      double* parts = t_workspace.d(static_cast<size_t>(3 * c * plan.parts));
+      parallel_for(c * plan.parts, sh.numel(), [&](int64_t task) {
+        const int64_t j = task / plan.parts, p = task % plan.parts;
+        const Stat st = span_moments(x, plan, j, plan.unit_begin(p), plan.unit_begin(p + 1));
+        parts[3 * task] = st.count;
+        parts[3 * task + 1] = st.mean;
+        parts[3 * task + 2] = st.m2;
+      });
+      for (int64_t j = 0; j < c; ++j) {
+        Stat st;
+        for (int64_t p = 0; p < plan.parts; ++p) {
+          const double* q = parts + 3 * (j * plan.parts + p);
+          st.merge(q[0], q[1], q[2]);
+        }
+        ch_mean[j] = st.mean;
+        ch_var[j] = st.m2 / st.count;
+        finish_channel(j);
+      }
+      normalize(x, y, sh, mean_f, scale, shift, relu);
+    }
+  } else {
+    const RowsPlan plan(sh);
+    rows_channel_moments(x, sh, plan, ch_mean, ch_var);
+    for (int64_t j = 0; j < c; ++j) finish_channel(j);
+    normalize(x, y, sh, mean_f, scale, shift, relu);
+  }
+
+  bool finite = true;
+  for (int64_t j = 0; j < c; ++j)
+    finite = finite && finite_as_float(ch_mean[j]) && finite_as_float(ch_var[j]) &&
+             std::isfinite(invstd_f[j]);
+  if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);
+  if (save_invstd != nullptr) std::copy(invstd_f, invstd_f + c, save_invstd);
+  if (!finite) return BatchNormStatus::non_finite;  // running statistics untouched (pytorch#90342)
+
+  if (running.mean != nullptr) {
+    const double m = running.momentum;
+    const double bessel = running.unbiased ? static_cast<double>(m_count) / (m_count - 1) : 1.0;
+    for (int64_t j = 0; j < c; ++j) {
+      running.mean[j] = static_cast<float>((1.0 - m) * running.mean[j] + m * ch_mean[j]);
+      running.var[j] = static_cast<float>((1.0 - m) * running.var[j] + m * ch_var[j] * bessel);
+    }
+  }
+  return BatchNormStatus::ok;
+}
+
+void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, const float* weight,
+                                  const float* bias, const float* running_mean,
+                                  const float* running_var, double eps, float* y,
+                                  Activation activation) {
+  using namespace kernels;
+  validate(sh);
+  check_eps(eps);
+  if (sh.numel() == 0) return;
+  check_not_null(x, "x");
+  check_not_null(y, "y");
+  check_not_null(running_mean, "running_mean");
+  check_not_null(running_var, "running_var");
+  const int64_t c = sh.c;
+  float* scale = t_workspace.channel_f(2 * c);
+  float* shift = scale + c;
+  // y = (x - running_mean) * scale + shift, scale = weight / sqrt(running_var + eps).
+  for (int64_t j = 0; j < c; ++j) {
+    const double w = weight != nullptr ? weight[j] : 1.0;
+    scale[j] = static_cast<float>(w / std::sqrt(static_cast<double>(running_var[j]) + eps));
+    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+  }
+  normalize(x, y, sh, running_mean, scale, shift, activation == Activation::relu);
+}
+
+void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& sh,
+                         const float* weight, const float* save_mean, const float* save_invstd,
+                         float* dx, float* dweight, float* dbias, Activation activation,
+                         const float* y) {
+  using namespace kernels;
+  validate(sh);
+  if (sh.numel() == 0) {
+    if (dweight != nullptr) std::fill(dweight, dweight + sh.c, 0.0f);
+    if (dbias != nullptr) std::fill(dbias, dbias + sh.c, 0.0f);
+    return;
+  }
+  check_not_null(x, "x");
+  check_not_null(dy, "dy");
+  check_not_null(save_mean, "save_mean");
+  check_not_null(save_invstd, "save_invstd");
+  const float* relu_y = nullptr;
+  if (activation == Activation::relu) {
+    check_not_null(y, "y (the fused ReLU's output, needed for its mask)");
+    relu_y = y;
+  }
+  if (dx == nullptr && dweight == nullptr && dbias == nullptr) return;
+
+  const int64_t c = sh.c;
+  const double m_count = static_cast<double>(sh.per_channel());
+  double* sum_dy = t_workspace.channel_d(2 * c);
+  double* sum_dy_xmu = sum_dy + c;
+  float* coef = t_workspace.channel_f(3 * c);  // a, b, cst of dx = a*g + b*(x - mean) + cst
+  float* coef_b = coef + c;
+  float* coef_c = coef_b + c;
+
+  // From a channel's sums to dweight, dbias and the dx coefficients.
+  auto finish_channel = [&](int64_t j) {
+    const double w = weight != nullptr ? weight[j] : 1.0;
+    const double invstd = save_invstd[j];
+    if (dweight != nullptr) dweight[j] = static_cast<float>(sum_dy_xmu[j] * invstd);
+    if (dbias != nullptr) dbias[j] = static_cast<float>(sum_dy[j]);
+    coef[j] = static_cast<float>(w * invstd);
+    coef_b[j] = static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] / m_count);
+    coef_c[j] = static_cast<float>(-w * invstd * sum_dy[j] / m_count);
+  };
+  auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
+
+  if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    const SpanPlan plan(sh);
+    auto sums = [&](int64_t j, int64_t u0, int64_t u1, double* s, double* sx) {
+      *s = 0.0;
+      *sx = 0.0;
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t off = plan.offset(j, u);
+        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), plan.length(u), save_mean[j],
+                               s, sx);
+      }
+    };
+    auto grad_input = [&](int64_t j, int64_t u) {
+      const int64_t off = plan.offset(j, u);
+      loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.length(u),
+                              save_mean[j], coef[j], coef_b[j], coef_c[j]);
+    };
+    if (plan.parts == 1) {
+      // Fused: sums, then dx while the channel's x and dy are still in L2.
+      parallel_for(c, 3 * sh.numel(), [&](int64_t j) {
+        sums(j, 0, plan.units, &sum_dy[j], &sum_dy_xmu[j]);
+        finish_channel(j);
+        if (dx != nullptr)
+          for (int64_t u = plan.units - 1; u >= 0; --u) grad_input(j, u);
+      });
+      return;
+    }
+    double* parts = t_workspace.d(static_cast<size_t>(2 * c * plan.parts));
+    parallel_for(c * plan.parts, 2 * sh.numel(), [&](int64_t task) {
+      const int64_t j = task / plan.parts, p = task % plan.parts;
+      sums(j, plan.unit_begin(p), plan.unit_begin(p + 1), &parts[2 * task], &parts[2 * task + 1]);
+    });
+    for (int64_t j = 0; j < c; ++j) {
+      sum_dy[j] = sum_dy_xmu[j] = 0.0;
+      for (int64_t p = 0; p < plan.parts; ++p) {
+        sum_dy[j] += parts[2 * (j * plan.parts + p)];
+        sum_dy_xmu[j] += parts[2 * (j * plan.parts + p) + 1];
+      }
+      finish_channel(j);
+    }
+    if (dx != nullptr)
+      parallel_for(c * plan.units, 3 * sh.numel(),
+                   [&](int64_t task) { grad_input(task / plan.units, task % plan.units); });
+    return;
+  }
+
+  // The rows view: per-column sums by (row part, tile) tasks, merged in order.
+  const RowsPlan plan(sh);
+  const int64_t cols = plan.width;
+  double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.parts * cols));
+  double* part_sx = part_s + plan.parts * cols;
+  float* col = t_workspace.f(static_cast<size_t>(4 * cols));
+  const float* mean_cols = per_column(save_mean, plan, col);
+  parallel_for(plan.parts * plan.tiles, 2 * sh.numel(), [&](int64_t task) {
+    const int64_t p = task / plan.tiles, t = task % plan.tiles;
+    const int64_t w0 = t * plan.tile, tw = std::min(plan.tile, cols - w0);
+    const int64_t r0 = plan.row_begin(p), r1 = plan.row_begin(p + 1);
+    std::fill(part_s + p * cols + w0, part_s + p * cols + w0 + tw, 0.0);
+    std::fill(part_sx + p * cols + w0, part_sx + p * cols + w0 + tw, 0.0);
+    float scr[2 * kTileWidth];
+    for (int64_t r = r0; r < r1; r += plan.block_rows) {
+      const int64_t br = std::min(plan.block_rows, r1 - r);
+      const int64_t off = r * cols + w0;
+      loops().rows_grad_sums(x + off, dy + off, at(relu_y, off), br, cols, tw, mean_cols + w0,
+                             part_s + p * cols + w0, part_sx + p * cols + w0, scr);
+    }
+  });
+  for (int64_t j = 0; j < c; ++j) {
+    sum_dy[j] = sum_dy_xmu[j] = 0.0;
+    for (int64_t w = j * plan.per_column_group; w < (j + 1) * plan.per_column_group; ++w)
+      for (int64_t p = 0; p < plan.parts; ++p) {
+        sum_dy[j] += part_s[p * cols + w];
+        sum_dy_xmu[j] += part_sx[p * cols + w];
+      }
+    finish_channel(j);
+  }
+  if (dx == nullptr) return;
+  float* cols_a = col + cols;
+  const float* a = per_column(coef, plan, cols_a);
+  const float* b = per_column(coef_b, plan, cols_a + cols);
+  const float* cst = per_column(coef_c, plan, cols_a + 2 * cols);
+  const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
+  parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
+    const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
+    const int64_t off = r0 * cols;
+    loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, r1 - r0, cols, cols,
+                            mean_cols, a, b, cst);
+  });
+}
+
+std::string batch_norm_kernel_variant() { return loops().name; }
+
+std::string batch_norm_kernel_variants() {
+  std::string out = "auto";
+  for (int i = 0; i < kernels::simd_variant_count(); ++i)
+    out += std::string(",") + kernels::simd_loops(i)->name;
+  return out + ",plain";
+}
+
+void set_batch_norm_kernel_variant(const std::string& name) {
+  using namespace kernels;
+  if (name == "auto") {
+    g_loops.store(simd_variant_count() > 0 ? simd_loops(0) : plain_loops());
+    return;
+  }
+  if (name == "plain") {
+    g_loops.store(plain_loops());
+    return;
+  }
+  for (int i = 0; i < simd_variant_count(); ++i)
+    if (name == simd_loops(i)->name) {
+      g_loops.store(simd_loops(i));
+      return;
+    }
+  throw Error("unknown kernel variant '" + name + "'; this CPU runs: " +
+              batch_norm_kernel_variants());
+}
+
+}  // namespace bnlab

@@ -1,0 +1,77 @@
+// The inner loops of the batch-norm kernels: the only code that touches every
+// element. batch_norm.cpp plans the work (blocks, threads, merges, running
+// statistics) and calls these through a table, so one plan serves the plain
+// reference loops (batch_norm_plain.cpp) and the vector ones compiled for each
+// instruction set by Highway (batch_norm_simd.cpp), chosen at run time.
+//
+// Two shapes of block:
+//  - a span: len contiguous values of one channel (channels-first rows);
+//  - rows: `rows` rows of `width` columns, consecutive rows `stride` floats
+//    apart, each column its own channel (channels-last, or channels-first with
+//    a small spatial size viewed as rows of c*s positions).
+// Per-element math is in float; every sum leaves a loop as a double, and the
+// caller merges blocks in double (Chan et al.'s pairwise update), so the
+// statistics are stable however many values a channel has.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::kernels {
+
+// Mean and sum of squared deviations of one block.
+struct Moments {
+  double mean = 0.0;
+  double m2 = 0.0;
+};
+
+// Blocks stay in L1 between the passes a loop makes over them.
+constexpr int64_t kSpanBlock = 4096;  // floats in one span block (16 KiB)
+constexpr int64_t kRowsBlock = 4096;  // floats in one rows block, rows * width
+
+struct BatchNormLoops {
+  const char* name;
+
+  // Two passes over the span (the second from L1): the shifted sum gives the
+  // mean, then sum((x - mean)^2) corrected by (sum(x - mean))^2 / len.
+  Moments (*span_moments)(const float* x, int64_t len);
+
+  // y = (x - mean) * scale + shift, then max(y, 0) when relu.
+  void (*span_normalize)(const float* x, float* y, int64_t len, float mean, float scale,
+                         float shift, bool relu);
+
+  // sum_dy += sum(g), sum_dy_xmu += sum(g * (x - mean)), where g = dy, or
+  // g = (y > 0 ? dy : 0) when relu_y (the fused ReLU's output) is not null.
+  void (*span_grad_sums)(const float* x, const float* dy, const float* relu_y, int64_t len,
+                         float mean, double* sum_dy, double* sum_dy_xmu);
+
+  // dx = a * g + b * (x - mean) + c, with g as above.
+  void (*span_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,
+                          int64_t len, float mean, float a, float b, float c);
+
+  // Per column w of a rows block: mean[w] and m2[w] (the span method, column-wise).
+  // scratch holds 2 * width floats.
+  void (*rows_moments)(const float* x, int64_t rows, int64_t stride, int64_t width,
+                       double* mean, double* m2, float* scratch);
+
+  // y[r, w] = (x[r, w] - mean[w]) * scale[w] + shift[w], then ReLU when relu.
+  void (*rows_normalize)(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                         const float* mean, const float* scale, const float* shift, bool relu);
+
+  // sum_dy[w] += sum_r g, sum_dy_xmu[w] += sum_r g * (x - mean[w]); scratch: 2 * width floats.
+  void (*rows_grad_sums)(const float* x, const float* dy, const float* relu_y, int64_t rows,
+                         int64_t stride, int64_t width, const float* mean, double* sum_dy,
+                         double* sum_dy_xmu, float* scratch);
+
+  // dx[r, w] = a[w] * g + b[w] * (x - mean[w]) + c[w].
+  void (*rows_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,
+                          int64_t rows, int64_t stride, int64_t width, const float* mean,
+                          const float* a, const float* b, const float* c);
+};
+
+const BatchNormLoops* plain_loops();
+
+// The vector variants this CPU runs, best first (from batch_norm_simd.cpp).
+int simd_variant_count();
+const BatchNormLoops* simd_loops(int index);
+
+}  // namespace bnlab::kernels

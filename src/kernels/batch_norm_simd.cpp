@@ -1,0 +1,359 @@
+// The vector loops, written once with Google Highway and compiled for each
+// x86 instruction set (AVX-512, AVX2, SSE4, ...); batch_norm.cpp picks the
+// best the CPU runs. Each function computes exactly what its twin in
+// batch_norm_plain.cpp computes, lane by lane; see batch_norm_loops.hpp for
+// the contract of each.
+//
+// Tails shorter than a vector go through masked loads and stores, so no loop
+// here falls back to one element at a time.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/batch_norm_simd.cpp"
+#include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/highway.h>
+
+#include <algorithm>
+
+#include "kernels/batch_norm_loops.hpp"
+
+HWY_BEFORE_NAMESPACE();
+namespace bnlab::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using D = hn::ScalableTag<float>;
+using V = hn::Vec<D>;
+constexpr int64_t kMaxLanes = 64;  // more than any x86 vector holds; sizes the lane buffers
+
+// Loads len - i (< one vector) values with the other lanes zero.
+HWY_INLINE V LoadTail(D d, const float* p, size_t count) {
+  return hn::MaskedLoad(hn::FirstN(d, count), d, p);
+}
+
+HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
+
+// g = dy, or 0 where the fused ReLU's output is not positive.
+template <bool kRelu>
+HWY_INLINE V Grad(D d, V dy, const float* relu_y) {
+  if constexpr (kRelu) {
+    return hn::IfThenElseZero(hn::Gt(hn::LoadU(d, relu_y), hn::Zero(d)), dy);
+  } else {
+    return dy;
+  }
+}
+
+Moments SpanMoments(const float* x, int64_t len) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  // Pass 1: shifted sum; four accumulators keep the adds independent.
+  const V shift = hn::Set(d, x[0]);
+  V s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 4 * n <= len; i += 4 * n) {
+    s0 = hn::Add(s0, hn::Sub(hn::LoadU(d, x + i), shift));
+    s1 = hn::Add(s1, hn::Sub(hn::LoadU(d, x + i + n), shift));
+    s2 = hn::Add(s2, hn::Sub(hn::LoadU(d, x + i + 2 * n), shift));
+    s3 = hn::Add(s3, hn::Sub(hn::LoadU(d, x + i + 3 * n), shift));
+  }
+  for (; i + n <= len; i += n) s0 = hn::Add(s0, hn::Sub(hn::LoadU(d, x + i), shift));
+  if (i < len) {
+    const auto m = hn::FirstN(d, static_cast<size_t>(len - i));
+    s1 = hn::Add(s1, hn::IfThenElseZero(m, hn::Sub(LoadTail(d, x + i, len - i), shift)));
+  }
+  const float sum = Sum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  const float mean_f = static_cast<float>(x[0] + static_cast<double>(sum) / len);
+  // Pass 2, from L1: deviations and squared deviations.
+  const V mean = hn::Set(d, mean_f);
+  V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+  i = 0;
+  for (; i + 2 * n <= len; i += 2 * n) {
+    const V d0 = hn::Sub(hn::LoadU(d, x + i), mean);
+    const V d1 = hn::Sub(hn::LoadU(d, x + i + n), mean);
+    a0 = hn::Add(a0, d0);
+    a1 = hn::Add(a1, d1);
+    q0 = hn::MulAdd(d0, d0, q0);
+    q1 = hn::MulAdd(d1, d1, q1);
+  }
+  for (; i < len; i += n) {
+    const auto m = hn::FirstN(d, static_cast<size_t>(std::min(n, len - i)));
+    const V d0 = hn::IfThenElseZero(m, hn::Sub(LoadTail(d, x + i, std::min(n, len - i)), mean));
+    a0 = hn::Add(a0, d0);
+    q0 = hn::MulAdd(d0, d0, q0);
+  }
+  const double dev = Sum(d, hn::Add(a0, a1));
+  const double dev2 = Sum(d, hn::Add(q0, q1));
+  return {mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
+}
+
+// y = (x - mean) * scale + shift over n_full vectors and a masked tail.
+HWY_INLINE V Normalize(V x, V mean, V scale, V shift, bool relu, D d) {
+  const V v = hn::MulAdd(hn::Sub(x, mean), scale, shift);
+  return relu ? hn::Max(v, hn::Zero(d)) : v;
+}
+
+void SpanNormalize(const float* x, float* y, int64_t len, float mean_s, float scale_s,
+                   float shift_s, bool relu) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const V mean = hn::Set(d, mean_s), scale = hn::Set(d, scale_s), shift = hn::Set(d, shift_s);
+  int64_t i = 0;
+  for (; i + n <= len; i += n)
+    hn::StoreU(Normalize(hn::LoadU(d, x + i), mean, scale, shift, relu, d), d, y + i);
+  if (i < len) {
+    const auto m = hn::FirstN(d, static_cast<size_t>(len - i));
+    hn::BlendedStore(Normalize(LoadTail(d, x + i, len - i), mean, scale, shift, relu, d), m, d,
+                     y + i);
+  }
+}
+
+template <bool kRelu>
+void SpanGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t len,
+                   float mean_s, double* sum_dy, double* sum_dy_xmu) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const V mean = hn::Set(d, mean_s);
+  V s0 = hn::Zero(d), s1 = hn::Zero(d), p0 = hn::Zero(d), p1 = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + 2 * n <= len; i += 2 * n) {
+    const V g0 = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
+    const V g1 = Grad<kRelu>(d, hn::LoadU(d, dy + i + n), relu_y + i + n);
+    s0 = hn::Add(s0, g0);
+    s1 = hn::Add(s1, g1);
+    p0 = hn::MulAdd(g0, hn::Sub(hn::LoadU(d, x + i), mean), p0);
+    p1 = hn::MulAdd(g1, hn::Sub(hn::LoadU(d, x + i + n), mean), p1);
+  }
+  for (; i < len; i += n) {
+    const size_t count = static_cast<size_t>(std::min(n, len - i));
+    const auto m = hn::FirstN(d, count);
+    V g = LoadTail(d, dy + i, count);  // zero past the end, so the products are zero too
+    if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+    s0 = hn::Add(s0, g);
+    p0 = hn::MulAdd(g, hn::IfThenElseZero(m, hn::Sub(LoadTail(d, x + i, count), mean)), p0);
+  }
+  *sum_dy += Sum(d, hn::Add(s0, s1));
+  *sum_dy_xmu += Sum(d, hn::Add(p0, p1));
+}
+
+void SpanGradSums(const float* x, const float* dy, const float* relu_y, int64_t len, float mean,
+                  double* sum_dy, double* sum_dy_xmu) {
+  if (relu_y != nullptr) {
+    SpanGradSumsT<true>(x, dy, relu_y, len, mean, sum_dy, sum_dy_xmu);
+  } else {
+    SpanGradSumsT<false>(x, dy, relu_y, len, mean, sum_dy, sum_dy_xmu);
+  }
+}
+
+template <bool kRelu>
+void SpanGradInputT(const float* x, const float* dy, const float* relu_y, float* dx, int64_t len,
+                    float mean_s, float a_s, float b_s, float c_s) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const V mean = hn::Set(d, mean_s), a = hn::Set(d, a_s), b = hn::Set(d, b_s), c = hn::Set(d, c_s);
+  int64_t i = 0;
+  for (; i + n <= len; i += n) {
+    const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
+    const V xmu = hn::Sub(hn::LoadU(d, x + i), mean);
+    hn::StoreU(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), d, dx + i);
+  }
+  if (i < len) {
+    const size_t count = static_cast<size_t>(len - i);
+    V g = LoadTail(d, dy + i, count);
+    if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+    const V xmu = hn::Sub(LoadTail(d, x + i, count), mean);
+    hn::BlendedStore(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), hn::FirstN(d, count), d, dx + i);
+  }
+}
+
+void SpanGradInput(const float* x, const float* dy, const float* relu_y, float* dx, int64_t len,
+                   float mean, float a, float b, float c) {
+  if (relu_y != nullptr) {
+    SpanGradInputT<true>(x, dy, relu_y, dx, len, mean, a, b, c);
+  } else {
+    SpanGradInputT<false>(x, dy, relu_y, dx, len, mean, a, b, c);
+  }
+}
+
+// Rows blocks: columns go across the lanes, rows down the loop. `count` lanes
+// of each column vector are live (the last vector of a row may be partial).
+void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
+                 double* m2_out, float* /*scratch: the plain loop's; lanes go through buf*/) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  alignas(64) float buf[3 * kMaxLanes];
+  float* scratch = buf;
+  for (int64_t w = 0; w < width; w += n) {
+    const size_t count = static_cast<size_t>(std::min(n, width - w));
+    const auto live = hn::FirstN(d, count);
+    // Pass 1: shifted sum, shift = the block's first row; two rows at a time.
+    const V shift = LoadTail(d, x + w, count);
+    V s0 = hn::Zero(d), s1 = hn::Zero(d);
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+      s0 = hn::Add(s0, hn::Sub(LoadTail(d, x + r * stride + w, count), shift));
+      s1 = hn::Add(s1, hn::Sub(LoadTail(d, x + (r + 1) * stride + w, count), shift));
+    }
+    if (r < rows) s0 = hn::Add(s0, hn::Sub(LoadTail(d, x + r * stride + w, count), shift));
+    const V sum = hn::Add(s0, s1);
+    hn::StoreU(sum, d, scratch);
+    hn::StoreU(shift, d, scratch + n);
+    for (size_t k = 0; k < count; ++k)
+      mean_out[w + k] = scratch[n + k] + static_cast<double>(scratch[k]) / rows;
+    // Pass 2, from L1: deviations and squared deviations.
+    for (size_t k = 0; k < count; ++k) scratch[k] = static_cast<float>(mean_out[w + k]);
+    const V mean = hn::LoadU(d, scratch);
+    V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+    r = 0;
+    for (; r + 2 <= rows; r += 2) {
+      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
+      const V d1 =
+          hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + (r + 1) * stride + w, count), mean));
+      a0 = hn::Add(a0, d0);
+      a1 = hn::Add(a1, d1);
+      q0 = hn::MulAdd(d0, d0, q0);
+      q1 = hn::MulAdd(d1, d1, q1);
+    }
+    if (r < rows) {
+      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
+      a0 = hn::Add(a0, d0);
+      q0 = hn::MulAdd(d0, d0, q0);
+    }
+    hn::StoreU(hn::Add(a0, a1), d, scratch + n);
+    hn::StoreU(hn::Add(q0, q1), d, scratch + 2 * n);
+    for (size_t k = 0; k < count; ++k) {
+      const double dev = scratch[n + k], dev2 = scratch[2 * n + k];
+      mean_out[w + k] = scratch[k] + dev / rows;
+      m2_out[w + k] = std::max(dev2 - dev * dev / rows, 0.0);
+    }
+  }
+}
+
+void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                   const float* mean, const float* scale, const float* shift, bool relu) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    float* yr = y + r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V v = Normalize(hn::LoadU(d, xr + w), hn::LoadU(d, mean + w), hn::LoadU(d, scale + w),
+                            hn::LoadU(d, shift + w), relu, d);
+      hn::StoreU(v, d, yr + w);
+    }
+    if (w < width) {
+      const size_t count = static_cast<size_t>(width - w);
+      const V v = Normalize(LoadTail(d, xr + w, count), LoadTail(d, mean + w, count),
+                            LoadTail(d, scale + w, count), LoadTail(d, shift + w, count), relu, d);
+      hn::BlendedStore(v, hn::FirstN(d, count), d, yr + w);
+    }
+  }
+}
+
+template <bool kRelu>
+void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t rows,
+                   int64_t stride, int64_t width, const float* mean_p, double* sum_dy,
+                   double* sum_dy_xmu, float* /*scratch*/) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  alignas(64) float scratch[2 * kMaxLanes];
+  for (int64_t w = 0; w < width; w += n) {
+    const size_t count = static_cast<size_t>(std::min(n, width - w));
+    const auto live = hn::FirstN(d, count);
+    const V mean = LoadTail(d, mean_p + w, count);
+    V s = hn::Zero(d), p = hn::Zero(d);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t i = r * stride + w;
+      V g = LoadTail(d, dy + i, count);
+      if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+      s = hn::Add(s, g);
+      p = hn::MulAdd(g, hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + i, count), mean)), p);
+    }
+    hn::StoreU(s, d, scratch);
+    hn::StoreU(p, d, scratch + n);
+    for (size_t k = 0; k < count; ++k) {
+      sum_dy[w + k] += scratch[k];
+      sum_dy_xmu[w + k] += scratch[n + k];
+    }
+  }
+}
+
+void RowsGradSums(const float* x, const float* dy, const float* relu_y, int64_t rows,
+                  int64_t stride, int64_t width, const float* mean, double* sum_dy,
+                  double* sum_dy_xmu, float* scratch) {
+  if (relu_y != nullptr) {
+    RowsGradSumsT<true>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu, scratch);
+  } else {
+    RowsGradSumsT<false>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu, scratch);
+  }
+}
+
+template <bool kRelu>
+void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
+                    int64_t stride, int64_t width, const float* mean, const float* a,
+                    const float* b, const float* c) {
+  const D d;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t w = 0; w < width; w += n) {
+      const size_t count = static_cast<size_t>(std::min(n, width - w));
+      const int64_t i = r * stride + w;
+      V g = LoadTail(d, dy + i, count);
+      if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+      const V xmu = hn::Sub(LoadTail(d, x + i, count), LoadTail(d, mean + w, count));
+      const V out = hn::MulAdd(LoadTail(d, a + w, count), g,
+                               hn::MulAdd(LoadTail(d, b + w, count), xmu, LoadTail(d, c + w, count)));
+      hn::BlendedStore(out, hn::FirstN(d, count), d, dx + i);
+    }
+  }
+}
+
+void RowsGradInput(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
+                   int64_t stride, int64_t width, const float* mean, const float* a,
+                   const float* b, const float* c) {
+  if (relu_y != nullptr) {
+    RowsGradInputT<true>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
+  } else {
+    RowsGradInputT<false>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
+  }
+}
+
+const BatchNormLoops* GetLoops() {
+  static const BatchNormLoops loops{hwy::TargetName(HWY_TARGET), SpanMoments,   SpanNormalize,
+                                    SpanGradSums,                SpanGradInput, RowsMoments,
+                                    RowsNormalize,               RowsGradSums,  RowsGradInput};
+  return &loops;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace bnlab::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <vector>
+
+namespace bnlab::kernels {
+
+HWY_EXPORT(GetLoops);
+
+namespace {
+// The tables of every compiled target this CPU supports, best first. Each is
+// fetched by narrowing Highway's dispatch to one target at a time.
+const std::vector<const BatchNormLoops*>& supported_tables() {
+  static const std::vector<const BatchNormLoops*> tables = [] {
+    std::vector<const BatchNormLoops*> out;
+    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+      if (target == HWY_SCALAR || target == HWY_EMU128) continue;  // the plain loops cover these
+      hwy::SetSupportedTargetsForTest(target);
+      out.push_back(HWY_DYNAMIC_DISPATCH(GetLoops)());
+    }
+    hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+    return out;
+  }();
+  return tables;
+}
+}  // namespace
+
+int simd_variant_count() { return static_cast<int>(supported_tables().size()); }
+const BatchNormLoops* simd_loops(int index) { return supported_tables()[index]; }
+
+}  // namespace bnlab::kernels
+#endif  // HWY_ONCE
