@@ -37,7 +37,7 @@ namespace {
 constexpr int64_t kSpanMin = 64;         // channels-first rows shorter than this use the rows view
 constexpr int64_t kFuseMinChannels = 16;  // from here on a thread takes whole channels
 constexpr int64_t kTargetTasks = 32;      // tasks to cut a channel-poor tensor into
-constexpr int64_t kTileWidth = 256;       // columns a rows task takes at once
+constexpr int64_t kTileWidth = kRowsMaxWidth;  // columns a rows task takes at once
 
 std::atomic<const BatchNormLoops*> g_loops{nullptr};
 
@@ -50,13 +50,30 @@ const BatchNormLoops& loops() {
   return *l;
 }
 
+// Vectors whose storage starts on a cache line: a 64-byte vector load from
+// them never straddles two lines.
+template <class T>
+struct CacheLineAllocator {
+  using value_type = T;
+  CacheLineAllocator() = default;
+  template <class U>
+  CacheLineAllocator(const CacheLineAllocator<U>&) {}
+  T* allocate(size_t count) {
+    return static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t(64)));
+  }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const CacheLineAllocator&) const { return true; }
+};
+
 // Scratch that lives with the calling thread and only grows: no allocation
 // once a shape has been seen.
 struct Workspace {
-  std::vector<double> doubles;  // block partials
-  std::vector<float> floats;    // per-column values of the rows view
-  std::vector<double> channel_doubles;
-  std::vector<float> channel_floats;
+  template <class T>
+  using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
+  AlignedVector<double> doubles;  // block partials
+  AlignedVector<float> floats;    // per-column values of the rows view
+  AlignedVector<double> channel_doubles;
+  AlignedVector<float> channel_floats;
   static void grow(auto& v, int64_t count) {
     if (v.size() < static_cast<size_t>(count)) v.resize(static_cast<size_t>(count));
   }
@@ -151,11 +168,14 @@ struct RowsPlan {
     per_column_group = last ? 1 : sh.s;
     tile = std::min<int64_t>(width, kTileWidth);
     tiles = (width + tile - 1) / tile;
-    block_rows = std::max<int64_t>(16, kRowsBlock / std::max<int64_t>(tile, 1));
+    block_rows = std::max<int64_t>(32, kRowsBlock / std::max<int64_t>(tile, 1));
     const int64_t want = std::max<int64_t>(1, kTargetTasks / tiles);
     parts = std::clamp<int64_t>(rows / (4 * block_rows), 1, want);
   }
   int64_t row_begin(int64_t part) const { return rows * part / parts; }
+  // Floats between per-column arrays laid one after another: a whole number of
+  // cache lines, so each array starts on one.
+  int64_t column_pitch() const { return (width + 15) / 16 * 16; }
   // Column w's channel: channels-first views group s positions per channel.
   int64_t channel(int64_t w) const { return w / per_column_group; }
 };
@@ -178,17 +198,20 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
     double count = 0.0;
     for (int64_t r = r0; r < r1; r += plan.block_rows) {
       const int64_t br = std::min(plan.block_rows, r1 - r);
-      loops().rows_moments(x + r * cols + w0, br, cols, tw, block_mean, block_m2, scr);
-      for (int64_t k = 0; k < tw; ++k) {
-        if (count == 0.0) {
-          pm[k] = block_mean[k];
-          pq[k] = block_m2[k];
-          continue;
+      double* bm = count == 0.0 ? pm : block_mean;  // the first block lands in place
+      double* bq = count == 0.0 ? pq : block_m2;
+      loops().rows_moments(x + r * cols + w0, br, cols, tw, bm, bq, scr);
+      if (count > 0.0) {
+        // Chan's update with the count factors shared by every column of the
+        // block, so the loop over columns has no division.
+        const double total = count + static_cast<double>(br);
+        const double weight_new = static_cast<double>(br) / total;
+        const double weight_cross = count * static_cast<double>(br) / total;
+        for (int64_t k = 0; k < tw; ++k) {
+          const double delta = block_mean[k] - pm[k];
+          pm[k] += delta * weight_new;
+          pq[k] += block_m2[k] + delta * delta * weight_cross;
         }
-        Stat st{count, pm[k], pq[k]};
-        st.merge(static_cast<double>(br), block_mean[k], block_m2[k]);
-        pm[k] = st.mean;
-        pq[k] = st.m2;
       }
       count += static_cast<double>(br);
     }
@@ -205,9 +228,10 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
   }
 }
 
-// Broadcasts per-channel values over the rows view's columns (identity for channels-last).
-const float* per_column(const float* per_channel, const RowsPlan& plan, float* out) {
-  if (plan.per_column_group == 1) return per_channel;
+// Broadcasts per-channel values over the rows view's columns into out (which
+// starts on a cache line). Copied for channels-last too: the copy is small,
+// and the caller's array may straddle lines on every vector load.
+float* per_column(const float* per_channel, const RowsPlan& plan, float* out) {
   for (int64_t w = 0; w < plan.width; ++w) out[w] = per_channel[plan.channel(w)];
   return out;
 }
@@ -225,10 +249,11 @@ void normalize(const float* x, float* y, const BatchNormShape& sh, const float* 
     return;
   }
   const RowsPlan plan(sh);
-  float* cols = t_workspace.f(static_cast<size_t>(3 * plan.width));
+  const int64_t pitch = plan.column_pitch();
+  float* cols = t_workspace.f(static_cast<size_t>(3 * pitch));
   const float* m = per_column(mean, plan, cols);
-  const float* sc = per_column(scale, plan, cols + plan.width);
-  const float* sf = per_column(shift, plan, cols + 2 * plan.width);
+  const float* sc = per_column(scale, plan, cols + pitch);
+  const float* sf = per_column(shift, plan, cols + 2 * pitch);
   const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
   parallel_for(chunks, sh.numel(), [&](int64_t k) {
     const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
@@ -491,7 +516,8 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
   const int64_t cols = plan.width;
   double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.parts * cols));
   double* part_sx = part_s + plan.parts * cols;
-  float* col = t_workspace.f(static_cast<size_t>(4 * cols));
+  const int64_t pitch = plan.column_pitch();
+  float* col = t_workspace.f(static_cast<size_t>(4 * pitch));
   const float* mean_cols = per_column(save_mean, plan, col);
   parallel_for(plan.parts * plan.tiles, 2 * sh.numel(), [&](int64_t task) {
     const int64_t p = task / plan.tiles, t = task % plan.tiles;
@@ -517,10 +543,9 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
     finish_channel(j);
   }
   if (dx == nullptr) return;
-  float* cols_a = col + cols;
-  const float* a = per_column(coef, plan, cols_a);
-  const float* b = per_column(coef_b, plan, cols_a + cols);
-  const float* cst = per_column(coef_c, plan, cols_a + 2 * cols);
+  const float* a = per_column(coef, plan, col + pitch);
+  const float* b = per_column(coef_b, plan, col + 2 * pitch);
+  const float* cst = per_column(coef_c, plan, col + 3 * pitch);
   const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
   parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
     const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;

@@ -27,6 +27,7 @@ struct Moments {
 // Blocks stay in L1 between the passes a loop makes over them.
 constexpr int64_t kSpanBlock = 4096;  // floats in one span block (16 KiB)
 constexpr int64_t kRowsBlock = 4096;  // floats in one rows block, rows * width
+constexpr int64_t kRowsMaxWidth = 256;  // columns one rows_* call takes at most
 
 struct BatchNormLoops {
   const char* name;
@@ -48,7 +49,8 @@ struct BatchNormLoops {
   void (*span_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,
                           int64_t len, float mean, float a, float b, float c);
 
-  // Per column w of a rows block: mean[w] and m2[w] (the span method, column-wise).
+  // Per column w of a rows block (width <= kRowsMaxWidth): mean[w] and m2[w]
+  // (the span method, column-wise).
   // scratch holds 2 * width floats.
   void (*rows_moments)(const float* x, int64_t rows, int64_t stride, int64_t width,
                        double* mean, double* m2, float* scratch);

@@ -178,30 +178,36 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
                  double* m2_out, float* /*scratch: the plain loop's; lanes go through buf*/) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  // Pass 1, row by row so that memory is read in order (the pass that goes to
+  // DRAM): shifted sums per column, shift = the block's first row.
+  alignas(64) float sum[kRowsMaxWidth + kMaxLanes];
+  for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V v = hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w));
+      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    }
+    if (w < width) {
+      const size_t count = static_cast<size_t>(width - w);
+      const V v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
+      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    }
+  }
+  // Pass 2, column vector by column vector, from L1: deviations from the mean.
   alignas(64) float buf[3 * kMaxLanes];
-  float* scratch = buf;
+  const double inv_rows = 1.0 / static_cast<double>(rows);
   for (int64_t w = 0; w < width; w += n) {
     const size_t count = static_cast<size_t>(std::min(n, width - w));
     const auto live = hn::FirstN(d, count);
-    // Pass 1: shifted sum, shift = the block's first row; two rows at a time.
-    const V shift = LoadTail(d, x + w, count);
-    V s0 = hn::Zero(d), s1 = hn::Zero(d);
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-      s0 = hn::Add(s0, hn::Sub(LoadTail(d, x + r * stride + w, count), shift));
-      s1 = hn::Add(s1, hn::Sub(LoadTail(d, x + (r + 1) * stride + w, count), shift));
+    for (size_t k = 0; k < count; ++k) {
+      mean_out[w + k] = x[w + k] + static_cast<double>(sum[w + k]) * inv_rows;
+      buf[k] = static_cast<float>(mean_out[w + k]);
     }
-    if (r < rows) s0 = hn::Add(s0, hn::Sub(LoadTail(d, x + r * stride + w, count), shift));
-    const V sum = hn::Add(s0, s1);
-    hn::StoreU(sum, d, scratch);
-    hn::StoreU(shift, d, scratch + n);
-    for (size_t k = 0; k < count; ++k)
-      mean_out[w + k] = scratch[n + k] + static_cast<double>(scratch[k]) / rows;
-    // Pass 2, from L1: deviations and squared deviations.
-    for (size_t k = 0; k < count; ++k) scratch[k] = static_cast<float>(mean_out[w + k]);
-    const V mean = hn::LoadU(d, scratch);
+    const V mean = hn::Load(d, buf);
     V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
-    r = 0;
+    int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
       const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
       const V d1 =
@@ -216,16 +222,18 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
       a0 = hn::Add(a0, d0);
       q0 = hn::MulAdd(d0, d0, q0);
     }
-    hn::StoreU(hn::Add(a0, a1), d, scratch + n);
-    hn::StoreU(hn::Add(q0, q1), d, scratch + 2 * n);
+    hn::Store(hn::Add(a0, a1), d, buf + n);
+    hn::Store(hn::Add(q0, q1), d, buf + 2 * n);
     for (size_t k = 0; k < count; ++k) {
-      const double dev = scratch[n + k], dev2 = scratch[2 * n + k];
-      mean_out[w + k] = scratch[k] + dev / rows;
-      m2_out[w + k] = std::max(dev2 - dev * dev / rows, 0.0);
+      const double dev = buf[n + k], dev2 = buf[2 * n + k];
+      mean_out[w + k] = buf[k] + dev * inv_rows;
+      m2_out[w + k] = std::max(dev2 - dev * dev * inv_rows, 0.0);
     }
   }
 }
 
+// Row by row, so that memory is read and written in order; mean, scale and
+// shift come from L1 (the caller's copies start on a cache line).
 void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                    const float* mean, const float* scale, const float* shift, bool relu) {
   const D d;
@@ -248,31 +256,42 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
   }
 }
 
+// Row by row, so that memory is read in order; the per-column sums live in
+// L1 arrays (width <= kRowsMaxWidth).
 template <bool kRelu>
 void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t rows,
                    int64_t stride, int64_t width, const float* mean_p, double* sum_dy,
                    double* sum_dy_xmu, float* /*scratch*/) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-  alignas(64) float scratch[2 * kMaxLanes];
+  alignas(64) float s[kRowsMaxWidth + kMaxLanes];
+  alignas(64) float p[kRowsMaxWidth + kMaxLanes];
   for (int64_t w = 0; w < width; w += n) {
-    const size_t count = static_cast<size_t>(std::min(n, width - w));
-    const auto live = hn::FirstN(d, count);
-    const V mean = LoadTail(d, mean_p + w, count);
-    V s = hn::Zero(d), p = hn::Zero(d);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t i = r * stride + w;
-      V g = LoadTail(d, dy + i, count);
-      if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
-      s = hn::Add(s, g);
-      p = hn::MulAdd(g, hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + i, count), mean)), p);
+    hn::Store(hn::Zero(d), d, s + w);
+    hn::Store(hn::Zero(d), d, p + w);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t row = r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
+      const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
+      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
     }
-    hn::StoreU(s, d, scratch);
-    hn::StoreU(p, d, scratch + n);
-    for (size_t k = 0; k < count; ++k) {
-      sum_dy[w + k] += scratch[k];
-      sum_dy_xmu[w + k] += scratch[n + k];
+    if (w < width) {
+      const size_t count = static_cast<size_t>(width - w);
+      V g = LoadTail(d, dy + row + w, count);  // zero past the end, so the products are too
+      if constexpr (kRelu)
+        g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + row + w, count), hn::Zero(d)), g);
+      const V xmu = hn::Sub(LoadTail(d, x + row + w, count), LoadTail(d, mean_p + w, count));
+      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
     }
+  }
+  for (int64_t w = 0; w < width; ++w) {
+    sum_dy[w] += s[w];
+    sum_dy_xmu[w] += p[w];
   }
 }
 
@@ -286,22 +305,33 @@ void RowsGradSums(const float* x, const float* dy, const float* relu_y, int64_t 
   }
 }
 
+// Row by row, so that memory is read and written in order; the per-column
+// coefficients come from L1 (the caller's copies start on a cache line).
 template <bool kRelu>
 void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
-                    int64_t stride, int64_t width, const float* mean, const float* a,
-                    const float* b, const float* c) {
+                    int64_t stride, int64_t width, const float* mean_p, const float* a_p,
+                    const float* b_p, const float* c_p) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t w = 0; w < width; w += n) {
-      const size_t count = static_cast<size_t>(std::min(n, width - w));
-      const int64_t i = r * stride + w;
-      V g = LoadTail(d, dy + i, count);
-      if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
-      const V xmu = hn::Sub(LoadTail(d, x + i, count), LoadTail(d, mean + w, count));
-      const V out = hn::MulAdd(LoadTail(d, a + w, count), g,
-                               hn::MulAdd(LoadTail(d, b + w, count), xmu, LoadTail(d, c + w, count)));
-      hn::BlendedStore(out, hn::FirstN(d, count), d, dx + i);
+    const int64_t row = r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
+      const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
+      const V out = hn::MulAdd(hn::LoadU(d, a_p + w), g,
+                               hn::MulAdd(hn::LoadU(d, b_p + w), xmu, hn::LoadU(d, c_p + w)));
+      hn::StoreU(out, d, dx + row + w);
+    }
+    if (w < width) {
+      const size_t count = static_cast<size_t>(width - w);
+      V g = LoadTail(d, dy + row + w, count);
+      if constexpr (kRelu)
+        g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + row + w, count), hn::Zero(d)), g);
+      const V xmu = hn::Sub(LoadTail(d, x + row + w, count), LoadTail(d, mean_p + w, count));
+      const V out = hn::MulAdd(LoadTail(d, a_p + w, count), g,
+                               hn::MulAdd(LoadTail(d, b_p + w, count), xmu, LoadTail(d, c_p + w, count)));
+      hn::BlendedStore(out, hn::FirstN(d, count), d, dx + row + w);
     }
   }
 }
