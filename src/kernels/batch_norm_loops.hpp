@@ -36,18 +36,20 @@ struct BatchNormLoops {
   // mean, then sum((x - mean)^2) corrected by (sum(x - mean))^2 / len.
   Moments (*span_moments)(const float* x, int64_t len);
 
-  // y = (x - mean) * scale + shift, then max(y, 0) when relu.
+  // y = (x - mean) * scale + shift, then max(y, 0) when relu. With stream, y
+  // is written with non-temporal stores (no read-for-ownership of y's lines):
+  // for outputs too large to be read back from cache.
   void (*span_normalize)(const float* x, float* y, int64_t len, float mean, float scale,
-                         float shift, bool relu);
+                         float shift, bool relu, bool stream);
 
   // sum_dy += sum(g), sum_dy_xmu += sum(g * (x - mean)), where g = dy, or
   // g = (y > 0 ? dy : 0) when relu_y (the fused ReLU's output) is not null.
   void (*span_grad_sums)(const float* x, const float* dy, const float* relu_y, int64_t len,
                          float mean, double* sum_dy, double* sum_dy_xmu);
 
-  // dx = a * g + b * (x - mean) + c, with g as above.
+  // dx = a * g + b * (x - mean) + c, with g as above; stream as for normalize.
   void (*span_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,
-                          int64_t len, float mean, float a, float b, float c);
+                          int64_t len, float mean, float a, float b, float c, bool stream);
 
   // Per column w of a rows block (width <= kRowsMaxWidth): mean[w] and m2[w]
   // (the span method, column-wise).
@@ -57,7 +59,8 @@ struct BatchNormLoops {
 
   // y[r, w] = (x[r, w] - mean[w]) * scale[w] + shift[w], then ReLU when relu.
   void (*rows_normalize)(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                         const float* mean, const float* scale, const float* shift, bool relu);
+                         const float* mean, const float* scale, const float* shift, bool relu,
+                         bool stream);
 
   // sum_dy[w] += sum_r g, sum_dy_xmu[w] += sum_r g * (x - mean[w]); scratch: 2 * width floats.
   void (*rows_grad_sums)(const float* x, const float* dy, const float* relu_y, int64_t rows,
@@ -67,7 +70,10 @@ struct BatchNormLoops {
   // dx[r, w] = a[w] * g + b[w] * (x - mean[w]) + c[w].
   void (*rows_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,
                           int64_t rows, int64_t stride, int64_t width, const float* mean,
-                          const float* a, const float* b, const float* c);
+                          const float* a, const float* b, const float* c, bool stream);
+
+  // Orders the calling thread's streaming stores; each task that streamed calls it.
+  void (*store_fence)();
 };
 
 const BatchNormLoops* plain_loops();

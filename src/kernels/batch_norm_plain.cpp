@@ -27,8 +27,9 @@ Moments span_moments(const float* x, int64_t len) {
   return {mean_f + static_cast<double>(dev) / len, std::max(m2, 0.0)};
 }
 
+// `stream` only changes how vector code stores; the plain loops ignore it.
 void span_normalize(const float* x, float* y, int64_t len, float mean, float scale, float shift,
-                    bool relu) {
+                    bool relu, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) {
     const float v = (x[i] - mean) * scale + shift;
     y[i] = relu ? std::max(v, 0.0f) : v;
@@ -52,7 +53,7 @@ void span_grad_sums(const float* x, const float* dy, const float* relu_y, int64_
 }
 
 void span_grad_input(const float* x, const float* dy, const float* relu_y, float* dx, int64_t len,
-                     float mean, float a, float b, float c) {
+                     float mean, float a, float b, float c, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) dx[i] = a * masked(dy[i], relu_y, i) + b * (x[i] - mean) + c;
 }
 
@@ -81,7 +82,8 @@ void rows_moments(const float* x, int64_t rows, int64_t stride, int64_t width, d
 }
 
 void rows_normalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                    const float* mean, const float* scale, const float* shift, bool relu) {
+                    const float* mean, const float* scale, const float* shift, bool relu,
+                    bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w) {
       const float v = (x[r * stride + w] - mean[w]) * scale[w] + shift[w];
@@ -110,7 +112,7 @@ void rows_grad_sums(const float* x, const float* dy, const float* relu_y, int64_
 
 void rows_grad_input(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
                      int64_t stride, int64_t width, const float* mean, const float* a,
-                     const float* b, const float* c) {
+                     const float* b, const float* c, bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w) {
       const int64_t i = r * stride + w;
@@ -118,12 +120,15 @@ void rows_grad_input(const float* x, const float* dy, const float* relu_y, float
     }
 }
 
+void store_fence() {}  // plain stores need no fence
+
 }  // namespace
 
 const BatchNormLoops* plain_loops() {
-  static const BatchNormLoops loops{"plain",          span_moments,    span_normalize,
-                                    span_grad_sums,   span_grad_input, rows_moments,
-                                    rows_normalize,   rows_grad_sums,  rows_grad_input};
+  static const BatchNormLoops loops{"plain",         span_moments,    span_normalize,
+                                    span_grad_sums,  span_grad_input, rows_moments,
+                                    rows_normalize,  rows_grad_sums,  rows_grad_input,
+                                    store_fence};
   return &loops;
 }
 

@@ -9,6 +9,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/batch_norm_simd.cpp"
 #include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <algorithm>
@@ -30,6 +31,27 @@ HWY_INLINE V LoadTail(D d, const float* p, size_t count) {
 }
 
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
+
+// Stores a whole vector: non-temporal (p must be vector-aligned) or plain.
+template <bool kStream>
+HWY_INLINE void StoreOut(V v, D d, float* p) {
+  if constexpr (kStream) {
+    hn::Stream(v, d, p);
+  } else {
+    hn::StoreU(v, d, p);
+  }
+}
+
+// Floats to write before p + head is vector-aligned (streaming stores need it).
+HWY_INLINE int64_t HeadToAlign(D d, const float* p) {
+  const size_t bytes = hn::Lanes(d) * sizeof(float);
+  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
+  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(float));
+}
+
+// Orders this thread's streaming stores before whatever follows (the caller's
+// barrier, then other threads' reads).
+void StoreFence() { hwy::FlushStream(); }
 
 // g = dy, or 0 where the fused ReLU's output is not positive.
 template <bool kRelu>
@@ -90,18 +112,34 @@ HWY_INLINE V Normalize(V x, V mean, V scale, V shift, bool relu, D d) {
   return relu ? hn::Max(v, hn::Zero(d)) : v;
 }
 
-void SpanNormalize(const float* x, float* y, int64_t len, float mean_s, float scale_s,
-                   float shift_s, bool relu) {
+template <bool kStream>
+void SpanNormalizeT(const float* x, float* y, int64_t len, float mean_s, float scale_s,
+                    float shift_s, bool relu) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   const V mean = hn::Set(d, mean_s), scale = hn::Set(d, scale_s), shift = hn::Set(d, shift_s);
   int64_t i = 0;
+  if constexpr (kStream) {  // a masked plain store up to the first aligned vector
+    i = std::min(len, HeadToAlign(d, y));
+    if (i > 0)
+      hn::BlendedStore(Normalize(LoadTail(d, x, i), mean, scale, shift, relu, d),
+                       hn::FirstN(d, static_cast<size_t>(i)), d, y);
+  }
   for (; i + n <= len; i += n)
-    hn::StoreU(Normalize(hn::LoadU(d, x + i), mean, scale, shift, relu, d), d, y + i);
+    StoreOut<kStream>(Normalize(hn::LoadU(d, x + i), mean, scale, shift, relu, d), d, y + i);
   if (i < len) {
     const auto m = hn::FirstN(d, static_cast<size_t>(len - i));
     hn::BlendedStore(Normalize(LoadTail(d, x + i, len - i), mean, scale, shift, relu, d), m, d,
                      y + i);
+  }
+}
+
+void SpanNormalize(const float* x, float* y, int64_t len, float mean, float scale, float shift,
+                   bool relu, bool stream) {
+  if (stream) {
+    SpanNormalizeT<true>(x, y, len, mean, scale, shift, relu);
+  } else {
+    SpanNormalizeT<false>(x, y, len, mean, scale, shift, relu);
   }
 }
 
@@ -142,33 +180,45 @@ void SpanGradSums(const float* x, const float* dy, const float* relu_y, int64_t 
   }
 }
 
-template <bool kRelu>
+template <bool kRelu, bool kStream>
 void SpanGradInputT(const float* x, const float* dy, const float* relu_y, float* dx, int64_t len,
                     float mean_s, float a_s, float b_s, float c_s) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   const V mean = hn::Set(d, mean_s), a = hn::Set(d, a_s), b = hn::Set(d, b_s), c = hn::Set(d, c_s);
+  // dx = a * g + b * (x - mean) + c over the `count` values at i (count < n: zero-padded).
+  const auto value = [&](int64_t i, size_t count) {
+    V g = LoadTail(d, dy + i, count);
+    if constexpr (kRelu)
+      g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+    return hn::MulAdd(a, g, hn::MulAdd(b, hn::Sub(LoadTail(d, x + i, count), mean), c));
+  };
   int64_t i = 0;
+  if constexpr (kStream) {
+    i = std::min(len, HeadToAlign(d, dx));
+    if (i > 0)
+      hn::BlendedStore(value(0, static_cast<size_t>(i)), hn::FirstN(d, static_cast<size_t>(i)), d,
+                       dx);
+  }
   for (; i + n <= len; i += n) {
     const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
     const V xmu = hn::Sub(hn::LoadU(d, x + i), mean);
-    hn::StoreU(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), d, dx + i);
+    StoreOut<kStream>(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), d, dx + i);
   }
   if (i < len) {
     const size_t count = static_cast<size_t>(len - i);
-    V g = LoadTail(d, dy + i, count);
-    if constexpr (kRelu) g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
-    const V xmu = hn::Sub(LoadTail(d, x + i, count), mean);
-    hn::BlendedStore(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), hn::FirstN(d, count), d, dx + i);
+    hn::BlendedStore(value(i, count), hn::FirstN(d, count), d, dx + i);
   }
 }
 
 void SpanGradInput(const float* x, const float* dy, const float* relu_y, float* dx, int64_t len,
-                   float mean, float a, float b, float c) {
+                   float mean, float a, float b, float c, bool stream) {
   if (relu_y != nullptr) {
-    SpanGradInputT<true>(x, dy, relu_y, dx, len, mean, a, b, c);
+    stream ? SpanGradInputT<true, true>(x, dy, relu_y, dx, len, mean, a, b, c)
+           : SpanGradInputT<true, false>(x, dy, relu_y, dx, len, mean, a, b, c);
   } else {
-    SpanGradInputT<false>(x, dy, relu_y, dx, len, mean, a, b, c);
+    stream ? SpanGradInputT<false, true>(x, dy, relu_y, dx, len, mean, a, b, c)
+           : SpanGradInputT<false, false>(x, dy, relu_y, dx, len, mean, a, b, c);
   }
 }
 
@@ -233,11 +283,21 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
 }
 
 // Row by row, so that memory is read and written in order; mean, scale and
-// shift come from L1 (the caller's copies start on a cache line).
-void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                   const float* mean, const float* scale, const float* shift, bool relu) {
+// shift come from L1 (the caller's copies start on a cache line). Streams only
+// when every row starts vector-aligned (RowsAligned): peeling a masked head off
+// each row instead was measured slower than plain stores, since the row ends'
+// shared lines are then written both ways.
+template <bool kStream>
+void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                    const float* mean, const float* scale, const float* shift, bool relu) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  // The `count` (< n) values at column w of row r, stored masked.
+  const auto partial = [&](const float* xr, float* yr, int64_t w, size_t count) {
+    const V v = Normalize(LoadTail(d, xr + w, count), LoadTail(d, mean + w, count),
+                          LoadTail(d, scale + w, count), LoadTail(d, shift + w, count), relu, d);
+    hn::BlendedStore(v, hn::FirstN(d, count), d, yr + w);
+  };
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * stride;
     float* yr = y + r * stride;
@@ -245,14 +305,24 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
     for (; w + n <= width; w += n) {
       const V v = Normalize(hn::LoadU(d, xr + w), hn::LoadU(d, mean + w), hn::LoadU(d, scale + w),
                             hn::LoadU(d, shift + w), relu, d);
-      hn::StoreU(v, d, yr + w);
+      StoreOut<kStream>(v, d, yr + w);
     }
-    if (w < width) {
-      const size_t count = static_cast<size_t>(width - w);
-      const V v = Normalize(LoadTail(d, xr + w, count), LoadTail(d, mean + w, count),
-                            LoadTail(d, scale + w, count), LoadTail(d, shift + w, count), relu, d);
-      hn::BlendedStore(v, hn::FirstN(d, count), d, yr + w);
-    }
+    if (w < width) partial(xr, yr, w, static_cast<size_t>(width - w));
+  }
+}
+
+// Whether every row of a rows block starts vector-aligned, so that it can stream.
+HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
+  return HeadToAlign(d, p) == 0 && stride % static_cast<int64_t>(hn::Lanes(d)) == 0;
+}
+
+void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                   const float* mean, const float* scale, const float* shift, bool relu,
+                   bool stream) {
+  if (stream && RowsAligned(D(), y, stride)) {
+    RowsNormalizeT<true>(x, y, rows, stride, width, mean, scale, shift, relu);
+  } else {
+    RowsNormalizeT<false>(x, y, rows, stride, width, mean, scale, shift, relu);
   }
 }
 
@@ -307,12 +377,24 @@ void RowsGradSums(const float* x, const float* dy, const float* relu_y, int64_t 
 
 // Row by row, so that memory is read and written in order; the per-column
 // coefficients come from L1 (the caller's copies start on a cache line).
-template <bool kRelu>
+// Streams under the same condition as RowsNormalize.
+template <bool kRelu, bool kStream>
 void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
                     int64_t stride, int64_t width, const float* mean_p, const float* a_p,
                     const float* b_p, const float* c_p) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  // The `count` (< n) values at column w of the row at offset row, stored masked.
+  const auto partial = [&](int64_t row, int64_t w, size_t count) {
+    const int64_t i = row + w;
+    V g = LoadTail(d, dy + i, count);
+    if constexpr (kRelu)
+      g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + i, count), hn::Zero(d)), g);
+    const V xmu = hn::Sub(LoadTail(d, x + i, count), LoadTail(d, mean_p + w, count));
+    const V out = hn::MulAdd(LoadTail(d, a_p + w, count), g,
+                             hn::MulAdd(LoadTail(d, b_p + w, count), xmu, LoadTail(d, c_p + w, count)));
+    hn::BlendedStore(out, hn::FirstN(d, count), d, dx + i);
+  };
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t row = r * stride;
     int64_t w = 0;
@@ -321,35 +403,36 @@ void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float*
       const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
       const V out = hn::MulAdd(hn::LoadU(d, a_p + w), g,
                                hn::MulAdd(hn::LoadU(d, b_p + w), xmu, hn::LoadU(d, c_p + w)));
-      hn::StoreU(out, d, dx + row + w);
+      StoreOut<kStream>(out, d, dx + row + w);
     }
-    if (w < width) {
-      const size_t count = static_cast<size_t>(width - w);
-      V g = LoadTail(d, dy + row + w, count);
-      if constexpr (kRelu)
-        g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + row + w, count), hn::Zero(d)), g);
-      const V xmu = hn::Sub(LoadTail(d, x + row + w, count), LoadTail(d, mean_p + w, count));
-      const V out = hn::MulAdd(LoadTail(d, a_p + w, count), g,
-                               hn::MulAdd(LoadTail(d, b_p + w, count), xmu, LoadTail(d, c_p + w, count)));
-      hn::BlendedStore(out, hn::FirstN(d, count), d, dx + row + w);
-    }
+    if (w < width) partial(row, w, static_cast<size_t>(width - w));
   }
 }
 
 void RowsGradInput(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
                    int64_t stride, int64_t width, const float* mean, const float* a,
-                   const float* b, const float* c) {
+                   const float* b, const float* c, bool stream) {
+  stream = stream && RowsAligned(D(), dx, stride);
   if (relu_y != nullptr) {
-    RowsGradInputT<true>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
+    stream ? RowsGradInputT<true, true>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c)
+           : RowsGradInputT<true, false>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
   } else {
-    RowsGradInputT<false>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
+    stream ? RowsGradInputT<false, true>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c)
+           : RowsGradInputT<false, false>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);
   }
 }
 
 const BatchNormLoops* GetLoops() {
-  static const BatchNormLoops loops{hwy::TargetName(HWY_TARGET), SpanMoments,   SpanNormalize,
-                                    SpanGradSums,                SpanGradInput, RowsMoments,
-                                    RowsNormalize,               RowsGradSums,  RowsGradInput};
+  static const BatchNormLoops loops{hwy::TargetName(HWY_TARGET),
+                                    SpanMoments,
+                                    SpanNormalize,
+                                    SpanGradSums,
+                                    SpanGradInput,
+                                    RowsMoments,
+                                    RowsNormalize,
+                                    RowsGradSums,
+                                    RowsGradInput,
+                                    StoreFence};
   return &loops;
 }
 
