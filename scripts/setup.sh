@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages bnlab needs. Idempotent and non-interactive:
 # packages already present are left alone, so a second run costs seconds.
+#   scripts/setup.sh           what the build, the tests and `bnlab` need
+#   scripts/setup.sh --peers   also PyTorch, numpy and ONNX (Debian's), for the
+#                              benchmark's PyTorch peer and the golden scripts
 set -euo pipefail
 
 packages=(
@@ -10,6 +13,10 @@ packages=(
   dataset-fashion-mnist
   chromium
 )
+
+if [ "${1:-}" = "--peers" ]; then
+  packages+=(python3-torch python3-numpy python3-onnx)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
