@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/aligned.hpp"
+
 namespace bnlab {
 
 using Shape = std::vector<int64_t>;
@@ -37,7 +39,7 @@ class Tensor {
  private:
   Shape shape_;
   int64_t numel_ = 0;
-  std::vector<float> data_;
+  AlignedVector<float> data_;  // starts on a cache line
 };
 
 }  // namespace bnlab

@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/error.hpp"
 #include "core/parallel.hpp"
@@ -66,26 +67,9 @@ const BatchNormLoops& loops() {
   return *l;
 }
 
-// Vectors whose storage starts on a cache line: a 64-byte vector load from
-// them never straddles two lines.
-template <class T>
-struct CacheLineAllocator {
-  using value_type = T;
-  CacheLineAllocator() = default;
-  template <class U>
-  CacheLineAllocator(const CacheLineAllocator<U>&) {}
-  T* allocate(size_t count) {
-    return static_cast<T*>(::operator new(count * sizeof(T), std::align_val_t(64)));
-  }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  bool operator==(const CacheLineAllocator&) const { return true; }
-};
-
 // Scratch that lives with the calling thread and only grows: no allocation
 // once a shape has been seen.
 struct Workspace {
-  template <class T>
-  using AlignedVector = std::vector<T, CacheLineAllocator<T>>;
   AlignedVector<double> doubles;  // block partials
   AlignedVector<float> floats;    // per-column values of the rows view
   AlignedVector<double> channel_doubles;
