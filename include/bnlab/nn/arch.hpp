@@ -1,0 +1,34 @@
+// Architectures as text in PyTorch's own notation, e.g.
+//   "Flatten(), Linear(784, 512, bias=False), BatchNorm1d(512), ReLU(), Linear(512, 10)"
+// Layers: Linear, Conv2d, BatchNorm1d/2d/3d, ReLU, LeakyReLU, Sigmoid, Tanh,
+// MaxPool2d, Dropout, Flatten; positional and keyword arguments as in PyTorch
+// (bias=False, momentum=0.3, momentum=None, affine=False,
+// track_running_stats=False, eps=1e-3, stride=2, padding=1, p=0.5,
+// negative_slope=0.01, kernel_size=3). An optional "nn." prefix is accepted.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bnlab/nn/layers.hpp"
+#include "bnlab/random.hpp"
+
+namespace bnlab::nn {
+
+// Builds the network; throws Error naming the layer (its index and text) and
+// the argument on a syntax error, an unknown layer or keyword, a bad value.
+std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen);
+
+// The named presets: "mlp", "mlp-bn" (784-512-256-10, the tutorial's network),
+// "cnn", "cnn-bn". Throws Error listing the names for an unknown one.
+std::string preset_arch(const std::string& name);
+std::vector<std::string> preset_names();
+
+// Checks the shapes through the network for one input shape (e.g.
+// {1, 1, 28, 28}) and returns the output shape; throws Error naming the first
+// layer whose input does not fit ("layer 2, BatchNorm1d(11): expected 11
+// channels, got 10").
+Shape check_shapes(Sequential& net, const Shape& input);
+
+}  // namespace bnlab::nn

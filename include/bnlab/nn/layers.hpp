@@ -1,0 +1,203 @@
+// The layers of the toolkit, PyTorch's names, arguments, defaults and reprs.
+// Each keeps its own output and input-gradient tensors and reuses them.
+// Initialisation follows PyTorch: Linear and Conv2d draw weight and bias from
+// U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a = sqrt(5));
+// BatchNorm starts at weight 1, bias 0, running_mean 0, running_var 1.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bnlab/batch_norm.hpp"
+#include "bnlab/nn/module.hpp"
+#include "bnlab/random.hpp"
+
+namespace bnlab::nn {
+
+// y = x W^T + b; x (N, in), W (out, in), b (out). GEMM through oneDNN's sgemm.
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+
+  int64_t in_features, out_features;
+  Parameter weight;           // (out, in)
+  std::optional<Parameter> bias;  // (out)
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// 2-D convolution, square kernel, NCHW; im2col + oneDNN sgemm (or oneDNN's
+// convolution where that measures faster). weight (out, in, k, k).
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+         int64_t padding, bool bias, Generator& gen);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+
+  int64_t in_channels, out_channels, kernel_size, stride, padding;
+  Parameter weight;
+  std::optional<Parameter> bias;
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_, columns_, grad_columns_;
+};
+
+// BatchNorm1d (input (N, C) or (N, C, L)), BatchNorm2d (N, C, H, W),
+// BatchNorm3d (N, C, D, H, W), over the kernels of batch_norm.hpp.
+// momentum = nullopt: cumulative moving average (factor 1/num_batches_tracked).
+// fuse_relu: the ReLU after it runs inside the same passes (set by
+// Sequential when the architecture has BN followed by ReLU; the ReLU module
+// then passes its input through).
+class BatchNorm : public Module {
+ public:
+  BatchNorm(int dims, int64_t num_features, double eps = 1e-5,
+            std::optional<double> momentum = 0.1, bool affine = true,
+            bool track_running_stats = true);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "BatchNorm1d(512, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  std::vector<Buffer> buffers() override;  // running_mean, running_var, num_batches_tracked
+
+  int dims;  // 1, 2 or 3
+  int64_t num_features;
+  double eps;
+  std::optional<double> momentum;
+  bool affine, track_running_stats;
+  bool fuse_relu = false;
+  Parameter weight, bias;            // empty tensors when !affine
+  Tensor running_mean, running_var;  // empty when !track_running_stats
+  int64_t num_batches_tracked = 0;
+  // Set when the last training batch had non-finite statistics (running stats untouched).
+  bool last_batch_non_finite = false;
+ private:
+  const Tensor* input_ = nullptr;
+  bool used_batch_stats_ = true;
+  Tensor output_, grad_input_, save_mean_, save_invstd_;
+};
+
+class ReLU : public Module {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "ReLU()"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
+ private:
+  Tensor output_, grad_input_;
+};
+
+class LeakyReLU : public Module {
+ public:
+  explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "LeakyReLU(negative_slope=0.01)"
+  Shape output_shape(const Shape& input) const override { return input; }
+  double negative_slope;
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+class Sigmoid : public Module {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "Sigmoid()"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+ private:
+  Tensor output_, grad_input_;
+};
+
+class Tanh : public Module {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "Tanh()"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+ private:
+  Tensor output_, grad_input_;
+};
+
+// Max pooling over k x k windows (stride defaults to k), NCHW; backward routes
+// each gradient to the first maximum of its window, as PyTorch does.
+class MaxPool2d : public Module {
+ public:
+  MaxPool2d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
+  Shape output_shape(const Shape& input) const override;
+  int64_t kernel_size, stride, padding;
+ private:
+  Shape input_shape_;
+  std::vector<int32_t> argmax_;
+  Tensor output_, grad_input_;
+};
+
+// Inverted dropout: in training, zero with probability p, scale the rest by
+// 1/(1-p); identity in eval.
+class Dropout : public Module {
+ public:
+  Dropout(double p, Generator& gen);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "Dropout(p=0.5, inplace=False)"
+  Shape output_shape(const Shape& input) const override { return input; }
+  double p;
+ private:
+  Generator* gen_;
+  std::vector<uint8_t> mask_;
+  Tensor output_, grad_input_;
+};
+
+// Flattens dims 1.. into one: (N, C, H, W) -> (N, C*H*W).
+class Flatten : public Module {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "Flatten(start_dim=1, end_dim=-1)"; }
+  Shape output_shape(const Shape& input) const override;
+ private:
+  Shape input_shape_;
+  Tensor output_, grad_input_;
+};
+
+// Runs its children in order; state-dict names are "<index>.<name>" as in
+// PyTorch's nn.Sequential. add() fuses BatchNorm + ReLU pairs when asked.
+class Sequential : public Module {
+ public:
+  void add(ModulePtr module);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // PyTorch's multi-line repr
+  Shape output_shape(const Shape& input) const override;  // names the failing child
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  std::vector<Buffer> buffers() override;
+  void train(bool on = true) override;
+  // Marks each BatchNorm directly followed by ReLU as fused (see BatchNorm).
+  void fuse_batch_norm_relu(bool on = true);
+  void zero_grad();
+
+  size_t size() const { return children_.size(); }
+  Module& operator[](size_t i) { return *children_[i]; }
+  std::vector<ModulePtr>& children() { return children_; }
+ private:
+  std::vector<ModulePtr> children_;
+};
+
+}  // namespace bnlab::nn

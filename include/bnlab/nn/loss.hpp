@@ -1,0 +1,26 @@
+// Cross-entropy of logits (N, K) against class indices, mean over the batch,
+// as PyTorch's nn.CrossEntropyLoss(): loss = mean_i(logsumexp(z_i) - z_i[y_i]),
+// computed with the max subtracted; dz = (softmax(z) - onehot(y)) / N.
+#pragma once
+
+#include <cstdint>
+
+#include "bnlab/tensor.hpp"
+
+namespace bnlab::nn {
+
+class CrossEntropyLoss {
+ public:
+  // Returns the mean loss; throws Error on a label outside [0, K) or a shape mismatch.
+  double forward(const Tensor& logits, const int32_t* labels);
+  // Gradient w.r.t. the logits of the last forward.
+  const Tensor& backward();
+  // Count of rows of the last forward whose argmax equals the label.
+  int64_t correct() const { return correct_; }
+ private:
+  Tensor probs_, grad_;
+  const int32_t* labels_ = nullptr;
+  int64_t correct_ = 0;
+};
+
+}  // namespace bnlab::nn

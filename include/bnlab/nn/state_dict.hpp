@@ -1,0 +1,23 @@
+// State dicts with PyTorch's nn.Sequential names ("1.weight",
+// "2.running_mean", "2.num_batches_tracked" as I64), saved as safetensors
+// with the architecture text in the header's __metadata__ ("arch").
+#pragma once
+
+#include <string>
+
+#include "bnlab/io.hpp"
+#include "bnlab/nn/layers.hpp"
+
+namespace bnlab::nn {
+
+io::SafetensorsFile state_dict(Sequential& net);
+// Copies every entry into the network; throws Error naming the key on a
+// missing or unexpected key, a wrong dtype or a wrong shape. F64 and F16 values
+// are accepted for float entries (converted), I64/I32 for num_batches_tracked.
+void load_state_dict(Sequential& net, const io::SafetensorsFile& file);
+
+void save_checkpoint(const std::string& path, Sequential& net, const std::string& arch);
+// The architecture text stored in a bnlab checkpoint, or "" when it has none.
+std::string checkpoint_arch(const io::SafetensorsFile& file);
+
+}  // namespace bnlab::nn

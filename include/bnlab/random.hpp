@@ -1,0 +1,26 @@
+// A seeded random generator whose streams are the same on every machine and
+// compiler (no std:: distributions, whose results differ across libraries):
+// xoshiro256** seeded through splitmix64, uniform floats from the top 24 bits,
+// normals by Box-Muller.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab {
+
+class Generator {
+ public:
+  explicit Generator(uint64_t seed = 0);
+  uint64_t next_u64();
+  double uniform();                          // [0, 1)
+  float uniform(float low, float high);      // [low, high)
+  float normal(float mean = 0.0f, float stddev = 1.0f);
+  uint64_t below(uint64_t bound);            // [0, bound), unbiased
+
+ private:
+  uint64_t s_[4];
+  bool has_spare_ = false;
+  double spare_ = 0.0;
+};
+
+}  // namespace bnlab
