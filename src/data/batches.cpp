@@ -1,0 +1,127 @@
+// Finding a data set on disk, slicing it, seeded shuffling and batch gathering.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bnlab/data.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab::data {
+namespace {
+
+constexpr const char* kInstallHint =
+    "install the Debian package dataset-fashion-mnist (bash scripts/setup.sh) or pass --data DIR";
+
+bool is_regular_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+// dir/name if it exists, else dir/name.gz; the plain file wins when both exist
+// because it needs no inflating.
+std::string find_idx_file(const std::string& dir, const std::string& name) {
+  const std::string plain = dir + "/" + name;
+  if (is_regular_file(plain)) return plain;
+  if (is_regular_file(plain + ".gz")) return plain + ".gz";
+  throw Error(ErrorCode::io, "data file " + plain + "[.gz] not found: " + kInstallHint);
+}
+
+// splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
+// generators", 2014): the state advances by a fixed odd constant and each
+// output is a bijective mix of the state. Written out so that every machine
+// and every standard library gives the same sequence.
+struct SplitMix64 {
+  uint64_t state;
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in [0, bound) without modulo bias: outputs below 2^64 mod bound
+  // are rejected, so the accepted range is a whole number of copies of bound.
+  uint64_t below(uint64_t bound) {
+    const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
+    for (;;) {
+      const uint64_t r = next();
+      if (r >= threshold) return r % bound;
+    }
+  }
+};
+
+}  // namespace
+
+Split load_split(const std::string& dir) {
+  if (!is_directory(dir))
+    throw Error(ErrorCode::io, "data directory " + dir + " not found: " + kInstallHint);
+  Split split;
+  split.train = read_idx(find_idx_file(dir, "train-images-idx3-ubyte"),
+                         find_idx_file(dir, "train-labels-idx1-ubyte"));
+  split.test = read_idx(find_idx_file(dir, "t10k-images-idx3-ubyte"),
+                        find_idx_file(dir, "t10k-labels-idx1-ubyte"));
+  return split;
+}
+
+Dataset head(const Dataset& d, int64_t count) {
+  if (count < 0) throw Error("head: count must be >= 0, got " + std::to_string(count));
+  Dataset out;
+  out.count = std::min(count, d.count);
+  out.channels = d.channels;
+  out.rows = d.rows;
+  out.cols = d.cols;
+  out.num_classes = d.num_classes;
+  out.images.assign(d.images.begin(), d.images.begin() + out.count * d.example_size());
+  out.labels.assign(d.labels.begin(), d.labels.begin() + out.count);
+  return out;
+}
+
+/* Fisher-Yates (Knuth's Algorithm P), from the last position down:
+     order = [0, 1, ..., count-1]
+     for i = count-1 down to 1: j = below(i + 1); swap(order[i], order[j])
+   with below() drawing from splitmix64 seeded with `seed` (rejection sampling,
+   see SplitMix64::below). A Python port reproduces it exactly. */
+std::vector<int64_t> shuffled_indices(int64_t count, uint64_t seed) {
+  if (count < 0)
+    throw Error("shuffled_indices: count must be >= 0, got " + std::to_string(count));
+  std::vector<int64_t> order(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(i)] = i;
+  SplitMix64 generator{seed};
+  for (int64_t i = count - 1; i >= 1; --i) {
+    const auto j = static_cast<int64_t>(generator.below(static_cast<uint64_t>(i) + 1));
+    std::swap(order[static_cast<size_t>(i)], order[static_cast<size_t>(j)]);
+  }
+  return order;
+}
+
+/* images[b] = d.images[order[begin + b]], labels[b] = d.labels[order[begin + b]]
+   for b in [0, batch): one example_size() copy per example. */
+void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t begin,
+                  int64_t batch, float* images, int32_t* labels) {
+  if (begin < 0 || batch < 0 || begin > static_cast<int64_t>(order.size()) ||
+      batch > static_cast<int64_t>(order.size()) - begin)
+    throw Error("gather_batch: range [" + std::to_string(begin) + ", " +
+                std::to_string(begin + batch) + ") is outside the order's " +
+                std::to_string(order.size()) + " entries");
+  const int64_t example_size = d.example_size();
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t index = order[static_cast<size_t>(begin + b)];
+    if (index < 0 || index >= d.count)
+      throw Error("gather_batch: order[" + std::to_string(begin + b) + "] = " +
+                  std::to_string(index) + " is outside the data set's " +
+                  std::to_string(d.count) + " examples");
+    std::memcpy(images + b * example_size, d.images.data() + index * example_size,
+                static_cast<size_t>(example_size) * sizeof(float));
+    labels[b] = d.labels[static_cast<size_t>(index)];
+  }
+}
+
+}  // namespace bnlab::data

@@ -1,0 +1,220 @@
+// The IDX reader (MNIST's format: http://yann.lecun.com/exdb/mnist/), plain or
+// gzip, and the conversion of u8 pixels to floats exactly like torchvision's
+// ToTensor().
+//
+// An IDX file is a big-endian header followed by the raw items:
+//   images: u32 magic 0x00000803, u32 N, u32 rows, u32 cols, then N*rows*cols u8
+//   labels: u32 magic 0x00000801, u32 N, then N u8
+// The reader never sizes a buffer from the header alone: a plain file's size is
+// checked against the header first, and a gzip file is inflated into a buffer
+// capped by what its compressed size can possibly expand to.
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bnlab/data.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab::data {
+namespace {
+
+constexpr uint32_t kImagesMagic = 0x00000803;  // u8 items, 3 dimensions (N, rows, cols)
+constexpr uint32_t kLabelsMagic = 0x00000801;  // u8 items, 1 dimension (N)
+constexpr int64_t kImagesHeaderBytes = 16;
+constexpr int64_t kLabelsHeaderBytes = 8;
+// Deflate cannot expand data by more than about 1032:1 (RFC 1951, a 258-byte
+// match per 2-bit code at best), so compressed_size * 1032 bounds the output.
+constexpr int64_t kMaxDeflateRatio = 1032;
+constexpr size_t kGzipChunkBytes = size_t{1} << 20;
+
+Error io_error(const std::string& path, const std::string& what) {
+  return Error(ErrorCode::io, path + ": " + what);
+}
+
+uint32_t read_be32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+struct FileCloser {
+  void operator()(std::FILE* f) const { std::fclose(f); }
+};
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
+
+bool is_gzip_file(const std::string& path) {
+  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+  if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+  unsigned char magic[2] = {0, 0};
+  const size_t got = std::fread(magic, 1, 2, file.get());
+  return got == 2 && magic[0] == 0x1f && magic[1] == 0x8b;
+}
+
+int64_t file_size(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw io_error(path, "not a regular file");
+  return static_cast<int64_t>(st.st_size);
+}
+
+// The whole (decompressed) content of a file, but never more than max_bytes + 1
+// bytes: one byte past the limit is enough to tell that the file is too long.
+std::vector<uint8_t> read_content(const std::string& path, int64_t max_bytes) {
+  const int64_t stored_bytes = file_size(path);
+  std::vector<uint8_t> content;
+  if (!is_gzip_file(path)) {
+    // Plain: one read of the whole file, whose real size is known.
+    const int64_t want = std::min(stored_bytes, max_bytes + 1);
+    content.resize(static_cast<size_t>(want));
+    std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
+    if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+    const size_t got = std::fread(content.data(), 1, content.size(), file.get());
+    if (got != content.size()) throw io_error(path, "read failed");
+    return content;
+  }
+  // Gzip: inflate in chunks into a buffer reserved up to what the compressed
+  // size allows (so a lying header cannot make it allocate more).
+  const int64_t bound = std::min(max_bytes + 1, stored_bytes * kMaxDeflateRatio);
+  content.reserve(static_cast<size_t>(bound));
+  std::unique_ptr<gzFile_s, GzCloser> gz(gzopen(path.c_str(), "rb"));
+  if (!gz) throw io_error(path, "cannot open");
+  gzbuffer(gz.get(), 256 * 1024);
+  while (static_cast<int64_t>(content.size()) < max_bytes + 1) {
+    const size_t offset = content.size();
+    const size_t want =
+        std::min<size_t>(kGzipChunkBytes, static_cast<size_t>(max_bytes + 1 - offset));
+    content.resize(offset + want);
+    const int got = gzread(gz.get(), content.data() + offset, static_cast<unsigned>(want));
+    if (got < 0) {
+      int code = 0;
+      const char* message = gzerror(gz.get(), &code);
+      throw io_error(path, std::string("corrupt or truncated gzip data: ") + message);
+    }
+    content.resize(offset + static_cast<size_t>(got));
+    if (static_cast<size_t>(got) < want) {
+      // gzread returns short at the end of the stream and also when the
+      // compressed data stops early; only the former leaves no error behind.
+      int code = 0;
+      const char* message = gzerror(gz.get(), &code);
+      if (code != Z_OK && code != Z_STREAM_END)
+        throw io_error(path, std::string("corrupt or truncated gzip data: ") + message);
+      if (!gzeof(gz.get()))
+        throw io_error(path, "corrupt or truncated gzip data (stream ended early)");
+      break;
+    }
+  }
+  return content;
+}
+
+// The largest IDX content read at all (1 GiB of pixels: 20 times Fashion-MNIST's
+// training set); a header that claims more is refused before anything is read.
+constexpr int64_t kMaxContentBytes = int64_t{1} << 30;
+
+// Reads an IDX file and checks its header against what the file really holds.
+// dims receives the header's dimension sizes (after the magic).
+std::vector<uint8_t> read_idx_file(const std::string& path, uint32_t magic, int num_dims,
+                                   std::vector<int64_t>& dims) {
+  const int64_t header_bytes = 4 + 4 * int64_t{num_dims};
+  // Read the header first (a few bytes) to learn how much data should follow.
+  std::vector<uint8_t> header = read_content(path, header_bytes);
+  const auto truncated_header = [&] {
+    return io_error(path, "truncated: " + std::to_string(header.size()) +
+                              " bytes, shorter than the " + std::to_string(header_bytes) +
+                              "-byte IDX header");
+  };
+  if (header.size() < 4) throw truncated_header();
+  // The magic first: a labels file passed as images is named as such.
+  const uint32_t found_magic = read_be32(header.data());
+  if (found_magic != magic) {
+    char text[96];
+    std::snprintf(text, sizeof text, "wrong magic number 0x%08x (expected 0x%08x for %s)",
+                  found_magic, magic, magic == kImagesMagic ? "u8 images" : "u8 labels");
+    throw io_error(path, text);
+  }
+  if (static_cast<int64_t>(header.size()) < header_bytes) throw truncated_header();
+  dims.assign(static_cast<size_t>(num_dims), 0);
+  int64_t items = 1;
+  for (int d = 0; d < num_dims; ++d) {
+    dims[static_cast<size_t>(d)] = read_be32(header.data() + 4 + 4 * d);
+    if (dims[static_cast<size_t>(d)] == 0)
+      throw io_error(path, "dimension " + std::to_string(d) + " of the header is zero");
+    items *= dims[static_cast<size_t>(d)];  // at most 3 * 32 bits: check before it can overflow
+    if (items > kMaxContentBytes)
+      throw io_error(path, "header claims " + std::to_string(items) +
+                               "+ bytes of items, more than the reader's limit of " +
+                               std::to_string(kMaxContentBytes));
+  }
+  const int64_t expected_bytes = header_bytes + items;
+  std::vector<uint8_t> content = read_content(path, expected_bytes);
+  const int64_t found_bytes = static_cast<int64_t>(content.size());
+  if (found_bytes < expected_bytes)
+    throw io_error(path, "truncated: the header claims " + std::to_string(dims[0]) + " items (" +
+                             std::to_string(expected_bytes) + " bytes) but the data holds " +
+                             std::to_string(found_bytes) + " bytes");
+  if (found_bytes > expected_bytes)
+    throw io_error(path, "more data than the header's " + std::to_string(dims[0]) +
+                             " items account for (" + std::to_string(expected_bytes) +
+                             " bytes expected)");
+  return content;
+}
+
+// pixel / 255 as torchvision's ToTensor computes it (a float32 division), one
+// entry per u8 value.
+struct PixelTable {
+  float value[256];
+  PixelTable() {
+    for (int i = 0; i < 256; ++i) value[i] = static_cast<float>(i) / 255.0f;
+  }
+};
+
+}  // namespace
+
+std::string default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }
+
+/* images[i] = pixel[i] / 255 (float32), labels[i] = label byte, checked < 10.
+   Each file is read once into memory (inflated if gzip), then one pass converts. */
+Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
+  std::vector<int64_t> image_dims, label_dims;
+  const std::vector<uint8_t> image_bytes =
+      read_idx_file(images_path, kImagesMagic, 3, image_dims);
+  const std::vector<uint8_t> label_bytes =
+      read_idx_file(labels_path, kLabelsMagic, 1, label_dims);
+  if (image_dims[0] != label_dims[0])
+    throw Error(ErrorCode::io, images_path + " holds " + std::to_string(image_dims[0]) +
+                                   " images but " + labels_path + " holds " +
+                                   std::to_string(label_dims[0]) + " labels");
+  Dataset d;
+  d.count = image_dims[0];
+  d.channels = 1;
+  d.rows = image_dims[1];
+  d.cols = image_dims[2];
+  d.num_classes = 10;
+
+  d.labels.resize(static_cast<size_t>(d.count));
+  const uint8_t* label_data = label_bytes.data() + kLabelsHeaderBytes;
+  for (int64_t i = 0; i < d.count; ++i) {
+    if (label_data[i] >= d.num_classes)
+      throw io_error(labels_path, "label " + std::to_string(label_data[i]) + " of item " +
+                                      std::to_string(i) + " is out of range [0, " +
+                                      std::to_string(d.num_classes) + ")");
+    d.labels[static_cast<size_t>(i)] = label_data[i];
+  }
+
+  static const PixelTable table;
+  const int64_t pixels = d.count * d.example_size();
+  d.images.resize(static_cast<size_t>(pixels));
+  const uint8_t* pixel_data = image_bytes.data() + kImagesHeaderBytes;
+  float* out = d.images.data();
+  for (int64_t i = 0; i < pixels; ++i) out[i] = table.value[pixel_data[i]];
+  return d;
+}
+
+}  // namespace bnlab::data
