@@ -1,0 +1,238 @@
+// Plain float64 batch normalization, the reference every kernel test compares
+// with, plus the small helpers the tests share (random data, layouts, checks).
+//
+// Shapes follow bnlab::BatchNormShape: n samples, c channels, s spatial
+// positions; element (i, j, k) of a channels-first tensor is at (i*c + j)*s + k,
+// of a channels-last one at (i*s + k)*c + j.
+//
+// Tolerance used throughout (stated once here): a float result a matches its
+// float64 reference r when |a - r| <= tol * (1 + |r|), tol = 1e-5 unless a test
+// says otherwise. Sums over a channel (dweight, dbias) are compared against
+// tol * (1 + sum of the |terms|), the scale float rounding works on.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bnlab/batch_norm.hpp"
+
+namespace bnlab::test {
+
+inline constexpr double kTolerance = 1e-5;
+
+inline int64_t index_of(int64_t i, int64_t j, int64_t k, const BatchNormShape& sh) {
+  return sh.layout == Layout::channels_first ? (i * sh.c + j) * sh.s + k
+                                             : (i * sh.s + k) * sh.c + j;
+}
+
+inline std::string describe(const BatchNormShape& sh) {
+  return "n=" + std::to_string(sh.n) + " c=" + std::to_string(sh.c) + " s=" +
+         std::to_string(sh.s) +
+         (sh.layout == Layout::channels_first ? " channels_first" : " channels_last");
+}
+
+inline std::vector<float> random_vector(int64_t count, uint32_t seed, float mean = 0.0f,
+                                        float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(mean, stddev);
+  std::vector<float> v(static_cast<size_t>(count));
+  for (float& e : v) e = normal(rng);
+  return v;
+}
+
+// x with a different mean and spread per channel, so a channel mix-up shows.
+inline std::vector<float> channel_data(const BatchNormShape& sh, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(sh.numel()));
+  for (int64_t i = 0; i < sh.n; ++i)
+    for (int64_t j = 0; j < sh.c; ++j)
+      for (int64_t k = 0; k < sh.s; ++k)
+        x[index_of(i, j, k, sh)] =
+            static_cast<float>(0.5 * (j % 7) - 1.0) + (0.5f + 0.1f * (j % 5)) * normal(rng);
+  return x;
+}
+
+// The training forward's results, in double.
+struct ReferenceForward {
+  std::vector<double> y, mean, var, invstd;  // var biased (divided by n*s)
+};
+
+// Per channel j over the M = n*s values:
+//   mean = sum(x)/M,  var = sum((x - mean)^2)/M  (two passes),  invstd = 1/sqrt(var + eps)
+//   y = act((x - mean)*invstd*weight + bias), weight = 1 and bias = 0 when null.
+template <class T>
+ReferenceForward reference_forward_training(const std::vector<T>& x, const BatchNormShape& sh,
+                                            const T* weight, const T* bias, double eps,
+                                            bool relu = false) {
+  ReferenceForward r;
+  r.y.assign(x.size(), 0.0);
+  r.mean.assign(sh.c, 0.0);
+  r.var.assign(sh.c, 0.0);
+  r.invstd.assign(sh.c, 0.0);
+  const double count = static_cast<double>(sh.n * sh.s);
+  for (int64_t j = 0; j < sh.c; ++j) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t k = 0; k < sh.s; ++k) sum += x[index_of(i, j, k, sh)];
+    const double mean = sum / count;
+    double m2 = 0.0;
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t k = 0; k < sh.s; ++k) {
+        const double d = x[index_of(i, j, k, sh)] - mean;
+        m2 += d * d;
+      }
+    const double var = m2 / count;
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    const double w = weight ? static_cast<double>(weight[j]) : 1.0;
+    const double b = bias ? static_cast<double>(bias[j]) : 0.0;
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t k = 0; k < sh.s; ++k) {
+        const int64_t at = index_of(i, j, k, sh);
+        const double v = (x[at] - mean) * invstd * w + b;
+        r.y[at] = relu && v < 0.0 ? 0.0 : v;
+      }
+    r.mean[j] = mean;
+    r.var[j] = var;
+    r.invstd[j] = invstd;
+  }
+  return r;
+}
+
+// y = act((x - running_mean)/sqrt(running_var + eps)*weight + bias).
+inline std::vector<double> reference_forward_inference(const std::vector<float>& x,
+                                                       const BatchNormShape& sh,
+                                                       const float* weight, const float* bias,
+                                                       const float* running_mean,
+                                                       const float* running_var, double eps,
+                                                       bool relu = false) {
+  std::vector<double> y(x.size());
+  for (int64_t i = 0; i < sh.n; ++i)
+    for (int64_t j = 0; j < sh.c; ++j)
+      for (int64_t k = 0; k < sh.s; ++k) {
+        const int64_t at = index_of(i, j, k, sh);
+        const double w = weight ? weight[j] : 1.0, b = bias ? bias[j] : 0.0;
+        const double v = (x[at] - static_cast<double>(running_mean[j])) /
+                             std::sqrt(static_cast<double>(running_var[j]) + eps) * w +
+                         b;
+        y[at] = relu && v < 0.0 ? 0.0 : v;
+      }
+  return y;
+}
+
+// The backward's results in double, and the scale of each channel sum's terms
+// (sum |g| and sum |g * xhat|), which bounds float rounding in dbias/dweight.
+struct ReferenceBackward {
+  std::vector<double> dx, dweight, dbias;
+  std::vector<double> dweight_scale, dbias_scale;
+};
+
+// From the saved mean and invstd (as the kernel is given them), M = n*s,
+// g = dy (or 0 where relu_y <= 0 when relu_y is given), xhat = (x - mean)*invstd:
+//   dbias = sum(g),  dweight = sum(g*xhat),
+//   dx = weight*invstd*(g - dbias/M - xhat*dweight/M).
+inline ReferenceBackward reference_backward(const std::vector<float>& x,
+                                            const std::vector<float>& dy, const BatchNormShape& sh,
+                                            const float* weight, const float* save_mean,
+                                            const float* save_invstd,
+                                            const float* relu_y = nullptr) {
+  ReferenceBackward r;
+  r.dx.assign(x.size(), 0.0);
+  r.dweight.assign(sh.c, 0.0);
+  r.dbias.assign(sh.c, 0.0);
+  r.dweight_scale.assign(sh.c, 0.0);
+  r.dbias_scale.assign(sh.c, 0.0);
+  const double count = static_cast<double>(sh.n * sh.s);
+  auto grad = [&](int64_t at) {
+    return relu_y != nullptr && !(relu_y[at] > 0.0f) ? 0.0 : static_cast<double>(dy[at]);
+  };
+  for (int64_t j = 0; j < sh.c; ++j) {
+    const double mean = save_mean[j], invstd = save_invstd[j];
+    double sum_g = 0.0, sum_g_xhat = 0.0;
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t k = 0; k < sh.s; ++k) {
+        const int64_t at = index_of(i, j, k, sh);
+        const double g = grad(at), xhat = (x[at] - mean) * invstd;
+        sum_g += g;
+        sum_g_xhat += g * xhat;
+        r.dbias_scale[j] += std::fabs(g);
+        r.dweight_scale[j] += std::fabs(g * xhat);
+      }
+    r.dbias[j] = sum_g;
+    r.dweight[j] = sum_g_xhat;
+    const double w = weight ? weight[j] : 1.0;
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t k = 0; k < sh.s; ++k) {
+        const int64_t at = index_of(i, j, k, sh);
+        const double xhat = (x[at] - mean) * invstd;
+        r.dx[at] = w * invstd * (grad(at) - sum_g / count - xhat * sum_g_xhat / count);
+      }
+  }
+  return r;
+}
+
+// Checks every element of got against want with |got - want| <= tol*(scale + |want|),
+// scale = 1 or the per-element scale given; reports the first few mismatches
+// and the worst error.
+inline ::testing::AssertionResult all_close(const std::string& what, const float* got,
+                                            const std::vector<double>& want, double tol,
+                                            const std::vector<double>* scale = nullptr) {
+  int64_t bad = 0;
+  double worst = 0.0;
+  std::string first;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double base = scale ? 1.0 + (*scale)[i] : 1.0;
+    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
+    const double allowed = tol * (base + std::fabs(want[i]));
+    if (!(err <= allowed)) {
+      if (bad < 3)
+        first += " [" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " +
+                 std::to_string(want[i]) + ";";
+      ++bad;
+    }
+    if (err > worst || std::isnan(err)) worst = err;
+  }
+  if (bad == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << want.size()
+                                       << " elements off (tolerance " << tol << "), worst |error| "
+                                       << worst << ";" << first;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) {
+  return std::vector<double>(v.begin(), v.end());
+}
+
+inline std::vector<float> to_float(const std::vector<double>& v) {
+  return std::vector<float>(v.begin(), v.end());
+}
+
+// Splits batch_norm_kernel_variants() ("auto,AVX3,AVX2,...,plain").
+inline std::vector<std::string> kernel_variants() {
+  std::vector<std::string> names;
+  const std::string all = batch_norm_kernel_variants();
+  size_t start = 0;
+  while (start <= all.size()) {
+    const size_t comma = all.find(',', start);
+    const size_t end = comma == std::string::npos ? all.size() : comma;
+    if (end > start) names.push_back(all.substr(start, end - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return names;
+}
+
+// Selects a kernel variant for the lifetime of the object, then restores "auto".
+class ScopedKernelVariant {
+ public:
+  explicit ScopedKernelVariant(const std::string& name) { set_batch_norm_kernel_variant(name); }
+  ~ScopedKernelVariant() { set_batch_norm_kernel_variant("auto"); }
+  ScopedKernelVariant(const ScopedKernelVariant&) = delete;
+  ScopedKernelVariant& operator=(const ScopedKernelVariant&) = delete;
+};
+
+}  // namespace bnlab::test
