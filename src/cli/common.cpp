@@ -1,0 +1,60 @@
+// Helpers the subcommands share (see common.hpp).
+#include "common.hpp"
+
+#include <cstdio>
+#include <iostream>
+
+#include "bnlab/nn/arch.hpp"
+#include "bnlab/random.hpp"
+#include "bnlab/threading.hpp"
+
+namespace bnlab::cli {
+
+void add_data_options(CLI::App& command, DataOptions& options, const std::string& limit_help) {
+  command.add_option("--data", options.dir, "Folder with the IDX files (MNIST's file names)")
+      ->capture_default_str();
+  command.add_option("--limit", options.limit, limit_help)->check(CLI::NonNegativeNumber);
+}
+
+data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t test_limit) {
+  data::Split split = data::load_split(options.dir);
+  if (train_limit > 0) split.train = data::head(split.train, train_limit);
+  if (test_limit > 0) split.test = data::head(split.test, test_limit);
+  return split;
+}
+
+void add_threads_option(CLI::App& command, int& threads) {
+  command.add_option("--threads", threads, "Threads (default: all cores, or OMP_NUM_THREADS)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+void apply_threads(int threads) {
+  if (threads > 0) set_num_threads(threads);
+}
+
+Shape example_input_shape(const data::Dataset& d) { return {1, d.channels, d.rows, d.cols}; }
+
+std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
+                                              const data::Dataset& example) {
+  Generator generator(seed);
+  std::unique_ptr<nn::Sequential> net = nn::parse_arch(arch, generator);
+  nn::check_shapes(*net, example_input_shape(example));
+  net->fuse_batch_norm_relu();
+  return net;
+}
+
+int64_t steps_per_epoch(int64_t count, const train::TrainOptions& options) {
+  return options.drop_last ? count / options.batch : (count + options.batch - 1) / options.batch;
+}
+
+void print_json_line(const nlohmann::json& object) {
+  std::cout << object.dump() << std::endl;
+}
+
+std::string percent(double fraction) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f%%", 100.0 * fraction);
+  return text;
+}
+
+}  // namespace bnlab::cli

@@ -1,0 +1,52 @@
+// What the subcommands share: the data options, building a checked network,
+// thread count, printing. Each subcommand lives in its own file and registers
+// itself with add_<name>_command(app); main.cpp only lists them.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bnlab/data.hpp"
+#include "bnlab/nn/layers.hpp"
+#include "bnlab/train.hpp"
+
+namespace bnlab::cli {
+
+void add_demo_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+
+// --data DIR and --limit N.
+struct DataOptions {
+  std::string dir = data::default_data_dir();
+  int64_t limit = 0;  // 0: everything
+};
+void add_data_options(CLI::App& command, DataOptions& options, const std::string& limit_help);
+// Reads the split; with a limit, the first `train_limit` training examples and
+// the first `test_limit` test examples (0: all of that split).
+data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t test_limit);
+
+// --threads T (0: OpenMP's default, which OMP_NUM_THREADS sets).
+void add_threads_option(CLI::App& command, int& threads);
+void apply_threads(int threads);
+
+// Parses the architecture, checks the shapes for one example of `example`'s
+// shape (the error names the layer) and fuses each BatchNorm + ReLU pair.
+std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
+                                              const data::Dataset& example);
+// (1, C, H, W) for one example of the data set.
+Shape example_input_shape(const data::Dataset& d);
+
+// Steps train_epoch takes over `count` examples.
+int64_t steps_per_epoch(int64_t count, const train::TrainOptions& options);
+
+// The JSON object as one line, the last of stdout.
+void print_json_line(const nlohmann::json& object);
+
+// "85.12%"
+std::string percent(double fraction);
+
+}  // namespace bnlab::cli

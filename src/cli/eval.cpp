@@ -1,0 +1,67 @@
+// bnlab eval: loads a safetensors checkpoint (bnlab's own, or PyTorch's
+// nn.Sequential state dict with --arch) and reports test loss and accuracy in
+// eval mode (running statistics).
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "bnlab/error.hpp"
+#include "bnlab/io.hpp"
+#include "bnlab/nn/state_dict.hpp"
+#include "bnlab/train.hpp"
+#include "common.hpp"
+
+namespace bnlab::cli {
+namespace {
+
+struct EvalCommandOptions {
+  std::string weights, arch;
+  int64_t batch = 1000;
+  bool json = false;
+  DataOptions data;
+  int threads = 0;
+};
+
+void run_eval(const EvalCommandOptions& o) {
+  apply_threads(o.threads);
+  const io::SafetensorsFile file = io::read_safetensors(o.weights);
+  std::string arch = o.arch;
+  if (arch.empty()) arch = nn::checkpoint_arch(file);
+  if (arch.empty())
+    throw Error(o.weights + " has no architecture in its metadata (not written by bnlab): pass "
+                "--arch with the network in PyTorch's notation, e.g. --arch \"Flatten(), "
+                "Linear(784, 10)\"");
+  const data::Split split = load_data(o.data, 1, o.data.limit);
+  std::unique_ptr<nn::Sequential> net = build_network(arch, 0, split.test);
+  nn::load_state_dict(*net, file);
+  const train::EvalResult test = train::evaluate(*net, split.test, o.batch);
+  std::printf("%s\n  test: accuracy %s  loss %.4f  (%lld images of %s, eval mode)\n",
+              arch.c_str(), percent(test.accuracy).c_str(), test.loss,
+              static_cast<long long>(test.count), o.data.dir.c_str());
+  std::fflush(stdout);
+  if (o.json) print_json_line({{"test_accuracy", test.accuracy}, {"test_loss", test.loss}});
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto o = std::make_shared<EvalCommandOptions>();
+  CLI::App* command =
+      app.add_subcommand("eval", "Test loss and accuracy of a checkpoint, in eval mode");
+  command->add_option("--weights", o->weights, "A safetensors checkpoint")->required();
+  command->add_option("--arch", o->arch,
+                      "Architecture in PyTorch's notation (default: the one the file stores)");
+  command->add_option("--batch", o->batch, "Examples per forward pass")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_flag("--json", o->json, "End with one JSON line: test_accuracy, test_loss");
+  add_data_options(*command, o->data, "Evaluate on the first N test examples (quick runs)");
+  add_threads_option(*command, o->threads);
+  command->footer(
+      "Examples:\n"
+      "  bnlab eval --weights mlp-bn.safetensors\n"
+      "  bnlab eval --weights from_pytorch.safetensors --arch \"Flatten(), Linear(784, 512), "
+      "ReLU(), Linear(512, 256), ReLU(), Linear(256, 10)\" --json");
+  command->callback([o] { run_eval(*o); });
+}
+
+}  // namespace bnlab::cli

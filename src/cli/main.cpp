@@ -1,0 +1,55 @@
+// bnlab: the command-line tool. Each subcommand registers itself from its own
+// file (add_<name>_command); this file only lists them and maps failures to
+// exit statuses: 0 done, 1 an error (message on stderr), 2 a usage error.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "bnlab/error.hpp"
+#include "common.hpp"
+#if __has_include("benefits.hpp")
+#include "benefits.hpp"
+#define BNLAB_HAVE_BENEFITS_COMMAND 1
+#endif
+#if __has_include("fold.hpp")
+#include "fold.hpp"
+#define BNLAB_HAVE_FOLD_COMMAND 1
+#endif
+
+namespace {
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bnlab: batch normalization in C++, with a training toolkit and a lab", "bnlab"};
+  app.require_subcommand(1);
+  app.footer(
+      "Examples:\n"
+      "  bnlab demo                        the tutorial's MLP with and without BN\n"
+      "  bnlab train --model mlp-bn --save mlp-bn.safetensors\n"
+      "  bnlab eval --weights mlp-bn.safetensors\n"
+      "Run `bnlab <command> --help` for each command's options.");
+  using namespace bnlab::cli;  // the commands' files may declare theirs here or globally
+  add_demo_command(app);
+  add_train_command(app);
+  add_eval_command(app);
+#ifdef BNLAB_HAVE_BENEFITS_COMMAND
+  add_benefits_command(app);
+#endif
+#ifdef BNLAB_HAVE_FOLD_COMMAND
+  add_fold_command(app);
+#endif
+  try {
+    app.parse(argc, argv);  // runs the chosen subcommand's callback
+  } catch (const CLI::ParseError& e) {
+    // --help and --version come here too, as successes (status 0).
+    const int status = app.exit(e);
+    return status == 0 ? 0 : kExitUsage;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "bnlab: error: %s\n", e.what());
+    return kExitError;
+  }
+  return 0;
+}

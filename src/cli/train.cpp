@@ -1,0 +1,150 @@
+// bnlab train: trains an architecture (text or preset) on the training split,
+// evaluates it on the test split, and saves a checkpoint if asked.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bnlab/error.hpp"
+#include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/state_dict.hpp"
+#include "bnlab/progress.hpp"
+#include "bnlab/train.hpp"
+#include "common.hpp"
+
+namespace bnlab::cli {
+namespace {
+
+struct TrainCommandOptions {
+  std::string arch, model;
+  int64_t epochs = 10;
+  train::TrainOptions train;
+  uint64_t seed = 0;
+  std::string save;
+  bool json = false;
+  DataOptions data;
+  int threads = 0;
+};
+
+void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
+               CLI::Option* model_option) {
+  if (arch_option->count() == 0 && model_option->count() == 0)
+    throw CLI::RequiredError("--arch TEXT or --model PRESET");
+  apply_threads(o.threads);
+  const std::string arch = o.arch.empty() ? nn::preset_arch(o.model) : o.arch;
+  const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
+  const data::Split split = load_data(o.data, o.data.limit, test_limit);
+  std::unique_ptr<nn::Sequential> net = build_network(arch, o.seed, split.train);
+
+  train::TrainOptions options = o.train;
+  options.seed = o.seed;
+  train::Trainer trainer(*net, options);
+  std::printf("training %s\n  on %lld images of %s, batch %lld, %s lr %g, %lld epochs\n",
+              arch.c_str(), static_cast<long long>(split.train.count), o.data.dir.c_str(),
+              static_cast<long long>(options.batch), options.optimizer.c_str(), options.lr,
+              static_cast<long long>(o.epochs));
+  std::fflush(stdout);
+
+  nlohmann::json epochs = nlohmann::json::array();
+  std::vector<double> losses;
+  double train_seconds = 0.0;
+  int64_t train_images = 0;
+  bool diverged = false;
+  for (int64_t epoch = 0; epoch < o.epochs && !diverged; ++epoch) {
+    const std::string label =
+        "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs);
+    Progress progress(label, steps_per_epoch(split.train.count, options), "img");
+    char status[48];
+    auto on_step = [&](int64_t step, int64_t, double loss) {
+      std::snprintf(status, sizeof status, "loss %.3f", loss);
+      progress.update(step, std::min(step * options.batch, split.train.count), status);
+    };
+    const train::EpochResult r = trainer.train_epoch(split.train, epoch, on_step);
+    const int64_t images = std::min(r.steps * options.batch, split.train.count);
+    const double rate = r.seconds > 0 ? double(images) / r.seconds : 0.0;
+    std::snprintf(status, sizeof status, "loss %.4f, %.0f img/s", r.mean_loss, rate);
+    progress.finish(status);
+    train_seconds += r.seconds;
+    train_images += images;
+    losses.push_back(r.mean_loss);
+    diverged = r.diverged;
+    std::printf("epoch %lld/%lld  loss %.4f  train accuracy %s  %.2f s  %.0f img/s%s\n",
+                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), r.mean_loss,
+                percent(r.accuracy).c_str(), r.seconds, rate, r.diverged ? "  DIVERGED" : "");
+    std::fflush(stdout);
+    epochs.push_back({{"epoch", epoch + 1},
+                      {"train_loss", r.mean_loss},
+                      {"train_accuracy", r.accuracy},
+                      {"seconds", r.seconds},
+                      {"images_per_second", rate}});
+  }
+  if (diverged)
+    std::fprintf(stderr, "bnlab: warning: the loss became non-finite; training stopped (try a "
+                         "smaller --lr)\n");
+
+  const train::EvalResult test = train::evaluate(*net, split.test);
+  std::printf("test: accuracy %s  loss %.4f  (%lld images, eval mode)\n",
+              percent(test.accuracy).c_str(), test.loss, static_cast<long long>(test.count));
+  if (!o.save.empty()) {
+    nn::save_checkpoint(o.save, *net, arch);
+    std::printf("saved %s\n", o.save.c_str());
+  }
+  std::fflush(stdout);
+
+  if (o.json) {
+    print_json_line({{"arch", arch},
+                     {"optimizer", options.optimizer},
+                     {"batch", options.batch},
+                     {"lr", options.lr},
+                     {"seed", o.seed},
+                     {"epochs", epochs},
+                     {"train_loss", losses},
+                     {"diverged", diverged},
+                     {"test_accuracy", test.accuracy},
+                     {"test_loss", test.loss},
+                     {"seconds", train_seconds},
+                     {"images_per_second", train_seconds > 0 ? train_images / train_seconds : 0.0}});
+  }
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto o = std::make_shared<TrainCommandOptions>();
+  CLI::App* command = app.add_subcommand("train", "Train a network and evaluate it on the test split");
+  CLI::Option* arch = command->add_option(
+      "--arch", o->arch, "Architecture in PyTorch's notation, e.g. \"Flatten(), Linear(784, 10)\"");
+  CLI::Option* model = command->add_option("--model", o->model, "A preset: mlp, mlp-bn, cnn, cnn-bn")
+                           ->check(CLI::IsMember(nn::preset_names()));
+  arch->excludes(model);
+  command->add_option("--epochs", o->epochs, "Passes over the training split")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_option("--batch", o->train.batch, "Batch size")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_option("--lr", o->train.lr, "Learning rate")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_option("--optimizer", o->train.optimizer, "sgd or adam")
+      ->capture_default_str()->check(CLI::IsMember({"sgd", "adam"}));
+  command->add_option("--momentum", o->train.momentum, "SGD momentum")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  command->add_option("--weight-decay", o->train.weight_decay, "L2 penalty added to the gradient")
+      ->capture_default_str()->check(CLI::NonNegativeNumber);
+  command->add_option("--seed", o->seed, "Seed for the weights and the shuffling")
+      ->capture_default_str();
+  command->add_option("--save", o->save, "Write a safetensors checkpoint (with the architecture)");
+  command->add_flag("--json", o->json, "End with one JSON line: losses, test accuracy, speed");
+  add_data_options(*command, o->data,
+                   "Train on the first N examples and test on the first N/6 (quick runs)");
+  add_threads_option(*command, o->threads);
+  command->footer(
+      "Examples:\n"
+      "  bnlab train --model mlp-bn --epochs 2\n"
+      "  bnlab train --arch \"Flatten(), Linear(784, 100, bias=False), BatchNorm1d(100), ReLU(), "
+      "Linear(100, 10)\" --optimizer adam --lr 0.001 --save small.safetensors\n"
+      "  bnlab train --model cnn-bn --data /usr/share/datasets/mnist --json");
+  command->callback([o, arch, model] { run_train(*o, arch, model); });
+}
+
+}  // namespace bnlab::cli
