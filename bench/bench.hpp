@@ -1,0 +1,160 @@
+// bnlab_bench: the batch-norm kernels side by side with oneDNN and PyTorch
+// (issue 4, item 1). One run measures the machine's memory bandwidth, then
+// times each op for each layout on the shape table (shapes.cpp) in bnlab, in
+// oneDNN 2.6 in-process and in PyTorch through a subprocess, and prints the
+// ratios. Shared types of the program's parts live here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bnlab/batch_norm.hpp"
+
+namespace bnlab::bench {
+
+// The ops timed, each with the number of passes over the tensor its algorithm
+// needs at least (a pass moves numel * 4 bytes):
+//   train_forward       3: read x for the statistics, read x + write y
+//   train_forward_relu  3: the same, ReLU applied in the writing pass
+//   inference_forward   2: read x + write y
+//   backward            5: read x, dy for the sums, read x, dy + write dx
+enum class Op { train_forward, train_forward_relu, inference_forward, backward };
+
+const char* op_name(Op op);
+int op_passes(Op op);
+
+// Layouts as named in the results: channels_first (NCHW, NCDHW), channels_last
+// (NHWC, NDHWC), and nc for 2-D tensors, where both are the same bytes.
+enum class BenchLayout { channels_first, channels_last, nc };
+
+const char* layout_name(BenchLayout layout);
+
+// One row of the shape table: the dims as PyTorch writes them (N, C, spatial...)
+// and which ops and layouts run on it.
+struct ShapeEntry {
+  std::vector<int64_t> dims;
+  std::vector<BenchLayout> layouts;
+  std::vector<Op> ops;
+};
+
+// One timed case: a shape, a layout and an op.
+struct Case {
+  std::vector<int64_t> dims;
+  BenchLayout layout = BenchLayout::channels_first;
+  Op op = Op::train_forward;
+
+  std::string dims_string() const;  // "32x64x56x56"
+  std::string id() const;           // "32x64x56x56/channels_first/train_forward"
+  int64_t numel() const;
+  int64_t tensor_bytes() const { return numel() * 4; }
+  BatchNormShape batch_norm_shape() const;  // n, c, s = product of the spatial dims
+};
+
+// The shape table: full (the issue's shapes) or quick (small shapes for CI).
+std::vector<ShapeEntry> shape_table(bool quick);
+// Every (shape, layout, op) of the table whose id contains `only` (all when empty).
+std::vector<Case> expand_cases(const std::vector<ShapeEntry>& table, const std::string& only);
+
+// How many times to call a function and how to summarize.
+struct TimingPolicy {
+  int warmup = 1;          // untimed calls first
+  int fixed_reps = 0;      // > 0: exactly this many timed calls
+  int min_reps = 5;        // otherwise as many as fit in budget_s, within [min_reps, max_reps]
+  int max_reps = 200;
+  double budget_s = 0.3;
+};
+
+struct Timing {
+  double median_ms = 0;
+  double min_ms = 0;
+  int reps = 0;
+};
+
+// The median of `values` (mean of the middle two for an even count); 0 when empty.
+double median(std::vector<double> values);
+// Timed calls for a policy, given the duration of one call: budget_s / one_call_s
+// clamped to [min_reps, max_reps], or fixed_reps.
+int reps_for(const TimingPolicy& policy, double one_call_s);
+// Calls fn for warm-up, then reps_for(...) timed calls; median and min in ms.
+Timing time_calls(const std::function<void()>& fn, const TimingPolicy& policy);
+// Effective bandwidth in GB/s (1e9 bytes) of `passes` passes over `bytes` in `ms`.
+double effective_gbs(int passes, int64_t bytes, double ms);
+
+// Memory bandwidth with `threads` OpenMP threads over buffers of `bytes`.
+struct Bandwidth {
+  double copy_gbs = 0;  // memcpy, counting read + write: 2 * bytes / time
+  double read_gbs = 0;  // a sum over the buffer: bytes / time
+  int64_t buffer_bytes = 0;
+  int reps = 0;
+};
+Bandwidth measure_bandwidth(int64_t bytes, int threads, int reps);
+
+// The machine, as the report prints it.
+struct MachineInfo {
+  std::string cpu_model;     // /proc/cpuinfo "model name"
+  int64_t llc_bytes = 0;     // last-level cache, 0 when unknown
+  int cores_online = 0;
+};
+MachineInfo machine_info();
+
+// A measurement of one case by one implementation (absent: not run).
+struct PeerTime {
+  std::optional<Timing> timing;
+  std::optional<double> max_abs_diff_vs_bnlab;  // output compared with bnlab's, where checked
+  std::string note;                             // why absent, or a caveat
+};
+
+struct CaseResult {
+  Case the_case;
+  Timing bnlab;
+  PeerTime onednn;
+  PeerTime pytorch;
+};
+
+// A peer's availability, for the report.
+struct PeerStatus {
+  bool ran = false;
+  std::string version;
+  std::string note;  // why it was skipped, if it was
+};
+
+// Times bnlab and, when `onednn` is set, oneDNN on the same buffers, case by case
+// (cases of one shape share one allocation). The implementations are in
+// run_bnlab.cpp and run_onednn.cpp.
+std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
+                                             const TimingPolicy& policy, bool onednn,
+                                             PeerStatus& onednn_status);
+
+// Runs `python script` with the cases as JSON on argv and fills each result's
+// pytorch field from the JSON it prints. A missing interpreter or torch is a
+// note in `status`, never an error.
+struct PytorchOptions {
+  std::string python = "/usr/bin/python3";
+  std::string script;
+  int threads = 2;
+};
+void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
+                 const PytorchOptions& options, PeerStatus& status);
+
+// The report.
+struct Report {
+  MachineInfo machine;
+  int threads = 0;
+  std::string kernel_variant;
+  std::string command;
+  Bandwidth bandwidth;
+  PeerStatus onednn;
+  PeerStatus pytorch;
+  std::vector<CaseResult> results;
+};
+std::string format_table(const Report& report);
+std::string report_json(const Report& report);  // pretty-printed JSON text
+// Writes text to path through path + ".tmp" and a rename; throws bnlab::Error naming the path.
+void write_file_atomically(const std::string& path, const std::string& text);
+// Reads a JSON report back and checks its keys; throws bnlab::Error naming what is missing.
+void check_report_file(const std::string& path);
+
+}  // namespace bnlab::bench

@@ -1,0 +1,162 @@
+// The benchmark's table and JSON.
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bench.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab::bench {
+namespace {
+
+std::string format(const char* fmt, double value) {
+  char text[64];
+  std::snprintf(text, sizeof text, fmt, value);
+  return text;
+}
+
+// "12.3" ms, or the dash of an absent figure.
+std::string ms_or_dash(const PeerTime& peer) {
+  return peer.timing ? format("%.3f", peer.timing->median_ms) : "-";
+}
+
+// The peer's time over bnlab's: above 1, bnlab is faster.
+std::string ratio_or_dash(const PeerTime& peer, const Timing& bnlab) {
+  return peer.timing && bnlab.median_ms > 0 ? format("%.2f", peer.timing->median_ms / bnlab.median_ms)
+                                            : "-";
+}
+
+nlohmann::json timing_json(const Timing& t) {
+  return {{"median_ms", t.median_ms}, {"min_ms", t.min_ms}, {"reps", t.reps}};
+}
+
+nlohmann::json peer_json(const PeerTime& peer, const Timing& bnlab) {
+  nlohmann::json j = nlohmann::json::object();
+  if (peer.timing) {
+    j = timing_json(*peer.timing);
+    j["ratio_to_bnlab"] = bnlab.median_ms > 0 ? peer.timing->median_ms / bnlab.median_ms : 0.0;
+  } else {
+    j["median_ms"] = nullptr;
+  }
+  if (peer.max_abs_diff_vs_bnlab) j["max_abs_diff_vs_bnlab"] = *peer.max_abs_diff_vs_bnlab;
+  if (!peer.note.empty()) j["note"] = peer.note;
+  return j;
+}
+
+nlohmann::json status_json(const PeerStatus& s) {
+  nlohmann::json j = {{"ran", s.ran}, {"version", s.version}};
+  if (!s.note.empty()) j["note"] = s.note;
+  return j;
+}
+
+}  // namespace
+
+std::string format_table(const Report& report) {
+  std::string out;
+  char line[512];
+  const double copy = report.bandwidth.copy_gbs;
+  std::snprintf(line, sizeof line,
+                "machine: %s, %d cores online, LLC %.0f MiB; %d threads; bnlab kernels: %s\n"
+                "bandwidth: copy %.1f GB/s (read+write), read %.1f GB/s, %.0f MiB buffers, "
+                "median of %d\n",
+                report.machine.cpu_model.c_str(), report.machine.cores_online,
+                report.machine.llc_bytes / 1048576.0, report.threads, report.kernel_variant.c_str(),
+                copy, report.bandwidth.read_gbs, report.bandwidth.buffer_bytes / 1048576.0,
+                report.bandwidth.reps);
+  out += line;
+  for (const auto* peer : {&report.onednn, &report.pytorch}) {
+    const char* name = peer == &report.onednn ? "oneDNN" : "PyTorch";
+    std::snprintf(line, sizeof line, "%s: %s\n", name,
+                  peer->ran ? peer->version.c_str() : ("skipped (" + peer->note + ")").c_str());
+    out += line;
+  }
+  out += "ms: median; GB/s: passes * numel * 4 bytes / time; peer x: peer ms / bnlab ms "
+         "(above 1: bnlab faster); * : tensor larger than the LLC\n\n";
+  std::snprintf(line, sizeof line, "%-16s %-14s %-18s %8s %9s %7s %6s %9s %6s %9s %6s\n", "shape",
+                "layout", "op", "MiB", "bnlab ms", "GB/s", "%copy", "oneDNN", "x", "PyTorch", "x");
+  out += line;
+  for (const CaseResult& r : report.results) {
+    const Case& c = r.the_case;
+    const double gbs = effective_gbs(op_passes(c.op), c.tensor_bytes(), r.bnlab.median_ms);
+    const bool beyond_llc = report.machine.llc_bytes > 0 && c.tensor_bytes() > report.machine.llc_bytes;
+    std::snprintf(line, sizeof line, "%-16s %-14s %-18s %7.1f%s %9.3f %7.1f %5.0f%% %9s %6s %9s %6s\n",
+                  c.dims_string().c_str(), layout_name(c.layout), op_name(c.op),
+                  c.tensor_bytes() / 1048576.0, beyond_llc ? "*" : " ", r.bnlab.median_ms, gbs,
+                  copy > 0 ? 100.0 * gbs / copy : 0.0, ms_or_dash(r.onednn).c_str(),
+                  ratio_or_dash(r.onednn, r.bnlab).c_str(), ms_or_dash(r.pytorch).c_str(),
+                  ratio_or_dash(r.pytorch, r.bnlab).c_str());
+    out += line;
+  }
+  return out;
+}
+
+std::string report_json(const Report& report) {
+  nlohmann::json j;
+  j["command"] = report.command;
+  j["machine"] = {{"cpu_model", report.machine.cpu_model},
+                  {"cores_online", report.machine.cores_online},
+                  {"llc_bytes", report.machine.llc_bytes}};
+  j["threads"] = report.threads;
+  j["bnlab_kernel_variant"] = report.kernel_variant;
+  j["bandwidth"] = {{"copy_gbs", report.bandwidth.copy_gbs},
+                    {"read_gbs", report.bandwidth.read_gbs},
+                    {"buffer_bytes", report.bandwidth.buffer_bytes},
+                    {"reps", report.bandwidth.reps}};
+  j["peers"] = {{"onednn", status_json(report.onednn)}, {"pytorch", status_json(report.pytorch)}};
+  j["results"] = nlohmann::json::array();
+  for (const CaseResult& r : report.results) {
+    const Case& c = r.the_case;
+    const double gbs = effective_gbs(op_passes(c.op), c.tensor_bytes(), r.bnlab.median_ms);
+    nlohmann::json bnlab = timing_json(r.bnlab);
+    bnlab["effective_gbs"] = gbs;
+    bnlab["share_of_copy_bandwidth"] =
+        report.bandwidth.copy_gbs > 0 ? gbs / report.bandwidth.copy_gbs : 0.0;
+    j["results"].push_back({{"id", c.id()},
+                            {"dims", c.dims},
+                            {"layout", layout_name(c.layout)},
+                            {"op", op_name(c.op)},
+                            {"passes", op_passes(c.op)},
+                            {"tensor_bytes", c.tensor_bytes()},
+                            {"bnlab", bnlab},
+                            {"onednn", peer_json(r.onednn, r.bnlab)},
+                            {"pytorch", peer_json(r.pytorch, r.bnlab)}});
+  }
+  return j.dump(2) + "\n";
+}
+
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(ErrorCode::io, "--json: cannot open " + tmp + " for writing");
+    out << text;
+    out.flush();
+    if (!out) throw Error(ErrorCode::io, "--json: writing " + tmp + " failed");
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    throw Error(ErrorCode::io, "--json: cannot rename " + tmp + " to " + path);
+  }
+}
+
+void check_report_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw Error(ErrorCode::io, "--check-json: cannot open " + path);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error(ErrorCode::io, "--check-json: " + path + " is not JSON: " + e.what());
+  }
+  for (const char* key : {"machine", "threads", "bandwidth", "peers", "results"})
+    if (!j.contains(key)) throw Error(ErrorCode::io, "--check-json: " + path + " has no \"" + key + "\"");
+  if (!j["results"].is_array() || j["results"].empty())
+    throw Error(ErrorCode::io, "--check-json: " + path + ": \"results\" is not a non-empty array");
+  for (const auto& r : j["results"])
+    for (const char* key : {"id", "dims", "layout", "op", "passes", "bnlab", "onednn", "pytorch"})
+      if (!r.contains(key))
+        throw Error(ErrorCode::io, "--check-json: " + path + ": a result has no \"" + key + "\"");
+}
+
+}  // namespace bnlab::bench

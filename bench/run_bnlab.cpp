@@ -1,0 +1,121 @@
+// Times bnlab's kernels case by case and, on the same buffers, oneDNN's.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "bnlab/batch_norm.hpp"
+#include "bnlab/error.hpp"
+#include "kernel_buffers.hpp"
+
+namespace bnlab::bench {
+namespace {
+
+// Values spread like activations: a per-channel offset plus noise in [-2, 2)
+// from a 32-bit xorshift (fast, and the same in every run).
+void fill(AlignedVector<float>& values, uint32_t seed, float offset) {
+  uint32_t state = seed;
+  for (float& v : values) {
+    state ^= state << 13, state ^= state >> 17, state ^= state << 5;
+    v = offset + 4.0f * static_cast<float>(state >> 8) * (1.0f / 16777216.0f) - 2.0f;
+  }
+}
+
+void allocate(KernelBuffers& b, int64_t numel, int64_t c) {
+  b.x.resize(numel), b.dy.resize(numel), b.out_bnlab.resize(numel), b.out_peer.resize(numel);
+  fill(b.x, 1, 0.5f);
+  fill(b.dy, 2, 0.0f);
+  // Touch the outputs so that no page is faulted in while the clock runs.
+  std::memset(b.out_bnlab.data(), 0, numel * sizeof(float));
+  std::memset(b.out_peer.data(), 0, numel * sizeof(float));
+  for (auto* per_channel : {&b.weight, &b.bias, &b.running_mean, &b.running_var, &b.save_mean,
+                            &b.save_invstd, &b.dweight, &b.dbias, &b.peer_mean, &b.peer_var,
+                            &b.peer_dweight, &b.peer_dbias})
+    per_channel->assign(c, 0.0f);
+  for (int64_t j = 0; j < c; ++j) {
+    b.weight[j] = 1.0f + 0.01f * static_cast<float>(j % 7);
+    b.bias[j] = 0.1f * static_cast<float>(j % 5);
+    b.running_mean[j] = 0.5f;
+    b.running_var[j] = 1.3f;
+  }
+}
+
+double max_abs_diff(const AlignedVector<float>& a, const AlignedVector<float>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  return worst;
+}
+
+// One call of bnlab's kernel for the case, on the buffers.
+void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers& b) {
+  constexpr double kEps = 1e-5;
+  switch (the_case.op) {
+    case Op::train_forward:
+    case Op::train_forward_relu: {
+      RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
+      batch_norm_forward_training(
+          b.x.data(), shape, b.weight.data(), b.bias.data(), running, kEps, b.out_bnlab.data(),
+          b.save_mean.data(), b.save_invstd.data(),
+          the_case.op == Op::train_forward_relu ? Activation::relu : Activation::none);
+      break;
+    }
+    case Op::inference_forward:
+      batch_norm_forward_inference(b.x.data(), shape, b.weight.data(), b.bias.data(),
+                                   b.running_mean.data(), b.running_var.data(), kEps,
+                                   b.out_bnlab.data());
+      break;
+    case Op::backward:
+      batch_norm_backward(b.x.data(), b.dy.data(), shape, b.weight.data(), b.save_mean.data(),
+                          b.save_invstd.data(), b.out_bnlab.data(), b.dweight.data(),
+                          b.dbias.data());
+      break;
+  }
+}
+
+}  // namespace
+
+std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
+                                             const TimingPolicy& policy, bool onednn,
+                                             PeerStatus& onednn_status) {
+  if (onednn) {
+    onednn_status.ran = true;
+    onednn_status.version = onednn_version();
+  }
+  std::vector<CaseResult> results;
+  KernelBuffers buffers;
+  std::vector<int64_t> allocated_dims;
+  for (const Case& the_case : cases) {
+    // Cases of one shape come together in the table; they share the buffers.
+    if (the_case.dims != allocated_dims) {
+      buffers = KernelBuffers{};  // give the previous shape's memory back first
+      allocate(buffers, the_case.numel(), the_case.dims[1]);
+      allocated_dims = the_case.dims;
+    }
+    const BatchNormShape shape = the_case.batch_norm_shape();
+    if (the_case.op == Op::backward) {
+      // Backward reads the saved statistics of a forward on the same x.
+      Case forward = the_case;
+      forward.op = Op::train_forward;
+      call_bnlab(forward, shape, buffers);
+    }
+    CaseResult result;
+    result.the_case = the_case;
+    std::fprintf(stderr, "  %-45s bnlab", the_case.id().c_str());
+    result.bnlab = time_calls([&] { call_bnlab(the_case, shape, buffers); }, policy);
+    if (onednn) {
+      std::fprintf(stderr, ", oneDNN");
+      try {
+        result.onednn.timing = time_onednn_case(the_case, buffers, policy);
+        result.onednn.max_abs_diff_vs_bnlab = max_abs_diff(buffers.out_bnlab, buffers.out_peer);
+      } catch (const std::exception& e) {
+        result.onednn.note = e.what();
+      }
+    }
+    std::fprintf(stderr, "\n");
+    results.push_back(std::move(result));
+  }
+  return results;
+}
+
+}  // namespace bnlab::bench

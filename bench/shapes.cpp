@@ -1,0 +1,100 @@
+// The shape table: the one place the benchmark's shapes are written down.
+#include <numeric>
+
+#include "bench.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab::bench {
+
+const char* op_name(Op op) {
+  switch (op) {
+    case Op::train_forward: return "train_forward";
+    case Op::train_forward_relu: return "train_forward_relu";
+    case Op::inference_forward: return "inference_forward";
+    case Op::backward: return "backward";
+  }
+  return "?";
+}
+
+int op_passes(Op op) {
+  switch (op) {
+    case Op::train_forward:
+    case Op::train_forward_relu: return 3;
+    case Op::inference_forward: return 2;
+    case Op::backward: return 5;
+  }
+  return 0;
+}
+
+const char* layout_name(BenchLayout layout) {
+  switch (layout) {
+    case BenchLayout::channels_first: return "channels_first";
+    case BenchLayout::channels_last: return "channels_last";
+    case BenchLayout::nc: return "nc";
+  }
+  return "?";
+}
+
+std::string Case::dims_string() const {
+  std::string text;
+  for (size_t i = 0; i < dims.size(); ++i) text += (i ? "x" : "") + std::to_string(dims[i]);
+  return text;
+}
+
+std::string Case::id() const {
+  return dims_string() + "/" + layout_name(layout) + "/" + op_name(op);
+}
+
+int64_t Case::numel() const {
+  return std::accumulate(dims.begin(), dims.end(), int64_t{1}, std::multiplies<int64_t>());
+}
+
+BatchNormShape Case::batch_norm_shape() const {
+  if (dims.size() < 2) throw Error("bench case " + id() + ": dims need at least N and C");
+  BatchNormShape shape;
+  shape.n = dims[0];
+  shape.c = dims[1];
+  shape.s = std::accumulate(dims.begin() + 2, dims.end(), int64_t{1}, std::multiplies<int64_t>());
+  shape.layout = layout == BenchLayout::channels_last ? Layout::channels_last
+                                                       : Layout::channels_first;
+  return shape;
+}
+
+std::vector<ShapeEntry> shape_table(bool quick) {
+  using enum BenchLayout;
+  using enum Op;
+  const std::vector<BenchLayout> both = {channels_first, channels_last};
+  const std::vector<Op> three = {train_forward, inference_forward, backward};
+  if (quick) {
+    // Small enough for a sanitizer build in CI; every path of the program runs once.
+    return {
+        {{4, 8, 16, 16}, both, {train_forward, train_forward_relu, inference_forward, backward}},
+        {{16, 32}, {nc}, three},
+        {{2, 4, 4, 8, 8}, both, three},
+    };
+  }
+  return {
+      // ResNet-50 layers: conv2_x at 56x56 (64 and 256 channels) and the stem at 112x112.
+      {{32, 64, 56, 56}, both, three},
+      {{32, 256, 56, 56}, both, {train_forward, train_forward_relu, inference_forward, backward}},
+      {{32, 64, 112, 112}, both, three},
+      // BatchNorm1d after a Linear layer (s = 1).
+      {{256, 1024}, {nc}, three},
+      {{64, 512}, {nc}, three},
+      // BatchNorm3d: a video or volume network's early layer.
+      {{8, 32, 16, 32, 32}, both, three},
+  };
+}
+
+std::vector<Case> expand_cases(const std::vector<ShapeEntry>& table, const std::string& only) {
+  std::vector<Case> cases;
+  for (const ShapeEntry& entry : table)
+    for (BenchLayout layout : entry.layouts)
+      for (Op op : entry.ops) {
+        Case c{entry.dims, layout, op};
+        if (only.empty() || c.id().find(only) != std::string::npos) cases.push_back(c);
+      }
+  return cases;
+}
+
+}  // namespace bnlab::bench

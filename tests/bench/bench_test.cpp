@@ -1,0 +1,157 @@
+// The benchmark's bookkeeping: the shape table, the timing rule, the bandwidth
+// arithmetic and the report. Timings themselves are never asserted.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "bench.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab::bench {
+namespace {
+
+// The median as a statistics book defines it, in float64: sort, take the middle
+// value or the mean of the middle two.
+double reference_median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+TEST(BenchHarness, MedianMatchesSortedMiddleForOddAndEvenCounts) {
+  const std::vector<std::vector<double>> samples = {
+      {3.0}, {5.0, 1.0}, {9.0, 2.0, 7.0}, {4.0, 8.0, 1.0, 3.0}, {2.5, 2.5, 0.5, 10.0, 7.0, 1.0}};
+  for (const auto& s : samples) EXPECT_DOUBLE_EQ(median(s), reference_median(s));
+  EXPECT_EQ(median({}), 0.0);
+}
+
+TEST(BenchHarness, RepsFillTheBudgetWithinTheirBounds) {
+  TimingPolicy policy;
+  policy.min_reps = 5, policy.max_reps = 200, policy.budget_s = 0.3;
+  EXPECT_EQ(reps_for(policy, 0.01), 30);     // 0.3 s / 10 ms
+  EXPECT_EQ(reps_for(policy, 1.0), 5);       // slow calls: at least min_reps
+  EXPECT_EQ(reps_for(policy, 1e-7), 200);    // fast calls: at most max_reps
+  EXPECT_EQ(reps_for(policy, 0.0), 200);
+  policy.fixed_reps = 3;
+  EXPECT_EQ(reps_for(policy, 0.01), 3);
+}
+
+TEST(BenchHarness, TimeCallsMakesWarmupPlusFixedRepsCalls) {
+  TimingPolicy policy;
+  policy.warmup = 2, policy.fixed_reps = 4;
+  int calls = 0;
+  const Timing t = time_calls([&] { ++calls; }, policy);
+  EXPECT_EQ(calls, 6);
+  EXPECT_EQ(t.reps, 4);
+  EXPECT_LE(t.min_ms, t.median_ms);
+}
+
+TEST(BenchHarness, EffectiveBandwidthCountsEveryPass) {
+  // 3 passes over 1e8 bytes in 10 ms: 3e8 bytes / 0.01 s = 30 GB/s.
+  EXPECT_NEAR(effective_gbs(3, 100000000, 10.0), 30.0, 1e-9);
+  EXPECT_NEAR(effective_gbs(5, 4096, 1e-3), 5.0 * 4096 / 1e-6 / 1e9, 1e-9);
+  EXPECT_EQ(effective_gbs(2, 100, 0.0), 0.0);
+}
+
+TEST(BenchShapes, FullTableHoldsTheIssueShapesInBothLayouts) {
+  const std::vector<Case> cases = expand_cases(shape_table(false), "");
+  auto has = [&](const std::string& id) {
+    return std::any_of(cases.begin(), cases.end(), [&](const Case& c) { return c.id() == id; });
+  };
+  for (const char* dims : {"32x64x56x56", "32x256x56x56", "32x64x112x112", "8x32x16x32x32"})
+    for (const char* layout : {"channels_first", "channels_last"})
+      for (const char* op : {"train_forward", "inference_forward", "backward"})
+        EXPECT_TRUE(has(std::string(dims) + "/" + layout + "/" + op)) << dims << " " << layout;
+  for (const char* dims : {"256x1024", "64x512"}) EXPECT_TRUE(has(std::string(dims) + "/nc/backward"));
+  EXPECT_TRUE(has("32x256x56x56/channels_last/train_forward_relu"));
+}
+
+TEST(BenchShapes, OnlyKeepsCasesWhoseIdContainsTheText) {
+  const std::vector<Case> cases = expand_cases(shape_table(false), "channels_last/backward");
+  ASSERT_EQ(cases.size(), 4u);  // the three 4-D shapes and the 3-D one
+  for (const Case& c : cases) EXPECT_NE(c.id().find("channels_last/backward"), std::string::npos);
+  EXPECT_TRUE(expand_cases(shape_table(false), "no such case").empty());
+}
+
+TEST(BenchShapes, CaseMapsDimsToBatchNormShape) {
+  const Case c{{8, 32, 16, 32, 32}, BenchLayout::channels_last, Op::backward};
+  const BatchNormShape shape = c.batch_norm_shape();
+  EXPECT_EQ(shape.n, 8);
+  EXPECT_EQ(shape.c, 32);
+  EXPECT_EQ(shape.s, 16 * 32 * 32);
+  EXPECT_EQ(shape.layout, Layout::channels_last);
+  EXPECT_EQ(c.tensor_bytes(), int64_t{8} * 32 * 16 * 32 * 32 * 4);
+  const Case mlp{{256, 1024}, BenchLayout::nc, Op::train_forward};
+  EXPECT_EQ(mlp.batch_norm_shape().s, 1);
+  EXPECT_EQ(op_passes(Op::train_forward), 3);
+  EXPECT_EQ(op_passes(Op::inference_forward), 2);
+  EXPECT_EQ(op_passes(Op::backward), 5);
+}
+
+Report sample_report() {
+  Report report;
+  report.machine = {"Test CPU", 32 << 20, 2};
+  report.threads = 2;
+  report.kernel_variant = "plain";
+  report.bandwidth = {50.0, 60.0, 1 << 20, 3};
+  report.onednn = {true, "oneDNN 2.6.3", ""};
+  report.pytorch = {false, "", "--no-pytorch"};
+  CaseResult r;
+  r.the_case = {{32, 256, 56, 56}, BenchLayout::channels_first, Op::train_forward};
+  r.bnlab = {4.0, 3.9, 10};
+  r.onednn.timing = Timing{20.0, 19.0, 10};
+  r.onednn.max_abs_diff_vs_bnlab = 1e-6;
+  r.pytorch.note = "skipped";
+  report.results.push_back(r);
+  return report;
+}
+
+TEST(BenchReport, JsonCarriesRatiosBandwidthShareAndAbsentPeers) {
+  const nlohmann::json j = nlohmann::json::parse(report_json(sample_report()));
+  const auto& r = j["results"][0];
+  EXPECT_EQ(r["id"], "32x256x56x56/channels_first/train_forward");
+  EXPECT_NEAR(r["onednn"]["ratio_to_bnlab"].get<double>(), 5.0, 1e-12);
+  // 3 passes * 32*256*56*56*4 bytes / 4 ms, over 50 GB/s.
+  const double gbs = 3.0 * 32 * 256 * 56 * 56 * 4 / 4e-3 / 1e9;
+  EXPECT_NEAR(r["bnlab"]["effective_gbs"].get<double>(), gbs, 1e-9);
+  EXPECT_NEAR(r["bnlab"]["share_of_copy_bandwidth"].get<double>(), gbs / 50.0, 1e-12);
+  EXPECT_TRUE(r["pytorch"]["median_ms"].is_null());
+  EXPECT_EQ(j["peers"]["pytorch"]["note"], "--no-pytorch");
+}
+
+TEST(BenchReport, TablePrintsPeerOverBnlabRatio) {
+  const std::string table = format_table(sample_report());
+  EXPECT_NE(table.find("32x256x56x56"), std::string::npos);
+  EXPECT_NE(table.find("5.00"), std::string::npos);  // oneDNN 20 ms / bnlab 4 ms
+  EXPECT_NE(table.find("PyTorch: skipped (--no-pytorch)"), std::string::npos);
+}
+
+TEST(BenchReport, AtomicWriteLeavesAFileTheCheckAccepts) {
+  const std::string path = ::testing::TempDir() + "bench_report_test.json";
+  write_file_atomically(path, report_json(sample_report()));
+  EXPECT_NO_THROW(check_report_file(path));
+  std::ifstream tmp(path + ".tmp");
+  EXPECT_FALSE(tmp.good());  // renamed away
+  std::remove(path.c_str());
+}
+
+TEST(BenchReport, CheckNamesTheMissingKey) {
+  const std::string path = ::testing::TempDir() + "bench_report_bad.json";
+  write_file_atomically(path, "{\"machine\": {}, \"threads\": 2}");
+  try {
+    check_report_file(path);
+    FAIL() << "a report without bandwidth was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bandwidth"), std::string::npos) << e.what();
+  }
+  write_file_atomically(path, "not json");
+  EXPECT_THROW(check_report_file(path), Error);
+  std::remove(path.c_str());
+  EXPECT_THROW(write_file_atomically("/nonexistent-dir/x.json", "{}"), Error);
+}
+
+}  // namespace
+}  // namespace bnlab::bench
