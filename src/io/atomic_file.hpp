@@ -1,0 +1,22 @@
+// Internal: the atomic write over several buffers, so that a checkpoint is
+// written from its tensors' own bytes without first copying them into one.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace bnlab::io {
+
+struct ByteChunk {
+  const uint8_t* data;
+  size_t size;
+};
+
+// Writes the chunks, in order, to "<path>.tmp.<pid>", syncs it and renames it
+// over path. On failure removes the temporary file and throws Error(io) naming
+// path.
+void write_chunks_atomic(const std::string& path, const std::vector<ByteChunk>& chunks);
+
+}  // namespace bnlab::io

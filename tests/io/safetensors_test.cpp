@@ -1,0 +1,430 @@
+// Safetensors read/write and atomic writes. The goldens in
+// tests/golden/safetensors/ were written from PyTorch tensors by
+// tests/golden/make_safetensors_goldens.py, with a JSON dump of their values;
+// corrupt files are made here, byte by byte, in a temporary folder.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "bnlab/error.hpp"
+#include "bnlab/io.hpp"
+
+namespace fs = std::filesystem;
+using bnlab::Error;
+using bnlab::ErrorCode;
+using bnlab::io::DType;
+using bnlab::io::NamedTensor;
+using bnlab::io::SafetensorsFile;
+
+namespace {
+
+const std::string kGoldenDir = BNLAB_GOLDEN_DIR;
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// ---- float64 decoders of the little-endian element formats ------------------
+
+template <typename T>
+T load_le(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);  // x86 is little-endian, like the format
+  return v;
+}
+
+// IEEE half: 1 sign bit, 5 exponent bits (bias 15), 10 fraction bits.
+double half_to_double(uint16_t h) {
+  const int sign = (h >> 15) ? -1 : 1;
+  const int exponent = (h >> 10) & 0x1f;
+  const int fraction = h & 0x3ff;
+  if (exponent == 0) return sign * std::ldexp(fraction, -24);
+  if (exponent == 31) return fraction ? NAN : sign * INFINITY;
+  return sign * std::ldexp(1024 + fraction, exponent - 25);
+}
+
+// bfloat16: the upper half of a float32.
+double bf16_to_double(uint16_t b) {
+  const uint32_t bits = uint32_t{b} << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+std::vector<double> decode(const NamedTensor& t) {
+  const int64_t size = bnlab::io::dtype_size(t.dtype);
+  std::vector<double> out;
+  for (size_t i = 0; i + static_cast<size_t>(size) <= t.bytes.size(); i += static_cast<size_t>(size)) {
+    const uint8_t* p = t.bytes.data() + i;
+    switch (t.dtype) {
+      case DType::F32: out.push_back(load_le<float>(p)); break;
+      case DType::F64: out.push_back(load_le<double>(p)); break;
+      case DType::F16: out.push_back(half_to_double(load_le<uint16_t>(p))); break;
+      case DType::BF16: out.push_back(bf16_to_double(load_le<uint16_t>(p))); break;
+      case DType::I64: out.push_back(static_cast<double>(load_le<int64_t>(p))); break;
+      case DType::I32: out.push_back(load_le<int32_t>(p)); break;
+      case DType::I16: out.push_back(load_le<int16_t>(p)); break;
+      case DType::I8: out.push_back(load_le<int8_t>(p)); break;
+      case DType::U8: out.push_back(load_le<uint8_t>(p)); break;
+      case DType::BOOL: out.push_back(p[0] ? 1.0 : 0.0); break;
+    }
+  }
+  return out;
+}
+
+// Checks a file read by bnlab against the JSON dump PyTorch wrote beside it.
+void expect_matches_dump(const SafetensorsFile& file, const std::string& dump_path) {
+  const nlohmann::json dump = nlohmann::json::parse(read_bytes(dump_path));
+  using Metadata = std::map<std::string, std::string>;
+  EXPECT_EQ(file.metadata, dump["__metadata__"].get<Metadata>());
+  EXPECT_EQ(file.tensors.size(), dump["tensors"].size());
+  for (const auto& [name, expected] : dump["tensors"].items()) {
+    const NamedTensor* t = file.find(name);
+    ASSERT_NE(t, nullptr) << "tensor " << name << " missing";
+    EXPECT_EQ(bnlab::io::dtype_name(t->dtype), expected["dtype"].get<std::string>()) << name;
+    EXPECT_EQ(t->shape, expected["shape"].get<std::vector<int64_t>>()) << name;
+    const auto values = decode(*t);
+    const auto expected_values = expected["values"].get<std::vector<double>>();
+    ASSERT_EQ(values.size(), expected_values.size()) << name;
+    // Every value is exact: the dump holds the float64 of each element.
+    for (size_t i = 0; i < values.size(); ++i)
+      EXPECT_EQ(values[i], expected_values[i]) << "tensor " << name << " element " << i;
+  }
+}
+
+TEST(SafetensorsGolden, ReadsPyTorchStateDictWithItsValues) {
+  const auto file = bnlab::io::read_safetensors(kGoldenDir + "/mlp_bn_state.safetensors");
+  expect_matches_dump(file, kGoldenDir + "/mlp_bn_state.json");
+  const NamedTensor* tracked = file.find("2.num_batches_tracked");
+  ASSERT_NE(tracked, nullptr);
+  EXPECT_EQ(tracked->dtype, DType::I64);
+  EXPECT_TRUE(tracked->shape.empty());
+  EXPECT_EQ(load_le<int64_t>(tracked->bytes.data()), 3);
+  // File (data) order: the reference layout puts the 8-byte I64 first.
+  EXPECT_EQ(file.tensors.front().name, "2.num_batches_tracked");
+  EXPECT_EQ(file.metadata.at("format"), "pt");
+  EXPECT_EQ(file.find("no.such.tensor"), nullptr);
+}
+
+TEST(SafetensorsGolden, ReadsEveryDtypeScalarAndEmptyTensor) {
+  const auto file = bnlab::io::read_safetensors(kGoldenDir + "/dtypes.safetensors");
+  expect_matches_dump(file, kGoldenDir + "/dtypes.json");
+  EXPECT_TRUE(file.find("scalar")->shape.empty());
+  EXPECT_EQ(file.find("empty")->shape, (std::vector<int64_t>{0, 4}));
+  EXPECT_TRUE(file.find("empty")->bytes.empty());
+}
+
+class SafetensorsFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = fs::temp_directory_path() /
+           ("bnlab_io_test_" + std::to_string(::getpid()) + "_" + info->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+
+  // A file made of a little-endian header length (the real one unless given),
+  // the header text and the data bytes.
+  std::string make_file(const std::string& name, const std::string& header,
+                        const std::string& data = "", int64_t claimed_length = -1) const {
+    const uint64_t length = claimed_length >= 0 ? static_cast<uint64_t>(claimed_length) : header.size();
+    std::string bytes;
+    for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+    bytes += header + data;
+    std::ofstream(path(name), std::ios::binary) << bytes;
+    return path(name);
+  }
+
+  // Expects read_safetensors to throw Error(io) with every fragment in its message.
+  static void expect_read_error(const std::string& file, const std::vector<std::string>& fragments) {
+    try {
+      bnlab::io::read_safetensors(file);
+      ADD_FAILURE() << "no error reading " << file;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::io) << e.what();
+      for (const auto& fragment : fragments)
+        EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+            << "message '" << e.what() << "' lacks '" << fragment << "'";
+    }
+  }
+
+  bool only_file_in_dir_is(const std::string& name) const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename());
+    return names == std::vector<std::string>{name};
+  }
+
+  fs::path dir_;
+};
+
+NamedTensor make_tensor(const std::string& name, DType dtype, std::vector<int64_t> shape,
+                        uint8_t first_byte = 1) {
+  NamedTensor t;
+  t.name = name;
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  int64_t numel = 1;
+  for (int64_t d : t.shape) numel *= d;
+  t.bytes.resize(static_cast<size_t>(numel * bnlab::io::dtype_size(dtype)));
+  for (size_t i = 0; i < t.bytes.size(); ++i) t.bytes[i] = static_cast<uint8_t>(first_byte + i * 7);
+  return t;
+}
+
+TEST_F(SafetensorsFiles, RewritingAGoldenReproducesPyTorchsBytes) {
+  // The goldens follow the reference writer's layout; bnlab's writer must give
+  // the same bytes whatever order the tensors come in.
+  for (const std::string name : {"mlp_bn_state", "dtypes"}) {
+    const std::string golden = kGoldenDir + "/" + name + ".safetensors";
+    SafetensorsFile file = bnlab::io::read_safetensors(golden);
+    std::mt19937 shuffle_generator(5);
+    std::shuffle(file.tensors.begin(), file.tensors.end(), shuffle_generator);
+    bnlab::io::write_safetensors(path(name), file);
+    EXPECT_EQ(read_bytes(path(name)), read_bytes(golden)) << name;
+  }
+}
+
+TEST_F(SafetensorsFiles, EmptyFilesMatchTheReferenceBytes) {
+  // The reference implementation's own test vectors: no tensors, with and
+  // without metadata; headers padded with spaces to a multiple of 8.
+  bnlab::io::write_safetensors(path("empty"), SafetensorsFile{});
+  EXPECT_EQ(read_bytes(path("empty")), std::string("\x08\0\0\0\0\0\0\0{}      ", 16));
+  SafetensorsFile with_metadata;
+  with_metadata.metadata["framework"] = "pt";
+  bnlab::io::write_safetensors(path("meta"), with_metadata);
+  EXPECT_EQ(read_bytes(path("meta")),
+            std::string("\x28\0\0\0\0\0\0\0", 8) + "{\"__metadata__\":{\"framework\":\"pt\"}}     ");
+  EXPECT_TRUE(bnlab::io::read_safetensors(path("empty")).tensors.empty());
+  EXPECT_EQ(bnlab::io::read_safetensors(path("meta")).metadata, with_metadata.metadata);
+}
+
+TEST_F(SafetensorsFiles, WriteThenReadRoundTrips) {
+  SafetensorsFile file;
+  file.tensors.push_back(make_tensor("layer.weight", DType::F32, {3, 5}));
+  file.tensors.push_back(make_tensor("layer.count", DType::I64, {}));
+  file.tensors.push_back(make_tensor("mask", DType::BOOL, {7}));
+  file.tensors.push_back(make_tensor("half", DType::F16, {2, 1, 3}));
+  file.tensors.push_back(make_tensor("nothing", DType::F64, {0}));
+  file.metadata["arch"] = "Linear(5, 3), BatchNorm1d(3)";
+  file.metadata["note"] = "ünïcode, \"quotes\" and \\ backslash";
+  bnlab::io::write_safetensors(path("model.safetensors"), file);
+
+  const auto back = bnlab::io::read_safetensors(path("model.safetensors"));
+  EXPECT_EQ(back.metadata, file.metadata);
+  ASSERT_EQ(back.tensors.size(), file.tensors.size());
+  for (const NamedTensor& t : file.tensors) {
+    const NamedTensor* r = back.find(t.name);
+    ASSERT_NE(r, nullptr) << t.name;
+    EXPECT_EQ(r->dtype, t.dtype) << t.name;
+    EXPECT_EQ(r->shape, t.shape) << t.name;
+    EXPECT_EQ(r->bytes, t.bytes) << t.name;
+  }
+  // The data area starts 8-aligned and each tensor is aligned for its dtype.
+  const std::string bytes = read_bytes(path("model.safetensors"));
+  const uint64_t header_length = load_le<uint64_t>(reinterpret_cast<const uint8_t*>(bytes.data()));
+  EXPECT_EQ(header_length % 8, 0u);
+  EXPECT_TRUE(only_file_in_dir_is("model.safetensors"));
+}
+
+TEST_F(SafetensorsFiles, WriterRefusesInconsistentTensors) {
+  const auto expect_write_error = [&](const SafetensorsFile& file, const std::string& fragment) {
+    try {
+      bnlab::io::write_safetensors(path("bad"), file);
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(path("bad")));
+  };
+  SafetensorsFile wrong_size;
+  wrong_size.tensors.push_back(make_tensor("w", DType::F32, {2, 2}));
+  wrong_size.tensors[0].bytes.pop_back();
+  expect_write_error(wrong_size, "'w'");
+  SafetensorsFile twice;
+  twice.tensors = {make_tensor("w", DType::F32, {1}), make_tensor("w", DType::I64, {1})};
+  expect_write_error(twice, "twice");
+  SafetensorsFile reserved;
+  reserved.tensors = {make_tensor("__metadata__", DType::F32, {1})};
+  expect_write_error(reserved, "reserved");
+  SafetensorsFile negative;
+  negative.tensors = {make_tensor("n", DType::F32, {1})};
+  negative.tensors[0].shape = {-1};
+  expect_write_error(negative, "'n'");
+}
+
+const std::string kOneF32 = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+
+TEST_F(SafetensorsFiles, ReadsAHandMadeFile) {
+  const auto file = bnlab::io::read_safetensors(make_file("ok", kOneF32, std::string(8, '\x01')));
+  ASSERT_EQ(file.tensors.size(), 1u);
+  EXPECT_EQ(file.tensors[0].bytes, std::vector<uint8_t>(8, 1));
+}
+
+TEST_F(SafetensorsFiles, MissingOrShortFilesAreErrors) {
+  expect_read_error(path("absent.safetensors"), {"absent.safetensors", "cannot open"});
+  std::ofstream(path("short"), std::ios::binary) << "abc";
+  expect_read_error(path("short"), {"short", "3 bytes", "shorter than"});
+}
+
+TEST_F(SafetensorsFiles, HeaderLengthPastTheEndOrAbsurdIsAnError) {
+  expect_read_error(make_file("past", kOneF32, std::string(8, '\0'), 1000),
+                    {"past", "header length 1000", "past the end"});
+  expect_read_error(make_file("absurd", kOneF32, std::string(8, '\0'), int64_t{1} << 40),
+                    {"absurd", "absurd"});
+  expect_read_error(make_file("negative", kOneF32, "", -2 + (int64_t{1} << 62)), {"absurd"});
+}
+
+TEST_F(SafetensorsFiles, BadJsonOrNonObjectHeaderIsAnError) {
+  expect_read_error(make_file("json", R"({"w": {"dtype": "F32",)"), {"json", "bad JSON"});
+  expect_read_error(make_file("array", "[1, 2]"), {"array", "not a JSON object"});
+  expect_read_error(make_file("entry", R"({"w": 5})"), {"'w'", "not a JSON object"});
+  expect_read_error(make_file("utf8", "{\"\xff\": 1}"), {"bad JSON"});
+}
+
+TEST_F(SafetensorsFiles, UnknownDtypeIsNamed) {
+  expect_read_error(
+      make_file("dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})",
+                std::string(16, '\0')),
+      {"'w'", "unknown dtype 'F128'"});
+  expect_read_error(
+      make_file("dtype2", R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')),
+      {"'w'", "dtype"});
+}
+
+TEST_F(SafetensorsFiles, BadShapesAreNamed) {
+  expect_read_error(
+      make_file("neg", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      {"'w'", "shape[0]", "negative"});
+  expect_read_error(
+      make_file("frac", R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      {"'w'", "shape[0]"});
+  expect_read_error(
+      make_file("huge", R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
+                std::string(8, '\0')),
+      {"'w'", "int64"});
+}
+
+TEST_F(SafetensorsFiles, ByteCountMustMatchDtypeAndShape) {
+  expect_read_error(
+      make_file("count", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      {"'w'", "span 8 bytes", "needs 12"});
+}
+
+TEST_F(SafetensorsFiles, MissingOrUnexpectedFieldsAreNamed) {
+  expect_read_error(make_file("missing", R"({"w":{"dtype":"F32","shape":[2]}})", std::string(8, '\0')),
+                    {"'w'", "missing 'data_offsets'"});
+  expect_read_error(
+      make_file("extra",
+                R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"stride":[1]}})",
+                std::string(8, '\0')),
+      {"'w'", "unexpected field 'stride'"});
+  expect_read_error(
+      make_file("offsets", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", std::string(8, '\0')),
+      {"'w'", "data_offsets"});
+  expect_read_error(
+      make_file("backwards", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, '\0')),
+      {"'w'", "end before"});
+}
+
+TEST_F(SafetensorsFiles, OffsetsPastTheEndAreNamed) {
+  expect_read_error(make_file("past", kOneF32, std::string(4, '\0')),
+                    {"'w'", "past the end", "4-byte data area"});
+}
+
+TEST_F(SafetensorsFiles, OverlappingOffsetsAreNamed) {
+  const std::string header =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  expect_read_error(make_file("overlap", header, std::string(12, '\0')),
+                    {"'b'", "overlaps", "'a'"});
+}
+
+TEST_F(SafetensorsFiles, GapsAndUncoveredBytesAreErrors) {
+  const std::string gap =
+      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
+  expect_read_error(make_file("gap", gap, std::string(12, '\0')),
+                    {"bytes [4, 8)", "'a'", "'b'", "no tensor"});
+  expect_read_error(make_file("late", R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                              std::string(8, '\0')),
+                    {"bytes [0, 4)", "'b'"});
+  expect_read_error(make_file("trailing", kOneF32, std::string(12, '\0')),
+                    {"12 bytes", "cover only 8", "'w'"});
+}
+
+TEST_F(SafetensorsFiles, DuplicateKeysAreErrors) {
+  const std::string header =
+      R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+      R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  expect_read_error(make_file("dup", header, std::string(8, '\0')), {"'w'", "twice"});
+}
+
+TEST_F(SafetensorsFiles, MetadataMustMapStringsToStrings) {
+  expect_read_error(make_file("meta", R"({"__metadata__":{"epochs":10}})"),
+                    {"__metadata__", "'epochs'", "not a string"});
+  expect_read_error(make_file("meta2", R"({"__metadata__":["x"]})"), {"__metadata__", "not a JSON object"});
+  const auto ok = bnlab::io::read_safetensors(make_file("meta3", R"({"__metadata__":{"epochs":"10"}}  )"));
+  EXPECT_EQ(ok.metadata.at("epochs"), "10");
+}
+
+TEST(Dtypes, NamesAndSizesFollowTheFormat) {
+  const std::vector<std::tuple<DType, std::string, int64_t>> table = {
+      {DType::F32, "F32", 4}, {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
+      {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
+      {DType::I16, "I16", 2}, {DType::I8, "I8", 1}, {DType::U8, "U8", 1},
+      {DType::BOOL, "BOOL", 1}};
+  for (const auto& [dtype, name, size] : table) {
+    EXPECT_EQ(bnlab::io::dtype_name(dtype), name);
+    EXPECT_EQ(bnlab::io::dtype_size(dtype), size) << name;
+  }
+}
+
+TEST_F(SafetensorsFiles, WriteFileAtomicReplacesTheFileAndLeavesNoTemporary) {
+  bnlab::io::write_file_atomic(path("report.json"), "old");
+  bnlab::io::write_file_atomic(path("report.json"), "{\"new\": true}\n");
+  EXPECT_EQ(read_bytes(path("report.json")), "{\"new\": true}\n");
+  EXPECT_TRUE(only_file_in_dir_is("report.json"));
+  bnlab::io::write_file_atomic(path("empty"), "");
+  EXPECT_EQ(fs::file_size(path("empty")), 0u);
+}
+
+TEST_F(SafetensorsFiles, FailedWriteNamesThePathAndKeepsThePreviousFile) {
+  // The target is a folder: the temporary file is written, the rename fails,
+  // the temporary is removed and the folder is untouched.
+  fs::create_directories(path("target") + "/inside");
+  try {
+    bnlab::io::write_file_atomic(path("target"), "data");
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io);
+    EXPECT_NE(std::string(e.what()).find(path("target")), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::is_directory(path("target") + "/inside"));
+  EXPECT_TRUE(only_file_in_dir_is("target"));
+  // A folder that does not exist.
+  try {
+    bnlab::io::write_safetensors(path("no/such/folder/model.safetensors"), SafetensorsFile{});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io);
+    EXPECT_NE(std::string(e.what()).find("no/such/folder/model.safetensors"), std::string::npos);
+  }
+}
+
+}  // namespace
