@@ -87,6 +87,9 @@ class BatchNorm : public Module {
   const Tensor* input_ = nullptr;
   bool used_batch_stats_ = true;
   Tensor output_, grad_input_, save_mean_, save_invstd_;
+  // The kernel writes this batch's dweight/dbias here; backward adds them into the grads.
+  Tensor batch_grad_weight_, batch_grad_bias_;
+  BatchNormShape kernel_shape(const Shape& input) const;
 };
 
 class ReLU : public Module {

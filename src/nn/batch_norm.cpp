@@ -1,0 +1,182 @@
+// BatchNorm1d/2d/3d: the module around the kernels of bnlab/batch_norm.hpp,
+// with PyTorch's semantics for running statistics, eval() and fused ReLU.
+#include <cmath>
+
+#include "bnlab/error.hpp"
+#include "bnlab/nn/layers.hpp"
+#include "core/parallel.hpp"
+#include "nn/python_repr.hpp"
+
+namespace bnlab::nn {
+
+BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum,
+                     bool affine, bool track_running_stats)
+    : dims(dims),
+      num_features(num_features),
+      eps(eps),
+      momentum(momentum),
+      affine(affine),
+      track_running_stats(track_running_stats) {
+  if (dims < 1 || dims > 3)
+    throw Error("BatchNorm: dims must be 1, 2 or 3, got " + std::to_string(dims));
+  if (num_features <= 0)
+    throw Error("BatchNorm" + std::to_string(dims) + "d: num_features must be positive, got " +
+                std::to_string(num_features));
+  if (!(eps > 0.0))
+    throw Error("BatchNorm" + std::to_string(dims) + "d: eps must be positive, got " +
+                python_float(eps));
+  if (affine) {
+    weight.value = Tensor({num_features}, 1.0f);
+    weight.grad = Tensor({num_features}, 0.0f);
+    bias.value = Tensor({num_features}, 0.0f);
+    bias.grad = Tensor({num_features}, 0.0f);
+    batch_grad_weight_.resize({num_features});
+    batch_grad_bias_.resize({num_features});
+  }
+  if (track_running_stats) {
+    running_mean = Tensor({num_features}, 0.0f);
+    running_var = Tensor({num_features}, 1.0f);
+  }
+  save_mean_.resize({num_features});
+  save_invstd_.resize({num_features});
+}
+
+// (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels first.
+BatchNormShape BatchNorm::kernel_shape(const Shape& input) const {
+  output_shape(input);
+  BatchNormShape shape;
+  shape.n = input[0];
+  shape.c = input[1];
+  shape.s = 1;
+  for (size_t d = 2; d < input.size(); ++d) shape.s *= input[d];
+  shape.layout = Layout::channels_first;
+  return shape;
+}
+
+Shape BatchNorm::output_shape(const Shape& input) const {
+  const std::string name = "BatchNorm" + std::to_string(dims) + "d";
+  const bool rank_ok = dims == 1 ? (input.size() == 2 || input.size() == 3)
+                                 : input.size() == static_cast<size_t>(dims + 2);
+  if (!rank_ok) {
+    const std::string expected = dims == 1 ? "2-D or 3-D input" : std::to_string(dims + 2) + "-D input";
+    throw Error(name + ": expected " + expected + ", got " + std::to_string(input.size()) +
+                "-D input of shape " + shape_string(input));
+  }
+  if (input[1] != num_features)
+    throw Error(name + "(" + std::to_string(num_features) + "): input has " +
+                std::to_string(input[1]) + " channels (shape " + shape_string(input) +
+                ") but num_features is " + std::to_string(num_features));
+  return input;
+}
+
+/* Forward.
+ * Training, or eval without running statistics: batch statistics,
+ *   y = act((x - mean_B) * invstd_B * w + b), through batch_norm_forward_training,
+ *   which also folds the batch into running_mean/var (when tracked) with factor
+ *   momentum, or 1/num_batches_tracked when momentum is None (after the counter
+ *   is incremented, as PyTorch does). save_mean/save_invstd are kept for backward.
+ * Eval with running statistics:
+ *   y = act((x - running_mean) / sqrt(running_var + eps) * w + b). */
+const Tensor& BatchNorm::forward(const Tensor& input) {
+  const BatchNormShape shape = kernel_shape(input.shape());
+  input_ = &input;
+  output_.resize(input.shape());
+  const float* w = affine ? weight.value.data() : nullptr;
+  const float* b = affine ? bias.value.data() : nullptr;
+  const Activation activation = fuse_relu ? Activation::relu : Activation::none;
+  used_batch_stats_ = training_ || !track_running_stats;
+  if (!used_batch_stats_) {
+    batch_norm_forward_inference(input.data(), shape, w, b, running_mean.data(),
+                                 running_var.data(), eps, output_.data(), activation);
+    return output_;
+  }
+  RunningStats running;
+  if (training_ && track_running_stats) {
+    ++num_batches_tracked;
+    running.mean = running_mean.data();
+    running.var = running_var.data();
+    running.momentum = momentum ? *momentum : 1.0 / static_cast<double>(num_batches_tracked);
+  }
+  const BatchNormStatus status =
+      batch_norm_forward_training(input.data(), shape, w, b, running, eps, output_.data(),
+                                  save_mean_.data(), save_invstd_.data(), activation);
+  if (training_) last_batch_non_finite = status == BatchNormStatus::non_finite;
+  return output_;
+}
+
+/* Backward with batch statistics: batch_norm_backward (the batch terms through
+ * mean and var), masked by y > 0 when the ReLU is fused.
+ * Backward with running statistics (eval): they are constants, so
+ *   dx = dy * w * invstd_r,  dw = sum(dy * (x - running_mean) * invstd_r),  db = sum(dy)
+ * with invstd_r = 1/sqrt(running_var + eps), one pass per channel.
+ * dw and db are added into the parameter grads. */
+const Tensor& BatchNorm::backward(const Tensor& grad_output) {
+  if (input_ == nullptr) throw Error(repr() + ": backward called before forward");
+  if (grad_output.shape() != input_->shape())
+    throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
+                " does not match the input " + shape_string(input_->shape()));
+  const BatchNormShape shape = kernel_shape(input_->shape());
+  grad_input_.resize(input_->shape());
+  const Activation activation = fuse_relu ? Activation::relu : Activation::none;
+  float* dweight = affine ? batch_grad_weight_.data() : nullptr;
+  float* dbias = affine ? batch_grad_bias_.data() : nullptr;
+  if (used_batch_stats_) {
+    batch_norm_backward(input_->data(), grad_output.data(), shape,
+                        affine ? weight.value.data() : nullptr, save_mean_.data(),
+                        save_invstd_.data(), grad_input_.data(), dweight, dbias, activation,
+                        fuse_relu ? output_.data() : nullptr);
+  } else {
+    const float* x = input_->data();
+    const float* dy = grad_output.data();
+    const float* y = output_.data();
+    float* dx = grad_input_.data();
+    const int64_t n = shape.n, c = shape.c, s = shape.s;
+    parallel_for(c, shape.numel(), [&](int64_t j) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[j]) + eps);
+      const double mean = running_mean[j];
+      const float scale = static_cast<float>(invstd * (affine ? weight.value[j] : 1.0f));
+      double sum_dy = 0.0, sum_dy_xhat = 0.0;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t base = (i * c + j) * s;
+        for (int64_t k = 0; k < s; ++k) {
+          const float g = fuse_relu && !(y[base + k] > 0.0f) ? 0.0f : dy[base + k];
+          dx[base + k] = g * scale;
+          sum_dy += g;
+          sum_dy_xhat += g * (x[base + k] - mean) * invstd;
+        }
+      }
+      if (affine) {
+        dweight[j] = static_cast<float>(sum_dy_xhat);
+        dbias[j] = static_cast<float>(sum_dy);
+      }
+    });
+  }
+  if (affine)
+    for (int64_t j = 0; j < num_features; ++j) {
+      weight.grad[j] += dweight[j];
+      bias.grad[j] += dbias[j];
+    }
+  return grad_input_;
+}
+
+std::string BatchNorm::repr() const {
+  return "BatchNorm" + std::to_string(dims) + "d(" + std::to_string(num_features) +
+         ", eps=" + python_float(eps) +
+         ", momentum=" + (momentum ? python_float(*momentum) : std::string("None")) +
+         ", affine=" + python_bool(affine) +
+         ", track_running_stats=" + python_bool(track_running_stats) + ")";
+}
+
+std::vector<std::pair<std::string, Parameter*>> BatchNorm::parameters() {
+  if (!affine) return {};
+  return {{"weight", &weight}, {"bias", &bias}};
+}
+
+std::vector<Buffer> BatchNorm::buffers() {
+  if (!track_running_stats) return {};
+  return {{"running_mean", &running_mean, nullptr},
+          {"running_var", &running_var, nullptr},
+          {"num_batches_tracked", nullptr, &num_batches_tracked}};
+}
+
+}  // namespace bnlab::nn

@@ -1,0 +1,16 @@
+// The one matrix product of the toolkit: oneDNN's dnnl_sgemm (row-major),
+// C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C, op = transpose
+// when trans_a / trans_b. Linear and Conv2d call it; nothing else multiplies
+// matrices. Threads: oneDNN runs on OpenMP and reads omp_get_max_threads(),
+// so the calling thread's OpenMP count is set to bnlab::num_threads() first.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::nn {
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+           int64_t ldc);
+
+}  // namespace bnlab::nn

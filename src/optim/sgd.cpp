@@ -1,0 +1,53 @@
+// SGD with momentum and weight decay, PyTorch's torch.optim.SGD (dampening 0,
+// no Nesterov).
+#include "bnlab/error.hpp"
+#include "bnlab/optim.hpp"
+#include "core/parallel.hpp"
+
+namespace bnlab::optim {
+
+SGD::SGD(std::vector<std::pair<std::string, nn::Parameter*>> params, double lr, double momentum,
+         double weight_decay)
+    : Optimizer(std::move(params)), momentum(momentum), weight_decay(weight_decay) {
+  if (!(lr >= 0.0)) throw Error("SGD: lr must be >= 0, got " + std::to_string(lr));
+  if (!(momentum >= 0.0)) throw Error("SGD: momentum must be >= 0, got " + std::to_string(momentum));
+  if (!(weight_decay >= 0.0))
+    throw Error("SGD: weight_decay must be >= 0, got " + std::to_string(weight_decay));
+  this->lr = lr;
+  momentum_buffers_.resize(params_.size());
+}
+
+/* Per parameter p with gradient grad, one pass:
+ *   g = grad + weight_decay * p
+ *   momentum > 0: b = momentum * b + g (b = g on the first step), g = b
+ *   p -= lr * g
+ * Momentum buffers are allocated on the first step, never after. */
+void SGD::step() {
+  const float lr_f = static_cast<float>(lr), wd = static_cast<float>(weight_decay),
+              mom = static_cast<float>(momentum);
+  for (size_t index = 0; index < params_.size(); ++index) {
+    nn::Parameter& param = *params_[index].second;
+    if (param.grad.numel() != param.value.numel())
+      throw Error("SGD: parameter " + params_[index].first + " has grad " +
+                  shape_string(param.grad.shape()) + " for value " +
+                  shape_string(param.value.shape()));
+    float* p = param.value.data();
+    const float* grad = param.grad.data();
+    const int64_t numel = param.value.numel();
+    if (momentum == 0.0) {
+      for (int64_t i = 0; i < numel; ++i) p[i] -= lr_f * (grad[i] + wd * p[i]);
+      continue;
+    }
+    Tensor& buffer = momentum_buffers_[index];
+    if (first_) buffer.resize(param.value.shape());
+    float* b = buffer.data();
+    for (int64_t i = 0; i < numel; ++i) {
+      const float g = grad[i] + wd * p[i];
+      b[i] = first_ ? g : mom * b[i] + g;
+      p[i] -= lr_f * b[i];
+    }
+  }
+  first_ = false;
+}
+
+}  // namespace bnlab::optim

@@ -1,0 +1,95 @@
+// Finite-difference gradient checks for nn modules.
+//
+// The scalar checked is L = sum_i w_i * y_i, computed in double from the
+// module's float output, with w fixed random; so dL/dy = w and the analytic
+// gradients are backward(w). The numeric ones are central differences
+//   dL/dv ~ (L(v + h) - L(v - h)) / (2h)
+// for every element v of the input and of each parameter. A check passes when
+// |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <string>
+
+#include "bnlab/nn/module.hpp"
+#include "bnlab/random.hpp"
+#include "bnlab/tensor.hpp"
+
+namespace bnlab::test {
+
+inline Tensor random_tensor(const Shape& shape, uint64_t seed, float stddev = 1.0f,
+                            float mean = 0.0f) {
+  Generator gen(seed);
+  Tensor t(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = gen.normal(mean, stddev);
+  return t;
+}
+
+struct GradCheckOptions {
+  double h = 1e-2;
+  double atol = 2e-3;
+  double rtol = 1e-2;
+  bool check_input = true;
+  bool check_parameters = true;
+  // Called before every forward (e.g. to reseed Dropout's generator).
+  std::function<void()> before_forward;
+};
+
+inline double weighted_sum(const Tensor& y, const Tensor& w) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < y.numel(); ++i) sum += static_cast<double>(w[i]) * y[i];
+  return sum;
+}
+
+inline void expect_close_grad(const std::string& what, int64_t index, double analytic,
+                              double numeric, const GradCheckOptions& o) {
+  const double tol = o.atol + o.rtol * std::max(std::abs(analytic), std::abs(numeric));
+  EXPECT_LE(std::abs(analytic - numeric), tol)
+      << what << "[" << index << "]: analytic " << analytic << ", numeric " << numeric;
+}
+
+// Checks the input gradient and every parameter gradient of `module` at `input`.
+inline void check_gradients(nn::Module& module, Tensor input, uint64_t seed,
+                            const GradCheckOptions& o = {}) {
+  auto run_forward = [&]() -> const Tensor& {
+    if (o.before_forward) o.before_forward();
+    return module.forward(input);
+  };
+  const Tensor& y0 = run_forward();
+  const Tensor w = random_tensor(y0.shape(), seed ^ 0x5eedULL);
+  for (auto& [name, param] : module.parameters()) param->grad.fill(0.0f);
+  const Tensor dx = module.backward(w);
+  auto loss = [&]() { return weighted_sum(run_forward(), w); };
+
+  if (o.check_input) {
+    ASSERT_EQ(dx.shape(), input.shape());
+    for (int64_t i = 0; i < input.numel(); ++i) {
+      const float saved = input[i];
+      input[i] = saved + static_cast<float>(o.h);
+      const double plus = loss();
+      input[i] = saved - static_cast<float>(o.h);
+      const double minus = loss();
+      input[i] = saved;
+      expect_close_grad("input", i, dx[i], (plus - minus) / (2 * o.h), o);
+    }
+  }
+  if (o.check_parameters) {
+    for (auto& [name, param] : module.parameters()) {
+      Tensor& v = param->value;
+      for (int64_t i = 0; i < v.numel(); ++i) {
+        const float saved = v[i];
+        v[i] = saved + static_cast<float>(o.h);
+        const double plus = loss();
+        v[i] = saved - static_cast<float>(o.h);
+        const double minus = loss();
+        v[i] = saved;
+        expect_close_grad(name, i, param->grad[i], (plus - minus) / (2 * o.h), o);
+      }
+    }
+  }
+}
+
+}  // namespace bnlab::test

@@ -1,0 +1,135 @@
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "bnlab/error.hpp"
+#include "bnlab/nn/layers.hpp"
+#include "bnlab/nn/loss.hpp"
+#include "grad_check.hpp"
+
+namespace bnlab::nn {
+namespace {
+
+using test::check_gradients;
+using test::GradCheckOptions;
+using test::random_tensor;
+
+// Flatten, Linear(12, 6, bias=False), BatchNorm1d(6), ReLU, Linear(6, 3).
+Sequential small_mlp(uint64_t seed) {
+  Generator gen(seed);
+  Sequential net;
+  net.add(std::make_unique<Flatten>());
+  net.add(std::make_unique<Linear>(12, 6, false, gen));
+  net.add(std::make_unique<BatchNorm>(1, 6));
+  net.add(std::make_unique<ReLU>());
+  net.add(std::make_unique<Linear>(6, 3, true, gen));
+  return net;
+}
+
+TEST(Sequential, ReprMatchesPyTorch) {
+  Sequential net = small_mlp(1);
+  EXPECT_EQ(net.repr(),
+            "Sequential(\n"
+            "  (0): Flatten(start_dim=1, end_dim=-1)\n"
+            "  (1): Linear(in_features=12, out_features=6, bias=False)\n"
+            "  (2): BatchNorm1d(6, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)\n"
+            "  (3): ReLU()\n"
+            "  (4): Linear(in_features=6, out_features=3, bias=True)\n"
+            ")");
+  EXPECT_EQ(Sequential().repr(), "Sequential()");
+  auto inner = std::make_unique<Sequential>();
+  inner->add(std::make_unique<ReLU>());
+  Sequential outer;
+  outer.add(std::move(inner));
+  EXPECT_EQ(outer.repr(),
+            "Sequential(\n"
+            "  (0): Sequential(\n"
+            "    (0): ReLU()\n"
+            "  )\n"
+            ")");
+}
+
+TEST(Sequential, StateDictNamesAreIndexDotName) {
+  Sequential net = small_mlp(2);
+  std::vector<std::string> names;
+  for (auto& [name, param] : net.parameters()) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"1.weight", "2.weight", "2.bias", "4.weight", "4.bias"}));
+  std::vector<std::string> buffers;
+  for (auto& buffer : net.buffers()) buffers.push_back(buffer.name);
+  EXPECT_EQ(buffers, (std::vector<std::string>{"2.running_mean", "2.running_var", "2.num_batches_tracked"}));
+}
+
+TEST(Sequential, OutputShapeNamesTheFailingChild) {
+  Generator gen(0);
+  Sequential net;
+  net.add(std::make_unique<Linear>(784, 10, true, gen));
+  net.add(std::make_unique<BatchNorm>(1, 11));
+  try {
+    net.output_shape({64, 784});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("layer 1"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("BatchNorm1d(11"), std::string::npos) << msg;
+  }
+}
+
+TEST(Sequential, TrainAndEvalReachEveryChild) {
+  Sequential net = small_mlp(3);
+  net.eval();
+  EXPECT_FALSE(net[2].is_training());
+  net.train();
+  EXPECT_TRUE(net[2].is_training());
+}
+
+TEST(Sequential, GradientsThroughTheWholeNetwork) {
+  Sequential net = small_mlp(4);
+  GradCheckOptions o;
+  o.h = 1e-3;
+  o.atol = 3e-3;
+  check_gradients(net, random_tensor({5, 3, 2, 2}, 5), 6, o);
+}
+
+TEST(Sequential, FusedBatchNormReluGivesTheSameOutputsAndGradients) {
+  Sequential plain = small_mlp(7);
+  Sequential fused = small_mlp(7);
+  fused.fuse_batch_norm_relu();
+  EXPECT_TRUE(dynamic_cast<BatchNorm&>(fused[2]).fuse_relu);
+  EXPECT_TRUE(dynamic_cast<ReLU&>(fused[3]).fused);
+  const Tensor x = random_tensor({8, 3, 2, 2}, 8);
+  const std::vector<int32_t> labels{0, 1, 2, 0, 1, 2, 0, 1};
+  for (bool training : {true, false}) {
+    plain.train(training);
+    fused.train(training);
+    plain.zero_grad();
+    fused.zero_grad();
+    CrossEntropyLoss loss_plain, loss_fused;
+    const double lp = loss_plain.forward(plain.forward(x), labels.data());
+    const double lf = loss_fused.forward(fused.forward(x), labels.data());
+    EXPECT_NEAR(lp, lf, 1e-6);
+    const Tensor dx_plain = plain.backward(loss_plain.backward());
+    const Tensor& dx_fused = fused.backward(loss_fused.backward());
+    for (int64_t i = 0; i < x.numel(); ++i) EXPECT_NEAR(dx_plain[i], dx_fused[i], 1e-6);
+    auto pp = plain.parameters();
+    auto pf = fused.parameters();
+    for (size_t k = 0; k < pp.size(); ++k)
+      for (int64_t i = 0; i < pp[k].second->grad.numel(); ++i)
+        EXPECT_NEAR(pp[k].second->grad[i], pf[k].second->grad[i], 1e-6) << pp[k].first;
+  }
+  fused.fuse_batch_norm_relu(false);
+  EXPECT_FALSE(dynamic_cast<BatchNorm&>(fused[2]).fuse_relu);
+  EXPECT_FALSE(dynamic_cast<ReLU&>(fused[3]).fused);
+}
+
+TEST(Sequential, ZeroGradClearsEveryParameter) {
+  Sequential net = small_mlp(9);
+  const Tensor x = random_tensor({4, 3, 2, 2}, 10);
+  net.forward(x);
+  net.backward(random_tensor({4, 3}, 11));
+  net.zero_grad();
+  for (auto& [name, param] : net.parameters())
+    for (int64_t i = 0; i < param->grad.numel(); ++i) EXPECT_EQ(param->grad[i], 0.0f) << name;
+}
+
+}  // namespace
+}  // namespace bnlab::nn

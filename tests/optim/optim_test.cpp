@@ -1,0 +1,105 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "bnlab/error.hpp"
+#include "bnlab/optim.hpp"
+
+namespace bnlab::optim {
+namespace {
+
+// One parameter of 3 values whose gradient the test sets before each step.
+struct OneParameter {
+  nn::Parameter param{Tensor({3}), Tensor({3})};
+  std::vector<std::pair<std::string, nn::Parameter*>> list() { return {{"p", &param}}; }
+  void set(const std::vector<float>& value, const std::vector<float>& grad) {
+    for (int i = 0; i < 3; ++i) {
+      param.value[i] = value[i];
+      param.grad[i] = grad[i];
+    }
+  }
+};
+
+const std::vector<std::vector<float>> kGrads{{0.5f, -1.0f, 2.0f}, {0.1f, 0.2f, -0.3f}, {-1.5f, 0.0f, 0.7f}};
+const std::vector<float> kStart{1.0f, -2.0f, 0.5f};
+
+TEST(SGD, PlainStepIsLrTimesGradient) {
+  OneParameter p;
+  p.set(kStart, kGrads[0]);
+  SGD sgd(p.list(), 0.1);
+  sgd.step();
+  for (int i = 0; i < 3; ++i) EXPECT_NEAR(p.param.value[i], kStart[i] - 0.1 * kGrads[0][i], 1e-7);
+}
+
+// PyTorch: b = g on the first step, then b = momentum * b + g; wd adds wd * p to g.
+TEST(SGD, MomentumAndWeightDecayFollowPyTorch) {
+  OneParameter p;
+  p.set(kStart, kGrads[0]);
+  SGD sgd(p.list(), 0.05, 0.9, 1e-2);
+  std::vector<double> value(kStart.begin(), kStart.end()), buffer(3, 0.0);
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    for (int i = 0; i < 3; ++i) p.param.grad[i] = kGrads[t][i];
+    sgd.step();
+    for (int i = 0; i < 3; ++i) {
+      const double g = kGrads[t][i] + 1e-2 * value[i];
+      buffer[i] = t == 0 ? g : 0.9 * buffer[i] + g;
+      value[i] -= 0.05 * buffer[i];
+      EXPECT_NEAR(p.param.value[i], value[i], 1e-6) << "step " << t << " element " << i;
+    }
+  }
+}
+
+TEST(Adam, StepsFollowPyTorch) {
+  OneParameter p;
+  p.set(kStart, kGrads[0]);
+  const double lr = 0.01, b1 = 0.8, b2 = 0.99, eps = 1e-6, wd = 0.1;
+  Adam adam(p.list(), lr, b1, b2, eps, wd);
+  std::vector<double> value(kStart.begin(), kStart.end()), m(3, 0.0), v(3, 0.0);
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    for (int i = 0; i < 3; ++i) p.param.grad[i] = kGrads[t][i];
+    adam.step();
+    const double step = static_cast<double>(t + 1);
+    for (int i = 0; i < 3; ++i) {
+      const double g = kGrads[t][i] + wd * value[i];
+      m[i] = b1 * m[i] + (1 - b1) * g;
+      v[i] = b2 * v[i] + (1 - b2) * g * g;
+      const double m_hat = m[i] / (1 - std::pow(b1, step));
+      const double v_hat = v[i] / (1 - std::pow(b2, step));
+      value[i] -= lr * m_hat / (std::sqrt(v_hat) + eps);
+      EXPECT_NEAR(p.param.value[i], value[i], 1e-6) << "step " << t << " element " << i;
+    }
+  }
+}
+
+TEST(Adam, FirstStepMovesEachValueByAboutLr) {
+  OneParameter p;
+  p.set(kStart, kGrads[0]);
+  Adam adam(p.list(), 0.001);
+  adam.step();
+  for (int i = 0; i < 3; ++i)
+    EXPECT_NEAR(p.param.value[i], kStart[i] - 0.001 * (kGrads[0][i] > 0 ? 1 : -1), 1e-7);
+}
+
+TEST(Optimizer, ZeroGradClearsGradients) {
+  OneParameter p;
+  p.set(kStart, kGrads[0]);
+  SGD sgd(p.list(), 0.1);
+  sgd.zero_grad();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(p.param.grad[i], 0.0f);
+}
+
+TEST(Optimizer, InvalidHyperparametersAreNamed) {
+  OneParameter p;
+  EXPECT_THROW(SGD(p.list(), -1.0), Error);
+  EXPECT_THROW(SGD(p.list(), 0.1, -0.5), Error);
+  EXPECT_THROW(Adam(p.list(), 0.1, 1.0), Error);
+  try {
+    Adam(p.list(), 0.1, 0.9, 0.999, 1e-8, -1.0);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weight_decay"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace bnlab::optim
