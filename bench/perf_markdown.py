@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Turns a bnlab_bench JSON report into the Markdown of docs/performance.md.
+
+Usage: python3 bench/perf_markdown.py REPORT.json > table.md
+
+Prints the machine line, the bandwidth, the table (bnlab / oneDNN / PyTorch ms,
+ratios, % of the copy bandwidth) and issue 4's kernel goals checked one by one:
+  - tensors larger than the LLC: at least 85% of the copy bandwidth at the
+    minimal pass count (train forward 3, inference 2, backward 5);
+  - PyTorch: at least 4x on channels-first train forward and backward, never slower;
+  - oneDNN: faster on every case.
+Standard library only.
+"""
+import argparse
+import json
+
+GOAL_SHARE = 0.85
+GOAL_PYTORCH_CF = 4.0
+
+
+def fmt_ms(peer):
+    return "-" if peer.get("median_ms") is None else f"{peer['median_ms']:.3f}"
+
+
+def fmt_ratio(peer):
+    r = peer.get("ratio_to_bnlab")
+    return "-" if r is None else f"{r:.2f}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("report")
+    args = ap.parse_args()
+    with open(args.report) as f:
+        rep = json.load(f)
+    llc = rep["machine"]["llc_bytes"]
+    bw = rep["bandwidth"]
+    out = []
+    out.append(f"Machine: {rep['machine']['cpu_model']}, {rep['machine']['cores_online']} cores, "
+               f"LLC {llc / 2**20:.0f} MiB; {rep['threads']} threads; bnlab kernels "
+               f"{rep['bnlab_kernel_variant']}.")
+    peers = rep["peers"]
+    for key, name in (("onednn", "oneDNN"), ("pytorch", "PyTorch")):
+        p = peers[key]
+        out.append(f"{name}: {p['version'] if p['ran'] else 'skipped (' + p.get('note', '') + ')'}.")
+    out.append("")
+    out.append(f"Copy bandwidth: **{bw['copy_gbs']:.1f} GB/s** (memcpy of {bw['buffer_bytes'] / 2**20:.0f} MiB, "
+               f"read + write counted, median of {bw['reps']}); read-only (sum): {bw['read_gbs']:.1f} GB/s.")
+    out.append("")
+    out.append("ms: median; GB/s: passes x tensor bytes / time; % copy: of the copy bandwidth; "
+               "x: peer ms / bnlab ms (above 1: bnlab faster); * tensor larger than the LLC.")
+    out.append("")
+    out.append("| shape | layout | op | MiB | bnlab ms | GB/s | % copy | oneDNN ms | x | PyTorch ms | x |")
+    out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    misses = []
+    for r in rep["results"]:
+        b = r["bnlab"]
+        mib = r["tensor_bytes"] / 2**20
+        big = llc > 0 and r["tensor_bytes"] > llc
+        share = b["share_of_copy_bandwidth"]
+        dims = "x".join(str(d) for d in r["dims"])
+        out.append(f"| {dims} | {r['layout']} | {r['op']} | {mib:.1f}{' *' if big else ''} | "
+                   f"{b['median_ms']:.3f} | {b['effective_gbs']:.1f} | {100 * share:.0f}% | "
+                   f"{fmt_ms(r['onednn'])} | {fmt_ratio(r['onednn'])} | "
+                   f"{fmt_ms(r['pytorch'])} | {fmt_ratio(r['pytorch'])} |")
+        why = []
+        if big and share < GOAL_SHARE:
+            why.append(f"{100 * share:.0f}% of copy bandwidth (goal {100 * GOAL_SHARE:.0f}%)")
+        for key, name in (("onednn", "oneDNN"), ("pytorch", "PyTorch")):
+            ratio = r[key].get("ratio_to_bnlab")
+            if ratio is not None and ratio < 1.0:
+                why.append(f"slower than {name} ({ratio:.2f}x)")
+        pt = r["pytorch"].get("ratio_to_bnlab")
+        if (pt is not None and r["layout"] == "channels_first"
+                and r["op"] in ("train_forward", "backward") and pt < GOAL_PYTORCH_CF):
+            why.append(f"{pt:.2f}x PyTorch (goal {GOAL_PYTORCH_CF:.0f}x on channels-first)")
+        if why:
+            misses.append(f"- {r['id']}: " + "; ".join(why))
+    out.append("")
+    out.append("Cases that miss a goal:")
+    out.extend(misses if misses else ["- none"])
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
