@@ -63,11 +63,15 @@ struct SplitMix64 {
 Split load_split(const std::string& dir) {
   if (!is_directory(dir))
     throw Error(ErrorCode::io, "data directory " + dir + " not found: " + kInstallHint);
+  // All four files are looked for first, in a fixed order, so that a missing
+  // one is reported before any reading starts.
+  const std::string train_images = find_idx_file(dir, "train-images-idx3-ubyte");
+  const std::string train_labels = find_idx_file(dir, "train-labels-idx1-ubyte");
+  const std::string test_images = find_idx_file(dir, "t10k-images-idx3-ubyte");
+  const std::string test_labels = find_idx_file(dir, "t10k-labels-idx1-ubyte");
   Split split;
-  split.train = read_idx(find_idx_file(dir, "train-images-idx3-ubyte"),
-                         find_idx_file(dir, "train-labels-idx1-ubyte"));
-  split.test = read_idx(find_idx_file(dir, "t10k-images-idx3-ubyte"),
-                        find_idx_file(dir, "t10k-labels-idx1-ubyte"));
+  split.train = read_idx(train_images, train_labels);
+  split.test = read_idx(test_images, test_labels);
   return split;
 }
 
@@ -90,8 +94,7 @@ Dataset head(const Dataset& d, int64_t count) {
    with below() drawing from splitmix64 seeded with `seed` (rejection sampling,
    see SplitMix64::below). A Python port reproduces it exactly. */
 std::vector<int64_t> shuffled_indices(int64_t count, uint64_t seed) {
-  if (count < 0)
-    throw Error("shuffled_indices: count must be >= 0, got " + std::to_string(count));
+  if (count < 0) throw Error("shuffled_indices: count must be >= 0, got " + std::to_string(count));
   std::vector<int64_t> order(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) order[static_cast<size_t>(i)] = i;
   SplitMix64 generator{seed};
@@ -104,8 +107,8 @@ std::vector<int64_t> shuffled_indices(int64_t count, uint64_t seed) {
 
 /* images[b] = d.images[order[begin + b]], labels[b] = d.labels[order[begin + b]]
    for b in [0, batch): one example_size() copy per example. */
-void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t begin,
-                  int64_t batch, float* images, int32_t* labels) {
+void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t begin, int64_t batch,
+                  float* images, int32_t* labels) {
   if (begin < 0 || batch < 0 || begin > static_cast<int64_t>(order.size()) ||
       batch > static_cast<int64_t>(order.size()) - begin)
     throw Error("gather_batch: range [" + std::to_string(begin) + ", " +
@@ -115,8 +118,8 @@ void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t b
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t index = order[static_cast<size_t>(begin + b)];
     if (index < 0 || index >= d.count)
-      throw Error("gather_batch: order[" + std::to_string(begin + b) + "] = " +
-                  std::to_string(index) + " is outside the data set's " +
+      throw Error("gather_batch: order[" + std::to_string(begin + b) +
+                  "] = " + std::to_string(index) + " is outside the data set's " +
                   std::to_string(d.count) + " examples");
     std::memcpy(images + b * example_size, d.images.data() + index * example_size,
                 static_cast<size_t>(example_size) * sizeof(float));

@@ -203,10 +203,8 @@ std::string default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }
    Each file is read once into memory (inflated if gzip), then one pass converts. */
 Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
   std::vector<int64_t> image_dims, label_dims;
-  const std::vector<uint8_t> image_bytes =
-      read_idx_file(images_path, kImagesMagic, 3, image_dims);
-  const std::vector<uint8_t> label_bytes =
-      read_idx_file(labels_path, kLabelsMagic, 1, label_dims);
+  const std::vector<uint8_t> image_bytes = read_idx_file(images_path, kImagesMagic, 3, image_dims);
+  const std::vector<uint8_t> label_bytes = read_idx_file(labels_path, kLabelsMagic, 1, label_dims);
   if (image_dims[0] != label_dims[0])
     throw Error(ErrorCode::io, images_path + " holds " + std::to_string(image_dims[0]) +
                                    " images but " + labels_path + " holds " +

@@ -83,8 +83,8 @@ void write_chunks_atomic(const std::string& path, const std::vector<ByteChunk>& 
 }
 
 void write_file_atomic(const std::string& path, const std::string& contents) {
-  write_chunks_atomic(path,
-                      {ByteChunk{reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}});
+  write_chunks_atomic(
+      path, {ByteChunk{reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}});
 }
 
 }  // namespace bnlab::io

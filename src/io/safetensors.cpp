@@ -42,16 +42,26 @@ constexpr DType kAllDTypes[] = {DType::F32, DType::F64, DType::F16, DType::BF16,
 // by name, so every tensor starts aligned for its dtype.
 int reference_rank(DType dtype) {
   switch (dtype) {
-    case DType::BOOL: return 0;
-    case DType::U8: return 1;
-    case DType::I8: return 2;
-    case DType::I16: return 5;
-    case DType::F16: return 7;
-    case DType::BF16: return 8;
-    case DType::I32: return 9;
-    case DType::F32: return 11;
-    case DType::F64: return 12;
-    case DType::I64: return 13;
+    case DType::BOOL:
+      return 0;
+    case DType::U8:
+      return 1;
+    case DType::I8:
+      return 2;
+    case DType::I16:
+      return 5;
+    case DType::F16:
+      return 7;
+    case DType::BF16:
+      return 8;
+    case DType::I32:
+      return 9;
+    case DType::F32:
+      return 11;
+    case DType::F64:
+      return 12;
+    case DType::I64:
+      return 13;
   }
   return 0;
 }
@@ -99,8 +109,7 @@ struct TensorEntry {
   int64_t begin = 0, end = 0;  // data_offsets
 };
 
-TensorEntry parse_tensor_entry(const std::string& path, const std::string& name,
-                               const Json& info) {
+TensorEntry parse_tensor_entry(const std::string& path, const std::string& name, const Json& info) {
   const std::string where = "tensor '" + name + "'";
   if (!info.is_object()) throw io_error(path, where + ": entry is not a JSON object");
   for (const auto& [field, value] : info.items()) {
@@ -171,7 +180,8 @@ Json parse_header(const std::string& path, const std::string& text) {
   } catch (const Json::exception& e) {
     throw io_error(path, std::string("bad JSON header: ") + e.what());
   }
-  if (!duplicate.empty()) throw io_error(path, "key '" + duplicate + "' appears twice in the header");
+  if (!duplicate.empty())
+    throw io_error(path, "key '" + duplicate + "' appears twice in the header");
   if (!header.is_object()) throw io_error(path, "header is not a JSON object");
   return header;
 }
@@ -180,16 +190,26 @@ Json parse_header(const std::string& path, const std::string& text) {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::F32: return "F32";
-    case DType::F64: return "F64";
-    case DType::F16: return "F16";
-    case DType::BF16: return "BF16";
-    case DType::I64: return "I64";
-    case DType::I32: return "I32";
-    case DType::I16: return "I16";
-    case DType::I8: return "I8";
-    case DType::U8: return "U8";
-    case DType::BOOL: return "BOOL";
+    case DType::F32:
+      return "F32";
+    case DType::F64:
+      return "F64";
+    case DType::F16:
+      return "F16";
+    case DType::BF16:
+      return "BF16";
+    case DType::I64:
+      return "I64";
+    case DType::I32:
+      return "I32";
+    case DType::I16:
+      return "I16";
+    case DType::I8:
+      return "I8";
+    case DType::U8:
+      return "U8";
+    case DType::BOOL:
+      return "BOOL";
   }
   throw Error("dtype_name: unknown dtype value " + std::to_string(static_cast<int>(dtype)));
 }
@@ -197,15 +217,19 @@ const char* dtype_name(DType dtype) {
 int64_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::F64:
-    case DType::I64: return 8;
+    case DType::I64:
+      return 8;
     case DType::F32:
-    case DType::I32: return 4;
+    case DType::I32:
+      return 4;
     case DType::F16:
     case DType::BF16:
-    case DType::I16: return 2;
+    case DType::I16:
+      return 2;
     case DType::I8:
     case DType::U8:
-    case DType::BOOL: return 1;
+    case DType::BOOL:
+      return 1;
   }
   throw Error("dtype_size: unknown dtype value " + std::to_string(static_cast<int>(dtype)));
 }
@@ -235,8 +259,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | length_bytes[i];
   if (header_bytes > kMaxHeaderBytes)
-    throw io_error(path, "header length " + std::to_string(header_bytes) +
-                             " is absurd (the limit is 100 MB)");
+    throw io_error(
+        path, "header length " + std::to_string(header_bytes) + " is absurd (the limit is 100 MB)");
   if (header_bytes > file_bytes - 8)
     throw io_error(path, "header length " + std::to_string(header_bytes) +
                              " runs past the end of the file (" + std::to_string(file_bytes) +
@@ -294,9 +318,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   result.tensors.reserve(entries.size());
   for (TensorEntry& e : entries) {
     e.tensor.bytes.resize(static_cast<size_t>(e.end - e.begin));
-    if (!e.tensor.bytes.empty() &&
-        std::fread(e.tensor.bytes.data(), 1, e.tensor.bytes.size(), file.get()) !=
-            e.tensor.bytes.size())
+    if (!e.tensor.bytes.empty() && std::fread(e.tensor.bytes.data(), 1, e.tensor.bytes.size(),
+                                              file.get()) != e.tensor.bytes.size())
       throw io_error(path, "read failed in tensor '" + e.tensor.name + "'");
     result.tensors.push_back(std::move(e.tensor));
   }
@@ -353,8 +376,8 @@ void write_safetensors(const std::string& path, const SafetensorsFile& file) {
   try {
     header_text = header.dump();
   } catch (const Json::exception& e) {
-    throw Error(ErrorCode::io, path + ": a tensor name or metadata entry is not valid UTF-8 (" +
-                                   e.what() + ")");
+    throw Error(ErrorCode::io,
+                path + ": a tensor name or metadata entry is not valid UTF-8 (" + e.what() + ")");
   }
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
 

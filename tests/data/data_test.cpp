@@ -1,6 +1,8 @@
 // The IDX reader, load_split, head, shuffled_indices and gather_batch. Small
 // synthetic IDX files (plain and gzip) are written to a temporary folder; one
 // test reads the real Fashion-MNIST when the Debian package is installed.
+#include "bnlab/data.hpp"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -13,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "bnlab/data.hpp"
 #include "bnlab/error.hpp"
 
 namespace fs = std::filesystem;
@@ -66,7 +67,8 @@ class IdxTest : public ::testing::Test {
 
   std::string write_plain(const std::string& name, const std::vector<uint8_t>& bytes) const {
     std::ofstream f(path(name), std::ios::binary);
-    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    f.write(reinterpret_cast<const char*>(bytes.data()),
+            static_cast<std::streamsize>(bytes.size()));
     return path(name);
   }
 
@@ -179,7 +181,8 @@ TEST_F(IdxTest, TruncatedGzipStreamIsAnError) {
   // A gzip file cut in the middle of its deflate stream.
   const std::string whole = write_gzip("whole.gz", images_bytes(50, 20, 20, sample_pixels(20000)));
   std::vector<char> compressed(fs::file_size(whole));
-  std::ifstream(whole, std::ios::binary).read(compressed.data(), static_cast<std::streamsize>(compressed.size()));
+  std::ifstream(whole, std::ios::binary)
+      .read(compressed.data(), static_cast<std::streamsize>(compressed.size()));
   compressed.resize(compressed.size() / 2);
   std::vector<uint8_t> cut(compressed.begin(), compressed.end());
   std::vector<uint8_t> labels(50, 1);
@@ -205,8 +208,8 @@ TEST_F(IdxTest, HeaderClaimingMoreItemsThanTheFileHoldsIsRefusedWithoutAllocatin
   // 1 million images of 28x28 (784 MB): within the limit, but the file holds one.
   expect_io_error(write_plain("big", images_bytes(1000000, 28, 28, sample_pixels(784))), labels,
                   {"big", "truncated", "1000000 items"});
-  expect_io_error(write_gzip("big.gz", images_bytes(1000000, 28, 28, sample_pixels(784))),
-                  labels, {"big.gz", "truncated", "1000000 items"});
+  expect_io_error(write_gzip("big.gz", images_bytes(1000000, 28, 28, sample_pixels(784))), labels,
+                  {"big.gz", "truncated", "1000000 items"});
   const std::string images = write_plain("img", images_bytes(1, 2, 2, sample_pixels(4)));
   expect_io_error(images, write_plain("lbl-huge", labels_bytes(0x0ffffff0u, {0})),
                   {"lbl-huge", "truncated"});
@@ -359,7 +362,8 @@ TEST(DataTest, GatherBatchChecksRanges) {
 
 TEST(DataTest, ReadsFashionMnistWhenInstalled) {
   const std::string dir = bnlab::data::default_data_dir();
-  if (!fs::exists(dir + "/train-images-idx3-ubyte.gz") && !fs::exists(dir + "/train-images-idx3-ubyte"))
+  if (!fs::exists(dir + "/train-images-idx3-ubyte.gz") &&
+      !fs::exists(dir + "/train-images-idx3-ubyte"))
     GTEST_SKIP() << "Fashion-MNIST not installed in " << dir;
   const auto start = std::chrono::steady_clock::now();
   const auto split = bnlab::data::load_split(dir);

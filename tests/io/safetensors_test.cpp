@@ -10,8 +10,8 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
@@ -67,19 +67,40 @@ double bf16_to_double(uint16_t b) {
 std::vector<double> decode(const NamedTensor& t) {
   const int64_t size = bnlab::io::dtype_size(t.dtype);
   std::vector<double> out;
-  for (size_t i = 0; i + static_cast<size_t>(size) <= t.bytes.size(); i += static_cast<size_t>(size)) {
+  for (size_t i = 0; i + static_cast<size_t>(size) <= t.bytes.size();
+       i += static_cast<size_t>(size)) {
     const uint8_t* p = t.bytes.data() + i;
     switch (t.dtype) {
-      case DType::F32: out.push_back(load_le<float>(p)); break;
-      case DType::F64: out.push_back(load_le<double>(p)); break;
-      case DType::F16: out.push_back(half_to_double(load_le<uint16_t>(p))); break;
-      case DType::BF16: out.push_back(bf16_to_double(load_le<uint16_t>(p))); break;
-      case DType::I64: out.push_back(static_cast<double>(load_le<int64_t>(p))); break;
-      case DType::I32: out.push_back(load_le<int32_t>(p)); break;
-      case DType::I16: out.push_back(load_le<int16_t>(p)); break;
-      case DType::I8: out.push_back(load_le<int8_t>(p)); break;
-      case DType::U8: out.push_back(load_le<uint8_t>(p)); break;
-      case DType::BOOL: out.push_back(p[0] ? 1.0 : 0.0); break;
+      case DType::F32:
+        out.push_back(load_le<float>(p));
+        break;
+      case DType::F64:
+        out.push_back(load_le<double>(p));
+        break;
+      case DType::F16:
+        out.push_back(half_to_double(load_le<uint16_t>(p)));
+        break;
+      case DType::BF16:
+        out.push_back(bf16_to_double(load_le<uint16_t>(p)));
+        break;
+      case DType::I64:
+        out.push_back(static_cast<double>(load_le<int64_t>(p)));
+        break;
+      case DType::I32:
+        out.push_back(load_le<int32_t>(p));
+        break;
+      case DType::I16:
+        out.push_back(load_le<int16_t>(p));
+        break;
+      case DType::I8:
+        out.push_back(load_le<int8_t>(p));
+        break;
+      case DType::U8:
+        out.push_back(load_le<uint8_t>(p));
+        break;
+      case DType::BOOL:
+        out.push_back(p[0] ? 1.0 : 0.0);
+        break;
     }
   }
   return out;
@@ -144,7 +165,8 @@ class SafetensorsFiles : public ::testing::Test {
   // the header text and the data bytes.
   std::string make_file(const std::string& name, const std::string& header,
                         const std::string& data = "", int64_t claimed_length = -1) const {
-    const uint64_t length = claimed_length >= 0 ? static_cast<uint64_t>(claimed_length) : header.size();
+    const uint64_t length =
+        claimed_length >= 0 ? static_cast<uint64_t>(claimed_length) : header.size();
     std::string bytes;
     for (int i = 0; i < 8; ++i) bytes.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
     bytes += header + data;
@@ -153,7 +175,8 @@ class SafetensorsFiles : public ::testing::Test {
   }
 
   // Expects read_safetensors to throw Error(io) with every fragment in its message.
-  static void expect_read_error(const std::string& file, const std::vector<std::string>& fragments) {
+  static void expect_read_error(const std::string& file,
+                                const std::vector<std::string>& fragments) {
     try {
       bnlab::io::read_safetensors(file);
       ADD_FAILURE() << "no error reading " << file;
@@ -208,8 +231,8 @@ TEST_F(SafetensorsFiles, EmptyFilesMatchTheReferenceBytes) {
   SafetensorsFile with_metadata;
   with_metadata.metadata["framework"] = "pt";
   bnlab::io::write_safetensors(path("meta"), with_metadata);
-  EXPECT_EQ(read_bytes(path("meta")),
-            std::string("\x28\0\0\0\0\0\0\0", 8) + "{\"__metadata__\":{\"framework\":\"pt\"}}     ");
+  EXPECT_EQ(read_bytes(path("meta")), std::string("\x28\0\0\0\0\0\0\0", 8) +
+                                          "{\"__metadata__\":{\"framework\":\"pt\"}}     ");
   EXPECT_TRUE(bnlab::io::read_safetensors(path("empty")).tensors.empty());
   EXPECT_EQ(bnlab::io::read_safetensors(path("meta")).metadata, with_metadata.metadata);
 }
@@ -302,43 +325,45 @@ TEST_F(SafetensorsFiles, UnknownDtypeIsNamed) {
       make_file("dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})",
                 std::string(16, '\0')),
       {"'w'", "unknown dtype 'F128'"});
-  expect_read_error(
-      make_file("dtype2", R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})", std::string(4, '\0')),
-      {"'w'", "dtype"});
+  expect_read_error(make_file("dtype2", R"({"w":{"dtype":7,"shape":[1],"data_offsets":[0,4]}})",
+                              std::string(4, '\0')),
+                    {"'w'", "dtype"});
 }
 
 TEST_F(SafetensorsFiles, BadShapesAreNamed) {
+  expect_read_error(make_file("neg", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})",
+                              std::string(8, '\0')),
+                    {"'w'", "shape[0]", "negative"});
+  expect_read_error(make_file("frac", R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}})",
+                              std::string(8, '\0')),
+                    {"'w'", "shape[0]"});
   expect_read_error(
-      make_file("neg", R"({"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", std::string(8, '\0')),
-      {"'w'", "shape[0]", "negative"});
-  expect_read_error(
-      make_file("frac", R"({"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}})", std::string(8, '\0')),
-      {"'w'", "shape[0]"});
-  expect_read_error(
-      make_file("huge", R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
+      make_file("huge",
+                R"({"w":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,8]}})",
                 std::string(8, '\0')),
       {"'w'", "int64"});
 }
 
 TEST_F(SafetensorsFiles, ByteCountMustMatchDtypeAndShape) {
-  expect_read_error(
-      make_file("count", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
-      {"'w'", "span 8 bytes", "needs 12"});
+  expect_read_error(make_file("count", R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})",
+                              std::string(8, '\0')),
+                    {"'w'", "span 8 bytes", "needs 12"});
 }
 
 TEST_F(SafetensorsFiles, MissingOrUnexpectedFieldsAreNamed) {
-  expect_read_error(make_file("missing", R"({"w":{"dtype":"F32","shape":[2]}})", std::string(8, '\0')),
-                    {"'w'", "missing 'data_offsets'"});
   expect_read_error(
-      make_file("extra",
-                R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"stride":[1]}})",
+      make_file("missing", R"({"w":{"dtype":"F32","shape":[2]}})", std::string(8, '\0')),
+      {"'w'", "missing 'data_offsets'"});
+  expect_read_error(
+      make_file("extra", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"stride":[1]}})",
                 std::string(8, '\0')),
       {"'w'", "unexpected field 'stride'"});
+  expect_read_error(make_file("offsets", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})",
+                              std::string(8, '\0')),
+                    {"'w'", "data_offsets"});
   expect_read_error(
-      make_file("offsets", R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0]}})", std::string(8, '\0')),
-      {"'w'", "data_offsets"});
-  expect_read_error(
-      make_file("backwards", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})", std::string(8, '\0')),
+      make_file("backwards", R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}})",
+                std::string(8, '\0')),
       {"'w'", "end before"});
 }
 
@@ -348,17 +373,15 @@ TEST_F(SafetensorsFiles, OffsetsPastTheEndAreNamed) {
 }
 
 TEST_F(SafetensorsFiles, OverlappingOffsetsAreNamed) {
-  const std::string header =
-      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+  const std::string header = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
   expect_read_error(make_file("overlap", header, std::string(12, '\0')),
                     {"'b'", "overlaps", "'a'"});
 }
 
 TEST_F(SafetensorsFiles, GapsAndUncoveredBytesAreErrors) {
-  const std::string gap =
-      R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-      R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
+  const std::string gap = R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                          R"("b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})";
   expect_read_error(make_file("gap", gap, std::string(12, '\0')),
                     {"bytes [4, 8)", "'a'", "'b'", "no tensor"});
   expect_read_error(make_file("late", R"({"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
@@ -369,25 +392,26 @@ TEST_F(SafetensorsFiles, GapsAndUncoveredBytesAreErrors) {
 }
 
 TEST_F(SafetensorsFiles, DuplicateKeysAreErrors) {
-  const std::string header =
-      R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
-      R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  const std::string header = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                             R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
   expect_read_error(make_file("dup", header, std::string(8, '\0')), {"'w'", "twice"});
 }
 
 TEST_F(SafetensorsFiles, MetadataMustMapStringsToStrings) {
   expect_read_error(make_file("meta", R"({"__metadata__":{"epochs":10}})"),
                     {"__metadata__", "'epochs'", "not a string"});
-  expect_read_error(make_file("meta2", R"({"__metadata__":["x"]})"), {"__metadata__", "not a JSON object"});
-  const auto ok = bnlab::io::read_safetensors(make_file("meta3", R"({"__metadata__":{"epochs":"10"}}  )"));
+  expect_read_error(make_file("meta2", R"({"__metadata__":["x"]})"),
+                    {"__metadata__", "not a JSON object"});
+  const auto ok =
+      bnlab::io::read_safetensors(make_file("meta3", R"({"__metadata__":{"epochs":"10"}}  )"));
   EXPECT_EQ(ok.metadata.at("epochs"), "10");
 }
 
 TEST(Dtypes, NamesAndSizesFollowTheFormat) {
   const std::vector<std::tuple<DType, std::string, int64_t>> table = {
-      {DType::F32, "F32", 4}, {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
+      {DType::F32, "F32", 4},   {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
       {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-      {DType::I16, "I16", 2}, {DType::I8, "I8", 1}, {DType::U8, "U8", 1},
+      {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
       {DType::BOOL, "BOOL", 1}};
   for (const auto& [dtype, name, size] : table) {
     EXPECT_EQ(bnlab::io::dtype_name(dtype), name);
