@@ -3,6 +3,10 @@
 
 Run by hand with Debian's PyTorch (no `safetensors` package exists here):
     /usr/bin/python3 tests/golden/make_safetensors_goldens.py
+    /usr/bin/python3 tests/golden/make_safetensors_goldens.py --check FILE
+The second form reads FILE (e.g. a checkpoint bnlab wrote) with the minimal
+reader below and prints each tensor as torch sees it; `load_safetensors` can
+be imported by other scripts to feed a bnlab file to `load_state_dict`.
 
 It writes, into tests/golden/safetensors/:
   mlp_bn_state.safetensors  the state dict of a small nn.Sequential with
@@ -25,6 +29,7 @@ for byte.
 import json
 import os
 import struct
+import sys
 
 import torch
 
@@ -78,6 +83,27 @@ def save_safetensors(path, tensors, metadata=None):
         f.write(text)
         for data in blobs:
             f.write(data)
+
+
+def load_safetensors(path):
+    """A minimal safetensors reader: {name: tensor}, and the metadata."""
+    by_name = {name: dtype for dtype, (name, _) in DTYPES.items()}
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+        data = f.read()
+    metadata = header.pop("__metadata__", {})
+    tensors = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        dtype = by_name[info["dtype"]]
+        raw = bytearray(data[begin:end])
+        if dtype in (torch.float16, torch.bfloat16):
+            t = torch.frombuffer(raw, dtype=torch.int16).view(dtype) if raw else torch.empty(0, dtype=dtype)
+        else:
+            t = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        tensors[name] = t.reshape(info["shape"]).clone()
+    return tensors, metadata
 
 
 def values_of(t):
@@ -144,6 +170,12 @@ def dtypes_state():
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        tensors, metadata = load_safetensors(sys.argv[2])
+        print("metadata:", metadata)
+        for name, t in tensors.items():
+            print(name, t.dtype, tuple(t.shape), t.reshape(-1)[:4].tolist())
+        return
     os.makedirs(OUT_DIR, exist_ok=True)
     for name, make in (("mlp_bn_state", mlp_bn_state), ("dtypes", dtypes_state)):
         tensors, metadata = make()
