@@ -135,6 +135,7 @@ struct PytorchOptions {
   std::string python = "/usr/bin/python3";
   std::string script;
   int threads = 2;
+  std::vector<std::string> env;  // KEY=VALUE set in the child's environment (e.g. glibc malloc tunables)
 };
 void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
                  const PytorchOptions& options, PeerStatus& status);

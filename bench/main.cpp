@@ -53,6 +53,12 @@ int main(int argc, char** argv) {
   app.add_option("--kernel-variant", variant, "bnlab kernel variant (plain, AVX3, AVX2, ...)");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   app.add_option("--python", pytorch.python, "interpreter with torch")->capture_default_str();
+  app.add_option("--pytorch-env", pytorch.env,
+                 "KEY=VALUE for PyTorch's environment, repeatable (e.g. MALLOC_MMAP_THRESHOLD_=...)")
+      ->check([](const std::string& entry) {
+        return entry.find('=') == std::string::npos ? "--pytorch-env takes KEY=VALUE, got " + entry
+                                                    : std::string();
+      });
   app.add_option("--pytorch-script", pytorch.script, "the PyTorch peer")->capture_default_str();
   app.add_option("--check-json", check_json,
                  "only parse a report written by --json and check its keys");

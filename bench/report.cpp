@@ -67,8 +67,9 @@ std::string format_table(const Report& report) {
   out += line;
   for (const auto* peer : {&report.onednn, &report.pytorch}) {
     const char* name = peer == &report.onednn ? "oneDNN" : "PyTorch";
-    std::snprintf(line, sizeof line, "%s: %s\n", name,
-                  peer->ran ? peer->version.c_str() : ("skipped (" + peer->note + ")").c_str());
+    const std::string text = peer->ran ? peer->version + (peer->note.empty() ? "" : ", " + peer->note)
+                                       : "skipped (" + peer->note + ")";
+    std::snprintf(line, sizeof line, "%s: %s\n", name, text.c_str());
     out += line;
   }
   out += "ms: median; GB/s: passes * numel * 4 bytes / time; peer x: peer ms / bnlab ms "

@@ -15,9 +15,11 @@
 namespace bnlab::bench {
 namespace {
 
-// Runs argv[0] with argv, stderr inherited, and returns what it printed on
-// stdout; `exit_code` gets its exit status (-1 when it did not exit normally).
-std::string run_capturing_stdout(const std::vector<std::string>& argv, int& exit_code) {
+// Runs argv[0] with argv and `env` (KEY=VALUE) added to the environment,
+// stderr inherited, and returns what it printed on stdout; `exit_code` gets its
+// exit status (-1 when it did not exit normally).
+std::string run_capturing_stdout(const std::vector<std::string>& argv,
+                                 const std::vector<std::string>& env, int& exit_code) {
   int pipe_fds[2];
   if (pipe(pipe_fds) != 0) throw std::runtime_error(std::string("pipe: ") + std::strerror(errno));
   const pid_t pid = fork();
@@ -26,6 +28,11 @@ std::string run_capturing_stdout(const std::vector<std::string>& argv, int& exit
     dup2(pipe_fds[1], STDOUT_FILENO);
     close(pipe_fds[0]);
     close(pipe_fds[1]);
+    for (const std::string& entry : env) {
+      const size_t equals = entry.find('=');
+      if (equals != std::string::npos)
+        setenv(entry.substr(0, equals).c_str(), entry.substr(equals + 1).c_str(), 1);
+    }
     std::vector<char*> args;
     for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
@@ -77,7 +84,8 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   int exit_code = 0;
   std::string output;
   try {
-    output = run_capturing_stdout({options.python, options.script, request.dump()}, exit_code);
+    output = run_capturing_stdout({options.python, options.script, request.dump()}, options.env,
+                                  exit_code);
   } catch (const std::exception& e) {
     return skip(std::string("could not start ") + options.python + ": " + e.what());
   }
@@ -93,6 +101,7 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
 
   status.ran = true;
   status.version = "PyTorch " + reply.value("torch_version", std::string("?"));
+  for (const std::string& entry : options.env) status.note += (status.note.empty() ? "env " : " ") + entry;
   std::map<std::string, const nlohmann::json*> by_id;
   for (const nlohmann::json& r : reply["results"]) by_id[r.at("id").get<std::string>()] = &r;
   for (CaseResult& r : results) {
