@@ -20,7 +20,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            int64_t ldc) {
   if (m == 0 || n == 0) return;
   const int threads = num_threads();
-  if (omp_get_max_threads() != threads) omp_set_num_threads(threads);
+  if (!omp_in_parallel() && omp_get_max_threads() != threads) omp_set_num_threads(threads);
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
                                           alpha, a, lda, b, ldb, beta, c, ldc);
   if (status != dnnl_success)

@@ -52,6 +52,8 @@ class Conv2d : public Module {
  private:
   const Tensor* input_ = nullptr;
   Tensor output_, grad_input_, columns_, grad_columns_;
+  // The output (forward) or its gradient (backward) as one (out, N*Ho*Wo) matrix.
+  Tensor output_matrix_;
 };
 
 // BatchNorm1d (input (N, C) or (N, C, L)), BatchNorm2d (N, C, H, W),
@@ -165,6 +167,7 @@ class Dropout : public Module {
  private:
   Generator* gen_;
   std::vector<uint8_t> mask_;
+  bool identity_ = false;  // the last forward passed its input through (eval or p == 0)
   Tensor output_, grad_input_;
 };
 

@@ -1,0 +1,100 @@
+#include <gtest/gtest.h>
+
+#include "bnlab/error.hpp"
+#include "bnlab/nn/layers.hpp"
+#include "grad_check.hpp"
+
+namespace bnlab::nn {
+namespace {
+
+using test::check_gradients;
+using test::random_tensor;
+
+// Direct convolution in double: y[i,o,oh,ow] = b[o] + sum_{c,kh,kw} W[o,c,kh,kw] x[i,c,oh*s-p+kh,ow*s-p+kw].
+std::vector<double> conv_reference(const Tensor& x, const Conv2d& conv) {
+  const Shape out = conv.output_shape(x.shape());
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t o_count = out[1], oh_count = out[2], ow_count = out[3], k = conv.kernel_size;
+  std::vector<double> y(static_cast<size_t>(shape_numel(out)));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < o_count; ++o)
+      for (int64_t oh = 0; oh < oh_count; ++oh)
+        for (int64_t ow = 0; ow < ow_count; ++ow) {
+          double sum = conv.bias ? conv.bias->value[o] : 0.0;
+          for (int64_t ch = 0; ch < c; ++ch)
+            for (int64_t kh = 0; kh < k; ++kh)
+              for (int64_t kw = 0; kw < k; ++kw) {
+                const int64_t ih = oh * conv.stride - conv.padding + kh;
+                const int64_t iw = ow * conv.stride - conv.padding + kw;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                sum += static_cast<double>(conv.weight.value[((o * c + ch) * k + kh) * k + kw]) *
+                       x[((i * c + ch) * h + ih) * w + iw];
+              }
+          y[static_cast<size_t>(((i * o_count + o) * oh_count + oh) * ow_count + ow)] = sum;
+        }
+  return y;
+}
+
+struct ConvCase {
+  int64_t in, out, k, stride, padding;
+  bool bias;
+  Shape input;
+};
+
+TEST(Conv2d, ForwardMatchesDirectConvolution) {
+  const ConvCase cases[] = {{1, 4, 3, 1, 1, true, {2, 1, 6, 6}},
+                            {3, 5, 3, 2, 0, false, {2, 3, 7, 8}},
+                            {2, 3, 5, 2, 2, true, {3, 2, 9, 7}},
+                            {4, 2, 1, 1, 0, true, {2, 4, 3, 3}}};
+  uint64_t seed = 1;
+  for (const ConvCase& cc : cases) {
+    Generator gen(seed++);
+    Conv2d conv(cc.in, cc.out, cc.k, cc.stride, cc.padding, cc.bias, gen);
+    const Tensor x = random_tensor(cc.input, seed++);
+    const Tensor& y = conv.forward(x);
+    ASSERT_EQ(y.shape(), conv.output_shape(cc.input));
+    const auto expected = conv_reference(x, conv);
+    for (int64_t i = 0; i < y.numel(); ++i)
+      ASSERT_NEAR(y[i], expected[static_cast<size_t>(i)], 1e-5) << conv.repr() << " at " << i;
+  }
+}
+
+TEST(Conv2d, GradientsWithPaddingAndBias) {
+  Generator gen(10);
+  Conv2d conv(2, 3, 3, 1, 1, true, gen);
+  check_gradients(conv, random_tensor({2, 2, 4, 4}, 11), 12);
+}
+
+TEST(Conv2d, GradientsWithStrideAndNoBias) {
+  Generator gen(13);
+  Conv2d conv(2, 2, 3, 2, 0, false, gen);
+  check_gradients(conv, random_tensor({2, 2, 5, 6}, 14), 15);
+}
+
+TEST(Conv2d, GradientsWithStrideAndPadding) {
+  Generator gen(16);
+  Conv2d conv(1, 2, 3, 2, 1, true, gen);
+  check_gradients(conv, random_tensor({2, 1, 5, 5}, 17), 18);
+}
+
+TEST(Conv2d, OutputShapeAndErrors) {
+  Generator gen(0);
+  Conv2d conv(1, 32, 3, 1, 1, false, gen);
+  EXPECT_EQ(conv.output_shape({64, 1, 28, 28}), (Shape{64, 32, 28, 28}));
+  EXPECT_THROW(conv.output_shape({64, 3, 28, 28}), Error);
+  EXPECT_THROW(conv.output_shape({64, 784}), Error);
+  Conv2d big(1, 1, 5, 1, 0, true, gen);
+  EXPECT_THROW(big.output_shape({1, 1, 4, 4}), Error);
+  EXPECT_THROW(Conv2d(1, 1, 3, 0, 0, true, gen), Error);
+}
+
+TEST(Conv2d, ReprMatchesPyTorch) {
+  Generator gen(0);
+  EXPECT_EQ(Conv2d(1, 32, 3, 1, 1, false, gen).repr(),
+            "Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1), padding=(1, 1), bias=False)");
+  EXPECT_EQ(Conv2d(32, 64, 5, 2, 0, true, gen).repr(),
+            "Conv2d(32, 64, kernel_size=(5, 5), stride=(2, 2))");
+}
+
+}  // namespace
+}  // namespace bnlab::nn

@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "bnlab/error.hpp"
+#include "bnlab/nn/layers.hpp"
+#include "grad_check.hpp"
+
+namespace bnlab::nn {
+namespace {
+
+using test::check_gradients;
+
+// Distinct values 0.1 apart in a shuffled order, so an h = 0.01 nudge never changes a winner.
+Tensor distinct_values(const Shape& shape, uint64_t seed) {
+  Tensor x(shape);
+  std::vector<int64_t> order(static_cast<size_t>(x.numel()));
+  std::iota(order.begin(), order.end(), 0);
+  Generator gen(seed);
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[gen.below(i)]);
+  for (int64_t i = 0; i < x.numel(); ++i) x[i] = 0.1f * static_cast<float>(order[i]) - 1.0f;
+  return x;
+}
+
+// max over the window in double, padded positions skipped.
+std::vector<double> pool_reference(const Tensor& x, const MaxPool2d& pool) {
+  const Shape out = pool.output_shape(x.shape());
+  const int64_t h = x.size(2), w = x.size(3), k = pool.kernel_size;
+  std::vector<double> y;
+  for (int64_t plane = 0; plane < out[0] * out[1]; ++plane)
+    for (int64_t oh = 0; oh < out[2]; ++oh)
+      for (int64_t ow = 0; ow < out[3]; ++ow) {
+        double best = -std::numeric_limits<double>::infinity();
+        for (int64_t kh = 0; kh < k; ++kh)
+          for (int64_t kw = 0; kw < k; ++kw) {
+            const int64_t ih = oh * pool.stride - pool.padding + kh;
+            const int64_t iw = ow * pool.stride - pool.padding + kw;
+            if (ih >= 0 && ih < h && iw >= 0 && iw < w) best = std::max(best, double(x[(plane * h + ih) * w + iw]));
+          }
+        y.push_back(best);
+      }
+  return y;
+}
+
+TEST(MaxPool2d, ForwardMatchesReference) {
+  const MaxPool2d pools[] = {MaxPool2d(2), MaxPool2d(3, 2, 1), MaxPool2d(3, 1), MaxPool2d(2, 1, 1)};
+  for (MaxPool2d pool : pools) {
+    const Tensor x = test::random_tensor({2, 3, 7, 6}, 1);
+    const Tensor& y = pool.forward(x);
+    const auto expected = pool_reference(x, pool);
+    ASSERT_EQ(static_cast<size_t>(y.numel()), expected.size());
+    for (int64_t i = 0; i < y.numel(); ++i) EXPECT_EQ(y[i], expected[static_cast<size_t>(i)]) << pool.repr();
+  }
+}
+
+TEST(MaxPool2d, GradientsMatchCentralDifferences) {
+  MaxPool2d pool(2);
+  check_gradients(pool, distinct_values({2, 2, 4, 6}, 2), 3);
+  MaxPool2d padded(3, 2, 1);
+  check_gradients(padded, distinct_values({1, 2, 5, 5}, 4), 5);
+}
+
+TEST(MaxPool2d, TiesGoToTheFirstMaximum) {
+  MaxPool2d pool(2);
+  const Tensor x({1, 1, 2, 2}, 3.0f);
+  pool.forward(x);
+  const Tensor& dx = pool.backward(Tensor({1, 1, 1, 1}, 1.0f));
+  EXPECT_EQ(dx[0], 1.0f);
+  EXPECT_EQ(dx[1], 0.0f);
+  EXPECT_EQ(dx[2], 0.0f);
+  EXPECT_EQ(dx[3], 0.0f);
+}
+
+TEST(MaxPool2d, OverlappingWindowsAddTheirGradients) {
+  MaxPool2d pool(2, 1);
+  Tensor x({1, 1, 2, 3}, 0.0f);
+  x[1] = 5.0f;  // the maximum of both windows
+  pool.forward(x);
+  const Tensor& dx = pool.backward(Tensor({1, 1, 1, 2}, 1.5f));
+  EXPECT_EQ(dx[1], 3.0f);
+}
+
+TEST(MaxPool2d, ShapesErrorsAndRepr) {
+  EXPECT_EQ(MaxPool2d(2).output_shape({64, 32, 28, 28}), (Shape{64, 32, 14, 14}));
+  EXPECT_EQ(MaxPool2d(2).output_shape({1, 1, 7, 7}), (Shape{1, 1, 3, 3}));
+  EXPECT_THROW(MaxPool2d(2).output_shape({64, 784}), Error);
+  EXPECT_THROW(MaxPool2d(2, 2, 2), Error);
+  EXPECT_EQ(MaxPool2d(2).repr(), "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
+  EXPECT_EQ(MaxPool2d(3, 1, 1).repr(), "MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)");
+}
+
+}  // namespace
+}  // namespace bnlab::nn
