@@ -23,19 +23,18 @@ struct Sizes {
 
 // Why each shape is here:
 const Sizes kShapes[] = {
-    {2, 3, 1},      // S = 1, the (N, C) case
-    {1, 5, 7},      // N = 1 with S > 1
-    {3, 17, 5},     // odd everything, C not a multiple of 8 or 16
-    {4, 33, 1},     // S = 1, C just past a multiple of 16
-    {5, 19, 65},    // channels-first spans just above kSpanMin, odd
-    {9, 20, 63},    // channels-first just below kSpanMin: the rows view
-    {2, 3, 130},    // spans of two vectors and a tail
-    {7, 1, 3},      // one channel
-    {2, 16, 64},    // exact vector multiples
-    {3, 40, 100},
-    {2, 300, 2},    // channels-last rows wider than one 256-column tile
-    {1, 2, 4099},   // a span longer than one 4096-float block
-    {70, 3, 1},     // many rows, few columns
+    {2, 3, 1},                  // S = 1, the (N, C) case
+    {1, 5, 7},                  // N = 1 with S > 1
+    {3, 17, 5},                 // odd everything, C not a multiple of 8 or 16
+    {4, 33, 1},                 // S = 1, C just past a multiple of 16
+    {5, 19, 65},                // channels-first spans just above kSpanMin, odd
+    {9, 20, 63},                // channels-first just below kSpanMin: the rows view
+    {2, 3, 130},                // spans of two vectors and a tail
+    {7, 1, 3},                  // one channel
+    {2, 16, 64},                // exact vector multiples
+    {3, 40, 100}, {2, 300, 2},  // channels-last rows wider than one 256-column tile
+    {1, 2, 4099},               // a span longer than one 4096-float block
+    {70, 3, 1},                 // many rows, few columns
 };
 
 using Param = std::tuple<std::string, Sizes, Layout>;
@@ -179,12 +178,11 @@ std::string param_name(const ::testing::TestParamInfo<Param>& info) {
          std::to_string(z.s) + (layout == Layout::channels_first ? "_first" : "_last");
 }
 
-INSTANTIATE_TEST_SUITE_P(AllVariants, BatchNormSweep,
-                         ::testing::Combine(::testing::ValuesIn(kernel_variants()),
-                                            ::testing::ValuesIn(kShapes),
-                                            ::testing::Values(Layout::channels_first,
-                                                              Layout::channels_last)),
-                         param_name);
+INSTANTIATE_TEST_SUITE_P(
+    AllVariants, BatchNormSweep,
+    ::testing::Combine(::testing::ValuesIn(kernel_variants()), ::testing::ValuesIn(kShapes),
+                       ::testing::Values(Layout::channels_first, Layout::channels_last)),
+    param_name);
 
 TEST(KernelVariants, ListNamesPlainAndAutoAndSelectsEach) {
   const std::vector<std::string> names = kernel_variants();

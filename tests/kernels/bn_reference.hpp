@@ -31,8 +31,7 @@ inline int64_t index_of(int64_t i, int64_t j, int64_t k, const BatchNormShape& s
 }
 
 inline std::string describe(const BatchNormShape& sh) {
-  return "n=" + std::to_string(sh.n) + " c=" + std::to_string(sh.c) + " s=" +
-         std::to_string(sh.s) +
+  return "n=" + std::to_string(sh.n) + " c=" + std::to_string(sh.c) + " s=" + std::to_string(sh.s) +
          (sh.layout == Layout::channels_first ? " channels_first" : " channels_last");
 }
 
@@ -46,16 +45,22 @@ inline std::vector<float> random_vector(int64_t count, uint32_t seed, float mean
 }
 
 // x with a different mean and spread per channel, so a channel mix-up shows.
+inline int64_t channel_of(int64_t e, const BatchNormShape& sh);
 inline std::vector<float> channel_data(const BatchNormShape& sh, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(sh.numel()));
-  for (int64_t i = 0; i < sh.n; ++i)
-    for (int64_t j = 0; j < sh.c; ++j)
-      for (int64_t k = 0; k < sh.s; ++k)
-        x[index_of(i, j, k, sh)] =
-            static_cast<float>(0.5 * (j % 7) - 1.0) + (0.5f + 0.1f * (j % 5)) * normal(rng);
+  for (int64_t e = 0; e < sh.numel(); ++e) {
+    const int64_t j = channel_of(e, sh);
+    x[e] = static_cast<float>(0.5 * (j % 7) - 1.0) + (0.5f + 0.1f * (j % 5)) * normal(rng);
+  }
   return x;
+}
+
+// The channel of the element at flat index e (the references walk memory in
+// order, so they stay fast on the large shapes).
+inline int64_t channel_of(int64_t e, const BatchNormShape& sh) {
+  return sh.layout == Layout::channels_first ? (e / sh.s) % sh.c : e % sh.c;
 }
 
 // The training forward's results, in double.
@@ -76,52 +81,40 @@ ReferenceForward reference_forward_training(const std::vector<T>& x, const Batch
   r.var.assign(sh.c, 0.0);
   r.invstd.assign(sh.c, 0.0);
   const double count = static_cast<double>(sh.n * sh.s);
+  const int64_t numel = static_cast<int64_t>(x.size());
+  for (int64_t e = 0; e < numel; ++e) r.mean[channel_of(e, sh)] += x[e];
+  for (double& m : r.mean) m /= count;
+  for (int64_t e = 0; e < numel; ++e) {
+    const double d = x[e] - r.mean[channel_of(e, sh)];
+    r.var[channel_of(e, sh)] += d * d;
+  }
   for (int64_t j = 0; j < sh.c; ++j) {
-    double sum = 0.0;
-    for (int64_t i = 0; i < sh.n; ++i)
-      for (int64_t k = 0; k < sh.s; ++k) sum += x[index_of(i, j, k, sh)];
-    const double mean = sum / count;
-    double m2 = 0.0;
-    for (int64_t i = 0; i < sh.n; ++i)
-      for (int64_t k = 0; k < sh.s; ++k) {
-        const double d = x[index_of(i, j, k, sh)] - mean;
-        m2 += d * d;
-      }
-    const double var = m2 / count;
-    const double invstd = 1.0 / std::sqrt(var + eps);
+    r.var[j] /= count;
+    r.invstd[j] = 1.0 / std::sqrt(r.var[j] + eps);
+  }
+  for (int64_t e = 0; e < numel; ++e) {
+    const int64_t j = channel_of(e, sh);
     const double w = weight ? static_cast<double>(weight[j]) : 1.0;
     const double b = bias ? static_cast<double>(bias[j]) : 0.0;
-    for (int64_t i = 0; i < sh.n; ++i)
-      for (int64_t k = 0; k < sh.s; ++k) {
-        const int64_t at = index_of(i, j, k, sh);
-        const double v = (x[at] - mean) * invstd * w + b;
-        r.y[at] = relu && v < 0.0 ? 0.0 : v;
-      }
-    r.mean[j] = mean;
-    r.var[j] = var;
-    r.invstd[j] = invstd;
+    const double v = (x[e] - r.mean[j]) * r.invstd[j] * w + b;
+    r.y[e] = relu && v < 0.0 ? 0.0 : v;
   }
   return r;
 }
 
 // y = act((x - running_mean)/sqrt(running_var + eps)*weight + bias).
-inline std::vector<double> reference_forward_inference(const std::vector<float>& x,
-                                                       const BatchNormShape& sh,
-                                                       const float* weight, const float* bias,
-                                                       const float* running_mean,
-                                                       const float* running_var, double eps,
-                                                       bool relu = false) {
+inline std::vector<double> reference_forward_inference(
+    const std::vector<float>& x, const BatchNormShape& sh, const float* weight, const float* bias,
+    const float* running_mean, const float* running_var, double eps, bool relu = false) {
   std::vector<double> y(x.size());
-  for (int64_t i = 0; i < sh.n; ++i)
-    for (int64_t j = 0; j < sh.c; ++j)
-      for (int64_t k = 0; k < sh.s; ++k) {
-        const int64_t at = index_of(i, j, k, sh);
-        const double w = weight ? weight[j] : 1.0, b = bias ? bias[j] : 0.0;
-        const double v = (x[at] - static_cast<double>(running_mean[j])) /
-                             std::sqrt(static_cast<double>(running_var[j]) + eps) * w +
-                         b;
-        y[at] = relu && v < 0.0 ? 0.0 : v;
-      }
+  for (int64_t e = 0; e < static_cast<int64_t>(x.size()); ++e) {
+    const int64_t j = channel_of(e, sh);
+    const double w = weight ? weight[j] : 1.0, b = bias ? bias[j] : 0.0;
+    const double v = (x[e] - static_cast<double>(running_mean[j])) /
+                         std::sqrt(static_cast<double>(running_var[j]) + eps) * w +
+                     b;
+    y[e] = relu && v < 0.0 ? 0.0 : v;
+  }
   return y;
 }
 
@@ -148,30 +141,23 @@ inline ReferenceBackward reference_backward(const std::vector<float>& x,
   r.dweight_scale.assign(sh.c, 0.0);
   r.dbias_scale.assign(sh.c, 0.0);
   const double count = static_cast<double>(sh.n * sh.s);
-  auto grad = [&](int64_t at) {
-    return relu_y != nullptr && !(relu_y[at] > 0.0f) ? 0.0 : static_cast<double>(dy[at]);
+  const int64_t numel = static_cast<int64_t>(x.size());
+  auto grad = [&](int64_t e) {
+    return relu_y != nullptr && !(relu_y[e] > 0.0f) ? 0.0 : static_cast<double>(dy[e]);
   };
-  for (int64_t j = 0; j < sh.c; ++j) {
-    const double mean = save_mean[j], invstd = save_invstd[j];
-    double sum_g = 0.0, sum_g_xhat = 0.0;
-    for (int64_t i = 0; i < sh.n; ++i)
-      for (int64_t k = 0; k < sh.s; ++k) {
-        const int64_t at = index_of(i, j, k, sh);
-        const double g = grad(at), xhat = (x[at] - mean) * invstd;
-        sum_g += g;
-        sum_g_xhat += g * xhat;
-        r.dbias_scale[j] += std::fabs(g);
-        r.dweight_scale[j] += std::fabs(g * xhat);
-      }
-    r.dbias[j] = sum_g;
-    r.dweight[j] = sum_g_xhat;
-    const double w = weight ? weight[j] : 1.0;
-    for (int64_t i = 0; i < sh.n; ++i)
-      for (int64_t k = 0; k < sh.s; ++k) {
-        const int64_t at = index_of(i, j, k, sh);
-        const double xhat = (x[at] - mean) * invstd;
-        r.dx[at] = w * invstd * (grad(at) - sum_g / count - xhat * sum_g_xhat / count);
-      }
+  for (int64_t e = 0; e < numel; ++e) {
+    const int64_t j = channel_of(e, sh);
+    const double g = grad(e), xhat = (x[e] - static_cast<double>(save_mean[j])) * save_invstd[j];
+    r.dbias[j] += g;
+    r.dweight[j] += g * xhat;
+    r.dbias_scale[j] += std::fabs(g);
+    r.dweight_scale[j] += std::fabs(g * xhat);
+  }
+  for (int64_t e = 0; e < numel; ++e) {
+    const int64_t j = channel_of(e, sh);
+    const double invstd = save_invstd[j], w = weight ? weight[j] : 1.0;
+    const double xhat = (x[e] - static_cast<double>(save_mean[j])) * invstd;
+    r.dx[e] = w * invstd * (grad(e) - r.dbias[j] / count - xhat * r.dweight[j] / count);
   }
   return r;
 }
@@ -198,9 +184,9 @@ inline ::testing::AssertionResult all_close(const std::string& what, const float
     if (err > worst || std::isnan(err)) worst = err;
   }
   if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << want.size()
-                                       << " elements off (tolerance " << tol << "), worst |error| "
-                                       << worst << ";" << first;
+  return ::testing::AssertionFailure()
+         << what << ": " << bad << " of " << want.size() << " elements off (tolerance " << tol
+         << "), worst |error| " << worst << ";" << first;
 }
 
 inline std::vector<double> to_double(const std::vector<float>& v) {

@@ -1,0 +1,142 @@
+// Numerics of issue 2 item 3: statistics without E[x^2] - E[x]^2 cancellation
+// (mean 1e4, std 1 matches float64 to 1e-3 relative), a constant channel gives
+// y = bias (no NaN), and a batch with NaN or Inf is reported as non_finite
+// while the running statistics stay exactly as they were.
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "bn_reference.hpp"
+#include "bnlab/batch_norm.hpp"
+
+namespace bnlab::test {
+namespace {
+
+class Numerics : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { set_batch_norm_kernel_variant(GetParam()); }
+  void TearDown() override { set_batch_norm_kernel_variant("auto"); }
+};
+
+const BatchNormShape kStabilityShapes[] = {
+    {16, 3, 4099, Layout::channels_first},  // spans of more than one block
+    {16, 3, 4099, Layout::channels_last},   // rows view, many row blocks
+    {4096, 5, 3, Layout::channels_first},   // rows view of c*s columns
+    {3, 7, 1, Layout::channels_last},       // tiny
+};
+
+TEST_P(Numerics, MeanTenThousandStdOneMatchesFloat64ToOneInAThousand) {
+  for (const BatchNormShape& sh : kStabilityShapes) {
+    SCOPED_TRACE(describe(sh));
+    std::vector<float> x = random_vector(sh.numel(), 51, 1e4f, 1.0f);
+    const std::vector<float> weight = random_vector(sh.c, 52, 1.0f, 0.3f);
+    const std::vector<float> bias = random_vector(sh.c, 53);
+    std::vector<float> y(x.size()), mean(sh.c), invstd(sh.c), rm(sh.c, 0.0f), rv(sh.c, 1.0f);
+    ASSERT_EQ(batch_norm_forward_training(x.data(), sh, weight.data(), bias.data(),
+                                          {rm.data(), rv.data(), 0.5, true}, 1e-5, y.data(),
+                                          mean.data(), invstd.data()),
+              BatchNormStatus::ok);
+    const ReferenceForward ref =
+        reference_forward_training(x, sh, weight.data(), bias.data(), 1e-5);
+    EXPECT_TRUE(all_close("y", y.data(), ref.y, 1e-3));
+    EXPECT_TRUE(all_close("save_mean", mean.data(), ref.mean, 1e-3));
+    EXPECT_TRUE(all_close("save_invstd", invstd.data(), ref.invstd, 1e-3));
+    const double count = static_cast<double>(sh.per_channel());
+    std::vector<double> want_rv(sh.c);
+    for (int64_t j = 0; j < sh.c; ++j) want_rv[j] = 0.5 + 0.5 * ref.var[j] * count / (count - 1);
+    EXPECT_TRUE(all_close("running_var", rv.data(), want_rv, 1e-3));
+    // invstd ~ 1: far from 1/sqrt(eps) ~ 316, which is what cancellation gives.
+    for (int64_t j = 0; j < sh.c; ++j) EXPECT_LT(invstd[j], 10.0f);
+  }
+}
+
+TEST_P(Numerics, ConstantChannelGivesBiasNotNaN) {
+  for (const BatchNormShape& sh : {BatchNormShape{8, 3, 100, Layout::channels_first},
+                                   BatchNormShape{8, 3, 100, Layout::channels_last},
+                                   BatchNormShape{5, 17, 1, Layout::channels_first},
+                                   BatchNormShape{2, 3, 5000, Layout::channels_first}}) {
+    SCOPED_TRACE(describe(sh));
+    const float constants[] = {3.7f, -1234.567f, 0.0f};  // one per channel, cycled
+    std::vector<float> x(sh.numel());
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t j = 0; j < sh.c; ++j)
+        for (int64_t k = 0; k < sh.s; ++k) x[index_of(i, j, k, sh)] = constants[j % 3];
+    const std::vector<float> weight = random_vector(sh.c, 54, 1.0f, 0.3f);
+    const std::vector<float> bias = random_vector(sh.c, 55);
+    std::vector<float> y(x.size()), mean(sh.c), invstd(sh.c), rm(sh.c, 0.0f), rv(sh.c, 1.0f);
+    ASSERT_EQ(batch_norm_forward_training(x.data(), sh, weight.data(), bias.data(),
+                                          {rm.data(), rv.data(), 0.1, true}, 1e-5, y.data(),
+                                          mean.data(), invstd.data()),
+              BatchNormStatus::ok);
+    std::vector<double> want(x.size());
+    for (int64_t i = 0; i < sh.n; ++i)
+      for (int64_t j = 0; j < sh.c; ++j)
+        for (int64_t k = 0; k < sh.s; ++k) want[index_of(i, j, k, sh)] = bias[j];
+    EXPECT_TRUE(all_close("y", y.data(), want, kTolerance));
+    for (int64_t j = 0; j < sh.c; ++j) {
+      EXPECT_FLOAT_EQ(mean[j], constants[j % 3]);
+      EXPECT_NEAR(invstd[j], 1.0 / std::sqrt(1e-5), 1e-2);  // var = 0
+      EXPECT_FLOAT_EQ(rv[j], 0.9f);                         // 0.9 * 1 + 0.1 * 0
+    }
+    // The backward of a constant channel is finite too.
+    const std::vector<float> dy = random_vector(sh.numel(), 56);
+    std::vector<float> dx(x.size()), dw(sh.c), db(sh.c);
+    batch_norm_backward(x.data(), dy.data(), sh, weight.data(), mean.data(), invstd.data(),
+                        dx.data(), dw.data(), db.data());
+    for (float v : dx) ASSERT_TRUE(std::isfinite(v));
+    for (int64_t j = 0; j < sh.c; ++j) EXPECT_FLOAT_EQ(dw[j], 0.0f);
+  }
+}
+
+// Puts `bad` at one element of channel 1 and checks the status and the
+// untouched running statistics.
+void expect_non_finite_leaves_running_stats(const BatchNormShape& sh, float bad) {
+  SCOPED_TRACE(describe(sh) + " bad value " + std::to_string(bad));
+  std::vector<float> x = channel_data(sh, 61);
+  x[index_of(sh.n - 1, 1, sh.s - 1, sh)] = bad;
+  const std::vector<float> rm0 = random_vector(sh.c, 62), rv0 = random_vector(sh.c, 63, 2.0f, 0.1f);
+  for (bool unbiased : {true, false}) {
+    std::vector<float> rm = rm0, rv = rv0, y(x.size()), mean(sh.c), invstd(sh.c);
+    EXPECT_EQ(batch_norm_forward_training(x.data(), sh, nullptr, nullptr,
+                                          {rm.data(), rv.data(), 0.1, unbiased}, 1e-5, y.data(),
+                                          mean.data(), invstd.data()),
+              BatchNormStatus::non_finite);
+    // Bit for bit: not one running value moved, not even the finite channels'.
+    EXPECT_EQ(rm, rm0);
+    EXPECT_EQ(rv, rv0);
+  }
+}
+
+TEST_P(Numerics, NaNOrInfInXIsNonFiniteAndLeavesRunningStatsUntouched) {
+  const float bads[] = {std::numeric_limits<float>::quiet_NaN(),
+                        std::numeric_limits<float>::infinity(),
+                        -std::numeric_limits<float>::infinity()};
+  for (float bad : bads) {
+    expect_non_finite_leaves_running_stats({4, 3, 100, Layout::channels_first}, bad);
+    expect_non_finite_leaves_running_stats({4, 3, 100, Layout::channels_last}, bad);
+    expect_non_finite_leaves_running_stats({6, 5, 1, Layout::channels_first}, bad);
+    expect_non_finite_leaves_running_stats({3, 2, 7, Layout::channels_first}, bad);
+  }
+}
+
+TEST_P(Numerics, VarianceBeyondFloatRangeIsNonFinite) {
+  // Finite inputs whose variance (~1e76) no float holds: the statistics are not finite.
+  const BatchNormShape sh{4, 2, 3, Layout::channels_first};
+  std::vector<float> x(sh.numel());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = (i % 2 ? 1.0f : -1.0f) * 3e38f;
+  std::vector<float> rm(sh.c, 0.5f), rv(sh.c, 2.0f), y(x.size());
+  EXPECT_EQ(
+      batch_norm_forward_training(x.data(), sh, nullptr, nullptr, {rm.data(), rv.data(), 0.1, true},
+                                  1e-5, y.data(), nullptr, nullptr),
+      BatchNormStatus::non_finite);
+  EXPECT_EQ(rm, std::vector<float>(sh.c, 0.5f));
+  EXPECT_EQ(rv, std::vector<float>(sh.c, 2.0f));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVariants, Numerics, ::testing::ValuesIn(kernel_variants()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+}  // namespace
+}  // namespace bnlab::test
