@@ -37,7 +37,10 @@ const char* layout_name(BenchLayout layout) {
 
 std::string Case::dims_string() const {
   std::string text;
-  for (size_t i = 0; i < dims.size(); ++i) text += (i ? "x" : "") + std::to_string(dims[i]);
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i > 0) text += 'x';
+    text += std::to_string(dims[i]);
+  }
   return text;
 }
 

@@ -1,6 +1,7 @@
 // The benchmark's bookkeeping: the shape table, the timing rule, the bandwidth
 // arithmetic and the report. Timings themselves are never asserted.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -151,6 +152,92 @@ TEST(BenchReport, CheckNamesTheMissingKey) {
   EXPECT_THROW(check_report_file(path), Error);
   std::remove(path.c_str());
   EXPECT_THROW(write_file_atomically("/nonexistent-dir/x.json", "{}"), Error);
+}
+
+std::vector<CaseResult> results_for(const std::vector<Case>& cases) {
+  std::vector<CaseResult> results;
+  for (const Case& c : cases) {
+    CaseResult r;
+    r.the_case = c;
+    r.bnlab = {1.0, 1.0, 1};
+    results.push_back(r);
+  }
+  return results;
+}
+
+TEST(BenchPytorchPeer, MissingInterpreterIsANoteNotAnError) {
+  std::vector<CaseResult> results =
+      results_for({{{16, 32}, BenchLayout::nc, Op::train_forward}});
+  PytorchOptions options;
+  options.python = "/nonexistent/python3";
+  options.script = BNLAB_BENCH_SOURCE_DIR "/peer_pytorch.py";
+  PeerStatus status;
+  EXPECT_NO_THROW(run_pytorch(results, TimingPolicy{}, options, status));
+  EXPECT_FALSE(status.ran);
+  EXPECT_NE(status.note.find("/nonexistent/python3"), std::string::npos) << status.note;
+  EXPECT_FALSE(results[0].pytorch.timing.has_value());
+}
+
+// A stand-in for the peer script: /bin/sh runs it and it prints `reply`.
+std::string fake_peer(const std::string& name, const std::string& body) {
+  const std::string path = ::testing::TempDir() + name;
+  std::ofstream(path) << body;
+  return path;
+}
+
+TEST(BenchPytorchPeer, RepliesAreMatchedToCasesById) {
+  std::vector<CaseResult> results = results_for({{{16, 32}, BenchLayout::nc, Op::train_forward},
+                                                 {{16, 32}, BenchLayout::nc, Op::backward}});
+  PytorchOptions options;
+  options.python = "/bin/sh";
+  options.script = fake_peer("fake_peer_ok.sh",
+                             "echo '{\"torch_version\": \"9.9\", \"results\": ["
+                             "{\"id\": \"16x32/nc/backward\", \"median_ms\": 2.5, "
+                             "\"min_ms\": 2.0, \"reps\": 7}]}'\n");
+  options.env = {"BNLAB_BENCH_TEST=1"};
+  PeerStatus status;
+  run_pytorch(results, TimingPolicy{}, options, status);
+  EXPECT_TRUE(status.ran) << status.note;
+  EXPECT_EQ(status.version, "PyTorch 9.9");
+  EXPECT_FALSE(results[0].pytorch.timing.has_value());
+  EXPECT_EQ(results[0].pytorch.note, "no result");
+  ASSERT_TRUE(results[1].pytorch.timing.has_value());
+  EXPECT_EQ(results[1].pytorch.timing->median_ms, 2.5);
+  EXPECT_EQ(results[1].pytorch.timing->reps, 7);
+  std::remove(options.script.c_str());
+}
+
+TEST(BenchPytorchPeer, FailingOrSilentScriptIsANote) {
+  for (const std::string& body : {std::string("exit 3\n"), std::string("echo not-json\n"),
+                                  std::string("echo '{\"error\": \"no torch\"}'\n")}) {
+    std::vector<CaseResult> results =
+        results_for({{{16, 32}, BenchLayout::nc, Op::train_forward}});
+    PytorchOptions options;
+    options.python = "/bin/sh";
+    options.script = fake_peer("fake_peer_bad.sh", body);
+    PeerStatus status;
+    EXPECT_NO_THROW(run_pytorch(results, TimingPolicy{}, options, status)) << body;
+    EXPECT_FALSE(status.ran) << body;
+    EXPECT_FALSE(status.note.empty()) << body;
+    std::remove(options.script.c_str());
+  }
+}
+
+// The real script with Debian's PyTorch, one call per op and layout on tiny
+// shapes; skipped where /usr/bin/python3 has no torch.
+TEST(BenchPytorchPeer, ScriptTimesEveryOpAndLayoutWhereTorchIsInstalled) {
+  if (access("/usr/bin/python3", X_OK) != 0) GTEST_SKIP() << "no /usr/bin/python3";
+  std::vector<CaseResult> results = results_for(expand_cases(shape_table(true), ""));
+  PytorchOptions options;
+  options.script = BNLAB_BENCH_SOURCE_DIR "/peer_pytorch.py";
+  options.threads = 1;
+  TimingPolicy policy;
+  policy.warmup = 0, policy.fixed_reps = 1;
+  PeerStatus status;
+  run_pytorch(results, policy, options, status);
+  if (!status.ran) GTEST_SKIP() << "PyTorch skipped: " << status.note;
+  for (const CaseResult& r : results)
+    EXPECT_TRUE(r.pytorch.timing.has_value()) << r.the_case.id() << ": " << r.pytorch.note;
 }
 
 }  // namespace
