@@ -99,6 +99,9 @@ struct MachineInfo {
   int cores_online = 0;
 };
 MachineInfo machine_info();
+// The 1-minute load average (/proc/loadavg), -1 when unknown: a figure above the
+// core count means other processes shared the cores while the benchmark ran.
+double load_average();
 
 // A measurement of one case by one implementation (absent: not run).
 struct PeerTime {
@@ -146,6 +149,7 @@ struct Report {
   int threads = 0;
   std::string kernel_variant;
   std::string command;
+  double load_before = -1, load_after = -1;  // load_average() at the start and the end
   Bandwidth bandwidth;
   PeerStatus onednn;
   PeerStatus pytorch;

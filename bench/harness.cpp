@@ -149,6 +149,13 @@ Bandwidth measure_bandwidth(int64_t bytes, int threads, int reps) {
   return bw;
 }
 
+double load_average() {
+  std::ifstream file("/proc/loadavg");
+  double one_minute = -1;
+  if (!(file >> one_minute)) return -1;
+  return one_minute;
+}
+
 MachineInfo machine_info() {
   MachineInfo info;
   std::ifstream cpuinfo("/proc/cpuinfo");

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
     report.machine = machine_info();
     report.threads = threads;
     report.kernel_variant = bnlab::batch_norm_kernel_variant();
+    report.load_before = load_average();
     for (int i = 0; i < argc; ++i) report.command += (i ? " " : "") + std::string(argv[i]);
 
     TimingPolicy policy;
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
       report.pytorch.note = no_pytorch ? "--no-pytorch" : "--quick";
     }
 
+    report.load_after = load_average();
     std::fputs(format_table(report).c_str(), stdout);
     if (!json_path.empty()) {
       write_file_atomically(json_path, report_json(report));

@@ -43,6 +43,9 @@ def main():
     for key, name in (("onednn", "oneDNN"), ("pytorch", "PyTorch")):
         p = peers[key]
         out.append(f"{name}: {p['version'] if p['ran'] else 'skipped (' + p.get('note', '') + ')'}.")
+    load = rep.get("load_average")
+    if load:
+        out.append(f"Load average (1 min) at the start {load['start']:.2f}, at the end {load['end']:.2f}.")
     out.append("")
     out.append(f"Copy bandwidth: **{bw['copy_gbs']:.1f} GB/s** (memcpy of {bw['buffer_bytes'] / 2**20:.0f} MiB, "
                f"read + write counted, median of {bw['reps']}); read-only (sum): {bw['read_gbs']:.1f} GB/s.")

@@ -1,4 +1,5 @@
 // The benchmark's table and JSON.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -65,6 +66,12 @@ std::string format_table(const Report& report) {
                 copy, report.bandwidth.read_gbs, report.bandwidth.buffer_bytes / 1048576.0,
                 report.bandwidth.reps);
   out += line;
+  std::snprintf(line, sizeof line, "load average (1 min): %.2f at the start, %.2f at the end%s\n",
+                report.load_before, report.load_after,
+                std::max(report.load_before, report.load_after) > report.machine.cores_online
+                    ? " (busier than the cores: timings are noisy)"
+                    : "");
+  out += line;
   for (const auto* peer : {&report.onednn, &report.pytorch}) {
     const char* name = peer == &report.onednn ? "oneDNN" : "PyTorch";
     const std::string text = peer->ran ? peer->version + (peer->note.empty() ? "" : ", " + peer->note)
@@ -99,6 +106,7 @@ std::string report_json(const Report& report) {
                   {"cores_online", report.machine.cores_online},
                   {"llc_bytes", report.machine.llc_bytes}};
   j["threads"] = report.threads;
+  j["load_average"] = {{"start", report.load_before}, {"end", report.load_after}};
   j["bnlab_kernel_variant"] = report.kernel_variant;
   j["bandwidth"] = {{"copy_gbs", report.bandwidth.copy_gbs},
                     {"read_gbs", report.bandwidth.read_gbs},
