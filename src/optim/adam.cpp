@@ -4,6 +4,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/optim.hpp"
+#include "optim/chunks.hpp"
 
 namespace bnlab::optim {
 
@@ -49,12 +50,14 @@ void Adam::step() {
     const float* grad = param.grad.data();
     float* m = m_[index].data();
     float* v = v_[index].data();
-    for (int64_t i = 0; i < numel; ++i) {
-      const float g = grad[i] + wd * p[i];
-      m[i] = b1 * m[i] + (1.0f - b1) * g;
-      v[i] = b2 * v[i] + (1.0f - b2) * g * g;
-      p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps_f);
-    }
+    for_chunks(numel, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float g = grad[i] + wd * p[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * g;
+        v[i] = b2 * v[i] + (1.0f - b2) * g * g;
+        p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps_f);
+      }
+    });
   }
 }
 

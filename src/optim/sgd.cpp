@@ -2,7 +2,7 @@
 // no Nesterov).
 #include "bnlab/error.hpp"
 #include "bnlab/optim.hpp"
-#include "core/parallel.hpp"
+#include "optim/chunks.hpp"
 
 namespace bnlab::optim {
 
@@ -35,17 +35,22 @@ void SGD::step() {
     const float* grad = param.grad.data();
     const int64_t numel = param.value.numel();
     if (momentum == 0.0) {
-      for (int64_t i = 0; i < numel; ++i) p[i] -= lr_f * (grad[i] + wd * p[i]);
+      for_chunks(numel, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) p[i] -= lr_f * (grad[i] + wd * p[i]);
+      });
       continue;
     }
     Tensor& buffer = momentum_buffers_[index];
     if (first_) buffer.resize(param.value.shape());
     float* b = buffer.data();
-    for (int64_t i = 0; i < numel; ++i) {
-      const float g = grad[i] + wd * p[i];
-      b[i] = first_ ? g : mom * b[i] + g;
-      p[i] -= lr_f * b[i];
-    }
+    const bool first = first_;
+    for_chunks(numel, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const float g = grad[i] + wd * p[i];
+        b[i] = first ? g : mom * b[i] + g;
+        p[i] -= lr_f * b[i];
+      }
+    });
   }
   first_ = false;
 }

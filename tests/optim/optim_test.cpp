@@ -80,6 +80,33 @@ TEST(Adam, FirstStepMovesEachValueByAboutLr) {
     EXPECT_NEAR(p.param.value[i], kStart[i] - 0.001 * (kGrads[0][i] > 0 ? 1 : -1), 1e-7);
 }
 
+TEST(SGD, LargeParametersAreUpdatedInEveryChunk) {
+  const int64_t numel = 40000;  // several chunks of the threaded loop
+  nn::Parameter param{Tensor({numel}), Tensor({numel})};
+  for (int64_t i = 0; i < numel; ++i) {
+    param.value[i] = static_cast<float>(i % 7) - 3.0f;
+    param.grad[i] = static_cast<float>(i % 5) * 0.25f;
+  }
+  SGD sgd({{"p", &param}}, 0.1, 0.5);
+  sgd.step();
+  sgd.step();
+  for (int64_t i = 0; i < numel; ++i) {
+    const double g = (i % 5) * 0.25;
+    const double expected = (i % 7) - 3.0 - 0.1 * g - 0.1 * (0.5 * g + g);
+    ASSERT_NEAR(param.value[i], expected, 1e-6) << i;
+  }
+}
+
+TEST(Adam, LargeParametersAreUpdatedInEveryChunk) {
+  const int64_t numel = 40000;
+  nn::Parameter param{Tensor({numel}, 1.0f), Tensor({numel})};
+  for (int64_t i = 0; i < numel; ++i) param.grad[i] = i % 2 ? 0.5f : -2.0f;
+  Adam adam({{"p", &param}}, 0.01);
+  adam.step();
+  for (int64_t i = 0; i < numel; ++i)
+    ASSERT_NEAR(param.value[i], i % 2 ? 0.99 : 1.01, 1e-6) << i;
+}
+
 TEST(Optimizer, ZeroGradClearsGradients) {
   OneParameter p;
   p.set(kStart, kGrads[0]);
