@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """Turns a bnlab_bench JSON report into the Markdown of docs/performance.md.
 
-Usage: python3 bench/perf_markdown.py REPORT.json > table.md
+Usage: python3 bench/perf_markdown.py REPORT.json [--stat median|min] > table.md
+
+--stat min builds the table from each case's fastest call instead of the median
+(for a run on a busy machine, where the median measures the other processes);
+GB/s, shares and ratios are then recomputed from those times.
 
 Prints the machine line, the bandwidth, the table (bnlab / oneDNN / PyTorch ms,
 ratios, % of the copy bandwidth) and issue 4's kernel goals checked one by one:
@@ -18,19 +22,20 @@ GOAL_SHARE = 0.85
 GOAL_PYTORCH_CF = 4.0
 
 
-def fmt_ms(peer):
-    return "-" if peer.get("median_ms") is None else f"{peer['median_ms']:.3f}"
+def fmt_ms(ms):
+    return "-" if ms is None else f"{ms:.3f}"
 
 
-def fmt_ratio(peer):
-    r = peer.get("ratio_to_bnlab")
-    return "-" if r is None else f"{r:.2f}"
+def fmt_ratio(ratio):
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("report")
+    ap.add_argument("--stat", choices=("median", "min"), default="median")
     args = ap.parse_args()
+    key_ms = f"{args.stat}_ms"
     with open(args.report) as f:
         rep = json.load(f)
     llc = rep["machine"]["llc_bytes"]
@@ -50,30 +55,32 @@ def main():
     out.append(f"Copy bandwidth: **{bw['copy_gbs']:.1f} GB/s** (memcpy of {bw['buffer_bytes'] / 2**20:.0f} MiB, "
                f"read + write counted, median of {bw['reps']}); read-only (sum): {bw['read_gbs']:.1f} GB/s.")
     out.append("")
-    out.append("ms: median; GB/s: passes x tensor bytes / time; % copy: of the copy bandwidth; "
+    out.append(f"ms: {args.stat} of the timed calls; GB/s: passes x tensor bytes / time; % copy: of the copy bandwidth; "
                "x: peer ms / bnlab ms (above 1: bnlab faster); * tensor larger than the LLC.")
     out.append("")
     out.append("| shape | layout | op | MiB | bnlab ms | GB/s | % copy | oneDNN ms | x | PyTorch ms | x |")
     out.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     misses = []
     for r in rep["results"]:
-        b = r["bnlab"]
+        ms = r["bnlab"][key_ms]
         mib = r["tensor_bytes"] / 2**20
         big = llc > 0 and r["tensor_bytes"] > llc
-        share = b["share_of_copy_bandwidth"]
+        gbs = r["passes"] * r["tensor_bytes"] / (ms * 1e-3) / 1e9 if ms > 0 else 0.0
+        share = gbs / bw["copy_gbs"] if bw["copy_gbs"] > 0 else 0.0
+        peer_ms = {k: r[k].get(key_ms) for k in ("onednn", "pytorch")}
+        ratio = {k: (v / ms if v is not None and ms > 0 else None) for k, v in peer_ms.items()}
         dims = "x".join(str(d) for d in r["dims"])
         out.append(f"| {dims} | {r['layout']} | {r['op']} | {mib:.1f}{' *' if big else ''} | "
-                   f"{b['median_ms']:.3f} | {b['effective_gbs']:.1f} | {100 * share:.0f}% | "
-                   f"{fmt_ms(r['onednn'])} | {fmt_ratio(r['onednn'])} | "
-                   f"{fmt_ms(r['pytorch'])} | {fmt_ratio(r['pytorch'])} |")
+                   f"{ms:.3f} | {gbs:.1f} | {100 * share:.0f}% | "
+                   f"{fmt_ms(peer_ms['onednn'])} | {fmt_ratio(ratio['onednn'])} | "
+                   f"{fmt_ms(peer_ms['pytorch'])} | {fmt_ratio(ratio['pytorch'])} |")
         why = []
         if big and share < GOAL_SHARE:
             why.append(f"{100 * share:.0f}% of copy bandwidth (goal {100 * GOAL_SHARE:.0f}%)")
         for key, name in (("onednn", "oneDNN"), ("pytorch", "PyTorch")):
-            ratio = r[key].get("ratio_to_bnlab")
-            if ratio is not None and ratio < 1.0:
-                why.append(f"slower than {name} ({ratio:.2f}x)")
-        pt = r["pytorch"].get("ratio_to_bnlab")
+            if ratio[key] is not None and ratio[key] < 1.0:
+                why.append(f"slower than {name} ({ratio[key]:.2f}x)")
+        pt = ratio["pytorch"]
         if (pt is not None and r["layout"] == "channels_first"
                 and r["op"] in ("train_forward", "backward") and pt < GOAL_PYTORCH_CF):
             why.append(f"{pt:.2f}x PyTorch (goal {GOAL_PYTORCH_CF:.0f}x on channels-first)")
