@@ -13,4 +13,8 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
 
+// Sets the calling thread's OpenMP thread count to bnlab::num_threads() (outside
+// parallel regions), so the oneDNN calls that follow use that many threads.
+void sync_onednn_threads();
+
 }  // namespace bnlab::nn

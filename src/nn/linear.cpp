@@ -15,12 +15,16 @@
 
 namespace bnlab::nn {
 
+void sync_onednn_threads() {
+  const int threads = num_threads();
+  if (!omp_in_parallel() && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc) {
   if (m == 0 || n == 0) return;
-  const int threads = num_threads();
-  if (!omp_in_parallel() && omp_get_max_threads() != threads) omp_set_num_threads(threads);
+  sync_onednn_threads();
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
                                           alpha, a, lda, b, ldb, beta, c, ldc);
   if (status != dnnl_success)

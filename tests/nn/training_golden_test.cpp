@@ -44,8 +44,8 @@ Sequential build(const std::string& family) {
     net.add(std::make_unique<ReLU>());
     net.add(std::make_unique<MaxPool2d>(2));
     net.add(std::make_unique<Conv2d>(4, 6, 3, 2, 1, true, gen));
-    net.add(std::make_unique<BatchNorm>(2, 6, 1e-5, 0.3));
     net.add(std::make_unique<ReLU>());
+    net.add(std::make_unique<BatchNorm>(2, 6, 1e-5, 0.3));
     net.add(std::make_unique<Flatten>());
     net.add(std::make_unique<Linear>(24, 5, true, gen));
   }
