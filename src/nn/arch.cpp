@@ -94,9 +94,9 @@ std::vector<Token> tokenize(std::string_view text) {
         }
       }
       if (i < text.size() && is_name_char(text[i]))
-        throw ArchProblem{token.pos, "malformed number '" +
-                                         std::string(text.substr(token.pos, i + 1 - token.pos)) +
-                                         "'"};
+        throw ArchProblem{
+            token.pos,
+            "malformed number '" + std::string(text.substr(token.pos, i + 1 - token.pos)) + "'"};
       token.kind = is_float ? TokenKind::Float : TokenKind::Int;
     } else if (c == '\'' || c == '"') {
       const size_t close = text.find(c, i + 1);
@@ -108,16 +108,14 @@ std::vector<Token> tokenize(std::string_view text) {
       tokens.push_back(token);
       continue;
     } else {
-      switch (c) {
-        case '(': token.kind = TokenKind::LParen; break;
-        case ')': token.kind = TokenKind::RParen; break;
-        case ',': token.kind = TokenKind::Comma; break;
-        case '=': token.kind = TokenKind::Equals; break;
-        case ':': token.kind = TokenKind::Colon; break;
-        case '.': token.kind = TokenKind::Dot; break;
-        default:
-          throw ArchProblem{i, std::string("unexpected character '") + c + "'"};
-      }
+      constexpr std::string_view kPunctuation = "(),=:.";
+      constexpr TokenKind kPunctuationKinds[] = {TokenKind::LParen, TokenKind::RParen,
+                                                 TokenKind::Comma,  TokenKind::Equals,
+                                                 TokenKind::Colon,  TokenKind::Dot};
+      const size_t which = kPunctuation.find(c);
+      if (which == std::string_view::npos)
+        throw ArchProblem{i, std::string("unexpected character '") + c + "'"};
+      token.kind = kPunctuationKinds[which];
       ++i;
     }
     token.end = i;
@@ -161,7 +159,8 @@ struct LayerProblem {
 
 class Parser {
  public:
-  Parser(std::string_view text, std::vector<Token> tokens) : text_(text), tokens_(std::move(tokens)) {}
+  Parser(std::string_view text, std::vector<Token> tokens)
+      : text_(text), tokens_(std::move(tokens)) {}
 
   std::vector<LayerCall> parse_arch() {
     // An optional nn.Sequential( ... ) around the list.
@@ -238,9 +237,11 @@ class Parser {
       } else if (peek().kind == TokenKind::RParen) {
         break;  // an unmatched ')': parse_arch names it
       } else if (!at_list_end() && !on_new_line(layers.back().end, peek().pos)) {
-        throw LayerProblem{index + 1, peek().pos,
-                           ArchProblem{peek().pos, "expected ',' between layers, found " +
-                                                       describe(peek())}};
+        throw ArchProblem{
+            peek().pos, "expected ',' after layer " + std::to_string(index) + ", " +
+                            std::string(text_.substr(layers.back().name_pos,
+                                                     layers.back().end - layers.back().name_pos)) +
+                            ", found " + describe(peek())};
       }
     }
     return layers;
@@ -259,7 +260,8 @@ class Parser {
                                           " (named children are not supported)"};
       take();
       if (number.text != std::to_string(index))
-        throw ArchProblem{number.pos, "index (" + number.text + ") does not match the layer's position " +
+        throw ArchProblem{number.pos, "index (" + number.text +
+                                          ") does not match the layer's position " +
                                           std::to_string(index)};
       expect(TokenKind::RParen, "')'");
       expect(TokenKind::Colon, "':'");
@@ -284,8 +286,8 @@ class Parser {
       if (peek().kind == TokenKind::Comma) {
         take();
       } else if (peek().kind != TokenKind::RParen) {
-        throw ArchProblem{peek().pos, "expected ',' or ')' in " + call.name + "(...), found " +
-                                          describe(peek())};
+        throw ArchProblem{
+            peek().pos, "expected ',' or ')' in " + call.name + "(...), found " + describe(peek())};
       }
     }
     call.end = take().end;
@@ -340,7 +342,8 @@ class Parser {
           if (peek().kind == TokenKind::Comma) {
             take();
           } else if (peek().kind != TokenKind::RParen) {
-            throw ArchProblem{peek().pos, "expected ',' or ')' in a tuple, found " + describe(peek())};
+            throw ArchProblem{peek().pos,
+                              "expected ',' or ')' in a tuple, found " + describe(peek())};
           }
         }
         take();
@@ -375,7 +378,8 @@ class BoundArgs {
     auto signature_text = [&](bool with_factory_args) {
       std::string s;
       for (const char* p : signature.params)
-        if (with_factory_args || (std::string_view(p) != "device" && std::string_view(p) != "dtype"))
+        if (with_factory_args ||
+            (std::string_view(p) != "device" && std::string_view(p) != "dtype"))
           s += std::string(s.empty() ? "" : ", ") + p;
       return s;
     };
@@ -383,30 +387,31 @@ class BoundArgs {
     for (const Argument& arg : call.args) {
       if (arg.keyword.empty()) {
         if (positional >= signature.params.size())
-          throw ArchProblem{arg.value.pos,
-                            call.name + "() takes " + (signature.params.empty() ? "" : "at most ") + std::to_string(signature.params.size()) +
-                                " positional argument" + (signature.params.size() == 1 ? "" : "s") +
-                                (signature.params.empty() ? "" : " (" + signature_text(true) + ")") +
-                                " but " + std::to_string(count_positional(call)) + " were given"};
+          throw ArchProblem{
+              arg.value.pos,
+              call.name + "() takes " + (signature.params.empty() ? "" : "at most ") +
+                  std::to_string(signature.params.size()) + " positional argument" +
+                  (signature.params.size() == 1 ? "" : "s") +
+                  (signature.params.empty() ? "" : " (" + signature_text(true) + ")") + " but " +
+                  std::to_string(count_positional(call)) + " were given"};
         values_[signature.params[positional++]] = &arg.value;
         continue;
       }
       bool known = false;
       for (const char* p : signature.params) known = known || arg.keyword == p;
       if (!known)
-        throw ArchProblem{arg.keyword_pos, "unexpected keyword '" + arg.keyword + "'; " + call.name +
-                                               (signature.params.empty()
-                                                    ? " takes no arguments"
-                                                    : " takes " + signature_text(false))};
-      if (values_.count(arg.keyword))
         throw ArchProblem{arg.keyword_pos,
-                          "multiple values for argument '" + arg.keyword + "'"};
+                          "unexpected keyword '" + arg.keyword + "'; " + call.name +
+                              (signature.params.empty() ? " takes no arguments"
+                                                        : " takes " + signature_text(false))};
+      if (values_.count(arg.keyword))
+        throw ArchProblem{arg.keyword_pos, "multiple values for argument '" + arg.keyword + "'"};
       values_[arg.keyword] = &arg.value;
     }
     for (size_t i = 0; i < signature.required; ++i)
       if (!values_.count(signature.params[i]))
-        throw ArchProblem{call.end - 1, call.name + "() missing required argument '" +
-                                            signature.params[i] + "'"};
+        throw ArchProblem{call.end - 1,
+                          call.name + "() missing required argument '" + signature.params[i] + "'"};
   }
 
   const Value* find(const char* name) const {
@@ -422,8 +427,8 @@ class BoundArgs {
     if (!v) return default_value;
     if (allow_pair && v->kind == Value::Tuple) {
       if (v->items.size() != 2 || v->items[0].kind != Value::Int || v->items[1].kind != Value::Int)
-        throw ArchProblem{v->pos, std::string(name) + " must be an integer or a pair of integers, got " +
-                                      v->text};
+        throw ArchProblem{v->pos, std::string(name) +
+                                      " must be an integer or a pair of integers, got " + v->text};
       if (v->items[0].int_value != v->items[1].int_value)
         throw ArchProblem{v->pos, "non-square " + std::string(name) + "=" + v->text +
                                       " is not supported (bnlab's " + call_.name +
@@ -449,7 +454,8 @@ class BoundArgs {
     return number_value(name, *v);
   }
 
-  std::optional<double> optional_number(const char* name, std::optional<double> default_value) const {
+  std::optional<double> optional_number(const char* name,
+                                        std::optional<double> default_value) const {
     const Value* v = find(name);
     if (!v) return default_value;
     if (v->kind == Value::None) return std::nullopt;
@@ -479,9 +485,10 @@ class BoundArgs {
   }
   static int64_t check_min(const char* name, const Value& v, int64_t min_value) {
     if (v.int_value < min_value)
-      throw ArchProblem{v.pos, std::string(name) + " must be " +
-                                   (min_value == 0 ? "non-negative" : "at least " + std::to_string(min_value)) +
-                                   ", got " + std::to_string(v.int_value)};
+      throw ArchProblem{
+          v.pos, std::string(name) + " must be " +
+                     (min_value == 0 ? "non-negative" : "at least " + std::to_string(min_value)) +
+                     ", got " + std::to_string(v.int_value)};
     return v.int_value;
   }
   static double number_value(const char* name, const Value& v) {
@@ -522,8 +529,7 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
   };
 
   if (name == "Linear") {
-    const BoundArgs args =
-        bind({{"in_features", "out_features", "bias", "device", "dtype"}, 2});
+    const BoundArgs args = bind({{"in_features", "out_features", "bias", "device", "dtype"}, 2});
     check_factory_args(args);
     return std::make_unique<Linear>(args.size("in_features", 0, 1), args.size("out_features", 0, 1),
                                     args.flag("bias", true), gen);
@@ -550,8 +556,8 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
           args.fail("padding", "padding='same' with an even kernel_size is not supported");
         padding = (kernel_size - 1) / 2;
       } else {
-        args.fail("padding", "padding must be an integer, 'same' or 'valid', got " +
-                                 padding_value->text);
+        args.fail("padding",
+                  "padding must be an integer, 'same' or 'valid', got " + padding_value->text);
       }
     } else {
       padding = args.size("padding", 0, 0, true);
@@ -560,17 +566,18 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
                                     kernel_size, stride, padding, args.flag("bias", true), gen);
   }
   if (name == "BatchNorm1d" || name == "BatchNorm2d" || name == "BatchNorm3d") {
-    const BoundArgs args = bind({{"num_features", "eps", "momentum", "affine",
-                                  "track_running_stats", "device", "dtype"},
-                                 1});
+    const BoundArgs args = bind(
+        {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"},
+         1});
     check_factory_args(args);
     const double eps = args.number("eps", 1e-5);
     if (!(eps > 0.0)) args.fail("eps", "eps must be positive, got " + args.find("eps")->text);
     const std::optional<double> momentum = args.optional_number("momentum", 0.1);
     if (momentum && !(*momentum >= 0.0 && *momentum <= 1.0))
-      args.fail("momentum", "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
-    return std::make_unique<BatchNorm>(name[9] - '0', args.size("num_features", 0, 1), eps, momentum,
-                                       args.flag("affine", true),
+      args.fail("momentum",
+                "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
+    return std::make_unique<BatchNorm>(name[9] - '0', args.size("num_features", 0, 1), eps,
+                                       momentum, args.flag("affine", true),
                                        args.flag("track_running_stats", true));
   }
   if (name == "ReLU") {
@@ -592,8 +599,8 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
     return std::make_unique<Tanh>();
   }
   if (name == "MaxPool2d") {
-    const BoundArgs args = bind(
-        {{"kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"}, 1});
+    const BoundArgs args =
+        bind({{"kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"}, 1});
     args.require_default("dilation", "1", is_one);
     args.require_default("return_indices", "False", is_false);
     args.require_default("ceil_mode", "False", is_false);
@@ -605,8 +612,8 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
     // PyTorch's rule: each window must hold at least one input element.
     if (padding > kernel_size / 2)
       args.fail("padding", "padding should be at most half of kernel_size, got padding=" +
-                               std::to_string(padding) + " with kernel_size=" +
-                               std::to_string(kernel_size));
+                               std::to_string(padding) +
+                               " with kernel_size=" + std::to_string(kernel_size));
     return std::make_unique<MaxPool2d>(kernel_size, stride, padding);
   }
   if (name == "Dropout") {
@@ -660,6 +667,17 @@ std::string caret_excerpt(const std::string& text, size_t pos) {
          std::to_string(column);
 }
 
+// Where the layer starting at pos ends: after its balanced ')' or, when the
+// parentheses never balance, at the end of the text.
+size_t layer_end_guess(const std::string& text, size_t pos) {
+  int depth = 0;
+  for (size_t i = pos; i < text.size(); ++i) {
+    if (text[i] == '(') ++depth;
+    if (text[i] == ')' && --depth <= 0) return i + 1;
+  }
+  return text.size();
+}
+
 std::string layer_excerpt(const std::string& text, size_t pos, size_t end) {
   std::string s = text.substr(pos, end - pos);
   for (char& c : s)
@@ -671,8 +689,7 @@ std::string layer_excerpt(const std::string& text, size_t pos, size_t end) {
 
 [[noreturn]] void throw_arch_error(const std::string& text, size_t pos, const std::string& where,
                                    const std::string& message) {
-  throw Error(ErrorCode::invalid_argument,
-              "arch: " + where + message + caret_excerpt(text, pos));
+  throw Error(ErrorCode::invalid_argument, "arch: " + where + message + caret_excerpt(text, pos));
 }
 
 const std::vector<std::pair<std::string, std::string>>& presets() {
@@ -705,15 +722,16 @@ std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen) 
   } catch (const ArchProblem& problem) {
     throw_arch_error(text, problem.pos, "", problem.message);
   } catch (const LayerProblem& layer) {
-    const size_t shown_end = std::max(layer.problem.pos + 1, layer.layer_pos);
-    throw_arch_error(text, layer.problem.pos,
-                     "layer " + std::to_string(layer.index) + ", " +
-                         layer_excerpt(text, layer.layer_pos, std::min(shown_end, text.size())) +
-                         ": ",
-                     layer.problem.message);
+    throw_arch_error(
+        text, layer.problem.pos,
+        "layer " + std::to_string(layer.index) + ", " +
+            layer_excerpt(text, layer.layer_pos, layer_end_guess(text, layer.layer_pos)) + ": ",
+        layer.problem.message);
   }
-  if (calls.empty()) throw_arch_error(text, 0, "", "no layers (an architecture is e.g. "
-                                                   "\"Flatten(), Linear(784, 10)\")");
+  if (calls.empty())
+    throw_arch_error(text, 0, "",
+                     "no layers (an architecture is e.g. "
+                     "\"Flatten(), Linear(784, 10)\")");
 
   auto net = std::make_unique<Sequential>();
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -751,7 +769,9 @@ std::vector<std::string> preset_names() {
 
 /* Walks the network's shapes: shape_{i+1} = child_i.output_shape(shape_i).
    The first child that rejects its input is named with its index (the same
-   index as in the state-dict keys), its repr, and the input it was given. */
+   index as in the state-dict keys), its repr, and the input it was given;
+   where the module's own message already starts with its name
+   ("BatchNorm1d(11): input has 10 channels ..."), only the index is added. */
 Shape check_shapes(Sequential& net, const Shape& input) {
   for (int64_t d : input)
     if (d < 1)
@@ -762,8 +782,13 @@ Shape check_shapes(Sequential& net, const Shape& input) {
     try {
       shape = net[i].output_shape(shape);
     } catch (const Error& e) {
-      throw Error(e.code(), "layer " + std::to_string(i) + ", " + net[i].repr() + ": input " +
-                                shape_string(shape) + ": " + e.what());
+      const std::string repr = net[i].repr();
+      const std::string type_name = repr.substr(0, repr.find('('));
+      const std::string message = e.what();
+      if (message.rfind(type_name + "(", 0) == 0)
+        throw Error(e.code(), "layer " + std::to_string(i) + ", " + message);
+      throw Error(e.code(), "layer " + std::to_string(i) + ", " + repr + ": input " +
+                                shape_string(shape) + ": " + message);
     }
   }
   return shape;

@@ -18,7 +18,8 @@ namespace bnlab::nn {
 namespace {
 
 // Safetensors data is little-endian; bnlab copies bytes as they are in memory.
-static_assert(std::endian::native == std::endian::little, "bnlab's state dicts assume a little-endian host");
+static_assert(std::endian::native == std::endian::little,
+              "bnlab's state dicts assume a little-endian host");
 
 // One entry of the state dict: a float tensor or the int64 counter.
 struct Entry {
@@ -37,7 +38,8 @@ std::vector<Entry> collect_entries(Sequential& net) {
       if (parameter && parameter->value.numel() > 0)
         entries.push_back({prefix + name, &parameter->value, nullptr});
     for (Buffer& buffer : net[i].buffers()) {
-      if (buffer.counter) entries.push_back({prefix + buffer.name, nullptr, buffer.counter});
+      if (buffer.counter)
+        entries.push_back({prefix + buffer.name, nullptr, buffer.counter});
       else if (buffer.tensor && buffer.tensor->numel() > 0)
         entries.push_back({prefix + buffer.name, buffer.tensor, nullptr});
     }
@@ -115,8 +117,8 @@ void check_entry(const Entry& entry, const io::NamedTensor& stored) {
                                    io::dtype_name(stored.dtype) +
                                    ", expected F32 (or F64, F16, BF16, converted)");
   if (stored.shape != entry.tensor->shape())
-    throw Error(ErrorCode::io, key_error_prefix(entry.key) + "shape " +
-                                   shape_string(stored.shape) + " in the file, the network expects " +
+    throw Error(ErrorCode::io, key_error_prefix(entry.key) + "shape " + shape_string(stored.shape) +
+                                   " in the file, the network expects " +
                                    shape_string(entry.tensor->shape()));
 }
 
@@ -124,8 +126,8 @@ void copy_entry(const Entry& entry, const io::NamedTensor& stored) {
   using io::DType;
   const uint8_t* bytes = stored.bytes.data();
   if (entry.counter) {
-    *entry.counter = stored.dtype == DType::I64 ? load_le<int64_t>(bytes)
-                                                : int64_t{load_le<int32_t>(bytes)};
+    *entry.counter =
+        stored.dtype == DType::I64 ? load_le<int64_t>(bytes) : int64_t{load_le<int32_t>(bytes)};
     return;
   }
   float* out = entry.tensor->data();

@@ -2,7 +2,8 @@
 """State-dict interop goldens for tests/nn/state_dict_test.cpp, both ways.
 
 Run by hand with Debian's PyTorch (/usr/bin/python3; no `safetensors` package
-exists here, so a minimal writer and reader live below, json + struct):
+exists here: the minimal writer and reader of make_safetensors_goldens.py,
+json + struct, do the files):
 
 1. PyTorch -> bnlab:
        /usr/bin/python3 tests/golden/make_state_dict_goldens.py
@@ -37,13 +38,16 @@ exists here, so a minimal writer and reader live below, json + struct):
    optional, holding "input" and bnlab's "output") and prints what it found.
 """
 import copy
-import json
 import os
-import struct
 import sys
 
 import torch
 from torch import nn
+
+# The minimal safetensors writer and reader (json + struct) of the io goldens,
+# whose writer lays files out as bnlab's does.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_safetensors_goldens import load_safetensors, save_safetensors  # noqa: E402
 
 OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "state_dict")
 
@@ -66,58 +70,11 @@ CASES = {
 }
 TOLERANCE = 1e-4
 
-DTYPE_NAMES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16",
-               torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32"}
 
 
 def build(arch):
     """nn.Sequential from bnlab's arch text: it is PyTorch's notation already."""
     return eval("nn.Sequential(" + arch + ")", {"nn": nn, **vars(nn)})
-
-
-def tensor_bytes(t):
-    t = t.detach().contiguous()
-    if t.dtype in (torch.float16, torch.bfloat16):
-        return t.view(torch.int16).numpy().tobytes()  # numpy has no bfloat16
-    return t.numpy().tobytes()  # x86 is little-endian, as safetensors is
-
-
-def save_safetensors(path, tensors, metadata=None):
-    """A minimal safetensors writer: 8-byte little-endian header length, a
-    JSON header (dtype, shape, data_offsets per tensor), padded to 8 bytes."""
-    header = {"__metadata__": metadata} if metadata else {}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        data = tensor_bytes(t)
-        header[name] = {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * ((8 - len(text) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def load_safetensors(path):
-    """A minimal safetensors reader: ({name: tensor}, metadata)."""
-    by_name = {name: dtype for dtype, name in DTYPE_NAMES.items()}
-    with open(path, "rb") as f:
-        (length,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(length))
-        data = f.read()
-    metadata = header.pop("__metadata__", {})
-    tensors = {}
-    for name, info in header.items():
-        begin, end = info["data_offsets"]
-        dtype = by_name[info["dtype"]]
-        raw = bytearray(data[begin:end])
-        if dtype in (torch.float16, torch.bfloat16):
-            t = torch.frombuffer(raw, dtype=torch.int16).view(dtype)
-        else:
-            t = torch.frombuffer(raw, dtype=dtype)
-        tensors[name] = t.reshape(info["shape"]).clone()
-    return tensors, metadata
 
 
 def trained_model(name, arch, input_shape):
