@@ -6,8 +6,9 @@
 //   images: u32 magic 0x00000803, u32 N, u32 rows, u32 cols, then N*rows*cols u8
 //   labels: u32 magic 0x00000801, u32 N, then N u8
 // The reader never sizes a buffer from the header alone: a plain file's size is
-// checked against the header first, and a gzip file is inflated into a buffer
-// capped by what its compressed size can possibly expand to.
+// checked against the header first, and a gzip file is inflated in chunks,
+// never past the header's size plus one byte, into a buffer reserved only up to
+// what its compressed size can possibly expand to.
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <zlib.h>
