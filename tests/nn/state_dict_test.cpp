@@ -126,7 +126,7 @@ std::string load_error(Sequential& net, const SafetensorsFile& file) {
   return "";
 }
 
-class TempDir : public ::testing::Test {
+class CheckpointFiles : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
@@ -188,6 +188,10 @@ TEST(StateDict, PyTorchFilesLoadAndGiveItsOutputs) {
     load_state_dict(*net, file);
     const Tensor input = to_tensor(entry(io_file, "input"));
     EXPECT_EQ(input.shape(), c.input);
+    EXPECT_LE(max_abs_difference(eval_output(*net, input), to_tensor(entry(io_file, "output"))),
+              1e-4);
+    // The same through the fused BatchNorm + ReLU passes the tool evaluates with.
+    net->fuse_batch_norm_relu();
     EXPECT_LE(max_abs_difference(eval_output(*net, input), to_tensor(entry(io_file, "output"))),
               1e-4);
   }
@@ -310,7 +314,7 @@ TEST(StateDict, HalfSubnormalsInfinitiesAndNansConvert) {
 
 // ---------------------------------------------------------------- round trip
 
-TEST_F(TempDir, CheckpointRoundTripGivesTheSameOutputs) {
+TEST_F(CheckpointFiles, CheckpointRoundTripGivesTheSameOutputs) {
   const Case& c = kCases[1];
   auto net = parse(c.arch, 11);
   run_training_forwards(*net, c.input, 12);
@@ -341,7 +345,7 @@ std::string file_bytes(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-TEST_F(TempDir, ResavingAPyTorchFileReproducesItByteForByte) {
+TEST_F(CheckpointFiles, ResavingAPyTorchFileReproducesItByteForByte) {
   // The script writes safetensors in the reference layout bnlab's writer
   // follows, with the same metadata bnlab writes: load + save is the identity.
   for (const Case& c : kCases) {
@@ -468,7 +472,7 @@ TEST(StateDict, FilesThatLieAreErrorsNotCrashes) {
 
 // ---------------------------------------------------------------- atomic saves
 
-TEST_F(TempDir, AFailedSaveKeepsThePreviousCheckpoint) {
+TEST_F(CheckpointFiles, AFailedSaveKeepsThePreviousCheckpoint) {
   const Case& c = kCases[0];
   auto net = parse(c.arch, 1);
   const std::string file = path("model.safetensors");
