@@ -1,9 +1,11 @@
 /* The C API used from C: bnlab.h must compile as C99 and link against
  * libbnlab.so with nothing but the header. A training step, inference and a
  * backward on a (2, 3, 4) tensor in both layouts, checked against values
- * computed in double here; exit status 0 when everything holds. */
+ * computed in double here, and an invalid layout value; exit status 0 when
+ * everything holds. */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "bnlab/bnlab.h"
 
@@ -13,8 +15,39 @@ static int64_t index_of(int64_t i, int64_t j, int64_t k, bnlab_layout layout) {
   return layout == BNLAB_CHANNELS_FIRST ? (i * C + j) * S + k : (i * S + k) * C + j;
 }
 
-int main(void) {
+/* An invalid layout (legal to pass in C, where an enum is an int) is refused by
+ * every function with a message naming "layout". Returns the failures. */
+static int check_invalid_layouts(void) {
+  float x[COUNT] = {0}, y[COUNT], dx[COUNT], ones[C] = {1, 1, 1}, zeros[C] = {0};
+  const int bad_layouts[] = {2, -1};
   int failures = 0;
+  for (int b = 0; b < 2; ++b) {
+    const bnlab_layout layout = (bnlab_layout)bad_layouts[b];
+    bnlab_status st[3];
+    st[0] = bnlab_batch_norm_forward_training(x, N, C, S, layout, NULL, NULL, NULL, NULL, 0.1, 1,
+                                              1e-5, y, NULL, NULL);
+    const int named0 = strstr(bnlab_last_error(), "layout") != NULL;
+    st[1] =
+        bnlab_batch_norm_forward_inference(x, N, C, S, layout, NULL, NULL, zeros, ones, 1e-5, y);
+    const int named1 = strstr(bnlab_last_error(), "layout") != NULL;
+    st[2] = bnlab_batch_norm_backward(x, x, N, C, S, layout, NULL, zeros, ones, dx, NULL, NULL);
+    const int named2 = strstr(bnlab_last_error(), "layout") != NULL;
+    for (int k = 0; k < 3; ++k)
+      if (st[k] != BNLAB_INVALID_ARGUMENT) {
+        printf("layout %d, function %d: status %s\n", bad_layouts[b], k,
+               bnlab_status_string(st[k]));
+        ++failures;
+      }
+    if (!named0 || !named1 || !named2) {
+      printf("layout %d: a message does not name the layout\n", bad_layouts[b]);
+      ++failures;
+    }
+  }
+  return failures;
+}
+
+int main(void) {
+  int failures = check_invalid_layouts();
   for (int l = 0; l < 2; ++l) {
     const bnlab_layout layout = l == 0 ? BNLAB_CHANNELS_FIRST : BNLAB_CHANNELS_LAST;
     float x[COUNT], y[COUNT], dx[COUNT], dy[COUNT], mean[C], invstd[C], rm[C], rv[C], dw[C], db[C];
