@@ -254,10 +254,16 @@ class Parser {
     if (peek().kind == TokenKind::LParen) {
       take();
       const Token& number = peek();
-      if (number.kind != TokenKind::Int)
+      if (number.kind != TokenKind::Int) {
+        const bool named_child = number.kind == TokenKind::Name &&
+                                 peek(1).kind == TokenKind::RParen &&
+                                 peek(2).kind == TokenKind::Colon;
         throw ArchProblem{number.pos, "expected a layer name or '(" + std::to_string(index) +
                                           "):', found " + describe(number) +
-                                          " (named children are not supported)"};
+                                          (named_child ? " (named children are not supported: "
+                                                         "state-dict keys are indices)"
+                                                       : "")};
+      }
       take();
       if (number.text != std::to_string(index))
         throw ArchProblem{number.pos, "index (" + number.text +
@@ -336,17 +342,25 @@ class Parser {
         }
         break;
       case TokenKind::LParen: {
+        // As in Python, "(3)" is the number 3 and "(3,)" a tuple of one.
         value.kind = Value::Tuple;
+        bool saw_comma = false;
         while (peek().kind != TokenKind::RParen) {
           value.items.push_back(parse_value());
           if (peek().kind == TokenKind::Comma) {
             take();
+            saw_comma = true;
           } else if (peek().kind != TokenKind::RParen) {
             throw ArchProblem{peek().pos,
                               "expected ',' or ')' in a tuple, found " + describe(peek())};
           }
         }
         take();
+        if (value.items.size() == 1 && !saw_comma) {
+          Value inner = std::move(value.items[0]);
+          inner.pos = value.pos;
+          value = std::move(inner);
+        }
         break;
       }
       default:

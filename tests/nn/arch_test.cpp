@@ -180,6 +180,12 @@ TEST(Arch, AcceptsWhatPrintModelShows) {
   EXPECT_EQ(reparsed->repr(), net->repr());
 }
 
+TEST(Arch, ParenthesesAroundANumberAreTheNumber) {
+  auto net = parse("Conv2d(1, 2, kernel_size=(3)), MaxPool2d(((2)))");
+  EXPECT_EQ(child<Conv2d>(*net, 0).kernel_size, 3);
+  EXPECT_EQ(child<MaxPool2d>(*net, 1).kernel_size, 2);
+}
+
 TEST(Arch, ConvPaddingSameAndValid) {
   auto net = parse("Conv2d(1, 2, 5, padding='same'), Conv2d(2, 2, 3, padding=\"valid\")");
   EXPECT_EQ(child<Conv2d>(*net, 0).padding, 2);
@@ -259,6 +265,8 @@ TEST(Arch, RejectsBadTextNamingLayerAndProblem) {
       {"Sequential(Linear(3, 4)", {"expected ')' closing Sequential("}},
       {"Linear(3, 4))", {"unexpected ')' after the last layer"}},
       {"Sequential(\n  (1): Linear(3, 4)\n)", {"index (1) does not match the layer's position 0"}},
+      {"Sequential(\n  (fc1): Linear(3, 4)\n)", {"named children are not supported"}},
+      {"Conv2d(1, 2, 3, padding=(1,))", {"padding must be an integer or a pair of integers"}},
       {"", {"no layers"}},
       {"  \n ", {"no layers"}},
   };
