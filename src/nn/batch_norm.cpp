@@ -116,20 +116,21 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_->shape()));
   const BatchNormShape shape = kernel_shape(input_->shape());
-  grad_input_.resize(input_->shape());
+  grad_input_.resize(compute_grad_input ? input_->shape() : Shape{0});
+  float* dx_out = compute_grad_input ? grad_input_.data() : nullptr;
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   float* dweight = affine ? batch_grad_weight_.data() : nullptr;
   float* dbias = affine ? batch_grad_bias_.data() : nullptr;
   if (used_batch_stats_) {
     batch_norm_backward(input_->data(), grad_output.data(), shape,
                         affine ? weight.value.data() : nullptr, save_mean_.data(),
-                        save_invstd_.data(), grad_input_.data(), dweight, dbias, activation,
+                        save_invstd_.data(), dx_out, dweight, dbias, activation,
                         fuse_relu ? output_.data() : nullptr);
   } else {
     const float* x = input_->data();
     const float* dy = grad_output.data();
     const float* y = output_.data();
-    float* dx = grad_input_.data();
+    float* dx = dx_out;
     const int64_t n = shape.n, c = shape.c, s = shape.s;
     parallel_for(c, shape.numel(), [&](int64_t j) {
       const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[j]) + eps);
@@ -140,7 +141,7 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
         const int64_t base = (i * c + j) * s;
         for (int64_t k = 0; k < s; ++k) {
           const float g = fuse_relu && !(y[base + k] > 0.0f) ? 0.0f : dy[base + k];
-          dx[base + k] = g * scale;
+          if (dx) dx[base + k] = g * scale;
           sum_dy += g;
           sum_dy_xhat += g * (x[base + k] - mean) * invstd;
         }

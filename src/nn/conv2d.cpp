@@ -174,7 +174,7 @@ const Tensor& Conv2d::forward(const Tensor& input) {
 }
 
 /* Backward. dy (N, O, Ho, Wo):
- *   dx = the adjoint of the forward applied to dy       (backward data)
+ *   dx = the adjoint of the forward applied to dy       (backward data; skipped when !compute_grad_input)
  *   dW += sum_{i, oh, ow} dy[i, o, oh, ow] x[i, c, oh*s - p + kh, ow*s - p + kw]
  *   db += sum_{i, oh, ow} dy[i, o, oh, ow]              (backward weights)
  * oneDNN writes this batch's dW and db; they are then added into the grads. */
@@ -185,13 +185,17 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the output " + shape_string(out_shape));
   Primitives& p = primitives_for(input_->shape());
-  grad_input_.resize(input_->shape());
   grad_weight_.resize(weight.value.shape());
   sync_onednn_threads();
   p.diff_dst.set_data_handle(const_cast<float*>(grad_output.data()));
-  p.weights.set_data_handle(weight.value.data());
-  p.diff_src.set_data_handle(grad_input_.data());
-  p.backward_data.execute(p.stream, p.data_args);
+  if (compute_grad_input) {
+    grad_input_.resize(input_->shape());
+    p.weights.set_data_handle(weight.value.data());
+    p.diff_src.set_data_handle(grad_input_.data());
+    p.backward_data.execute(p.stream, p.data_args);
+  } else {
+    grad_input_.resize({0});
+  }
   p.src.set_data_handle(const_cast<float*>(input_->data()));
   p.diff_weights.set_data_handle(grad_weight_.data());
   if (bias) {

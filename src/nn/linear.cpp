@@ -78,7 +78,7 @@ const Tensor& Linear::forward(const Tensor& input) {
 }
 
 /* Backward. dy (N, out):
- *   dx = dy W           (N, in), one sgemm
+ *   dx = dy W           (N, in), one sgemm (skipped when !compute_grad_input)
  *   dW += dy^T x        (out, in), one sgemm accumulating (beta = 1)
  *   db += sum_i dy[i]   (out) */
 const Tensor& Linear::backward(const Tensor& grad_output) {
@@ -87,9 +87,13 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   if (grad_output.shape() != Shape{n, out_features})
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the output " + shape_string({n, out_features}));
-  grad_input_.resize(input_->shape());
-  sgemm(false, false, n, in_features, out_features, 1.0f, grad_output.data(), out_features,
-        weight.value.data(), in_features, 0.0f, grad_input_.data(), in_features);
+  if (compute_grad_input) {
+    grad_input_.resize(input_->shape());
+    sgemm(false, false, n, in_features, out_features, 1.0f, grad_output.data(), out_features,
+          weight.value.data(), in_features, 0.0f, grad_input_.data(), in_features);
+  } else {
+    grad_input_.resize({0});
+  }
   sgemm(true, false, out_features, in_features, n, 1.0f, grad_output.data(), out_features,
         input_->data(), in_features, 1.0f, weight.grad.data(), in_features);
   if (bias) {

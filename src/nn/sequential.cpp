@@ -17,10 +17,63 @@ const Tensor& Sequential::forward(const Tensor& input) {
   return *x;
 }
 
+namespace {
+
+// The child's own switch for its input gradient, or null for modules without one.
+bool* grad_input_switch(Module& module) {
+  if (auto* linear = dynamic_cast<Linear*>(&module)) return &linear->compute_grad_input;
+  if (auto* conv = dynamic_cast<Conv2d*>(&module)) return &conv->compute_grad_input;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) return &bn->compute_grad_input;
+  return nullptr;
+}
+
+// Whether the module has learnable parameters, without building the list (no
+// allocation in a training step) for the modules of this file.
+bool has_parameters(Module& module) {
+  if (dynamic_cast<Linear*>(&module) || dynamic_cast<Conv2d*>(&module)) return true;
+  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) return bn->affine;
+  if (auto* seq = dynamic_cast<Sequential*>(&module)) {
+    for (auto& child : seq->children())
+      if (has_parameters(*child)) return true;
+    return false;
+  }
+  return !module.parameters().empty();
+}
+
+}  // namespace
+
 const Tensor& Sequential::backward(const Tensor& grad_output) {
   const Tensor* dy = &grad_output;
-  for (size_t i = children_.size(); i-- > 0;) dy = &children_[i]->backward(*dy);
-  return *dy;
+  if (compute_grad_input) {
+    for (size_t i = children_.size(); i-- > 0;) dy = &children_[i]->backward(*dy);
+    return *dy;
+  }
+  // Children before the first one with parameters get no gradient at all; that
+  // child computes its parameter grads but not its input gradient when it can.
+  for (size_t i = children_.size(); i-- > 0;) {
+    Module& child = *children_[i];
+    const bool earliest_learnable = [&] {
+      if (!has_parameters(child)) return false;
+      for (size_t j = 0; j < i; ++j)
+        if (has_parameters(*children_[j])) return false;
+      return true;
+    }();
+    if (!earliest_learnable) {
+      dy = &child.backward(*dy);
+      continue;
+    }
+    bool* flag = grad_input_switch(child);
+    if (flag == nullptr) {
+      child.backward(*dy);
+    } else {
+      const bool saved = *flag;
+      *flag = false;
+      child.backward(*dy);
+      *flag = saved;
+    }
+    break;
+  }
+  return no_grad_input_;
 }
 
 // PyTorch's _addindent: every line of a child's repr after the first gets two spaces.

@@ -121,6 +121,52 @@ TEST(Sequential, FusedBatchNormReluGivesTheSameOutputsAndGradients) {
   EXPECT_FALSE(dynamic_cast<ReLU&>(fused[3]).fused);
 }
 
+// Without the input gradient, the parameter grads are the same and nothing
+// before the first learnable child runs its backward.
+TEST(Sequential, SkippingTheInputGradientKeepsParameterGrads) {
+  for (const bool conv_first : {false, true}) {
+    auto build = [&] {
+      if (!conv_first) return small_mlp(12);
+      Generator gen(12);
+      Sequential net;
+      net.add(std::make_unique<Conv2d>(3, 2, 3, 1, 1, true, gen));
+      net.add(std::make_unique<BatchNorm>(2, 2));
+      net.add(std::make_unique<ReLU>());
+      net.add(std::make_unique<Flatten>());
+      net.add(std::make_unique<Linear>(8, 3, true, gen));
+      return net;
+    };
+    Sequential full = build(), skipped = build();
+    skipped.compute_grad_input = false;
+    const Tensor x = random_tensor({4, 3, 2, 2}, 13);
+    const Tensor dy = random_tensor({4, 3}, 14);
+    full.forward(x);
+    const Tensor& dx_full = full.backward(dy);
+    EXPECT_EQ(dx_full.shape(), x.shape());
+    skipped.forward(x);
+    const Tensor& dx_skipped = skipped.backward(dy);
+    EXPECT_EQ(dx_skipped.numel(), 0);
+    auto pf = full.parameters();
+    auto ps = skipped.parameters();
+    ASSERT_EQ(pf.size(), ps.size());
+    for (size_t k = 0; k < pf.size(); ++k)
+      for (int64_t i = 0; i < pf[k].second->grad.numel(); ++i)
+        EXPECT_EQ(pf[k].second->grad[i], ps[k].second->grad[i]) << pf[k].first;
+    // The child's own flag is back to its default after the call.
+    EXPECT_TRUE(conv_first ? dynamic_cast<Conv2d&>(skipped[0]).compute_grad_input
+                           : dynamic_cast<Linear&>(skipped[1]).compute_grad_input);
+  }
+}
+
+TEST(Sequential, BatchNormFirstSkipsItsInputGradient) {
+  Sequential net;
+  net.add(std::make_unique<BatchNorm>(1, 3));
+  net.compute_grad_input = false;
+  net.forward(random_tensor({4, 3}, 15));
+  EXPECT_EQ(net.backward(random_tensor({4, 3}, 16)).numel(), 0);
+  EXPECT_NE(dynamic_cast<BatchNorm&>(net[0]).bias.grad[0], 0.0f);
+}
+
 TEST(Sequential, ZeroGradClearsEveryParameter) {
   Sequential net = small_mlp(9);
   const Tensor x = random_tensor({4, 3, 2, 2}, 10);

@@ -30,6 +30,9 @@ class Linear : public Module {
   int64_t in_features, out_features;
   Parameter weight;           // (out, in)
   std::optional<Parameter> bias;  // (out)
+  // false: backward fills the parameter grads only and returns an empty tensor
+  // (the first layer of a network, whose input is data; Sequential sets it).
+  bool compute_grad_input = true;
  private:
   const Tensor* input_ = nullptr;
   Tensor output_, grad_input_;
@@ -52,6 +55,7 @@ class Conv2d : public Module {
   int64_t in_channels, out_channels, kernel_size, stride, padding;
   Parameter weight;
   std::optional<Parameter> bias;
+  bool compute_grad_input = true;  // as Linear's
  private:
   struct Primitives;  // oneDNN's primitives for the last input shape (conv2d.cpp)
   Primitives& primitives_for(const Shape& input);
@@ -85,6 +89,7 @@ class BatchNorm : public Module {
   std::optional<double> momentum;
   bool affine, track_running_stats;
   bool fuse_relu = false;
+  bool compute_grad_input = true;    // as Linear's
   Parameter weight, bias;            // empty tensors when !affine
   Tensor running_mean, running_var;  // empty when !track_running_stats
   int64_t num_batches_tracked = 0;
@@ -202,6 +207,11 @@ class Sequential : public Module {
   void train(bool on = true) override;
   // Marks each BatchNorm directly followed by ReLU as fused (see BatchNorm).
   void fuse_batch_norm_relu(bool on = true);
+  // false: backward stops at the first child with parameters and skips that
+  // child's input gradient (nobody reads the gradient w.r.t. the data), which
+  // saves the largest product of the first Linear or Conv2d; backward then
+  // returns an empty tensor. Trainers set it; gradient checks leave it true.
+  bool compute_grad_input = true;
   void zero_grad();
 
   size_t size() const { return children_.size(); }
@@ -209,6 +219,7 @@ class Sequential : public Module {
   std::vector<ModulePtr>& children() { return children_; }
  private:
   std::vector<ModulePtr> children_;
+  Tensor no_grad_input_;  // the empty tensor returned when !compute_grad_input
 };
 
 }  // namespace bnlab::nn
