@@ -3,11 +3,13 @@
 // NCHW, so no reorders).
 //
 // Why oneDNN's primitive rather than im2col + sgemm: measured on this 2-core
-// machine (N = 64, 3x3, padding 1, the cnn preset's layers), the first
-// version of this file (batched im2col, one dnnl_sgemm, col2im; in git
-// history) took, forward / backward, 4.9 / 11.0 ms for 1->32 at 28x28 and
-// 16.9 / 30.7 ms for 32->64 at 14x14 on one thread; oneDNN's primitive
-// (x64:gemm:jit) 1.4 / 4.6 ms and 12.6 / 20.7 ms. MEASURED_CONV
+// machine (N = 64, 3x3, padding 1, the cnn preset's layers; one thread, while
+// the machine was shared, so compare the ratios), the first version of this
+// file (batched im2col, one dnnl_sgemm, col2im; in git history) took, forward /
+// backward, 4.9 / 11.0 ms for 1->32 at 28x28 and 16.9 / 30.7 ms for 32->64 at
+// 14x14; oneDNN's primitive on plain NCHW (it picks x64:gemm:jit) 1.4 / 4.6 ms
+// and 12.6 / 20.7 ms. Blocked layouts (nChw16c) would need a reorder on each
+// side, since BatchNorm and the other modules read NCHW.
 #include <algorithm>
 #include <unordered_map>
 

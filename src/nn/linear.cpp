@@ -2,7 +2,13 @@
 //
 // Why oneDNN: issue 3 measured, 2 threads, fp32, MLP shapes (64x784 by 784x256
 // and the like): Debian's oneDNN 2.6 dnnl_sgemm 330-400 GFLOP/s, OpenBLAS 0.3.21
-// about 92 (Haswell kernels on this Zen 5), BLIS 50-65. MEASURED_HERE
+// about 92 (Haswell kernels on this Zen 5), BLIS 50-65. Measured again for this
+// file (2026-11-25, one thread, best of 15 windows of 40 ms, while the 2-core
+// machine was shared at load ~10, so absolute figures are low): dnnl_sgemm 52,
+// 45 and 16 GFLOP/s at 64x784 by 784x512, 64x512 by 512x256 and 64x256 by
+// 256x10; Debian's reference BLAS (the only other one installed) 1.4, 1.4, 1.2;
+// a plain -O3 loop 1.4, 1.5, 1.3. Two-thread figures were not meaningful under
+// that load (OpenMP barriers with the cores oversubscribed).
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 

@@ -190,6 +190,20 @@ TEST(BatchNorm, GradientsInEvalModeTreatRunningStatsAsConstants) {
   check_gradients(bn, random_tensor({2, 3, 2, 2}, 25), 26);
 }
 
+TEST(BatchNorm, GradientsInEvalModeWithoutRunningStatsUseTheBatch) {
+  BatchNorm bn(1, 3, 1e-5, 0.1, true, false);
+  randomise_affine(bn, 40);
+  bn.eval();
+  check_gradients(bn, random_tensor({5, 3}, 41), 42);
+}
+
+TEST(BatchNorm, GradientsWithMomentumNone) {
+  BatchNorm bn(2, 2, 1e-3, std::nullopt);
+  randomise_affine(bn, 43);
+  check_gradients(bn, random_tensor({3, 2, 2, 2}, 44), 45);
+  EXPECT_GT(bn.num_batches_tracked, 1);
+}
+
 TEST(BatchNorm, GradientsWithFusedReluInTrainingMode) {
   BatchNorm bn(1, 3);
   randomise_affine(bn, 27);
