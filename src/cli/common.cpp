@@ -10,10 +10,29 @@
 
 namespace bnlab::cli {
 
+namespace {
+
+CLI::Validator number_at_least(double low, bool inclusive, const std::string& name) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0.0;
+        if (!CLI::detail::lexical_cast(text, value)) return "expected a number, got " + text;
+        if (inclusive ? value >= low : value > low) return "";
+        return std::string("must be ") + (inclusive ? ">= " : "> ") + CLI::detail::to_string(low) +
+               ", got " + text;
+      },
+      name);
+}
+
+}  // namespace
+
+CLI::Validator positive() { return number_at_least(0.0, false, "POSITIVE"); }
+CLI::Validator non_negative() { return number_at_least(0.0, true, "NONNEGATIVE"); }
+
 void add_data_options(CLI::App& command, DataOptions& options, const std::string& limit_help) {
   command.add_option("--data", options.dir, "Folder with the IDX files (MNIST's file names)")
       ->capture_default_str();
-  command.add_option("--limit", options.limit, limit_help)->check(CLI::NonNegativeNumber);
+  command.add_option("--limit", options.limit, limit_help)->check(non_negative());
 }
 
 data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t test_limit) {
@@ -25,7 +44,7 @@ data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t t
 
 void add_threads_option(CLI::App& command, int& threads) {
   command.add_option("--threads", threads, "Threads (default: all cores, or OMP_NUM_THREADS)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
 }
 
 void apply_threads(int threads) {

@@ -29,6 +29,11 @@ void add_data_options(CLI::App& command, DataOptions& options, const std::string
 // the first `test_limit` test examples (0: all of that split).
 data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t test_limit);
 
+// Option checks with short messages ("must be > 0, got 0"); CLI11's own
+// PositiveNumber prints its whole double range.
+CLI::Validator positive();
+CLI::Validator non_negative();
+
 // --threads T (0: OpenMP's default, which OMP_NUM_THREADS sets).
 void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);

@@ -164,7 +164,7 @@ void add_demo_command(CLI::App& app) {
   CLI::App* command = app.add_subcommand(
       "demo", "The tutorial's experiment: the same MLP without and with batch normalization");
   command->add_option("--epochs", o->epochs, "Passes over the training split")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command->add_option("--seed", o->seed, "Seed for the weights (both models) and the shuffling")
       ->capture_default_str();
   command->add_option("--svg", o->svg, "Where to write the chart of the two loss curves")

@@ -52,7 +52,7 @@ void add_eval_command(CLI::App& app) {
   command->add_option("--arch", o->arch,
                       "Architecture in PyTorch's notation (default: the one the file stores)");
   command->add_option("--batch", o->batch, "Examples per forward pass")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command->add_flag("--json", o->json, "End with one JSON line: test_accuracy, test_loss");
   add_data_options(*command, o->data, "Evaluate on the first N test examples (quick runs)");
   add_threads_option(*command, o->threads);

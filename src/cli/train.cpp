@@ -120,17 +120,17 @@ void add_train_command(CLI::App& app) {
                            ->check(CLI::IsMember(nn::preset_names()));
   arch->excludes(model);
   command->add_option("--epochs", o->epochs, "Passes over the training split")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command->add_option("--batch", o->train.batch, "Batch size")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command->add_option("--lr", o->train.lr, "Learning rate")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()->check(positive());
   command->add_option("--optimizer", o->train.optimizer, "sgd or adam")
       ->capture_default_str()->check(CLI::IsMember({"sgd", "adam"}));
   command->add_option("--momentum", o->train.momentum, "SGD momentum")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative());
   command->add_option("--weight-decay", o->train.weight_decay, "L2 penalty added to the gradient")
-      ->capture_default_str()->check(CLI::NonNegativeNumber);
+      ->capture_default_str()->check(non_negative());
   command->add_option("--seed", o->seed, "Seed for the weights and the shuffling")
       ->capture_default_str();
   command->add_option("--save", o->save, "Write a safetensors checkpoint (with the architecture)");

@@ -1,0 +1,193 @@
+// End-to-end runs of the `bnlab` executable: exit statuses (0 done, 1 error,
+// 2 usage), the JSON last lines, a checkpoint round trip through train and
+// eval, and the error messages a user sees. Data-set runs use --limit and one
+// thread so the whole suite stays short, and skip when Fashion-MNIST is absent.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+#include "bnlab/data.hpp"
+#include "bnlab/io.hpp"
+#include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/state_dict.hpp"
+#include "bnlab/random.hpp"
+
+namespace {
+
+struct Finished {
+  int status = -1;  // exit status; -1 when killed by a signal
+  std::string out, err;
+  std::string last_line() const {
+    std::string text = out;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    const size_t newline = text.rfind('\n');
+    return newline == std::string::npos ? text : text.substr(newline + 1);
+  }
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A fresh folder for one test's files.
+std::string scratch_dir(const std::string& name) {
+  const std::string dir = testing::TempDir() + "bnlab_cli_" + name + "_" + std::to_string(getpid());
+  ::mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+// Runs `bnlab <args>` through the shell (args are shell words).
+Finished run_bnlab(const std::string& args) {
+  const std::string err_path = scratch_dir("stderr") + "/stderr.txt";
+  const std::string command = "'" BNLAB_EXE "' " + args + " 2>'" + err_path + "'";
+  Finished run;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return run;
+  char buffer[4096];
+  size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.out.append(buffer, got);
+  const int status = ::pclose(pipe);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.err = read_text(err_path);
+  return run;
+}
+
+bool have_data() {
+  struct stat st {};
+  return ::stat((bnlab::data::default_data_dir() + "/train-images-idx3-ubyte.gz").c_str(), &st) ==
+             0 ||
+         ::stat((bnlab::data::default_data_dir() + "/train-images-idx3-ubyte").c_str(), &st) == 0;
+}
+
+#define REQUIRE_DATA()                                                                       \
+  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST is not installed in "                     \
+                                 << bnlab::data::default_data_dir()
+
+TEST(Cli, DemoJsonLastLineHasBothRunsAndTheChartIsWritten) {
+  REQUIRE_DATA();
+  const std::string svg = scratch_dir("demo") + "/loss.svg";
+  const Finished run = run_bnlab("demo --epochs 1 --limit 2000 --threads 1 --json --svg '" + svg + "'");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  ASSERT_EQ(result["runs"].size(), 2u) << run.last_line();
+  const auto& plain = result["runs"][0];
+  const auto& bn = result["runs"][1];
+  EXPECT_EQ(plain["name"], "without_bn");
+  EXPECT_EQ(bn["name"], "with_bn");
+  for (const auto* r : {&plain, &bn}) {
+    ASSERT_EQ((*r)["train_loss"].size(), 1u);
+    const double loss = (*r)["train_loss"][0];
+    EXPECT_GT(loss, 0.0);
+    EXPECT_LT(loss, 2.4);  // below log(10): it learned something
+    const double accuracy = (*r)["test_accuracy"];
+    EXPECT_GT(accuracy, 0.1);
+    EXPECT_LE(accuracy, 1.0);
+  }
+  const double train_mode = bn["test_accuracy_train_mode"];
+  EXPECT_GT(train_mode, 0.1);
+  EXPECT_FALSE(plain.contains("test_accuracy_train_mode"));
+  EXPECT_NE(run.out.find("loss chart: " + svg), std::string::npos) << run.out;
+  EXPECT_EQ(read_text(svg).rfind("<svg", 0), 0u);
+}
+
+TEST(Cli, TrainSavesACheckpointThatEvalScoresTheSame) {
+  REQUIRE_DATA();
+  const std::string weights = scratch_dir("train") + "/mlp-bn.safetensors";
+  const Finished train = run_bnlab("train --model mlp-bn --epochs 1 --limit 1000 --threads 1 --json --save '" +
+                              weights + "'");
+  ASSERT_EQ(train.status, 0) << train.err;
+  const nlohmann::json trained = nlohmann::json::parse(train.last_line());
+  for (const char* key : {"train_loss", "epochs", "test_accuracy", "test_loss", "seconds",
+                          "images_per_second"})
+    EXPECT_TRUE(trained.contains(key)) << key << " missing from " << train.last_line();
+  EXPECT_EQ(trained["train_loss"].size(), 1u);
+  EXPECT_GT(trained["images_per_second"].get<double>(), 0.0);
+
+  // train tests on the first 1000/6 = 166 test images; eval on the same ones.
+  const Finished eval = run_bnlab("eval --weights '" + weights + "' --limit 166 --threads 1 --json");
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  const nlohmann::json scored = nlohmann::json::parse(eval.last_line());
+  EXPECT_DOUBLE_EQ(scored["test_accuracy"].get<double>(), trained["test_accuracy"].get<double>());
+  EXPECT_NEAR(scored["test_loss"].get<double>(), trained["test_loss"].get<double>(), 1e-9);
+}
+
+TEST(Cli, EvalOfAFileWithoutArchitectureAsksForArch) {
+  REQUIRE_DATA();
+  const std::string arch = "Flatten(), Linear(784, 10)";
+  bnlab::Generator gen(0);
+  auto net = bnlab::nn::parse_arch(arch, gen);
+  bnlab::io::SafetensorsFile file = bnlab::nn::state_dict(*net);
+  file.metadata.clear();  // as PyTorch's safetensors.torch.save_file writes it
+  const std::string weights = scratch_dir("noarch") + "/plain.safetensors";
+  bnlab::io::write_safetensors(weights, file);
+
+  const Finished without = run_bnlab("eval --weights '" + weights + "' --limit 100");
+  EXPECT_EQ(without.status, 1);
+  EXPECT_NE(without.err.find("bnlab: error:"), std::string::npos) << without.err;
+  EXPECT_NE(without.err.find("--arch"), std::string::npos) << without.err;
+  const Finished with = run_bnlab("eval --weights '" + weights + "' --arch '" + arch + "' --limit 100 --json");
+  EXPECT_EQ(with.status, 0) << with.err;
+  EXPECT_TRUE(nlohmann::json::parse(with.last_line()).contains("test_loss"));
+}
+
+TEST(Cli, UsageErrorsExitWithTwo) {
+  for (const char* args : {"", "frobnicate", "train", "train --model mlp --arch 'Flatten()'",
+                           "train --model resnet50", "train --model mlp --optimizer rmsprop",
+                           "demo --epochs 0", "demo --epochs many", "eval", "demo --no-such-flag"}) {
+    const Finished run = run_bnlab(args);
+    EXPECT_EQ(run.status, 2) << "bnlab " << args << "\n" << run.err;
+    EXPECT_FALSE(run.err.empty()) << "bnlab " << args;
+  }
+}
+
+TEST(Cli, HelpOfEachCommandExitsWithZeroAndShowsExamples) {
+  for (const char* args : {"--help", "demo --help", "train --help", "eval --help"}) {
+    const Finished run = run_bnlab(args);
+    EXPECT_EQ(run.status, 0) << "bnlab " << args;
+    EXPECT_NE(run.out.find("Examples:"), std::string::npos) << "bnlab " << args << "\n" << run.out;
+  }
+}
+
+TEST(Cli, ShapeErrorExitsWithOneAndNamesTheLayer) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab(
+      "train --arch 'Flatten(), Linear(784, 10), BatchNorm1d(11)' --epochs 1 --limit 100");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("bnlab: error:"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("BatchNorm1d(11"), std::string::npos) << run.err;
+}
+
+TEST(Cli, ArchSyntaxErrorExitsWithOne) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab("train --arch 'Flatten(), Linear(784,' --epochs 1 --limit 100");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("bnlab: error:"), std::string::npos) << run.err;
+}
+
+TEST(Cli, MissingDataDirectoryExitsWithOneAndNamesThePackage) {
+  const Finished run = run_bnlab("train --model mlp --epochs 1 --data /nonexistent/fashion-mnist");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("dataset-fashion-mnist"), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("--data"), std::string::npos) << run.err;
+  const Finished demo = run_bnlab("demo --epochs 1 --data /nonexistent/fashion-mnist");
+  EXPECT_EQ(demo.status, 1);
+  EXPECT_NE(demo.err.find("dataset-fashion-mnist"), std::string::npos) << demo.err;
+}
+
+TEST(Cli, MissingCheckpointExitsWithOneAndNamesTheFile) {
+  const Finished run = run_bnlab("eval --weights /nonexistent/model.safetensors");
+  EXPECT_EQ(run.status, 1);
+  EXPECT_NE(run.err.find("/nonexistent/model.safetensors"), std::string::npos) << run.err;
+}
+
+}  // namespace
