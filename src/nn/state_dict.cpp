@@ -7,10 +7,14 @@
 // F32; num_batches_tracked is an I64 scalar of shape [] as torch.long has it.
 #include "bnlab/nn/state_dict.hpp"
 
+#include <algorithm>
 #include <bit>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "bnlab/error.hpp"
 
@@ -92,6 +96,23 @@ std::string quoted_list(const std::vector<std::string>& keys) {
   for (size_t i = 0; i < keys.size() && i < kShown; ++i) s += (i ? ", '" : "'") + keys[i] + "'";
   if (keys.size() > kShown) s += " and " + std::to_string(keys.size() - kShown) + " more";
   return s;
+}
+
+// Keys in state_dict() order for a message: by layer index (as a number), then
+// weight, bias, running_mean, running_var, num_batches_tracked, then by text.
+bool state_dict_order(const std::string& a, const std::string& b) {
+  auto split = [](const std::string& key) {
+    const size_t dot = key.find('.');
+    const std::string head = key.substr(0, dot);
+    const bool numeric = !head.empty() && head.find_first_not_of("0123456789") == std::string::npos;
+    const int64_t index = numeric && head.size() < 18 ? std::stoll(head) : INT64_MAX;
+    const std::string name = dot == std::string::npos ? "" : key.substr(dot + 1);
+    static const std::vector<std::string> kNames = {"weight", "bias", "running_mean", "running_var",
+                                                    "num_batches_tracked"};
+    const int64_t rank = std::find(kNames.begin(), kNames.end(), name) - kNames.begin();
+    return std::make_tuple(index, rank, key);
+  };
+  return split(a) < split(b);
 }
 
 void check_entry(const Entry& entry, const io::NamedTensor& stored) {
@@ -191,6 +212,7 @@ void load_state_dict(Sequential& net, const io::SafetensorsFile& file) {
   }
   for (const io::NamedTensor& tensor : file.tensors)
     if (!expected.count(tensor.name)) unexpected.push_back(tensor.name);
+  std::sort(unexpected.begin(), unexpected.end(), state_dict_order);  // files list by dtype
   if (!missing.empty() || !unexpected.empty()) {
     std::string message = "state dict does not match the network:";
     if (!missing.empty())

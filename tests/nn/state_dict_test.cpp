@@ -393,6 +393,15 @@ TEST(StateDict, MissingAndUnexpectedKeysAreNamed) {
             std::string::npos)
       << message;
 
+  // Listed in state_dict() order whatever the file's order (files list I64 first).
+  SafetensorsFile reordered = file;
+  std::reverse(reordered.tensors.begin(), reordered.tensors.end());
+  message = load_error(*plain, reordered);
+  EXPECT_NE(message.find("unexpected keys '2.weight', '2.bias', '2.running_mean', "
+                         "'2.running_var', '2.num_batches_tracked', '4.weight', '4.bias'"),
+            std::string::npos)
+      << message;
+
   SafetensorsFile twice = file;
   twice.tensors.push_back(twice.tensors[0]);
   message = load_error(*net, twice);
