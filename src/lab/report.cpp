@@ -36,7 +36,7 @@ td:first-child,th:first-child{text-align:left}
 .v-mixed{background:#ef8f00}
 .verdict-line{font-size:15px;margin:8px 0}
 .notes{font-size:13px;color:#444}
-.summary td{text-align:left;vertical-align:top}
+.summary td,.summary th{text-align:left;vertical-align:top}
 .footer{color:#777;font-size:12px;margin-top:28px}
 )";
 
