@@ -12,7 +12,8 @@ weight_decay 1e-4). tests/nn/training_golden_test.cpp builds the same network in
 bnlab, loads the initial weights, runs the same steps and compares.
 
 Output: tests/golden/training/<case>.json, one JSON object per case:
-  "case":        the case name ("mlp_sgd", "mlp_adam", "cnn_sgd", "cnn_adam")
+  "case":        the case name ("mlp_sgd", "mlp_adam", "cnn_sgd", "cnn_adam",
+                 "variants_sgd", "variants_adam")
   "arch":        the architecture in PyTorch's notation (for people; the test
                  builds the modules itself)
   "repr":        str(model), PyTorch's multi-line repr
@@ -47,6 +48,21 @@ def mlp():
         nn.Flatten(), nn.Linear(20, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(),
         nn.Linear(16, 12, bias=False), nn.BatchNorm1d(12, momentum=None), nn.ReLU(),
         nn.Linear(12, 5))
+    return arch, model, [8, 1, 4, 5], 5
+
+
+def mlp_variants():
+    # The other activations and BN flags: LeakyReLU, Tanh, Sigmoid, BatchNorm1d
+    # without affine, and without running statistics (eval then uses the batch).
+    arch = ("Flatten(), Linear(20, 16), LeakyReLU(negative_slope=0.1), "
+            "BatchNorm1d(16, affine=False), Linear(16, 12), Tanh(), "
+            "BatchNorm1d(12, eps=0.001, track_running_stats=False), Linear(12, 8), Sigmoid(), "
+            "Linear(8, 5)")
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(20, 16), nn.LeakyReLU(negative_slope=0.1),
+        nn.BatchNorm1d(16, affine=False), nn.Linear(16, 12), nn.Tanh(),
+        nn.BatchNorm1d(12, eps=0.001, track_running_stats=False), nn.Linear(12, 8), nn.Sigmoid(),
+        nn.Linear(8, 5))
     return arch, model, [8, 1, 4, 5], 5
 
 
@@ -129,7 +145,8 @@ def main():
     torch.set_num_threads(1)
     os.makedirs(OUT_DIR, exist_ok=True)
     cases = [("mlp_sgd", mlp, "sgd", 1), ("mlp_adam", mlp, "adam", 2),
-             ("cnn_sgd", cnn, "sgd", 3), ("cnn_adam", cnn, "adam", 4)]
+             ("cnn_sgd", cnn, "sgd", 3), ("cnn_adam", cnn, "adam", 4),
+             ("variants_sgd", mlp_variants, "sgd", 5), ("variants_adam", mlp_variants, "adam", 6)]
     for name, builder, optimizer_name, seed in cases:
         case = make_case(name, builder, optimizer_name, seed)
         path = os.path.join(OUT_DIR, name + ".json")

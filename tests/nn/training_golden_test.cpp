@@ -38,6 +38,17 @@ Sequential build(const std::string& family) {
     net.add(std::make_unique<BatchNorm>(1, 12, 1e-5, std::nullopt));
     net.add(std::make_unique<ReLU>());
     net.add(std::make_unique<Linear>(12, 5, true, gen));
+  } else if (family == "variants") {
+    net.add(std::make_unique<Flatten>());
+    net.add(std::make_unique<Linear>(20, 16, true, gen));
+    net.add(std::make_unique<LeakyReLU>(0.1));
+    net.add(std::make_unique<BatchNorm>(1, 16, 1e-5, 0.1, false));
+    net.add(std::make_unique<Linear>(16, 12, true, gen));
+    net.add(std::make_unique<Tanh>());
+    net.add(std::make_unique<BatchNorm>(1, 12, 1e-3, 0.1, true, false));
+    net.add(std::make_unique<Linear>(12, 8, true, gen));
+    net.add(std::make_unique<Sigmoid>());
+    net.add(std::make_unique<Linear>(8, 5, true, gen));
   } else {
     net.add(std::make_unique<Conv2d>(1, 4, 3, 1, 1, false, gen));
     net.add(std::make_unique<BatchNorm>(2, 4));
@@ -108,7 +119,7 @@ class TrainingGolden : public ::testing::TestWithParam<GoldenCase> {};
 TEST_P(TrainingGolden, LossesParametersAndRunningStatsMatchPyTorch) {
   const GoldenCase& c = GetParam();
   const json golden = load_case(c.name);
-  Sequential net = build(c.name.substr(0, 3));
+  Sequential net = build(c.name.substr(0, c.name.find('_')));
   EXPECT_EQ(net.repr(), golden.at("repr").get<std::string>());
   load_state(net, golden.at("initial"));
   if (c.fuse) net.fuse_batch_norm_relu();
@@ -161,7 +172,9 @@ INSTANTIATE_TEST_SUITE_P(PyTorch, TrainingGolden,
                          ::testing::Values(GoldenCase{"mlp_sgd", false}, GoldenCase{"mlp_sgd", true},
                                            GoldenCase{"mlp_adam", false}, GoldenCase{"mlp_adam", true},
                                            GoldenCase{"cnn_sgd", false}, GoldenCase{"cnn_sgd", true},
-                                           GoldenCase{"cnn_adam", false}, GoldenCase{"cnn_adam", true}),
+                                           GoldenCase{"cnn_adam", false}, GoldenCase{"cnn_adam", true},
+                                           GoldenCase{"variants_sgd", false},
+                                           GoldenCase{"variants_adam", false}),
                          [](const ::testing::TestParamInfo<GoldenCase>& info) {
                            return info.param.name + (info.param.fuse ? "_fused" : "_plain");
                          });
