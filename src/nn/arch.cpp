@@ -55,6 +55,14 @@ struct ArchProblem {
 bool is_name_start(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
 bool is_name_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_utf8_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+// Characters, not bytes, so a caret lines up under text with UTF-8 in it.
+size_t utf8_length(std::string_view s) {
+  size_t n = 0;
+  for (char c : s) n += !is_utf8_continuation(c);
+  return n;
+}
 
 std::vector<Token> tokenize(std::string_view text) {
   std::vector<Token> tokens;
@@ -113,8 +121,17 @@ std::vector<Token> tokenize(std::string_view text) {
                                                  TokenKind::Comma,  TokenKind::Equals,
                                                  TokenKind::Colon,  TokenKind::Dot};
       const size_t which = kPunctuation.find(c);
-      if (which == std::string_view::npos)
-        throw ArchProblem{i, std::string("unexpected character '") + c + "'"};
+      if (which == std::string_view::npos) {
+        // Name the whole UTF-8 character (text pasted from a web page often
+        // brings typographic quotes along).
+        size_t next = i + 1;
+        while (next < text.size() && is_utf8_continuation(text[next])) ++next;
+        const std::string character(text.substr(i, next - i));
+        const bool typographic_quote = character == "\u201c" || character == "\u201d" ||
+                                       character == "\u2018" || character == "\u2019";
+        throw ArchProblem{i, "unexpected character '" + character + "'" +
+                                 (typographic_quote ? " (write ' or \" for a string)" : "")};
+      }
       token.kind = kPunctuationKinds[which];
       ++i;
     }
@@ -661,7 +678,8 @@ std::string caret_excerpt(const std::string& text, size_t pos) {
   if (line_end == std::string::npos) line_end = text.size();
   size_t line_number = 1;
   for (size_t i = 0; i < line_start; ++i) line_number += text[i] == '\n';
-  const size_t column = pos - line_start + 1;
+  const size_t column =
+      utf8_length(std::string_view(text).substr(line_start, pos - line_start)) + 1;
 
   constexpr size_t kWindow = 90;
   size_t from = line_start, to = line_end;
@@ -669,6 +687,8 @@ std::string caret_excerpt(const std::string& text, size_t pos) {
   if (to - from > kWindow) {
     from = pos > line_start + kWindow / 2 ? pos - kWindow / 2 : line_start;
     to = std::min(line_end, from + kWindow);
+    while (from > line_start && is_utf8_continuation(text[from])) --from;
+    while (to < line_end && is_utf8_continuation(text[to])) ++to;
     if (from > line_start) lead = "...";
     if (to < line_end) tail = "...";
   }
@@ -676,7 +696,9 @@ std::string caret_excerpt(const std::string& text, size_t pos) {
   for (char& c : line)
     if (c == '\t' || c == '\r') c = ' ';
   const bool multi_line = text.find('\n') != std::string::npos;
-  return "\n  " + line + "\n  " + std::string(lead.size() + (pos - from), ' ') + "^ " +
+  const size_t caret_at =
+      lead.size() + utf8_length(std::string_view(text).substr(from, pos - from));
+  return "\n  " + line + "\n  " + std::string(caret_at, ' ') + "^ " +
          (multi_line ? "line " + std::to_string(line_number) + ", " : "") + "column " +
          std::to_string(column);
 }
@@ -729,18 +751,29 @@ const std::vector<std::pair<std::string, std::string>>& presets() {
 }  // namespace
 
 std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen) {
+  auto layer_context = [&](const LayerProblem& layer) {
+    return "layer " + std::to_string(layer.index) + ", " +
+           layer_excerpt(text, layer.layer_pos, layer_end_guess(text, layer.layer_pos)) + ": ";
+  };
   std::vector<LayerCall> calls;
   try {
     Parser parser(text, tokenize(text));
     calls = parser.parse_arch();
   } catch (const ArchProblem& problem) {
-    throw_arch_error(text, problem.pos, "", problem.message);
+    // A bad character (found before parsing) still names its layer: the text
+    // cut just before it ends inside that layer, which the parser reports.
+    std::string context;
+    try {
+      const std::string before = text.substr(0, problem.pos);
+      Parser(before, tokenize(before)).parse_arch();
+    } catch (const LayerProblem& layer) {
+      context = layer_context(layer);
+    } catch (const ArchProblem&) {
+      // Outside any layer: no context to add.
+    }
+    throw_arch_error(text, problem.pos, context, problem.message);
   } catch (const LayerProblem& layer) {
-    throw_arch_error(
-        text, layer.problem.pos,
-        "layer " + std::to_string(layer.index) + ", " +
-            layer_excerpt(text, layer.layer_pos, layer_end_guess(text, layer.layer_pos)) + ": ",
-        layer.problem.message);
+    throw_arch_error(text, layer.problem.pos, layer_context(layer), layer.problem.message);
   }
   if (calls.empty())
     throw_arch_error(text, 0, "",

@@ -294,6 +294,15 @@ TEST(Arch, CaretPointsAtTheProblem) {
             "              ^ line 2, column 13");
 }
 
+TEST(Arch, TypographicQuotesAreNamedAndTheCaretCountsCharacters) {
+  // Pasted from a web page: padding=\u201csame\u201d, after a UTF-8 "\u00b5" in a string.
+  EXPECT_EQ(arch_error("Dropout(p='\u00b5'), Conv2d(1, 2, 3, padding=\u201csame\u201d)"),
+            "arch: layer 1, Conv2d(1, 2, 3, padding=\u201csame\u201d): unexpected character "
+            "'\u201c' (write ' or \" for a string)\n"
+            "  Dropout(p='\u00b5'), Conv2d(1, 2, 3, padding=\u201csame\u201d)\n"
+            "                                          ^ column 41");
+}
+
 TEST(Arch, LongLinesAreCutAroundTheCaret) {
   std::string text;
   for (int i = 0; i < 20; ++i) text += "Linear(10, 10), ";
