@@ -33,6 +33,8 @@ const LargeCase kLargeCases[] = {
     {"ManySamplesFewPositionsChannelsFirst", 8192, 3, 4, Layout::channels_first, 0, true},
     {"ManySamplesChannelsLast", 8192, 5, 1, Layout::channels_last, 0, true},
     {"WideChannelsLast", 8, 520, 64, Layout::channels_last, 0, true},  // 3 column tiles
+    // 7x7 maps (s < 64): the rows view of c*s = 25088 columns, 98 tiles.
+    {"LastStage7x7ChannelsFirst", 64, 512, 49, Layout::channels_first, 0, true},
     // 16 MiB and more: streaming stores. Channels-first rows of odd length
     // start at every alignment, so each peels a different head; the rows view
     // streams only when every row is aligned.
