@@ -22,10 +22,38 @@ void for_chunks(int64_t numel, Body&& body) {
   });
 }
 
-void check_same_shape(const std::string& module, const Tensor& grad_output, const Tensor& output) {
+void check_same_shape(const Module& module, const Tensor& grad_output, const Tensor& output) {
   if (grad_output.shape() != output.shape())
-    throw Error(module + ": grad_output shape " + shape_string(grad_output.shape()) +
+    throw Error(module.repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the output " + shape_string(output.shape()));
+}
+
+// output[i] = f(input[i]), one pass.
+template <class F>
+const Tensor& map_forward(const Tensor& input, Tensor& output, F f) {
+  output.resize(input.shape());
+  const float* x = input.data();
+  float* y = output.data();
+  for_chunks(input.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = f(x[i]);
+  });
+  return output;
+}
+
+// grad_input[i] = g(grad_output[i], saved[i]), saved being the forward's input
+// or output (whichever the derivative needs), one pass.
+template <class G>
+const Tensor& map_backward(const Module& module, const Tensor& grad_output,
+                           const Tensor& output, const Tensor& saved, Tensor& grad_input, G g) {
+  check_same_shape(module, grad_output, output);
+  grad_input.resize(grad_output.shape());
+  const float* dy = grad_output.data();
+  const float* a = saved.data();
+  float* dx = grad_input.data();
+  for_chunks(grad_output.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = g(dy[i], a[i]);
+  });
+  return grad_input;
 }
 
 }  // namespace
@@ -34,52 +62,26 @@ void check_same_shape(const std::string& module, const Tensor& grad_output, cons
  * fused: the BatchNorm before applied it; input and gradient pass through. */
 const Tensor& ReLU::forward(const Tensor& input) {
   if (fused) return input;
-  output_.resize(input.shape());
-  const float* x = input.data();
-  float* y = output_.data();
-  for_chunks(input.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-  });
-  return output_;
+  return map_forward(input, output_, [](float x) { return x > 0.0f ? x : 0.0f; });
 }
 
 const Tensor& ReLU::backward(const Tensor& grad_output) {
   if (fused) return grad_output;
-  check_same_shape(repr(), grad_output, output_);
-  grad_input_.resize(grad_output.shape());
-  const float* y = output_.data();
-  const float* dy = grad_output.data();
-  float* dx = grad_input_.data();
-  for_chunks(grad_output.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
-  });
-  return grad_input_;
+  return map_backward(*this, grad_output, output_, output_, grad_input_,
+                      [](float dy, float y) { return y > 0.0f ? dy : 0.0f; });
 }
 
 /* LeakyReLU: y = x if x > 0 else slope * x; dx = dy if x > 0 else slope * dy. */
 const Tensor& LeakyReLU::forward(const Tensor& input) {
   input_ = &input;
-  output_.resize(input.shape());
   const float slope = static_cast<float>(negative_slope);
-  const float* x = input.data();
-  float* y = output_.data();
-  for_chunks(input.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
-  });
-  return output_;
+  return map_forward(input, output_, [slope](float x) { return x > 0.0f ? x : slope * x; });
 }
 
 const Tensor& LeakyReLU::backward(const Tensor& grad_output) {
-  check_same_shape(repr(), grad_output, output_);
-  grad_input_.resize(grad_output.shape());
   const float slope = static_cast<float>(negative_slope);
-  const float* x = input_->data();
-  const float* dy = grad_output.data();
-  float* dx = grad_input_.data();
-  for_chunks(grad_output.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
-  });
-  return grad_input_;
+  return map_backward(*this, grad_output, output_, *input_, grad_input_,
+                      [slope](float dy, float x) { return x > 0.0f ? dy : slope * dy; });
 }
 
 std::string LeakyReLU::repr() const {
@@ -88,48 +90,22 @@ std::string LeakyReLU::repr() const {
 
 /* Sigmoid: y = 1 / (1 + exp(-x)); dx = dy * y * (1 - y). */
 const Tensor& Sigmoid::forward(const Tensor& input) {
-  output_.resize(input.shape());
-  const float* x = input.data();
-  float* y = output_.data();
-  for_chunks(input.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = 1.0f / (1.0f + std::exp(-x[i]));
-  });
-  return output_;
+  return map_forward(input, output_, [](float x) { return 1.0f / (1.0f + std::exp(-x)); });
 }
 
 const Tensor& Sigmoid::backward(const Tensor& grad_output) {
-  check_same_shape(repr(), grad_output, output_);
-  grad_input_.resize(grad_output.shape());
-  const float* y = output_.data();
-  const float* dy = grad_output.data();
-  float* dx = grad_input_.data();
-  for_chunks(grad_output.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
-  });
-  return grad_input_;
+  return map_backward(*this, grad_output, output_, output_, grad_input_,
+                      [](float dy, float y) { return dy * y * (1.0f - y); });
 }
 
 /* Tanh: y = tanh(x); dx = dy * (1 - y^2). */
 const Tensor& Tanh::forward(const Tensor& input) {
-  output_.resize(input.shape());
-  const float* x = input.data();
-  float* y = output_.data();
-  for_chunks(input.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) y[i] = std::tanh(x[i]);
-  });
-  return output_;
+  return map_forward(input, output_, [](float x) { return std::tanh(x); });
 }
 
 const Tensor& Tanh::backward(const Tensor& grad_output) {
-  check_same_shape(repr(), grad_output, output_);
-  grad_input_.resize(grad_output.shape());
-  const float* y = output_.data();
-  const float* dy = grad_output.data();
-  float* dx = grad_input_.data();
-  for_chunks(grad_output.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
-  });
-  return grad_input_;
+  return map_backward(*this, grad_output, output_, output_, grad_input_,
+                      [](float dy, float y) { return dy * (1.0f - y * y); });
 }
 
 }  // namespace bnlab::nn

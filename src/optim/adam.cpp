@@ -37,10 +37,7 @@ void Adam::step() {
   const float eps_f = static_cast<float>(eps), wd = static_cast<float>(weight_decay);
   for (size_t index = 0; index < params_.size(); ++index) {
     nn::Parameter& param = *params_[index].second;
-    if (param.grad.numel() != param.value.numel())
-      throw Error("Adam: parameter " + params_[index].first + " has grad " +
-                  shape_string(param.grad.shape()) + " for value " +
-                  shape_string(param.value.shape()));
+    check_grad_size("Adam", params_[index].first, param);
     const int64_t numel = param.value.numel();
     if (t_ == 1) {
       m_[index] = Tensor(param.value.shape(), 0.0f);

@@ -27,10 +27,7 @@ void SGD::step() {
               mom = static_cast<float>(momentum);
   for (size_t index = 0; index < params_.size(); ++index) {
     nn::Parameter& param = *params_[index].second;
-    if (param.grad.numel() != param.value.numel())
-      throw Error("SGD: parameter " + params_[index].first + " has grad " +
-                  shape_string(param.grad.shape()) + " for value " +
-                  shape_string(param.value.shape()));
+    check_grad_size("SGD", params_[index].first, param);
     float* p = param.value.data();
     const float* grad = param.grad.data();
     const int64_t numel = param.value.numel();

@@ -64,32 +64,24 @@ inline void check_gradients(nn::Module& module, Tensor input, uint64_t seed,
   const Tensor dx = module.backward(w);
   auto loss = [&]() { return weighted_sum(run_forward(), w); };
 
+  // Central differences over every element of `values`, against `analytic`.
+  auto check_tensor = [&](const std::string& what, Tensor& values, const Tensor& analytic) {
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      const float saved = values[i];
+      values[i] = saved + static_cast<float>(o.h);
+      const double plus = loss();
+      values[i] = saved - static_cast<float>(o.h);
+      const double minus = loss();
+      values[i] = saved;
+      expect_close_grad(what, i, analytic[i], (plus - minus) / (2 * o.h), o);
+    }
+  };
   if (o.check_input) {
     ASSERT_EQ(dx.shape(), input.shape());
-    for (int64_t i = 0; i < input.numel(); ++i) {
-      const float saved = input[i];
-      input[i] = saved + static_cast<float>(o.h);
-      const double plus = loss();
-      input[i] = saved - static_cast<float>(o.h);
-      const double minus = loss();
-      input[i] = saved;
-      expect_close_grad("input", i, dx[i], (plus - minus) / (2 * o.h), o);
-    }
+    check_tensor("input", input, dx);
   }
-  if (o.check_parameters) {
-    for (auto& [name, param] : module.parameters()) {
-      Tensor& v = param->value;
-      for (int64_t i = 0; i < v.numel(); ++i) {
-        const float saved = v[i];
-        v[i] = saved + static_cast<float>(o.h);
-        const double plus = loss();
-        v[i] = saved - static_cast<float>(o.h);
-        const double minus = loss();
-        v[i] = saved;
-        expect_close_grad(name, i, param->grad[i], (plus - minus) / (2 * o.h), o);
-      }
-    }
-  }
+  if (o.check_parameters)
+    for (auto& [name, param] : module.parameters()) check_tensor(name, param->value, param->grad);
 }
 
 }  // namespace bnlab::test
