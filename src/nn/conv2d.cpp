@@ -17,6 +17,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/threading.hpp"
 #include "nn/gemm.hpp"
 #include "nn/init.hpp"
 
@@ -60,6 +61,7 @@ Shape Conv2d::output_shape(const Shape& input) const {
 // shape changes, reused (data handles swapped) on every call otherwise.
 struct Conv2d::Primitives {
   Shape input_shape;
+  int threads = 0;  // oneDNN sizes scratchpads for the thread count at creation
   dnnl::stream stream;
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
@@ -82,10 +84,12 @@ dnnl::engine& cpu_engine() {
 Conv2d::~Conv2d() = default;
 
 /* Builds forward (forward_training), backward-data and backward-weights
- * primitives for input (N, C, H, W): src, dst and diffs plain nchw, weights
+ * primitives for input (N, C, H, W) and the current thread count: src, dst and diffs plain nchw, weights
  * oihw, bias x; scratchpads from one user buffer (no allocation per call). */
 Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
-  if (primitives_ && primitives_->input_shape == input) return *primitives_;
+  sync_onednn_threads();
+  if (primitives_ && primitives_->input_shape == input && primitives_->threads == num_threads())
+    return *primitives_;
   using dnnl::memory;
   using tag = memory::format_tag;
   const Shape output = output_shape(input);
@@ -123,6 +127,7 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
 
   auto p = std::make_unique<Primitives>();
   p->input_shape = input;
+  p->threads = num_threads();
   p->stream = dnnl::stream(engine);
   p->forward = dnnl::convolution_forward(forward_pd);
   p->backward_data = dnnl::convolution_backward_data(data_pd);
@@ -165,7 +170,6 @@ const Tensor& Conv2d::forward(const Tensor& input) {
   Primitives& p = primitives_for(input.shape());
   input_ = &input;
   output_.resize(out_shape);
-  sync_onednn_threads();
   p.src.set_data_handle(const_cast<float*>(input.data()));
   p.weights.set_data_handle(weight.value.data());
   p.dst.set_data_handle(output_.data());
@@ -188,7 +192,6 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
                 " does not match the output " + shape_string(out_shape));
   Primitives& p = primitives_for(input_->shape());
   grad_weight_.resize(weight.value.shape());
-  sync_onednn_threads();
   p.diff_dst.set_data_handle(const_cast<float*>(grad_output.data()));
   if (compute_grad_input) {
     grad_input_.resize(input_->shape());

@@ -2,6 +2,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/threading.hpp"
 #include "grad_check.hpp"
 
 namespace bnlab::nn {
@@ -75,6 +76,24 @@ TEST(Conv2d, GradientsWithStrideAndPadding) {
   Generator gen(16);
   Conv2d conv(1, 2, 3, 2, 1, true, gen);
   check_gradients(conv, random_tensor({2, 1, 5, 5}, 17), 18);
+}
+
+// oneDNN sizes its buffers for the thread count at creation; a change of
+// bnlab::set_num_threads between calls rebuilds the primitives.
+TEST(Conv2d, ChangingTheThreadCountKeepsResults) {
+  Generator gen(20);
+  Conv2d conv(3, 8, 3, 1, 1, true, gen);
+  const Tensor x = random_tensor({4, 3, 10, 10}, 21);
+  const Tensor dy = random_tensor({4, 8, 10, 10}, 22);
+  set_num_threads(1);
+  const Tensor y1 = conv.forward(x);
+  const Tensor dx1 = conv.backward(dy);
+  set_num_threads(2);
+  const Tensor& y2 = conv.forward(x);
+  const Tensor& dx2 = conv.backward(dy);
+  set_num_threads(0);
+  for (int64_t i = 0; i < y1.numel(); ++i) ASSERT_NEAR(y1[i], y2[i], 1e-5) << i;
+  for (int64_t i = 0; i < dx1.numel(); ++i) ASSERT_NEAR(dx1[i], dx2[i], 1e-5) << i;
 }
 
 TEST(Conv2d, OutputShapeAndErrors) {
