@@ -65,7 +65,11 @@ Progress::Progress(std::string label, int64_t total, std::string unit)
       start_(Clock::now()),
       last_print_(start_) {}
 
-bool Progress::is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+// Asked once per process: update() runs every training step.
+bool Progress::is_terminal() {
+  static const bool terminal = ::isatty(STDERR_FILENO) == 1;
+  return terminal;
+}
 
 void Progress::update(int64_t done, int64_t items, const std::string& status) {
   const Clock::time_point now = Clock::now();
