@@ -121,7 +121,16 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     Shape input_shape{size, data.channels, data.rows, data.cols};
     batch_images_.resize(input_shape);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
-    const StepResult r = step(batch_images_.data(), batch_labels_.data(), size);
+    StepResult r;
+    try {
+      r = step(batch_images_.data(), batch_labels_.data(), size);
+    } catch (const Error& e) {
+      // Say where: a short last batch of one example is the usual cause.
+      throw Error(e.code(), "epoch " + std::to_string(epoch + 1) + ", step " +
+                                std::to_string(s + 1) + " of " + std::to_string(steps) +
+                                " (a batch of " + std::to_string(size) + " of " +
+                                std::to_string(data.count) + " examples): " + e.what());
+    }
     ++result.steps;
     if (!std::isfinite(r.loss)) {
       result.diverged = true;

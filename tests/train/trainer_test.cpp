@@ -154,6 +154,24 @@ TEST(Trainer, EpochCoversEveryExampleIncludingTheShortLastBatch) {
   EXPECT_EQ(dropping.train_epoch(d, 1).steps, 2);
 }
 
+TEST(Trainer, ALastBatchOfOneExampleIsReportedWithItsStep) {
+  const data::Dataset d = synthetic_dataset(33, 17);  // 32 + 1
+  auto net = bn_net(18);
+  train::TrainOptions options;
+  options.batch = 32;
+  train::Trainer trainer(*net, options);
+  try {
+    trainer.train_epoch(d, 0);
+    FAIL() << "BatchNorm trained on one example";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("step 2 of 2 (a batch of 1 of 33"), std::string::npos)
+        << e.what();
+  }
+  options.drop_last = true;  // PyTorch's cure: drop the short batch
+  train::Trainer dropping(*net, options);
+  EXPECT_EQ(dropping.train_epoch(d, 1).steps, 1);
+}
+
 TEST(Trainer, TrainingLossDecreases) {
   const data::Dataset d = synthetic_dataset(512, 7);
   auto net = bn_net(8);
