@@ -31,7 +31,7 @@ struct Budget {
 
 Budget budget(const LabContext& c) {
   if (c.quick) return {300, 25, 600, 25, 600, 300, 0.70};
-  return {2000, 100, 4690, 100, 4690, 2000, 0.80};
+  return {3000, 150, 9380, 100, 9380, 3000, 0.80};
 }
 
 // The paper's MNIST network: three hidden layers of 100.
