@@ -1,6 +1,7 @@
 // The C API: a thin shell over the C++ kernels. Every C++ exception stops
 // here and becomes a status plus a message for bnlab_last_error().
 #include <exception>
+#include <cstring>
 #include <string>
 
 #include "bnlab/batch_norm.hpp"
@@ -36,8 +37,19 @@ bnlab_status guarded(Body&& body) {
   }
 }
 
-bnlab::BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, bnlab_layout layout) {
-  return {n, c, s, static_cast<bnlab::Layout>(layout)};
+// A C caller may pass any int as an enum; in C++ a value outside the enum's
+// range must not be loaded as the enum type, so its bytes are read as an int
+// (the C++ API then rejects values other than 0 and 1).
+template <class Enum>
+int enum_bits(const Enum& value) {
+  static_assert(sizeof(Enum) == sizeof(int));
+  int bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+
+bnlab::BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, const bnlab_layout& layout) {
+  return {n, c, s, static_cast<bnlab::Layout>(enum_bits(layout))};
 }
 
 }  // namespace
@@ -87,7 +99,7 @@ bnlab_status bnlab_batch_norm_backward(const float* x, const float* dy, int64_t 
 }
 
 const char* bnlab_status_string(bnlab_status status) {
-  switch (status) {
+  switch (enum_bits(status)) {
     case BNLAB_OK: return "ok";
     case BNLAB_INVALID_ARGUMENT: return "invalid argument";
     case BNLAB_TOO_FEW_VALUES: return "too few values per channel";

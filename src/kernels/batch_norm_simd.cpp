@@ -27,7 +27,16 @@ constexpr int64_t kMaxLanes = 64;  // more than any x86 vector holds; sizes the 
 
 // Loads len - i (< one vector) values with the other lanes zero.
 HWY_INLINE V LoadTail(D d, const float* p, size_t count) {
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+  // Highway 1.0's MaskedLoad on SSSE3/SSE4 is an aligned load of the whole
+  // vector: it faults on an unaligned p and reads past the end. Copy instead.
+  if (count >= hn::Lanes(d)) return hn::LoadU(d, p);
+  alignas(64) float lanes[kMaxLanes] = {};
+  for (size_t k = 0; k < count; ++k) lanes[k] = p[k];
+  return hn::Load(d, lanes);
+#else
   return hn::MaskedLoad(hn::FirstN(d, count), d, p);
+#endif
 }
 
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
