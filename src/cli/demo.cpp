@@ -142,8 +142,8 @@ void run_demo(const DemoOptions& o) {
     std::fflush(stdout);
   }
 
-  const train::EvalResult plain = train::evaluate(*runs[0].net, split.test);
-  const train::EvalResult bn_eval = train::evaluate(*runs[1].net, split.test);
+  const train::EvalResult plain = train::evaluate(*runs[0].net, split.test, kEvalBatch);
+  const train::EvalResult bn_eval = train::evaluate(*runs[1].net, split.test, kEvalBatch);
   // Batch statistics need two or more values per channel: a test split whose
   // last batch holds one example (a --limit such as 390) cannot be scored so.
   nlohmann::json train_mode_accuracy = nullptr;

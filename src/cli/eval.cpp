@@ -16,7 +16,7 @@ namespace {
 
 struct EvalCommandOptions {
   std::string weights, arch;
-  int64_t batch = 1000;
+  int64_t batch = kEvalBatch;
   bool json = false;
   DataOptions data;
   int threads = 0;

@@ -84,7 +84,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     std::fprintf(stderr, "bnlab: warning: the loss became non-finite; training stopped (try a "
                          "smaller --lr)\n");
 
-  const train::EvalResult test = train::evaluate(*net, split.test);
+  const train::EvalResult test = train::evaluate(*net, split.test, kEvalBatch);
   std::printf("test: accuracy %s  loss %.4f  (%lld images, eval mode)\n",
               percent(test.accuracy).c_str(), test.loss, static_cast<long long>(test.count));
   if (!o.save.empty()) {
