@@ -152,6 +152,34 @@ std::string with_bn_label(const std::string& what, bool with_bn) {
   return what + ", " + bn_name(with_bn);
 }
 
+// Final test accuracy as grouped bars: one group per category, "without BN"
+// and "with BN" side by side, y from 0 to 1 (a diverged run: an X).
+BarChartSpec accuracy_bars(const std::string& title, const std::string& x_label) {
+  BarChartSpec bars;
+  bars.title = title;
+  bars.x_label = x_label;
+  bars.y_label = "test accuracy";
+  bars.y_min = 0;
+  bars.y_max = 1;
+  bars.series = {{"without BN", {}, kColorWithoutBn}, {"with BN", {}, kColorWithBn}};
+  return bars;
+}
+
+void add_bar_pair(BarChartSpec& bars, const std::string& category, double without_bn, double with_bn) {
+  bars.categories.push_back(category);
+  bars.series[0].values.push_back(without_bn);
+  bars.series[1].values.push_back(with_bn);
+}
+
+void note_divergences(ExperimentReport& r, const std::vector<RunResult>& results) {
+  for (const auto& run : results)
+    if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
+}
+
+// (name in the report, the layer in PyTorch notation)
+using Activation = std::pair<std::string, std::string>;
+const std::vector<Activation> kReluAndSigmoid = {{"ReLU", "ReLU()"}, {"Sigmoid", "Sigmoid()"}};
+
 // --- 1. Convergence ---------------------------------------------------------
 
 Experiment convergence(const LabContext& c) {
@@ -222,8 +250,7 @@ const std::vector<double> kLearningRates = {0.01, 0.1, 1.0, 2.0};
 Experiment learning_rate(const LabContext& c) {
   Experiment e;
   e.name = "learning_rate";
-  const std::vector<std::pair<std::string, std::string>> activations = {{"ReLU", "ReLU()"},
-                                                                        {"Sigmoid", "Sigmoid()"}};
+  const std::vector<Activation>& activations = kReluAndSigmoid;
   for (const auto& [act_name, act] : activations)
     for (double lr : kLearningRates)
       for (bool with_bn : {false, true})
@@ -242,24 +269,15 @@ Experiment learning_rate(const LabContext& c) {
     std::vector<Comparison> high_lr;
     r.table.header = {"activation", "learning rate", "without BN", "with BN"};
     for (const auto& [act_name, act] : activations) {
-      BarChartSpec bars;
-      bars.title = act_name + ": final test accuracy";
-      bars.x_label = "learning rate";
-      bars.y_label = "test accuracy";
-      bars.y_min = 0;
-      bars.y_max = 1;
-      BarSeries without{"without BN", {}, kColorWithoutBn}, with{"with BN", {}, kColorWithBn};
+      BarChartSpec bars = accuracy_bars(act_name + ": final test accuracy", "learning rate");
       for (double lr : kLearningRates) {
         std::string what = act_name + ", lr " + fmt_g(lr);
         const RunResult& a = find(results, with_bn_label(what, false));
         const RunResult& bn = find(results, with_bn_label(what, true));
-        bars.categories.push_back(fmt_g(lr));
-        without.values.push_back(a.final_test_accuracy);
-        with.values.push_back(bn.final_test_accuracy);
+        add_bar_pair(bars, fmt_g(lr), a.final_test_accuracy, bn.final_test_accuracy);
         r.table.rows.push_back({act_name, fmt_g(lr), fmt(a.final_test_accuracy), fmt(bn.final_test_accuracy)});
         if (lr >= 1.0) high_lr.push_back({what, a.final_test_accuracy, bn.final_test_accuracy});
       }
-      bars.series = {without, with};
       r.charts.push_back({bar_chart_svg(bars), act_name + ": final test accuracy per learning rate "
                                                "(an X marks a run that diverged)."});
     }
@@ -274,8 +292,7 @@ Experiment learning_rate(const LabContext& c) {
         r.charts.push_back({line_chart_svg(loss), ""});
       }
     r.verdict = paired_verdict(high_lr, 0.02, "final test accuracy at lr >= 1");
-    for (const auto& run : results)
-      if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
+    note_divergences(r, results);
     r.csv = curves_csv(r.table, results);
     r.results = {{"learning_rates", kLearningRates}, {"runs", runs_json(results)}};
     return r;
@@ -290,8 +307,7 @@ const std::vector<double> kInitStds = {0.05, 5.0};
 Experiment initialization(const LabContext& c) {
   Experiment e;
   e.name = "initialization";
-  const std::vector<std::pair<std::string, std::string>> activations = {{"ReLU", "ReLU()"},
-                                                                        {"Sigmoid", "Sigmoid()"}};
+  const std::vector<Activation>& activations = kReluAndSigmoid;
   for (const auto& [act_name, act] : activations)
     for (double sd : kInitStds)
       for (bool with_bn : {false, true}) {
@@ -313,12 +329,8 @@ Experiment initialization(const LabContext& c) {
               "accuracy between the two initialisations (a diverged run counts as chance, 0.1).";
     const double chance = 0.1;
     auto acc_or_chance = [&](double a) { return std::isnan(a) ? chance : a; };
-    BarChartSpec bars;
-    bars.title = "Final test accuracy by initialisation";
-    bars.y_label = "test accuracy";
-    bars.y_min = 0;
-    bars.y_max = 1;
-    BarSeries without{"without BN", {}, kColorWithoutBn}, with{"with BN", {}, kColorWithBn};
+    BarChartSpec bars = accuracy_bars("Final test accuracy by initialisation",
+                                      "activation and standard deviation of the initial weights");
     std::vector<Comparison> spreads;
     r.table.header = {"activation", "init", "without BN", "with BN"};
     nlohmann::json spread_json = nlohmann::json::object();
@@ -341,9 +353,7 @@ Experiment initialization(const LabContext& c) {
         std::string what = act_name + ", N(0, " + fmt_g(sd) + ")";
         const RunResult& a = find(results, with_bn_label(what, false));
         const RunResult& bn = find(results, with_bn_label(what, true));
-        bars.categories.push_back(act_name + " " + fmt_g(sd));
-        without.values.push_back(a.final_test_accuracy);
-        with.values.push_back(bn.final_test_accuracy);
+        add_bar_pair(bars, act_name + " " + fmt_g(sd), a.final_test_accuracy, bn.final_test_accuracy);
         r.table.rows.push_back({act_name, "N(0, " + fmt_g(sd) + ")", fmt(a.final_test_accuracy),
                                 fmt(bn.final_test_accuracy)});
       }
@@ -353,15 +363,12 @@ Experiment initialization(const LabContext& c) {
       spread_json[act_name] = {{"without_bn", spread[0]}, {"with_bn", spread[1]}};
       r.charts.push_back({line_chart_svg(acc), act_name + ": solid N(0, 0.05), dashed N(0, 5)."});
     }
-    bars.x_label = "activation and standard deviation of the initial weights";
-    bars.series = {without, with};
     r.charts.insert(r.charts.begin(), {bar_chart_svg(bars), "Final test accuracy for each "
                                                             "initialisation (X: diverged)."});
     r.verdict = paired_verdict(spreads, 0.02, "accuracy spread between the two initialisations "
                                               "(smaller counts as better)",
                                "diverged", [](double v) { return fmt(-v); });
-    for (const auto& run : results)
-      if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
+    note_divergences(r, results);
     r.csv = curves_csv(r.table, results);
     r.results = {{"init_stds", kInitStds}, {"spread", spread_json}, {"runs", runs_json(results)}};
     return r;
@@ -389,13 +396,7 @@ Experiment activations(const LabContext& c) {
     r.setup = "784-100-100-100-10 with each activation, plain SGD lr 0.1, batch 64, " +
               std::to_string(b.steps) + " steps. The verdict compares the saturating ones "
               "(Tanh, Sigmoid); ReLU and LeakyReLU are shown for reference.";
-    BarChartSpec bars;
-    bars.title = "Final test accuracy by activation";
-    bars.x_label = "activation";
-    bars.y_label = "test accuracy";
-    bars.y_min = 0;
-    bars.y_max = 1;
-    BarSeries without{"without BN", {}, kColorWithoutBn}, with{"with BN", {}, kColorWithBn};
+    BarChartSpec bars = accuracy_bars("Final test accuracy by activation", "activation");
     ChartSpec curves[2] = {accuracy_chart("Test accuracy without BN"), accuracy_chart("Test accuracy with BN")};
     std::vector<Comparison> saturating;
     r.table.header = {"activation", "without BN", "with BN"};
@@ -403,9 +404,7 @@ Experiment activations(const LabContext& c) {
     for (const auto& [name, act] : acts) {
       const RunResult& a = find(results, with_bn_label(name, false));
       const RunResult& bn = find(results, with_bn_label(name, true));
-      bars.categories.push_back(name);
-      without.values.push_back(a.final_test_accuracy);
-      with.values.push_back(bn.final_test_accuracy);
+      add_bar_pair(bars, name, a.final_test_accuracy, bn.final_test_accuracy);
       curves[0].series.push_back(accuracy_series(a, name, default_color(index + 2)));
       curves[1].series.push_back(accuracy_series(bn, name, default_color(index + 2)));
       ++index;
@@ -413,7 +412,6 @@ Experiment activations(const LabContext& c) {
       if (name == "Tanh" || name == "Sigmoid")
         saturating.push_back({name, a.final_test_accuracy, bn.final_test_accuracy});
     }
-    bars.series = {without, with};
     r.charts = {{bar_chart_svg(bars), "Final test accuracy (X: diverged)."},
                 {line_chart_svg(curves[0]), ""},
                 {line_chart_svg(curves[1]), ""}};
@@ -432,8 +430,7 @@ const std::vector<int> kDepths = {2, 5, 10, 20};
 Experiment depth(const LabContext& c) {
   Experiment e;
   e.name = "depth";
-  const std::vector<std::pair<std::string, std::string>> activations = {{"Sigmoid", "Sigmoid()"},
-                                                                        {"ReLU", "ReLU()"}};
+  const std::vector<Activation> activations = {kReluAndSigmoid[1], kReluAndSigmoid[0]};
   for (const auto& [act_name, act] : activations)
     for (int d : kDepths)
       for (bool with_bn : {false, true})
@@ -452,20 +449,13 @@ Experiment depth(const LabContext& c) {
     r.table.header = {"activation", "hidden layers", "without BN", "with BN"};
     ChartSpec deepest = accuracy_chart("20 hidden layers: test accuracy");
     for (const auto& [act_name, act] : activations) {
-      BarChartSpec bars;
-      bars.title = act_name + ": final test accuracy by depth";
-      bars.x_label = "hidden layers of 100";
-      bars.y_label = "test accuracy";
-      bars.y_min = 0;
-      bars.y_max = 1;
-      BarSeries without{"without BN", {}, kColorWithoutBn}, with{"with BN", {}, kColorWithBn};
+      BarChartSpec bars = accuracy_bars(act_name + ": final test accuracy by depth",
+                                        "hidden layers of 100");
       for (int d : kDepths) {
         std::string what = act_name + ", " + std::to_string(d) + " hidden";
         const RunResult& a = find(results, with_bn_label(what, false));
         const RunResult& bn = find(results, with_bn_label(what, true));
-        bars.categories.push_back(std::to_string(d));
-        without.values.push_back(a.final_test_accuracy);
-        with.values.push_back(bn.final_test_accuracy);
+        add_bar_pair(bars, std::to_string(d), a.final_test_accuracy, bn.final_test_accuracy);
         r.table.rows.push_back({act_name, std::to_string(d), fmt(a.final_test_accuracy),
                                 fmt(bn.final_test_accuracy)});
         if (d >= 10) deep.push_back({what, a.final_test_accuracy, bn.final_test_accuracy});
@@ -475,13 +465,11 @@ Experiment depth(const LabContext& c) {
           deepest.series.push_back(accuracy_series(bn, act_name + " with BN", kColorWithBn, sigmoid));
         }
       }
-      bars.series = {without, with};
       r.charts.push_back({bar_chart_svg(bars), ""});
     }
     r.charts.push_back({line_chart_svg(deepest), "The deepest networks during training (dashed: sigmoid)."});
     r.verdict = paired_verdict(deep, 0.02, "final test accuracy at 10 and 20 hidden layers");
-    for (const auto& run : results)
-      if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
+    note_divergences(r, results);
     r.csv = curves_csv(r.table, results);
     r.results = {{"depths", kDepths}, {"runs", runs_json(results)}};
     return r;

@@ -8,16 +8,11 @@
 #include <vector>
 
 #include "bnlab/lab/chart.hpp"
+#include "count_text.hpp"
 
 using namespace bnlab::lab;
 
 namespace {
-
-int count(const std::string& text, const std::string& what) {
-  int n = 0;
-  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
-  return n;
-}
 
 // A small well-formedness check: tags nest and close in order, attribute
 // values are quoted, no raw '<' or '&' in text. Returns "" or the problem.
@@ -39,7 +34,7 @@ std::string xml_problem(const std::string& s) {
     if (close == std::string::npos) return "unclosed tag at " + std::to_string(i);
     std::string tag = s.substr(i + 1, close - i - 1);
     if (tag.find('<') != std::string::npos) return "'<' inside a tag at " + std::to_string(i);
-    if (count(tag, "\"") % 2 != 0) return "unbalanced quotes in <" + tag + ">";
+    if (count_text(tag, "\"") % 2 != 0) return "unbalanced quotes in <" + tag + ">";
     if (tag[0] == '/') {
       std::string name = tag.substr(1);
       if (stack.empty() || stack.back() != name) return "unexpected </" + name + ">";
@@ -76,14 +71,14 @@ ChartSpec two_series() {
 TEST(LineChart, IsOneWellFormedSvgWithClassChartSizeAndTitle) {
   std::string svg = line_chart_svg(two_series());
   EXPECT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(count(svg, "<svg "), 1);
-  EXPECT_EQ(count(svg, "class=\"chart\""), 1);
+  EXPECT_EQ(count_text(svg, "<svg "), 1);
+  EXPECT_EQ(count_text(svg, "class=\"chart\""), 1);
   EXPECT_NE(svg.find("viewBox=\"0 0 560 340\""), std::string::npos);
   EXPECT_NE(svg.find("<title>training loss</title>"), std::string::npos);
   EXPECT_NE(svg.find(">without BN<"), std::string::npos);  // legend
   EXPECT_NE(svg.find(">with BN<"), std::string::npos);
   EXPECT_EQ(svg.find("<script"), std::string::npos);
-  EXPECT_EQ(count(svg, "diverged"), 0);
+  EXPECT_EQ(count_text(svg, "diverged"), 0);
 }
 
 TEST(LineChart, FixedRangeMapsCornersToTheFrame) {
@@ -112,9 +107,9 @@ TEST(LineChart, NonFiniteLossBreaksTheLineAndIsMarkedDiverged) {
   EXPECT_EQ(xml_problem(svg), "");
   std::smatch m;
   ASSERT_TRUE(std::regex_search(svg, m, std::regex("<path d=\"(M[^\"]*)\" style=\"fill:none;stroke:#000")));
-  EXPECT_EQ(count(m[1].str(), "M"), 2);  // two pieces: [0, 1] and [3, 4]
-  EXPECT_EQ(count(m[1].str(), "L"), 2);
-  EXPECT_EQ(count(svg, "class=\"diverged\""), 1);  // marked once, at the first break
+  EXPECT_EQ(count_text(m[1].str(), "M"), 2);  // two pieces: [0, 1] and [3, 4]
+  EXPECT_EQ(count_text(m[1].str(), "L"), 2);
+  EXPECT_EQ(count_text(svg, "class=\"diverged\""), 1);  // marked once, at the first break
   EXPECT_EQ(svg.find("nan"), std::string::npos);
   EXPECT_EQ(svg.find("inf"), std::string::npos);
 }
@@ -125,7 +120,7 @@ TEST(LineChart, SeriesWithNoFinitePointIsMarkedDivergedAndAxesStillDrawn) {
   spec.series = {{"run", {0, 1, 2}, {NAN, NAN, NAN}, "", false}};
   std::string svg = line_chart_svg(spec);
   EXPECT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(count(svg, "class=\"diverged\""), 1);
+  EXPECT_EQ(count_text(svg, "class=\"diverged\""), 1);
   EXPECT_NE(svg.find("no finite data"), std::string::npos);
   EXPECT_EQ(svg.find("nan"), std::string::npos);
 }
@@ -137,7 +132,7 @@ TEST(LineChart, LogAxisUsesDecadeTicksAndSkipsNonPositiveValues) {
   spec.series = {{"run", {0, 1, 2, 3}, {2.0, 0.0, 0.05, 0.002}, "", false}};
   std::string svg = line_chart_svg(spec);
   EXPECT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(count(svg, "class=\"diverged\""), 0);  // zero on a log axis is not divergence
+  EXPECT_EQ(count_text(svg, "class=\"diverged\""), 0);  // zero on a log axis is not divergence
   EXPECT_NE(svg.find(">0.001<"), std::string::npos);
   EXPECT_NE(svg.find(">10<"), std::string::npos);
 }
@@ -161,9 +156,9 @@ TEST(BandChart, FillsOneBandPerFinitePieceWithThreeLines) {
   spec.high = {1, 1.3, NAN, 1.9, 2.1};
   std::string svg = band_chart_svg(spec);
   EXPECT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(count(svg, "class=\"chart\""), 1);
-  EXPECT_EQ(count(svg, "fill-opacity:0.25"), 2);  // pieces [0, 10] and [30, 40]
-  EXPECT_EQ(count(svg, "<title>50th percentile</title>"), 2);
+  EXPECT_EQ(count_text(svg, "class=\"chart\""), 1);
+  EXPECT_EQ(count_text(svg, "fill-opacity:0.25"), 2);  // pieces [0, 10] and [30, 40]
+  EXPECT_EQ(count_text(svg, "<title>50th percentile</title>"), 2);
   EXPECT_EQ(svg.find("nan"), std::string::npos);
 }
 
@@ -174,8 +169,8 @@ TEST(BarChart, DrawsABarPerFiniteValueAndMarksMissingOnes) {
   spec.series = {{"without BN", {0.80, 0.85, NAN, NAN}, ""}, {"with BN", {0.84, 0.87, 0.88, 0.86}, ""}};
   std::string svg = bar_chart_svg(spec);
   EXPECT_EQ(xml_problem(svg), "");
-  EXPECT_EQ(count(svg, "<rect x="), 6 + 1 + 2);  // 6 bars, the frame, 2 legend boxes
-  EXPECT_EQ(count(svg, "class=\"diverged\""), 2);
+  EXPECT_EQ(count_text(svg, "<rect x="), 6 + 1 + 2);  // 6 bars, the frame, 2 legend boxes
+  EXPECT_EQ(count_text(svg, "class=\"diverged\""), 2);
   EXPECT_NE(svg.find(">0.88<"), std::string::npos);  // value above its bar
   EXPECT_EQ(svg.find("nan"), std::string::npos);
 }

@@ -11,17 +11,12 @@
 #include <sstream>
 
 #include "bnlab/lab/chart.hpp"
+#include "count_text.hpp"
 #include "bnlab/lab/report.hpp"
 
 using namespace bnlab::lab;
 
 namespace {
-
-int count(const std::string& text, const std::string& what) {
-  int n = 0;
-  for (size_t pos = text.find(what); pos != std::string::npos; pos = text.find(what, pos + 1)) ++n;
-  return n;
-}
 
 Report sample_report() {
   ChartSpec spec;
@@ -62,10 +57,10 @@ TEST(Report, HtmlIsSelfContainedWithASectionAndVerdictPerExperiment) {
   EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
   EXPECT_EQ(html.find("<script"), std::string::npos);
   // No address but the SVG namespace (which is a name, never fetched).
-  EXPECT_EQ(count(html, "http"), count(html, "http://www.w3.org/2000/svg\""));
+  EXPECT_EQ(count_text(html, "http"), count_text(html, "http://www.w3.org/2000/svg\""));
   EXPECT_EQ(html.find("src="), std::string::npos);
-  EXPECT_EQ(count(html, "<section"), 2);
-  EXPECT_EQ(count(html, "class=\"chart\""), 3);
+  EXPECT_EQ(count_text(html, "<section"), 2);
+  EXPECT_EQ(count_text(html, "class=\"chart\""), 3);
   EXPECT_NE(html.find("v-supported"), std::string::npos);
   EXPECT_NE(html.find("v-not-supported"), std::string::npos);
   EXPECT_NE(html.find("BN converges in fewer steps &amp; &lt;faster&gt;."), std::string::npos);
