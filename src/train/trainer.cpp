@@ -53,6 +53,18 @@ void skip_data_gradient(Net& net) {
   if constexpr (requires { net.compute_grad_input = false; }) net.compute_grad_input = false;
 }
 
+// Gives images the shape (batch, example...) without building a Shape (a heap
+// allocation) when it already has it: every step but the short last one.
+void fit_batch(Tensor& images, int64_t batch, const Shape& example) {
+  const Shape& shape = images.shape();
+  if (shape.size() == example.size() + 1 && shape[0] == batch &&
+      std::equal(example.begin(), example.end(), shape.begin() + 1))
+    return;
+  Shape wanted{batch};
+  wanted.insert(wanted.end(), example.begin(), example.end());
+  images.resize(wanted);  // keeps the storage (and values) when it fits
+}
+
 // Every BatchNorm in the network, nested Sequentials included.
 void collect_batch_norms(nn::Sequential& net, std::vector<nn::BatchNorm*>& out) {
   for (auto& child : net.children()) {
@@ -81,9 +93,7 @@ Trainer::Trainer(nn::Sequential& net, const TrainOptions& options)
 StepResult Trainer::step(const float* images, const int32_t* labels, int64_t batch) {
   if (batch <= 0) throw Error("Trainer::step: batch must be > 0, got " + std::to_string(batch));
   if (example_shape_.empty()) example_shape_ = infer_example_shape(net_);
-  Shape input_shape{batch};
-  input_shape.insert(input_shape.end(), example_shape_.begin(), example_shape_.end());
-  batch_images_.resize(input_shape);  // keeps the storage (and values) when it fits
+  fit_batch(batch_images_, batch, example_shape_);
   // train_epoch gathers straight into batch_images_; other callers' batches are copied.
   if (images != batch_images_.data())
     std::memcpy(batch_images_.data(), images, sizeof(float) * size_t(batch_images_.numel()));
@@ -118,8 +128,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
   for (int64_t s = 0; s < steps; ++s) {
     const int64_t begin = s * batch;
     const int64_t size = std::min(batch, data.count - begin);
-    Shape input_shape{size, data.channels, data.rows, data.cols};
-    batch_images_.resize(input_shape);
+    fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
     StepResult r;
     try {
