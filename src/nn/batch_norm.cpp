@@ -5,6 +5,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "core/parallel.hpp"
+#include "nn/init.hpp"
 #include "nn/python_repr.hpp"
 
 namespace bnlab::nn {
@@ -43,7 +44,7 @@ BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<d
 
 // (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels first.
 BatchNormShape BatchNorm::kernel_shape(const Shape& input) const {
-  output_shape(input);
+  if (input != checked_input_shape_) output_shape(input);  // throws on a bad shape
   BatchNormShape shape;
   shape.n = input[0];
   shape.c = input[1];
@@ -79,6 +80,7 @@ Shape BatchNorm::output_shape(const Shape& input) const {
  *   y = act((x - running_mean) / sqrt(running_var + eps) * w + b). */
 const Tensor& BatchNorm::forward(const Tensor& input) {
   const BatchNormShape shape = kernel_shape(input.shape());
+  checked_input_shape_ = input.shape();
   input_ = &input;
   output_.resize(input.shape());
   const float* w = affine ? weight.value.data() : nullptr;
@@ -116,7 +118,7 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_->shape()));
   const BatchNormShape shape = kernel_shape(input_->shape());
-  grad_input_.resize(compute_grad_input ? input_->shape() : Shape{0});
+  grad_input_.resize(compute_grad_input ? input_->shape() : kNoGradInputShape);
   float* dx_out = compute_grad_input ? grad_input_.data() : nullptr;
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   float* dweight = affine ? batch_grad_weight_.data() : nullptr;

@@ -170,10 +170,12 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
  *   y[i, o, oh, ow] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] x[i, c, oh*s - p + kh, ow*s - p + kw]
  * (x read as 0 outside the image), Ho = (H + 2p - k) / s + 1. One oneDNN call. */
 const Tensor& Conv2d::forward(const Tensor& input) {
-  const Shape out_shape = output_shape(input.shape());
+  if (input.shape() != checked_input_shape_) {
+    output_.resize(output_shape(input.shape()));
+    checked_input_shape_ = input.shape();
+  }
   Primitives& p = primitives_for(input.shape());
   input_ = &input;
-  output_.resize(out_shape);
   p.src.set_data_handle(const_cast<float*>(input.data()));
   p.weights.set_data_handle(weight.value.data());
   p.dst.set_data_handle(output_.data());
@@ -190,10 +192,9 @@ const Tensor& Conv2d::forward(const Tensor& input) {
  * oneDNN writes this batch's dW and db; they are then added into the grads. */
 const Tensor& Conv2d::backward(const Tensor& grad_output) {
   if (input_ == nullptr) throw Error(repr() + ": backward called before forward");
-  const Shape out_shape = output_shape(input_->shape());
-  if (grad_output.shape() != out_shape)
+  if (grad_output.shape() != output_.shape())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
-                " does not match the output " + shape_string(out_shape));
+                " does not match the output " + shape_string(output_.shape()));
   Primitives& p = primitives_for(input_->shape());
   grad_weight_.resize(weight.value.shape());
   p.diff_dst.set_data_handle(const_cast<float*>(grad_output.data()));
@@ -203,12 +204,12 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
     p.diff_src.set_data_handle(grad_input_.data());
     p.backward_data.execute(p.stream, p.data_args);
   } else {
-    grad_input_.resize({0});
+    grad_input_.resize(kNoGradInputShape);
   }
   p.src.set_data_handle(const_cast<float*>(input_->data()));
   p.diff_weights.set_data_handle(grad_weight_.data());
   if (bias) {
-    grad_bias_.resize({out_channels});
+    grad_bias_.resize(bias->value.shape());
     p.diff_bias.set_data_handle(grad_bias_.data());
   }
   p.backward_weights.execute(p.stream, p.weights_args);

@@ -17,14 +17,16 @@ Shape Flatten::output_shape(const Shape& input) const {
 
 // A copy (one pass) rather than a view: a module's output is a tensor it owns.
 const Tensor& Flatten::forward(const Tensor& input) {
-  output_.resize(output_shape(input.shape()));
-  input_shape_ = input.shape();
+  if (input.shape() != input_shape_) {
+    output_.resize(output_shape(input.shape()));
+    input_shape_ = input.shape();
+  }
   std::memcpy(output_.data(), input.data(), sizeof(float) * static_cast<size_t>(input.numel()));
   return output_;
 }
 
 const Tensor& Flatten::backward(const Tensor& grad_output) {
-  if (grad_output.numel() != shape_numel(input_shape_))
+  if (grad_output.numel() != output_.numel())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_shape_));
   grad_input_.resize(input_shape_);

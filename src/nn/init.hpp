@@ -16,6 +16,9 @@ inline void fill_uniform_fan_in(Tensor& tensor, int64_t fan_in, Generator& gen) 
   for (int64_t i = 0; i < tensor.numel(); ++i) tensor[i] = gen.uniform(-bound, bound);
 }
 
+// The shape of a skipped input gradient (compute_grad_input = false), built once.
+inline const Shape kNoGradInputShape{0};
+
 // Elementwise loops split into chunks of this many floats across threads.
 constexpr int64_t kElementwiseChunk = 1 << 14;
 

@@ -66,10 +66,12 @@ Shape Linear::output_shape(const Shape& input) const {
  *   y[i, :] += b       one pass over y
  * Keeps a pointer to x for the backward. */
 const Tensor& Linear::forward(const Tensor& input) {
-  const Shape out_shape = output_shape(input.shape());
+  if (input.shape() != checked_input_shape_) {
+    output_.resize(output_shape(input.shape()));
+    checked_input_shape_ = input.shape();
+  }
   const int64_t n = input.size(0);
   input_ = &input;
-  output_.resize(out_shape);
   sgemm(false, true, n, out_features, in_features, 1.0f, input.data(), in_features,
         weight.value.data(), in_features, 0.0f, output_.data(), out_features);
   if (bias) {
@@ -90,15 +92,15 @@ const Tensor& Linear::forward(const Tensor& input) {
 const Tensor& Linear::backward(const Tensor& grad_output) {
   if (input_ == nullptr) throw Error("Linear: backward called before forward");
   const int64_t n = input_->size(0);
-  if (grad_output.shape() != Shape{n, out_features})
+  if (grad_output.shape() != output_.shape())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
-                " does not match the output " + shape_string({n, out_features}));
+                " does not match the output " + shape_string(output_.shape()));
   if (compute_grad_input) {
     grad_input_.resize(input_->shape());
     sgemm(false, false, n, in_features, out_features, 1.0f, grad_output.data(), out_features,
           weight.value.data(), in_features, 0.0f, grad_input_.data(), in_features);
   } else {
-    grad_input_.resize({0});
+    grad_input_.resize(kNoGradInputShape);
   }
   sgemm(true, false, out_features, in_features, n, 1.0f, grad_output.data(), out_features,
         input_->data(), in_features, 1.0f, weight.grad.data(), in_features);

@@ -36,14 +36,16 @@ Shape MaxPool2d::output_shape(const Shape& input) const {
  * argmax (the index in the input plane of the winner) is kept for backward.
  * One task per (i, c) plane. */
 const Tensor& MaxPool2d::forward(const Tensor& input) {
-  const Shape out_shape = output_shape(input.shape());
-  input_shape_ = input.shape();
-  output_.resize(out_shape);
-  const int64_t planes = out_shape[0] * out_shape[1];
+  if (input.shape() != input_shape_) {
+    const Shape out_shape = output_shape(input.shape());
+    if (input.size(2) * input.size(3) > std::numeric_limits<int32_t>::max())
+      throw Error(repr() + ": input plane " + shape_string(input.shape()) + " is too large");
+    output_.resize(out_shape);
+    input_shape_ = input.shape();
+  }
+  const int64_t planes = output_.size(0) * output_.size(1);
   const int64_t h = input_shape_[2], w = input_shape_[3];
-  if (h * w > std::numeric_limits<int32_t>::max())
-    throw Error(repr() + ": input plane " + shape_string(input_shape_) + " is too large");
-  const int64_t out_h = out_shape[2], out_w = out_shape[3];
+  const int64_t out_h = output_.size(2), out_w = output_.size(3);
   argmax_.resize(static_cast<size_t>(output_.numel()));
   const float* x = input.data();
   float* y = output_.data();

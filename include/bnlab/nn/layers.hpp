@@ -35,6 +35,7 @@ class Linear : public Module {
   bool compute_grad_input = true;
  private:
   const Tensor* input_ = nullptr;
+  Shape checked_input_shape_;  // the last input shape validated (no Shape built per step)
   Tensor output_, grad_input_;
 };
 
@@ -61,6 +62,7 @@ class Conv2d : public Module {
   Primitives& primitives_for(const Shape& input);
   std::unique_ptr<Primitives> primitives_;
   const Tensor* input_ = nullptr;
+  Shape checked_input_shape_;  // as Linear's
   // grad_weight_/grad_bias_: this batch's gradients, added into the Parameters' grads.
   Tensor output_, grad_input_, grad_weight_, grad_bias_, scratchpad_;
 };
@@ -97,6 +99,7 @@ class BatchNorm : public Module {
   bool last_batch_non_finite = false;
  private:
   const Tensor* input_ = nullptr;
+  Shape checked_input_shape_;  // as Linear's
   bool used_batch_stats_ = true;
   Tensor output_, grad_input_, save_mean_, save_invstd_;
   // The kernel writes this batch's dweight/dbias here; backward adds them into the grads.
