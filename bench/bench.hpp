@@ -87,6 +87,7 @@ double effective_gbs(int passes, int64_t bytes, double ms);
 struct Bandwidth {
   double copy_gbs = 0;  // memcpy, counting read + write: 2 * bytes / time
   double read_gbs = 0;  // a sum over the buffer: bytes / time
+  double copy_gbs_best = 0, read_gbs_best = 0;  // the same from the fastest run
   int64_t buffer_bytes = 0;
   int reps = 0;
 };

@@ -146,6 +146,8 @@ Bandwidth measure_bandwidth(int64_t bytes, int threads, int reps) {
   bw.reps = static_cast<int>(copy_s.size());
   bw.copy_gbs = 2.0 * bw.buffer_bytes / median(copy_s) / 1e9;
   bw.read_gbs = bw.buffer_bytes / median(read_s) / 1e9;
+  bw.copy_gbs_best = 2.0 * bw.buffer_bytes / *std::min_element(copy_s.begin(), copy_s.end()) / 1e9;
+  bw.read_gbs_best = bw.buffer_bytes / *std::min_element(read_s.begin(), read_s.end()) / 1e9;
   return bw;
 }
 

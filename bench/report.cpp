@@ -110,6 +110,8 @@ std::string report_json(const Report& report) {
   j["bnlab_kernel_variant"] = report.kernel_variant;
   j["bandwidth"] = {{"copy_gbs", report.bandwidth.copy_gbs},
                     {"read_gbs", report.bandwidth.read_gbs},
+                    {"copy_gbs_best", report.bandwidth.copy_gbs_best},
+                    {"read_gbs_best", report.bandwidth.read_gbs_best},
                     {"buffer_bytes", report.bandwidth.buffer_bytes},
                     {"reps", report.bandwidth.reps}};
   j["peers"] = {{"onednn", status_json(report.onednn)}, {"pytorch", status_json(report.pytorch)}};
