@@ -62,7 +62,12 @@ void train_one_epoch(DemoRun& run, const data::Dataset& train_data, int64_t epoc
   const train::EpochResult r = run.trainer->train_epoch(train_data, epoch, on_step);
   std::snprintf(status, sizeof status, "loss %.4f, %.0f img/s", r.mean_loss,
                 r.seconds > 0 ? double(train_data.count) / r.seconds : 0.0);
-  progress.finish(status);
+  if (Progress::is_terminal()) {
+    // The epoch's row in the table is the record; the bar just goes away.
+    std::fputs("\r\033[K", stderr);
+  } else {
+    progress.finish(status);
+  }
   run.train_loss.push_back(r.mean_loss);
   run.seconds += r.seconds;
 }
