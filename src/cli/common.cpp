@@ -1,6 +1,7 @@
 // Helpers the subcommands share (see common.hpp).
 #include "common.hpp"
 
+#include <cmath>
 #include <cstdio>
 #include <iostream>
 
@@ -73,6 +74,14 @@ void print_json_line(const nlohmann::json& object) {
 std::string percent(double fraction) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f%%", 100.0 * fraction);
+  return text;
+}
+
+std::string loss_text(double loss) {
+  if (std::isnan(loss)) return "nan";
+  if (std::isinf(loss)) return loss > 0 ? "inf" : "-inf";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.4f", loss);
   return text;
 }
 

@@ -57,5 +57,7 @@ void print_json_line(const nlohmann::json& object);
 
 // "85.12%"
 std::string percent(double fraction);
+// "0.4123", or "nan" / "inf" for a diverged run (printf would write "-nan").
+std::string loss_text(double loss);
 
 }  // namespace bnlab::cli

@@ -35,8 +35,8 @@ void run_eval(const EvalCommandOptions& o) {
   std::unique_ptr<nn::Sequential> net = build_network(arch, 0, split.test);
   nn::load_state_dict(*net, file);
   const train::EvalResult test = train::evaluate(*net, split.test, o.batch);
-  std::printf("%s\n  test: accuracy %s  loss %.4f  (%lld images of %s, eval mode)\n",
-              arch.c_str(), percent(test.accuracy).c_str(), test.loss,
+  std::printf("%s\n  test: accuracy %s  loss %s  (%lld images of %s, eval mode)\n",
+              arch.c_str(), percent(test.accuracy).c_str(), loss_text(test.loss).c_str(),
               static_cast<long long>(test.count), o.data.dir.c_str());
   std::fflush(stdout);
   if (o.json) print_json_line({{"test_accuracy", test.accuracy}, {"test_loss", test.loss}});

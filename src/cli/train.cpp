@@ -64,14 +64,16 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     const train::EpochResult r = trainer.train_epoch(split.train, epoch, on_step);
     const int64_t images = std::min(r.steps * options.batch, split.train.count);
     const double rate = r.seconds > 0 ? double(images) / r.seconds : 0.0;
-    std::snprintf(status, sizeof status, "loss %.4f, %.0f img/s", r.mean_loss, rate);
+    std::snprintf(status, sizeof status, "loss %s, %.0f img/s", loss_text(r.mean_loss).c_str(),
+                  rate);
     progress.finish(status);
     train_seconds += r.seconds;
     train_images += images;
     losses.push_back(r.mean_loss);
     diverged = r.diverged;
-    std::printf("epoch %lld/%lld  loss %.4f  train accuracy %s  %.2f s  %.0f img/s%s\n",
-                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs), r.mean_loss,
+    std::printf("epoch %lld/%lld  loss %s  train accuracy %s  %.2f s  %.0f img/s%s\n",
+                static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
+                loss_text(r.mean_loss).c_str(),
                 percent(r.accuracy).c_str(), r.seconds, rate, r.diverged ? "  DIVERGED" : "");
     std::fflush(stdout);
     epochs.push_back({{"epoch", epoch + 1},
@@ -85,8 +87,8 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
                          "smaller --lr)\n");
 
   const train::EvalResult test = train::evaluate(*net, split.test, kEvalBatch);
-  std::printf("test: accuracy %s  loss %.4f  (%lld images, eval mode)\n",
-              percent(test.accuracy).c_str(), test.loss, static_cast<long long>(test.count));
+  std::printf("test: accuracy %s  loss %s  (%lld images, eval mode)\n",
+              percent(test.accuracy).c_str(), loss_text(test.loss).c_str(), static_cast<long long>(test.count));
   if (!o.save.empty()) {
     nn::save_checkpoint(o.save, *net, arch);
     std::printf("saved %s\n", o.save.c_str());

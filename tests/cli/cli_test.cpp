@@ -121,6 +121,20 @@ TEST(Cli, TrainSavesACheckpointThatEvalScoresTheSame) {
   EXPECT_NEAR(scored["test_loss"].get<double>(), trained["test_loss"].get<double>(), 1e-9);
 }
 
+TEST(Cli, ADivergedRunIsReportedNotCrashed) {
+  REQUIRE_DATA();
+  const Finished run =
+      run_bnlab("train --model mlp --lr 1e6 --epochs 3 --limit 640 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  EXPECT_TRUE(result["diverged"].get<bool>());
+  EXPECT_LT(result["train_loss"].size(), 3u);  // stopped early
+  EXPECT_TRUE(result["train_loss"].back().is_null());  // NaN is written as null
+  EXPECT_NE(run.out.find("DIVERGED"), std::string::npos) << run.out;
+  EXPECT_EQ(run.out.find("-nan"), std::string::npos) << run.out;
+  EXPECT_NE(run.err.find("--lr"), std::string::npos) << run.err;
+}
+
 TEST(Cli, EvalOfAFileWithoutArchitectureAsksForArch) {
   REQUIRE_DATA();
   const std::string arch = "Flatten(), Linear(784, 10)";
