@@ -99,7 +99,14 @@ std::string write_loss_chart(const std::vector<DemoRun>& runs, int64_t steps_per
     }
     chart.series.push_back(std::move(series));
   }
-  io::write_file_atomic(path, lab::line_chart_svg(chart));
+  try {
+    io::write_file_atomic(path, lab::line_chart_svg(chart));
+  } catch (const Error& e) {
+    // The numbers above are the result; a folder we cannot write to does not
+    // take them (or the --json line) away.
+    std::fprintf(stderr, "bnlab: warning: %s\n", e.what());
+    return "loss chart: not written (" + path + ": see the warning above)";
+  }
   return "loss chart: " + path;
 #else
   (void)runs;
