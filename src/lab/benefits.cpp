@@ -124,16 +124,17 @@ std::string run_benefits(const BenefitsOptions& options) {
   }
 
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  char subtitle[600];
+  char subtitle[1000];
   std::snprintf(subtitle, sizeof subtitle,
                 "Data: %s, %lld training and %lld test images%s. Seed %llu, %d threads, %s run, "
                 "%.1f minutes. Every experiment trains the same network with and without batch "
-                "normalization on the same batches in the same order.",
+                "normalization on the same batches in the same order. A run's final test "
+                "accuracy is the mean of its last %d evaluations.",
                 data_dir.c_str(), static_cast<long long>(split.train.count),
                 static_cast<long long>(split.test.count),
                 options.quick ? " (a slice, --quick)" : "",
                 static_cast<unsigned long long>(options.seed), num_threads(),
-                options.quick ? "quick" : "full", seconds / 60.0);
+                options.quick ? "quick" : "full", seconds / 60.0, kFinalEvaluations);
   report.subtitle = subtitle;
   report.settings = {{"data_dir", data_dir},
                      {"train_images", split.train.count},

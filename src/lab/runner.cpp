@@ -4,6 +4,7 @@
 // result rather than a crash.
 #include "runner.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -156,7 +157,14 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
     }
   }
   if (!result.diverged) {
-    result.final_test_accuracy = result.test_accuracy.back();
+    // Mean of the last evaluations after step 0 (fewer when the run is short).
+    size_t available = result.test_accuracy.size() - 1;
+    size_t used = std::min<size_t>(kFinalEvaluations, std::max<size_t>(available, 1));
+    double sum = 0;
+    for (size_t i = result.test_accuracy.size() - used; i < result.test_accuracy.size(); ++i)
+      sum += result.test_accuracy[i];
+    result.final_test_accuracy = sum / static_cast<double>(used);
+    result.last_test_accuracy = result.test_accuracy.back();
     if (spec.train_accuracy)
       result.train_accuracy = train::evaluate(*net, train_data, 1000, false).accuracy;
     if (spec.finish) spec.finish(*net, result);

@@ -45,7 +45,10 @@ struct RunResult {
   // Test accuracy at step 0 and every eval_every steps.
   std::vector<int64_t> eval_steps;
   std::vector<double> test_accuracy;
-  double final_test_accuracy = NAN;  // NaN when the run diverged
+  // The mean of the last kFinalEvaluations evaluations (one evaluation moves by a
+  // point or two from step to step); NaN when the run diverged.
+  double final_test_accuracy = NAN;
+  double last_test_accuracy = NAN;   // the last evaluation alone (beside train_accuracy)
   double final_test_loss = NAN;
   double train_accuracy = NAN;       // when asked for
   bool diverged = false;
@@ -55,6 +58,9 @@ struct RunResult {
   double seconds = 0.0;
   nlohmann::json extra = nlohmann::json::object();
 };
+
+// How many of the last evaluations make a run's final test accuracy.
+inline constexpr int kFinalEvaluations = 5;
 
 // The data and settings every experiment shares.
 struct LabContext {

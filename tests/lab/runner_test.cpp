@@ -1,4 +1,5 @@
-// One lab run: the same seed gives the same curves; a run that blows up ends
+// One lab run: the same seed gives the same curves; the final accuracy is
+// the mean of the last evaluations; a run that blows up ends
 // as "diverged" with a non-finite point on its curve, not as an exception;
 // the MLP text has bias=False before each BatchNorm1d.
 #include <gtest/gtest.h>
@@ -62,6 +63,10 @@ TEST(LabRun, SameSeedGivesTheSameCurves) {
     // The task is learnable: the loss falls below log(10) and accuracy beats chance (1/4).
     EXPECT_LT(a.loss.back(), std::log(10.0));
     EXPECT_GT(a.final_test_accuracy, 0.4);
+    // Final = mean of the last evaluations after step 0 (here all 4 of them).
+    double mean = (a.test_accuracy[1] + a.test_accuracy[2] + a.test_accuracy[3] + a.test_accuracy[4]) / 4;
+    EXPECT_NEAR(a.final_test_accuracy, mean, 1e-12);
+    EXPECT_EQ(a.last_test_accuracy, a.test_accuracy.back());
   }
 }
 
