@@ -151,7 +151,8 @@ struct Report {
   std::string kernel_variant;
   std::string command;
   double load_before = -1, load_after = -1;  // load_average() at the start and the end
-  Bandwidth bandwidth;
+  Bandwidth bandwidth;  // the better (by copy GB/s) of the measurements at the start and the end
+  double copy_gbs_start = 0, copy_gbs_end = 0;
   PeerStatus onednn;
   PeerStatus pytorch;
   std::vector<CaseResult> results;
