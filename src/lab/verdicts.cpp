@@ -57,29 +57,28 @@ VerdictResult paired_verdict(const std::vector<Comparison>& comparisons, double 
   else
     result.verdict = Verdict::mixed;
 
-  // The deciding figure: the comparison that moved furthest in the direction
-  // of the verdict (the largest gain when supported, the largest loss when
-  // not, the largest absolute difference when mixed).
-  const Comparison* decisive = nullptr;
-  double best = -INFINITY;
+  // The deciding figures: the largest gain when supported, the largest loss
+  // when not, both when mixed.
+  const Comparison *largest_gain = nullptr, *largest_loss = nullptr;
   for (const auto& c : comparisons) {
     double d = difference(c);
-    double score = result.verdict == Verdict::supported       ? d
-                   : result.verdict == Verdict::not_supported ? -d
-                                                              : std::abs(d);
-    if (score > best || decisive == nullptr) {
-      best = score;
-      decisive = &c;
-    }
+    if (largest_gain == nullptr || d > difference(*largest_gain)) largest_gain = &c;
+    if (largest_loss == nullptr || d < difference(*largest_loss)) largest_loss = &c;
   }
+  auto figure = [&](const Comparison& c) {
+    return c.label + ": " + show(c.with_bn) + " with BN vs " + show(c.without_bn) + " without";
+  };
   char margin_text[32];
   std::snprintf(margin_text, sizeof margin_text, "%g", margin);
   result.reason = "with BN " + measure + " better by >= " + margin_text + " in " +
                   std::to_string(t.wins) + " of " + std::to_string(n) + ", worse in " +
                   std::to_string(t.losses);
-  if (decisive)
-    result.reason += "; e.g. " + decisive->label + ": " + show(decisive->with_bn) + " with BN vs " +
-                     show(decisive->without_bn) + " without";
+  if (result.verdict == Verdict::supported && largest_gain)
+    result.reason += "; e.g. " + figure(*largest_gain);
+  else if (result.verdict == Verdict::not_supported && largest_loss)
+    result.reason += "; e.g. " + figure(*largest_loss);
+  else if (largest_gain && largest_loss)
+    result.reason += "; e.g. " + figure(*largest_gain) + "; but " + figure(*largest_loss);
   result.reason += " (rule: supported when better in at least half and worse in none)";
   return result;
 }

@@ -30,6 +30,10 @@ TEST(PairedVerdict, WinsWithALossIsMixed) {
   VerdictResult v = paired_verdict({{"a", 0.8, 0.9}, {"b", 0.8, 0.9}, {"c", 0.8, 0.7}}, 0.02, "x");
   EXPECT_EQ(v.verdict, Verdict::mixed);
   EXPECT_NE(v.reason.find("worse in 1"), std::string::npos);
+  // Both sides are named: the largest gain and the largest loss.
+  EXPECT_NE(v.reason.find("a: 0.900 with BN vs 0.800 without; but c: 0.700 with BN vs 0.800 without"),
+            std::string::npos)
+      << v.reason;
 }
 
 TEST(PairedVerdict, DivergedRunLosesToAnyNumberAndTwoDivergedTie) {
