@@ -85,7 +85,8 @@ double effective_gbs(int passes, int64_t bytes, double ms);
 
 // Memory bandwidth with `threads` OpenMP threads over buffers of `bytes`.
 struct Bandwidth {
-  double copy_gbs = 0;  // memcpy, counting read + write: 2 * bytes / time
+  double copy_gbs = 0;  // a streaming-store copy, counting read + write: 2 * bytes / time
+  double memcpy_gbs = 0;  // the same through glibc's memcpy
   double read_gbs = 0;  // a sum over the buffer: bytes / time
   double copy_gbs_best = 0, read_gbs_best = 0;  // the same from the fastest run
   int64_t buffer_bytes = 0;

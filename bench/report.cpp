@@ -59,11 +59,12 @@ std::string format_table(const Report& report) {
   const double copy = report.bandwidth.copy_gbs;
   std::snprintf(line, sizeof line,
                 "machine: %s, %d cores online, LLC %.0f MiB; %d threads; bnlab kernels: %s\n"
-                "bandwidth: copy %.1f GB/s (read+write; %.1f at the start, %.1f at the end), read "
-                "%.1f GB/s, %.0f MiB buffers, median of %d\n",
+                "bandwidth: copy %.1f GB/s (read+write; %.1f at the start, %.1f at the end), "
+                "memcpy %.1f GB/s, read %.1f GB/s, %.0f MiB buffers, median of %d\n",
                 report.machine.cpu_model.c_str(), report.machine.cores_online,
                 report.machine.llc_bytes / 1048576.0, report.threads, report.kernel_variant.c_str(),
-                copy, report.copy_gbs_start, report.copy_gbs_end, report.bandwidth.read_gbs, report.bandwidth.buffer_bytes / 1048576.0,
+                copy, report.copy_gbs_start, report.copy_gbs_end, report.bandwidth.memcpy_gbs,
+                report.bandwidth.read_gbs, report.bandwidth.buffer_bytes / 1048576.0,
                 report.bandwidth.reps);
   out += line;
   std::snprintf(line, sizeof line, "load average (1 min): %.2f at the start, %.2f at the end%s\n",
@@ -109,6 +110,7 @@ std::string report_json(const Report& report) {
   j["load_average"] = {{"start", report.load_before}, {"end", report.load_after}};
   j["bnlab_kernel_variant"] = report.kernel_variant;
   j["bandwidth"] = {{"copy_gbs", report.bandwidth.copy_gbs},
+                    {"memcpy_gbs", report.bandwidth.memcpy_gbs},
                     {"read_gbs", report.bandwidth.read_gbs},
                     {"copy_gbs_best", report.bandwidth.copy_gbs_best},
                     {"read_gbs_best", report.bandwidth.read_gbs_best},
