@@ -56,7 +56,7 @@ def main():
     best = args.stat == "min" and "copy_gbs_best" in bw
     copy_gbs = bw["copy_gbs_best"] if best else bw["copy_gbs"]
     read_gbs = bw["read_gbs_best"] if best else bw["read_gbs"]
-    out.append(f"Copy bandwidth: **{copy_gbs:.1f} GB/s** (streaming-store copy of {bw['buffer_bytes'] / 2**20:.0f} MiB, "
+    out.append(f"Copy bandwidth: **{copy_gbs:.1f} GB/s** ({'streaming-store copy' if 'memcpy_gbs' in bw else 'memcpy'} of {bw['buffer_bytes'] / 2**20:.0f} MiB, "
                f"read + write counted, {'fastest' if best else 'median'} of {bw['reps']}"
                + (f"; the better of {bw['copy_gbs_start']:.1f} at the start and {bw['copy_gbs_end']:.1f} "
                   "at the end (medians)" if "copy_gbs_start" in bw else "") + "); "
