@@ -3,7 +3,10 @@
 # packages already present are left alone, so a second run costs seconds.
 #   scripts/setup.sh           what the build, the tests and `bnlab` need
 #   scripts/setup.sh --peers   also PyTorch, numpy and ONNX (Debian's), for the
-#                              benchmark's PyTorch peer and the golden scripts
+#                              benchmark's PyTorch peer and the golden scripts,
+#                              and OpenBLAS: without it Debian's PyTorch runs its
+#                              matrix products on the reference BLAS (about
+#                              1 GFLOP/s), which would make any comparison unfair
 set -euo pipefail
 
 packages=(
@@ -15,7 +18,7 @@ packages=(
 )
 
 if [ "${1:-}" = "--peers" ]; then
-  packages+=(python3-torch python3-numpy python3-onnx)
+  packages+=(python3-torch python3-numpy python3-onnx libopenblas0-pthread)
 fi
 
 missing=()
