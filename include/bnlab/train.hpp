@@ -56,6 +56,10 @@ class Trainer {
   EpochResult train_epoch(const data::Dataset& data, int64_t epoch,
                           const StepCallback& on_step = nullptr);
   optim::Optimizer& optimizer() { return *optimizer_; }
+  // The shape of one example, e.g. {1, 28, 28}, for step() on a network that
+  // starts with a convolution (train_epoch takes it from the data set; a
+  // network starting with Linear needs nothing).
+  void set_example_shape(const Shape& example) { example_shape_ = example; }
 
  private:
   nn::Sequential& net_;

@@ -41,7 +41,8 @@ Shape infer_example_shape(nn::Sequential& net) {
   }
   throw Error(
       "Trainer::step: the example shape is unknown for a network that does not start with "
-      "Linear; call train_epoch (which takes it from the data set) first");
+      "Linear; call set_example_shape({C, H, W}) or train_epoch (which takes it from the data "
+      "set) first");
 }
 
 // Nobody reads the gradient w.r.t. the data: Sequential then skips the first

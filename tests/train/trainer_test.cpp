@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bnlab/data.hpp"
@@ -124,6 +125,28 @@ TEST(Trainer, SgdStepMatchesFloat64Reference) {
   const Tensor& new_b = linear_of(*net).bias->value;
   for (size_t i = 0; i < b.size(); ++i)
     EXPECT_NEAR(new_b[int64_t(i)], b[i] - 0.5 * grad_b[i], 1e-5) << "bias " << i;
+}
+
+TEST(Trainer, StepOnAConvolutionalNetworkNeedsTheExampleShape) {
+  const data::Dataset d = synthetic_dataset(8, 4);
+  Generator gen(4);
+  nn::Sequential net;
+  net.add(std::make_unique<nn::Conv2d>(1, 2, 3, 1, 1, false, gen));
+  net.add(std::make_unique<nn::BatchNorm>(2, 2));
+  net.add(std::make_unique<nn::ReLU>());
+  net.add(std::make_unique<nn::Flatten>());
+  net.add(std::make_unique<nn::Linear>(2 * kFeatures, kClasses, true, gen));
+  train::Trainer trainer(net, train::TrainOptions{});
+  try {
+    trainer.step(d.images.data(), d.labels.data(), 8);
+    FAIL() << "expected an error asking for the example shape";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("set_example_shape"), std::string::npos) << e.what();
+  }
+  trainer.set_example_shape({1, kRows, kCols});
+  const train::StepResult r = trainer.step(d.images.data(), d.labels.data(), 8);
+  EXPECT_TRUE(std::isfinite(r.loss));
+  EXPECT_GT(r.loss, 0.0);
 }
 
 TEST(Trainer, EvaluateMatchesFloat64ReferenceOverUnevenBatches) {
