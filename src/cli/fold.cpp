@@ -81,7 +81,23 @@ void run_fold(const FoldOptions& o) {
   // The original is timed as the toolkit runs it: BN + ReLU fused.
   net->fuse_batch_norm_relu();
 
-  data::Split split = data::load_split(o.data_dir);
+  data::Split split;
+  try {
+    split = data::load_split(o.data_dir);
+  } catch (const Error& e) {
+    // The folded file is written; only the check needs the data.
+    if (o.json) {
+      std::cout << nlohmann::json{{"folded", folded.folded}, {"kept", folded.kept},
+                                  {"arch", folded.arch}, {"checked", false},
+                                  {"reason", e.what()}}
+                       .dump()
+                << "\n";
+      return;
+    }
+    std::cout << "folded " << folded.folded << " BatchNorm layer(s); wrote " << o.out
+              << "\nnot checked against the original: " << e.what() << "\n";
+    return;
+  }
   const data::Dataset test = data::head(split.test, o.limit);
   const Outputs before = run_eval(*net, test, o.batch);
   const Outputs after = run_eval(*folded.net, test, o.batch);
@@ -98,7 +114,8 @@ void run_fold(const FoldOptions& o) {
                         {"accuracy_before", before.correct / n},
                         {"accuracy_after", after.correct / n},
                         {"seconds_before", before.seconds}, {"seconds_after", after.seconds},
-                        {"speedup", before.seconds / after.seconds}};
+                        {"speedup", before.seconds / after.seconds},
+                        {"checked", true}};
     std::cout << j.dump() << "\n";
     return;
   }

@@ -121,6 +121,30 @@ TEST(Cli, TrainSavesACheckpointThatEvalScoresTheSame) {
   EXPECT_NEAR(scored["test_loss"].get<double>(), trained["test_loss"].get<double>(), 1e-9);
 }
 
+TEST(Cli, FoldRemovesBatchNormAndKeepsTheOutputs) {
+  REQUIRE_DATA();
+  const std::string dir = scratch_dir("fold");
+  const std::string weights = dir + "/mlp-bn.safetensors", folded = dir + "/folded.safetensors";
+  ASSERT_EQ(run_bnlab("train --model mlp-bn --epochs 1 --limit 640 --threads 1 --save '" +
+                      weights + "'").status, 0);
+  const Finished fold = run_bnlab("fold --weights '" + weights + "' --out '" + folded +
+                                  "' --limit 200 --threads 1 --json");
+  ASSERT_EQ(fold.status, 0) << fold.err;
+  const nlohmann::json result = nlohmann::json::parse(fold.last_line());
+  EXPECT_EQ(result["folded"].get<int>(), 2);
+  EXPECT_TRUE(result["checked"].get<bool>());
+  EXPECT_EQ(result["arch"].get<std::string>().find("BatchNorm"), std::string::npos);
+  EXPECT_LT(result["max_abs_diff"].get<double>(),
+            1e-4 * (1.0 + result["max_abs_output"].get<double>()));
+  EXPECT_DOUBLE_EQ(result["accuracy_after"].get<double>(),
+                   result["accuracy_before"].get<double>());
+  // The folded file carries its own architecture: eval needs no --arch.
+  const Finished eval = run_bnlab("eval --weights '" + folded + "' --limit 200 --threads 1 --json");
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.last_line())["test_accuracy"].get<double>(),
+                   result["accuracy_after"].get<double>());
+}
+
 TEST(Cli, ADivergedRunIsReportedNotCrashed) {
   REQUIRE_DATA();
   const Finished run =
