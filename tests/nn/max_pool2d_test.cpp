@@ -73,6 +73,24 @@ TEST(MaxPool2d, TiesGoToTheFirstMaximum) {
   EXPECT_EQ(dx[3], 0.0f);
 }
 
+TEST(MaxPool2d, TheFirstNaNOfAWindowWinsAsInPyTorch) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  // 2x2 windows without padding (the fast path) and 3x3 with padding (the general one).
+  Tensor x({1, 1, 2, 4}, 0.0f);
+  const float values[] = {1, nan, 3, 4, 5, 6, nan, 2};
+  for (int64_t i = 0; i < 8; ++i) x[i] = values[i];
+  MaxPool2d pool(2);
+  const Tensor& y = pool.forward(x);
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_TRUE(std::isnan(y[1]));
+  const Tensor& dx = pool.backward(Tensor({1, 1, 1, 2}, 1.0f));
+  for (int64_t i = 0; i < 8; ++i) EXPECT_EQ(dx[i], (i == 1 || i == 6) ? 1.0f : 0.0f) << i;
+
+  MaxPool2d padded(3, 2, 1);
+  const Tensor& yp = padded.forward(x);
+  EXPECT_TRUE(std::isnan(yp[0]));
+}
+
 TEST(MaxPool2d, OverlappingWindowsAddTheirGradients) {
   MaxPool2d pool(2, 1);
   Tensor x({1, 1, 2, 3}, 0.0f);
