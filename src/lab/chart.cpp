@@ -90,6 +90,20 @@ void open_svg(std::ostringstream& out, int width, int height, const std::string&
       << "fill:#111;text-anchor:middle\">" << escape_xml(title) << "</text>";
 }
 
+// Opens a chart: the svg with its title, the legend, and the plot frame below
+// them (extra_top: more room above the plot, e.g. for bar values).
+Frame open_chart(std::ostringstream& out, int width, int height, const std::string& title,
+                 const std::vector<LegendEntry>& legend, double extra_top = 0) {
+  open_svg(out, width, height, title);
+  write_legend(out, legend, width);
+  Frame f;
+  f.left = kMarginLeft;
+  f.right = width - kMarginRight;
+  f.top = kTitleHeight + 8 + legend_rows(legend, width) * kLegendRow + extra_top;
+  f.bottom = height - kMarginBottom;
+  return f;
+}
+
 // Grid lines, tick labels, frame and axis labels. y_ticks already mapped by
 // the frame (log or linear); x ticks are numbers unless categories are given.
 void write_axes(std::ostringstream& out, const Frame& f, const std::vector<double>& x_ticks,
@@ -274,15 +288,8 @@ std::string line_chart_svg(const ChartSpec& spec) {
     const auto& s = spec.series[i];
     legend.push_back({s.name, s.color.empty() ? default_color(i) : s.color, s.dashed, false});
   }
-  Frame f;
-  f.left = kMarginLeft;
-  f.right = spec.width - kMarginRight;
-  f.top = kTitleHeight + 8 + legend_rows(legend, spec.width) * kLegendRow;
-  f.bottom = spec.height - kMarginBottom;
-
   std::ostringstream out;
-  open_svg(out, spec.width, spec.height, spec.title);
-  write_legend(out, legend, spec.width);
+  Frame f = open_chart(out, spec.width, spec.height, spec.title, legend);
   bool have_x = x_low <= x_high, have_y = y_low <= y_high;
   if (!have_x) {
     x_low = 0;
@@ -387,14 +394,8 @@ std::string band_chart_svg(const BandSpec& spec) {
   }
   std::vector<LegendEntry> legend = {{spec.low_name + " to " + spec.high_name, spec.color, false, true},
                                      {spec.mid_name, spec.color, false, false}};
-  Frame f;
-  f.left = kMarginLeft;
-  f.right = spec.width - kMarginRight;
-  f.top = kTitleHeight + 8 + legend_rows(legend, spec.width) * kLegendRow;
-  f.bottom = spec.height - kMarginBottom;
   std::ostringstream out;
-  open_svg(out, spec.width, spec.height, spec.title);
-  write_legend(out, legend, spec.width);
+  Frame f = open_chart(out, spec.width, spec.height, spec.title, legend);
   bool have = x_low <= x_high;
   if (!have) {
     x_low = 0;
@@ -469,16 +470,10 @@ std::string bar_chart_svg(const BarChartSpec& spec) {
     legend.push_back({spec.series[i].name,
                       spec.series[i].color.empty() ? default_color(i) : spec.series[i].color,
                       false, true});
-  Frame f;
-  f.left = kMarginLeft;
-  f.right = spec.width - kMarginRight;
-  f.top = kTitleHeight + 8 + legend_rows(legend, spec.width) * kLegendRow + 14;  // room for values
-  f.bottom = spec.height - kMarginBottom;
+  std::ostringstream out;
+  Frame f = open_chart(out, spec.width, spec.height, spec.title, legend, 14);  // room for values
   f.x_low = 0;
   f.x_high = std::max<double>(1, static_cast<double>(categories));
-  std::ostringstream out;
-  open_svg(out, spec.width, spec.height, spec.title);
-  write_legend(out, legend, spec.width);
   bool have = v_low <= v_high;
   if (!have) {
     v_low = 0;
