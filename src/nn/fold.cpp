@@ -1,7 +1,6 @@
 #include "bnlab/nn/fold.hpp"
 
 #include <cmath>
-#include <sstream>
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
@@ -10,40 +9,6 @@
 namespace bnlab::nn {
 
 namespace {
-
-std::string number(double v) {
-  std::ostringstream out;
-  out.precision(17);
-  out << v;
-  return out.str();
-}
-
-std::string layer_text(Module& m) {
-  if (auto* l = dynamic_cast<Linear*>(&m))
-    return "Linear(" + std::to_string(l->in_features) + ", " + std::to_string(l->out_features) +
-           (l->bias ? ")" : ", bias=False)");
-  if (auto* c = dynamic_cast<Conv2d*>(&m))
-    return "Conv2d(" + std::to_string(c->in_channels) + ", " + std::to_string(c->out_channels) +
-           ", " + std::to_string(c->kernel_size) + ", stride=" + std::to_string(c->stride) +
-           ", padding=" + std::to_string(c->padding) + (c->bias ? ")" : ", bias=False)");
-  if (auto* b = dynamic_cast<BatchNorm*>(&m))
-    return "BatchNorm" + std::to_string(b->dims) + "d(" + std::to_string(b->num_features) +
-           ", eps=" + number(b->eps) +
-           ", momentum=" + (b->momentum ? number(*b->momentum) : std::string("None")) +
-           ", affine=" + (b->affine ? "True" : "False") +
-           ", track_running_stats=" + (b->track_running_stats ? "True" : "False") + ")";
-  if (dynamic_cast<ReLU*>(&m)) return "ReLU()";
-  if (auto* r = dynamic_cast<LeakyReLU*>(&m))
-    return "LeakyReLU(negative_slope=" + number(r->negative_slope) + ")";
-  if (dynamic_cast<Sigmoid*>(&m)) return "Sigmoid()";
-  if (dynamic_cast<Tanh*>(&m)) return "Tanh()";
-  if (auto* p = dynamic_cast<MaxPool2d*>(&m))
-    return "MaxPool2d(" + std::to_string(p->kernel_size) + ", stride=" + std::to_string(p->stride) +
-           ", padding=" + std::to_string(p->padding) + ")";
-  if (auto* d = dynamic_cast<Dropout*>(&m)) return "Dropout(p=" + number(d->p) + ")";
-  if (dynamic_cast<Flatten*>(&m)) return "Flatten()";
-  throw Error("arch_text: no text form for layer " + m.repr());
-}
 
 // The per-output-channel scale and shift of an eval-mode BatchNorm.
 void bn_affine(const BatchNorm& bn, std::vector<double>& scale, std::vector<double>& shift) {
@@ -75,17 +40,6 @@ void fold_into(const Parameter& weight, const std::optional<Parameter>& bias,
   }
 }
 
-}  // namespace
-
-std::string arch_text(Sequential& net) {
-  std::string text;
-  for (size_t i = 0; i < net.size(); ++i) {
-    if (i > 0) text += ", ";
-    text += layer_text(net[i]);
-  }
-  return text;
-}
-
 // Copies parameters, buffers and the counter of one layer into its twin.
 void copy_state(Module& from, Module& to) {
   auto from_params = from.parameters();
@@ -100,68 +54,65 @@ void copy_state(Module& from, Module& to) {
   }
 }
 
-FoldResult fold_batch_norm(Sequential& net) {
-  // First the plan and the folded text: a Linear or Conv2d followed by a
-  // BatchNorm becomes the same layer with a bias; every other layer stays.
-  struct Step {
-    size_t source;       // layer in net
-    BatchNorm* bn;       // folded into it, or null
-  };
-  std::vector<Step> steps;
+// A fresh layer of the same kind and settings, with m's state: the reprs are
+// PyTorch's notation, which parse_arch reads back.
+ModulePtr copy_layer(Module& m, Generator& gen) {
+  auto parsed = parse_arch(m.repr(), gen);
+  ModulePtr copy = std::move(parsed->children()[0]);
+  copy_state(m, *copy);
+  return copy;
+}
+
+}  // namespace
+
+std::string arch_text(Sequential& net) {
   std::string text;
+  for (size_t i = 0; i < net.size(); ++i) {
+    if (i > 0) text += ", ";
+    text += net[i].repr();
+  }
+  return text;
+}
+
+// A Linear or Conv2d followed by a BatchNorm becomes the same layer with a
+// bias and the folded weights; every other layer is copied as it is.
+FoldResult fold_batch_norm(Sequential& net) {
   FoldResult result;
+  result.net = std::make_unique<Sequential>();
+  Generator unused(0);  // initial weights are all overwritten
+  std::vector<double> scale, shift;
   for (size_t i = 0; i < net.size(); ++i) {
     Module& m = net[i];
     auto* bn = (i + 1 < net.size()) ? dynamic_cast<BatchNorm*>(&net[i + 1]) : nullptr;
     auto* linear = dynamic_cast<Linear*>(&m);
     auto* conv = dynamic_cast<Conv2d*>(&m);
-    if (!text.empty()) text += ", ";
-    if (bn != nullptr && (linear != nullptr || conv != nullptr)) {
-      if (!bn->track_running_stats)
-        throw Error("cannot fold layer " + std::to_string(i + 1) + ", " + bn->repr() +
-                    ": it has no running statistics (track_running_stats=False), so eval mode "
-                    "normalizes with each batch's statistics");
-      if (linear != nullptr)
-        text += "Linear(" + std::to_string(linear->in_features) + ", " +
-                std::to_string(linear->out_features) + ")";
-      else
-        text += "Conv2d(" + std::to_string(conv->in_channels) + ", " +
-                std::to_string(conv->out_channels) + ", " + std::to_string(conv->kernel_size) +
-                ", stride=" + std::to_string(conv->stride) +
-                ", padding=" + std::to_string(conv->padding) + ")";
-      steps.push_back({i, bn});
-      ++result.folded;
-      ++i;  // the BatchNorm is consumed
-    } else {
+    if (bn == nullptr || (linear == nullptr && conv == nullptr)) {
       if (dynamic_cast<BatchNorm*>(&m) != nullptr) ++result.kept;
-      text += layer_text(m);
-      steps.push_back({i, nullptr});
-    }
-  }
-
-  // Then the new network, its folded weights, and every other layer's state.
-  Generator unused(0);  // initial weights are all overwritten
-  result.net = parse_arch(text, unused);
-  std::vector<double> scale, shift;
-  for (size_t k = 0; k < steps.size(); ++k) {
-    Module& source = net[steps[k].source];
-    Module& target = (*result.net)[k];
-    if (steps[k].bn == nullptr) {
-      copy_state(source, target);
+      result.net->add(copy_layer(m, unused));
       continue;
     }
-    bn_affine(*steps[k].bn, scale, shift);
-    if (auto* linear = dynamic_cast<Linear*>(&source)) {
-      auto& folded = dynamic_cast<Linear&>(target);
-      fold_into(linear->weight, linear->bias, scale, shift, folded.weight, *folded.bias);
+    if (!bn->track_running_stats)
+      throw Error("cannot fold layer " + std::to_string(i + 1) + ", " + bn->repr() +
+                  ": it has no running statistics (track_running_stats=False), so eval mode "
+                  "normalizes with each batch's statistics");
+    bn_affine(*bn, scale, shift);
+    if (linear != nullptr) {
+      auto folded = std::make_unique<Linear>(linear->in_features, linear->out_features, true,
+                                             unused);
+      fold_into(linear->weight, linear->bias, scale, shift, folded->weight, *folded->bias);
+      result.net->add(std::move(folded));
     } else {
-      auto& conv = dynamic_cast<Conv2d&>(source);
-      auto& folded = dynamic_cast<Conv2d&>(target);
-      fold_into(conv.weight, conv.bias, scale, shift, folded.weight, *folded.bias);
+      auto folded = std::make_unique<Conv2d>(conv->in_channels, conv->out_channels,
+                                             conv->kernel_size, conv->stride, conv->padding,
+                                             true, unused);
+      fold_into(conv->weight, conv->bias, scale, shift, folded->weight, *folded->bias);
+      result.net->add(std::move(folded));
     }
+    ++result.folded;
+    ++i;  // the BatchNorm is consumed
   }
   result.net->eval();
-  result.arch = text;
+  result.arch = arch_text(*result.net);
   return result;
 }
 

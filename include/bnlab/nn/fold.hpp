@@ -26,7 +26,7 @@ struct FoldResult {
 // (track_running_stats=False normalizes with batch statistics even in eval).
 FoldResult fold_batch_norm(Sequential& net);
 
-// Architecture text for a network, one layer per entry in parse_arch's notation.
+// Architecture text for a network: its layers' PyTorch reprs, which parse_arch reads back.
 std::string arch_text(Sequential& net);
 
 }  // namespace bnlab::nn
