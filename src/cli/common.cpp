@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <iostream>
 
+#include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/state_dict.hpp"
 #include "bnlab/random.hpp"
 #include "bnlab/threading.hpp"
 
@@ -50,6 +52,17 @@ void add_threads_option(CLI::App& command, int& threads) {
 
 void apply_threads(int threads) {
   if (threads > 0) set_num_threads(threads);
+}
+
+std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& path,
+                            const std::string& arch_option) {
+  if (!arch_option.empty()) return arch_option;
+  std::string arch = nn::checkpoint_arch(file);
+  if (arch.empty())
+    throw Error(path + " has no architecture in its metadata (not written by bnlab): pass "
+                "--arch with the network in PyTorch's notation, e.g. --arch \"Flatten(), "
+                "Linear(784, 10)\"");
+  return arch;
 }
 
 Shape example_input_shape(const data::Dataset& d) { return {1, d.channels, d.rows, d.cols}; }

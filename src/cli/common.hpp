@@ -10,6 +10,7 @@
 #include <string>
 
 #include "bnlab/data.hpp"
+#include "bnlab/io.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/train.hpp"
 
@@ -46,6 +47,10 @@ void apply_threads(int threads);
 // shape (the error names the layer) and fuses each BatchNorm + ReLU pair.
 std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
                                               const data::Dataset& example);
+// The architecture of a checkpoint: arch_option when given, else the one the
+// file stores; an error telling the user to pass --arch when it has none.
+std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& path,
+                            const std::string& arch_option);
 // (1, C, H, W) for one example of the data set.
 Shape example_input_shape(const data::Dataset& d);
 

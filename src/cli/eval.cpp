@@ -25,12 +25,7 @@ struct EvalCommandOptions {
 void run_eval(const EvalCommandOptions& o) {
   apply_threads(o.threads);
   const io::SafetensorsFile file = io::read_safetensors(o.weights);
-  std::string arch = o.arch;
-  if (arch.empty()) arch = nn::checkpoint_arch(file);
-  if (arch.empty())
-    throw Error(o.weights + " has no architecture in its metadata (not written by bnlab): pass "
-                "--arch with the network in PyTorch's notation, e.g. --arch \"Flatten(), "
-                "Linear(784, 10)\"");
+  const std::string arch = checkpoint_arch(file, o.weights, o.arch);
   const data::Split split = load_data(o.data, 1, o.data.limit);
   std::unique_ptr<nn::Sequential> net = build_network(arch, 0, split.test);
   nn::load_state_dict(*net, file);

@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <iostream>
-#include <nlohmann/json.hpp>
 
 #include "bnlab/data.hpp"
 #include "bnlab/error.hpp"
@@ -15,18 +14,17 @@
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/state_dict.hpp"
-#include "bnlab/threading.hpp"
+#include "common.hpp"
 
 namespace bnlab::cli {
 
 namespace {
 
 struct FoldOptions {
-  std::string weights, out, arch, data_dir = data::default_data_dir();
-  int64_t limit = 2000;
-  int64_t batch = 256;
-  int threads = 2;
+  std::string weights, out, arch;
+  DataOptions data{data::default_data_dir(), 2000};  // the check's test images
   bool json = false;
+  int threads = 0;
 };
 
 // Eval-mode outputs of the whole set, batch by batch, and the best of three timings.
@@ -67,11 +65,9 @@ Outputs run_eval(nn::Sequential& net, const data::Dataset& d, int64_t batch) {
 }
 
 void run_fold(const FoldOptions& o) {
-  set_num_threads(o.threads);
+  apply_threads(o.threads);
   const io::SafetensorsFile file = io::read_safetensors(o.weights);
-  std::string arch = o.arch.empty() ? nn::checkpoint_arch(file) : o.arch;
-  if (arch.empty())
-    throw Error(o.weights + " has no architecture in its metadata; pass it with --arch \"...\"");
+  const std::string arch = checkpoint_arch(file, o.weights, o.arch);
   Generator gen(0);
   auto net = nn::parse_arch(arch, gen);
   nn::load_state_dict(*net, file);
@@ -83,24 +79,24 @@ void run_fold(const FoldOptions& o) {
 
   data::Split split;
   try {
-    split = data::load_split(o.data_dir);
+    split = load_data(o.data, 1, o.data.limit);
   } catch (const Error& e) {
     // The folded file is written; only the check needs the data.
     if (o.json) {
-      std::cout << nlohmann::json{{"folded", folded.folded}, {"kept", folded.kept},
-                                  {"arch", folded.arch}, {"checked", false},
-                                  {"reason", e.what()}}
-                       .dump()
-                << "\n";
+      print_json_line({{"folded", folded.folded},
+                       {"kept", folded.kept},
+                       {"arch", folded.arch},
+                       {"checked", false},
+                       {"reason", e.what()}});
       return;
     }
     std::cout << "folded " << folded.folded << " BatchNorm layer(s); wrote " << o.out
               << "\nnot checked against the original: " << e.what() << "\n";
     return;
   }
-  const data::Dataset test = data::head(split.test, o.limit);
-  const Outputs before = run_eval(*net, test, o.batch);
-  const Outputs after = run_eval(*folded.net, test, o.batch);
+  const data::Dataset& test = split.test;
+  const Outputs before = run_eval(*net, test, kEvalBatch);
+  const Outputs after = run_eval(*folded.net, test, kEvalBatch);
   double max_diff = 0.0, max_abs = 0.0;
   for (size_t i = 0; i < before.logits.size(); ++i) {
     max_diff = std::max(max_diff, static_cast<double>(std::fabs(before.logits[i] - after.logits[i])));
@@ -108,21 +104,24 @@ void run_fold(const FoldOptions& o) {
   }
   const double n = static_cast<double>(test.count);
   if (o.json) {
-    nlohmann::json j = {{"folded", folded.folded},        {"kept", folded.kept},
-                        {"arch", folded.arch},            {"examples", test.count},
-                        {"max_abs_diff", max_diff},       {"max_abs_output", max_abs},
-                        {"accuracy_before", before.correct / n},
-                        {"accuracy_after", after.correct / n},
-                        {"seconds_before", before.seconds}, {"seconds_after", after.seconds},
-                        {"speedup", before.seconds / after.seconds},
-                        {"checked", true}};
-    std::cout << j.dump() << "\n";
+    print_json_line({{"folded", folded.folded},
+                     {"kept", folded.kept},
+                     {"arch", folded.arch},
+                     {"examples", test.count},
+                     {"max_abs_diff", max_diff},
+                     {"max_abs_output", max_abs},
+                     {"accuracy_before", before.correct / n},
+                     {"accuracy_after", after.correct / n},
+                     {"seconds_before", before.seconds},
+                     {"seconds_after", after.seconds},
+                     {"speedup", before.seconds / after.seconds},
+                     {"checked", true}});
     return;
   }
   std::cout << "folded " << folded.folded << " BatchNorm layer(s) into the layer before them";
   if (folded.kept > 0) std::cout << "; " << folded.kept << " kept (no Linear/Conv2d before them)";
   std::cout << "\n  " << folded.arch << "\n";
-  std::cout << "check on " << test.count << " test images, eval mode, batch " << o.batch << ":\n";
+  std::cout << "check on " << test.count << " test images, eval mode, batch " << kEvalBatch << ":\n";
   std::cout << "  largest output difference  " << max_diff << " (outputs up to " << max_abs
             << ")\n";
   std::cout << "  accuracy  " << before.correct / n << " before, " << after.correct / n
@@ -141,10 +140,9 @@ void add_fold_command(CLI::App& app) {
   cmd->add_option("--weights", o->weights, "checkpoint to fold (safetensors)")->required();
   cmd->add_option("--out", o->out, "where to write the folded checkpoint")->required();
   cmd->add_option("--arch", o->arch, "architecture text, for files that do not carry one");
-  cmd->add_option("--data", o->data_dir, "IDX data set used to check the folded network")
-      ->capture_default_str();
-  cmd->add_option("--limit", o->limit, "test images used for the check")->capture_default_str();
-  cmd->add_option("--threads", o->threads, "threads")->capture_default_str();
+  add_data_options(*cmd, o->data,
+                   "Check on the first N test examples (default 2000; 0: all of them)");
+  add_threads_option(*cmd, o->threads);
   cmd->add_flag("--json", o->json, "print one JSON object with the check's figures");
   cmd->footer(
       "Example:\n  bnlab train --model mlp-bn --epochs 2 --save mlp-bn.safetensors\n"
