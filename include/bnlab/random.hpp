@@ -8,6 +8,10 @@
 
 namespace bnlab {
 
+// One step of splitmix64 (Steele, Lea and Flood 2014): advances state by a
+// fixed odd constant and returns a bijective mix of it.
+uint64_t splitmix64(uint64_t& state);
+
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0);

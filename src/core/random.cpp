@@ -4,17 +4,18 @@
 
 namespace bnlab {
 
-namespace {
-// splitmix64: spreads one seed over the four words of xoshiro's state.
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ULL);
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
 }
+
+namespace {
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 }  // namespace
 
+// splitmix64 spreads one seed over the four words of xoshiro's state.
 Generator::Generator(uint64_t seed) {
   for (uint64_t& word : s_) word = splitmix64(seed);
 }

@@ -9,6 +9,7 @@
 
 #include "bnlab/data.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/random.hpp"
 
 namespace bnlab::data {
 namespace {
@@ -35,18 +36,11 @@ std::string find_idx_file(const std::string& dir, const std::string& name) {
   throw Error(ErrorCode::io, "data file " + plain + "[.gz] not found: " + kInstallHint);
 }
 
-// splitmix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number
-// generators", 2014): the state advances by a fixed odd constant and each
-// output is a bijective mix of the state. Written out so that every machine
-// and every standard library gives the same sequence.
+// splitmix64 (bnlab/random.hpp), written out so that every machine and every
+// standard library gives the same sequence.
 struct SplitMix64 {
   uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
+  uint64_t next() { return splitmix64(state); }
   // Uniform in [0, bound) without modulo bias: outputs below 2^64 mod bound
   // are rejected, so the accepted range is a whole number of copies of bound.
   uint64_t below(uint64_t bound) {
