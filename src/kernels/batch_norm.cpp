@@ -6,7 +6,9 @@
 // Passes over memory (M = n*s values per channel, every pass in memory order):
 //   forward training   3: read x (statistics), read x + write y
 //   forward inference  2: read x + write y
-//   backward           5: read x, dy (sums), read x, dy + write dx
+//   backward           5: read x, dy (sums), read x, dy + write dx; 3 over
+//                         DRAM when walked channel by channel (see
+//                         backward_by_channel), the second read from cache
 // Outputs larger than 16 MiB (x and y together overflow the 32 MiB LLC) are
 // written with streaming stores, which skip reading the output's lines first.
 //
@@ -57,6 +59,25 @@ constexpr int64_t kLastLevelCacheBytes = int64_t{32} << 20;
 
 bool streams(const BatchNormShape& sh) {
   return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+}
+
+// Channels-first backward walks channel by channel, so that the dx pass
+// finds the channel's x and dy in cache where the sums pass left them (3
+// passes over DRAM instead of 5), when: the tensors overflow the LLC (else
+// memory order finds them in the LLC anyway), there are channels enough to
+// share between the threads, and a channel's x and dy slices (n*s floats
+// each) fit the share of cache a thread can count on. Measured on the 2-core
+// Zen 5 machine on the 98 MiB shapes: 8.2 to 9.2 ms against 9.6 to 15.3 ms in
+// memory order (the same forward walk gained nothing clear: its
+// normalize pass is bound by the writes either way).
+constexpr int64_t kByChannelMinChannels = 16;
+constexpr int64_t kByChannelMaxSliceBytes = int64_t{4} << 20;
+
+bool backward_by_channel(const BatchNormShape& sh) {
+  return sh.layout == Layout::channels_first && sh.s >= kSpanMin &&
+         sh.c >= kByChannelMinChannels &&
+         2 * sh.per_channel() * static_cast<int64_t>(sizeof(float)) <= kByChannelMaxSliceBytes &&
+         streams(sh);
 }
 
 std::atomic<const BatchNormLoops*> g_loops{nullptr};
@@ -451,6 +472,29 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
   auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
 
+  if (backward_by_channel(sh)) {
+    // One task per channel: its sums over every sample's span, then dx over
+    // the same spans, which the sums have just brought into L2 (or the LLC).
+    parallel_for(c, 3 * sh.numel(), [&](int64_t j) {
+      double s_dy = 0.0, s_dy_xmu = 0.0;
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const int64_t off = (i * c + j) * sh.s;
+        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), sh.s, save_mean[j], &s_dy,
+                               &s_dy_xmu);
+      }
+      sum_dy[j] = s_dy;
+      sum_dy_xmu[j] = s_dy_xmu;
+      finish_channel(j);
+      if (dx == nullptr) return;
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const int64_t off = (i * c + j) * sh.s;
+        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, sh.s, save_mean[j],
+                                coef[j], coef_b[j], coef_c[j], stream);
+      }
+      if (stream) loops().store_fence();
+    });
+    return;
+  }
   if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
     // Per-channel sums by tasks over units in memory order, merged in task order.
     const SpanPlan plan(sh);

@@ -1,5 +1,5 @@
 // Shapes large enough to take the multi-threaded paths (and, above 16 MiB, the
-// streaming stores), for every kernel variant, against the float64 reference;
+// streaming stores and the channel-by-channel backward), for every kernel variant, against the float64 reference;
 // and determinism: a fixed thread count gives the same bits every run, and 1
 // or 2 threads agree within tolerance.
 // Tolerance: |got - ref| <= 1e-5 * (1 + |ref|); channel sums against
@@ -37,7 +37,8 @@ const LargeCase kLargeCases[] = {
     {"LastStage7x7ChannelsFirst", 64, 512, 49, Layout::channels_first, 0, true},
     // More than 16 MiB (x and y overflow a 32 MiB LLC): streaming stores. Channels-first rows of odd length
     // start at every alignment, so each peels a different head; the rows view
-    // streams only when every row is aligned.
+    // streams only when every row is aligned. The channels-first one (32
+    // channels, 1 MiB of x and dy each) takes the channel-by-channel backward.
     {"StreamedChannelsFirstOddRowsMisaligned", 4, 32, 32771, Layout::channels_first, 1, false},
     {"StreamedChannelsLast", 4, 32, 36864, Layout::channels_last, 0, false},
 };
@@ -84,8 +85,7 @@ const LargeData& large_data(const LargeCase& lc, bool with_references = true) {
   d.relu_y_float = to_float(d.relu_y);
   d.backward =
       reference_backward(d.x, d.dy, sh, d.weight.data(), d.save_mean.data(), d.save_invstd.data());
-  if (lc.every_kernel)
-    d.relu_backward = reference_backward(d.x, d.dy, sh, d.weight.data(), d.save_mean.data(),
+  d.relu_backward = reference_backward(d.x, d.dy, sh, d.weight.data(), d.save_mean.data(),
                                          d.save_invstd.data(), d.relu_y_float.data());
   if (lc.every_kernel)
     d.inference_y = reference_forward_inference(d.x, sh, d.weight.data(), d.bias.data(),
@@ -154,18 +154,32 @@ TEST_P(LargeShapes, MultiThreadedKernelsOfEveryVariantMatchFloat64) {
       EXPECT_TRUE(all_close("running_mean", rm.data(), want_rm, kTolerance));
       EXPECT_TRUE(all_close("running_var", rv.data(), want_rv, kTolerance));
     }
+    // Backward, plain and with the ReLU mask; then the parameter gradients
+    // alone (no dx), which skip the dx pass.
+    const auto check_backward = [&] {
+      for (bool relu : {false, true}) {
+        SCOPED_TRACE(relu ? "relu" : "no activation");
+        const ReferenceBackward& ref = relu ? d.relu_backward : d.backward;
+        OffsetBuffer dx(count, lc.offset), relu_y(d.relu_y_float, lc.offset);
+        std::vector<float> dw(sh.c), db(sh.c);
+        const Activation act = relu ? Activation::relu : Activation::none;
+        batch_norm_backward(x.data, dy.data, sh, d.weight.data(), d.save_mean.data(),
+                            d.save_invstd.data(), dx.data, dw.data(), db.data(), act,
+                            relu ? relu_y.data : nullptr);
+        EXPECT_TRUE(all_close("dx", dx.data, ref.dx, kTolerance));
+        EXPECT_EQ(dx.after(count), -7.0f) << "wrote past dx";
+        EXPECT_TRUE(all_close("dweight", dw.data(), ref.dweight, kTolerance, &ref.dweight_scale));
+        EXPECT_TRUE(all_close("dbias", db.data(), ref.dbias, kTolerance, &ref.dbias_scale));
+        std::vector<float> dw_only(sh.c);
+        batch_norm_backward(x.data, dy.data, sh, d.weight.data(), d.save_mean.data(),
+                            d.save_invstd.data(), nullptr, dw_only.data(), nullptr, act,
+                            relu ? relu_y.data : nullptr);
+        EXPECT_EQ(dw_only, dw) << "dweight without dx differs from dweight with it";
+      }
+    };
     if (!lc.every_kernel) {
-      // The training forward above and the plain backward cover the streamed paths.
-      OffsetBuffer dx(count, lc.offset);
-      std::vector<float> dw(sh.c), db(sh.c);
-      batch_norm_backward(x.data, dy.data, sh, d.weight.data(), d.save_mean.data(),
-                          d.save_invstd.data(), dx.data, dw.data(), db.data());
-      EXPECT_TRUE(all_close("dx", dx.data, d.backward.dx, kTolerance));
-      EXPECT_EQ(dx.after(count), -7.0f) << "wrote past dx";
-      EXPECT_TRUE(all_close("dweight", dw.data(), d.backward.dweight, kTolerance,
-                            &d.backward.dweight_scale));
-      EXPECT_TRUE(
-          all_close("dbias", db.data(), d.backward.dbias, kTolerance, &d.backward.dbias_scale));
+      // The training forward above and the backward cover the streamed paths.
+      check_backward();
       continue;
     }
     // Forward training with fused ReLU, y aliasing x.
@@ -184,20 +198,7 @@ TEST_P(LargeShapes, MultiThreadedKernelsOfEveryVariantMatchFloat64) {
       EXPECT_TRUE(all_close("inference y", y.data, d.inference_y, kTolerance));
       EXPECT_EQ(y.after(count), -7.0f) << "wrote past y";
     }
-    // Backward, plain and with the ReLU mask.
-    for (bool relu : {false, true}) {
-      SCOPED_TRACE(relu ? "relu" : "no activation");
-      const ReferenceBackward& ref = relu ? d.relu_backward : d.backward;
-      OffsetBuffer dx(count, lc.offset), relu_y(d.relu_y_float, lc.offset);
-      std::vector<float> dw(sh.c), db(sh.c);
-      batch_norm_backward(x.data, dy.data, sh, d.weight.data(), d.save_mean.data(),
-                          d.save_invstd.data(), dx.data, dw.data(), db.data(),
-                          relu ? Activation::relu : Activation::none, relu ? relu_y.data : nullptr);
-      EXPECT_TRUE(all_close("dx", dx.data, ref.dx, kTolerance));
-      EXPECT_EQ(dx.after(count), -7.0f) << "wrote past dx";
-      EXPECT_TRUE(all_close("dweight", dw.data(), ref.dweight, kTolerance, &ref.dweight_scale));
-      EXPECT_TRUE(all_close("dbias", db.data(), ref.dbias, kTolerance, &ref.dbias_scale));
-    }
+    check_backward();
   }
 }
 
@@ -275,7 +276,7 @@ TEST_P(Determinism, FixedThreadCountGivesIdenticalBitsAndOneOrTwoThreadsAgree) {
 
 INSTANTIATE_TEST_SUITE_P(LargeShapes, Determinism,
                          ::testing::Values(kLargeCases[0], kLargeCases[1], kLargeCases[2],
-                                           kLargeCases[3]),
+                                           kLargeCases[3], kLargeCases[6]),
                          [](const ::testing::TestParamInfo<LargeCase>& info) {
                            return std::string(info.param.name);
                          });
