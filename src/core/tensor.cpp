@@ -1,5 +1,8 @@
 #include "bnlab/tensor.hpp"
 
+#include <bit>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "bnlab/error.hpp"
@@ -56,6 +59,13 @@ void Tensor::reshape(const Shape& shape) {
 }
 
 void Tensor::fill(float value) {
+  // +0.0f is all zero bits: glibc's memset picks the CPU's widest stores at run
+  // time (the portable build's loop gets 16-byte ones); zero_grad lands here
+  // every step.
+  if (std::bit_cast<uint32_t>(value) == 0) {
+    if (numel_ > 0) std::memset(data_.data(), 0, static_cast<size_t>(numel_) * sizeof(float));
+    return;
+  }
   for (int64_t i = 0; i < numel_; ++i) data_[static_cast<size_t>(i)] = value;
 }
 
