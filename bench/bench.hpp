@@ -21,7 +21,10 @@ namespace bnlab::bench {
 //   train_forward_relu  3: the same, ReLU applied in the writing pass
 //   inference_forward   2: read x + write y
 //   backward            5: read x, dy for the sums, read x, dy + write dx
-enum class Op { train_forward, train_forward_relu, inference_forward, backward };
+//   forward_backward    8: a training step's batch norm, train_forward then
+//                          backward (PyTorch: through autograd, as a user's
+//                          loss.backward() runs it; the 203 ms row)
+enum class Op { train_forward, train_forward_relu, inference_forward, backward, forward_backward };
 
 const char* op_name(Op op);
 int op_passes(Op op);

@@ -7,7 +7,8 @@ python3-torch) and one argument, a JSON object:
      "budget_s": 0.3,
      "cases": [{"id": "32x64x56x56/channels_last/backward", "dims": [32, 64, 56, 56],
                 "layout": "channels_first" | "channels_last" | "nc",
-                "op": "train_forward" | "train_forward_relu" | "inference_forward" | "backward"}]}
+                "op": "train_forward" | "train_forward_relu" | "inference_forward" | "backward"
+                      | "forward_backward"}]}
 and reads one JSON object from stdout:
     {"torch_version": "1.13.0", "threads": 2,
      "results": [{"id": ..., "median_ms": ..., "min_ms": ..., "reps": ...}]}
@@ -19,6 +20,9 @@ What is timed, per op (fp32, torch.no_grad, the same timing policy as bnlab's):
     inference_forward   F.batch_norm(... training=False)
     backward            torch.ops.aten.native_batch_norm_backward with the saved mean and invstd
                         of a native_batch_norm on the same x (the kernel autograd calls)
+    forward_backward    y = F.batch_norm(x, ... training=True) with x, weight and bias requiring
+                        grad, then y.backward(dy): a training step's batch norm through autograd,
+                        as a user's loss.backward() runs it (gradients reset to None each call)
 channels_last uses torch.channels_last (4-D) or torch.channels_last_3d (5-D);
 channels_first and nc are contiguous tensors.
 
@@ -98,6 +102,16 @@ def run_case(torch, case, tensors, policy):
         fn = lambda: torch.ops.aten.native_batch_norm_backward(
             dy, x, weight, running_mean, running_var, save_mean, save_invstd, True, eps,
             [True, True, True])
+    elif op == "forward_backward":
+        leaves = [t.detach().requires_grad_(True) for t in (x, weight, bias)]
+
+        def fn():
+            for t in leaves:
+                t.grad = None
+            with torch.enable_grad():
+                y = F.batch_norm(leaves[0], running_mean, running_var, leaves[1], leaves[2], True,
+                                 0.1, eps)
+                y.backward(dy)
     else:
         raise ValueError(f"unknown op {op!r}")
     return time_calls(fn, policy)

@@ -90,7 +90,8 @@ def main():
                 why.append(f"slower than {name} ({ratio[key]:.2f}x)")
         pt = ratio["pytorch"]
         if (pt is not None and r["layout"] == "channels_first"
-                and r["op"] in ("train_forward", "backward") and pt < GOAL_PYTORCH_CF):
+                and r["op"] in ("train_forward", "backward", "forward_backward")
+                and pt < GOAL_PYTORCH_CF):
             why.append(f"{pt:.2f}x PyTorch (goal {GOAL_PYTORCH_CF:.0f}x on channels-first)")
         if why:
             misses.append(f"- {r['id']}: " + "; ".join(why))

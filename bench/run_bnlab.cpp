@@ -70,6 +70,11 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
                           b.save_invstd.data(), b.out_bnlab.data(), b.dweight.data(),
                           b.dbias.data());
       break;
+    case Op::forward_backward:
+      // y, then dx over it: the same bytes move as with two buffers.
+      call_bnlab({the_case.dims, the_case.layout, Op::train_forward}, shape, b);
+      call_bnlab({the_case.dims, the_case.layout, Op::backward}, shape, b);
+      break;
   }
 }
 
@@ -93,7 +98,7 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
       allocated_dims = the_case.dims;
     }
     const BatchNormShape shape = the_case.batch_norm_shape();
-    if (the_case.op == Op::backward) {
+    if (the_case.op == Op::backward || the_case.op == Op::forward_backward) {
       // Backward reads the saved statistics of a forward on the same x.
       Case forward = the_case;
       forward.op = Op::train_forward;

@@ -5,6 +5,7 @@
 //                      (+ fuse_norm_relu, with its workspace, for the ReLU case)
 //   inference forward: prop_kind::forward_inference, use_global_stats | use_scale | use_shift
 //   backward:          prop_kind::backward, use_scale | use_shift (dx, dscale, dshift)
+//   forward + backward: the training forward, then the backward on its statistics
 // Formats: nchw / nhwc (4-D), ncdhw / ndhwc (5-D), nc (2-D). oneDNN takes the
 // variance, not 1/sqrt(var + eps): its own training forward supplies mean and
 // variance to its backward, as a framework using it would. oneDNN 2.6's backward
@@ -105,7 +106,8 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
           {DNNL_ARG_MEAN, running_mean}, {DNNL_ARG_VARIANCE, running_var}};
       return time_calls([&] { inference.execute(stream, args), stream.wait(); }, policy);
     }
-    case Op::backward: {
+    case Op::backward:
+    case Op::forward_backward: {
       // The statistics of x, from oneDNN's own forward (untimed).
       train.execute(stream, train_args);
       stream.wait();
@@ -118,7 +120,15 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
           {DNNL_ARG_SCALE, scale},       {DNNL_ARG_SHIFT, shift},
           {DNNL_ARG_DIFF_SRC, out},
           {DNNL_ARG_DIFF_SCALE, diff_scale}, {DNNL_ARG_DIFF_SHIFT, diff_shift}};
-      return time_calls([&] { backward.execute(stream, args), stream.wait(); }, policy);
+      if (the_case.op == Op::backward)
+        return time_calls([&] { backward.execute(stream, args), stream.wait(); }, policy);
+      return time_calls(
+          [&] {
+            train.execute(stream, train_args);
+            backward.execute(stream, args);
+            stream.wait();
+          },
+          policy);
     }
   }
   throw Error("oneDNN peer: unknown op in case " + the_case.id());

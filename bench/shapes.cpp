@@ -12,6 +12,7 @@ const char* op_name(Op op) {
     case Op::train_forward_relu: return "train_forward_relu";
     case Op::inference_forward: return "inference_forward";
     case Op::backward: return "backward";
+    case Op::forward_backward: return "forward_backward";
   }
   return "?";
 }
@@ -22,6 +23,7 @@ int op_passes(Op op) {
     case Op::train_forward_relu: return 3;
     case Op::inference_forward: return 2;
     case Op::backward: return 5;
+    case Op::forward_backward: return 8;
   }
   return 0;
 }
@@ -71,7 +73,9 @@ std::vector<ShapeEntry> shape_table(bool quick) {
   if (quick) {
     // Small enough for a sanitizer build in CI; every path of the program runs once.
     return {
-        {{4, 8, 16, 16}, both, {train_forward, train_forward_relu, inference_forward, backward}},
+        {{4, 8, 16, 16},
+         both,
+         {train_forward, train_forward_relu, inference_forward, backward, forward_backward}},
         {{16, 32}, {nc}, three},
         {{2, 4, 4, 8, 8}, both, three},
     };
@@ -79,7 +83,9 @@ std::vector<ShapeEntry> shape_table(bool quick) {
   return {
       // ResNet-50 layers: conv2_x at 56x56 (64 and 256 channels) and the stem at 112x112.
       {{32, 64, 56, 56}, both, three},
-      {{32, 256, 56, 56}, both, {train_forward, train_forward_relu, inference_forward, backward}},
+      {{32, 256, 56, 56},
+       both,
+       {train_forward, train_forward_relu, inference_forward, backward, forward_backward}},
       {{32, 64, 112, 112}, both, three},
       // BatchNorm1d after a Linear layer (s = 1).
       {{256, 1024}, {nc}, three},

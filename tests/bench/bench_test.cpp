@@ -68,6 +68,9 @@ TEST(BenchShapes, FullTableHoldsTheIssueShapesInBothLayouts) {
         EXPECT_TRUE(has(std::string(dims) + "/" + layout + "/" + op)) << dims << " " << layout;
   for (const char* dims : {"256x1024", "64x512"}) EXPECT_TRUE(has(std::string(dims) + "/nc/backward"));
   EXPECT_TRUE(has("32x256x56x56/channels_last/train_forward_relu"));
+  // The issue's "forward + backward" row.
+  for (const char* layout : {"channels_first", "channels_last"})
+    EXPECT_TRUE(has(std::string("32x256x56x56/") + layout + "/forward_backward")) << layout;
 }
 
 TEST(BenchShapes, OnlyKeepsCasesWhoseIdContainsTheText) {
@@ -90,6 +93,8 @@ TEST(BenchShapes, CaseMapsDimsToBatchNormShape) {
   EXPECT_EQ(op_passes(Op::train_forward), 3);
   EXPECT_EQ(op_passes(Op::inference_forward), 2);
   EXPECT_EQ(op_passes(Op::backward), 5);
+  EXPECT_EQ(op_passes(Op::forward_backward), 8);
+  EXPECT_STREQ(op_name(Op::forward_backward), "forward_backward");
 }
 
 Report sample_report() {
