@@ -8,6 +8,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "core/parallel.hpp"
+#include "kernels/max_pool2d.hpp"
 
 namespace bnlab::nn {
 
@@ -51,30 +52,15 @@ const Tensor& MaxPool2d::forward(const Tensor& input) {
   float* y = output_.data();
   int32_t* argmax = argmax_.data();
   if (kernel_size == 2 && stride == 2 && padding == 0) {
-    // The common 2x2 window without padding: four candidates in row order,
-    // the same first-maximum and first-NaN rule as the general loop below.
+    // The common 2x2 window without padding: the vector row loop of
+    // src/kernels/max_pool2d.cpp, the same first-maximum and first-NaN rule.
     parallel_for(planes, input.numel(), [&](int64_t plane) {
       const float* src = x + plane * h * w;
-      float* dst = y + plane * out_h * out_w;
-      int32_t* arg = argmax + plane * out_h * out_w;
       for (int64_t oh = 0; oh < out_h; ++oh) {
-        const float* row0 = src + 2 * oh * w;
-        const float* row1 = row0 + w;
-        for (int64_t ow = 0; ow < out_w; ++ow) {
-          const int64_t i0 = 2 * oh * w + 2 * ow;
-          const float candidates[4] = {row0[2 * ow], row0[2 * ow + 1], row1[2 * ow],
-                                       row1[2 * ow + 1]};
-          const int64_t offsets[4] = {0, 1, w, w + 1};
-          float best = candidates[0];
-          int64_t best_k = 0;
-          for (int k = 1; k < 4 && !std::isnan(best); ++k)
-            if (candidates[k] > best || std::isnan(candidates[k])) {
-              best = candidates[k];
-              best_k = k;
-            }
-          dst[oh * out_w + ow] = best;
-          arg[oh * out_w + ow] = static_cast<int32_t>(i0 + offsets[best_k]);
-        }
+        const int64_t out = plane * out_h * out_w + oh * out_w;
+        kernels::max_pool_2x2_row(src + 2 * oh * w, src + (2 * oh + 1) * w, out_w,
+                                  static_cast<int32_t>(2 * oh * w), static_cast<int32_t>(w),
+                                  y + out, argmax + out);
       }
     });
     return output_;
