@@ -1,6 +1,9 @@
 // Conv2d: 2-D convolution, NCHW, square kernel, through oneDNN's convolution
-// primitives on plain NCHW memory (the BN kernels and every other module read
-// NCHW, so no reorders).
+// primitives. The module's tensors are plain NCHW (the BN kernels and every
+// other module read NCHW); inside, a layer whose channel counts are both
+// multiples of 16 lets oneDNN pick its layouts (nChw16c data, blocked
+// weights: the jit:avx512_core kernels) with reorders on each side, and the
+// others run on plain NCHW (oneDNN's x64:gemm:jit).
 //
 // Why oneDNN's primitive rather than im2col + sgemm: measured on this 2-core
 // machine (N = 64, 3x3, padding 1, the cnn preset's layers; one thread, while
@@ -8,12 +11,12 @@
 // file (batched im2col, one dnnl_sgemm, col2im; in git history) took, forward /
 // backward, 4.9 / 11.0 ms for 1->32 at 28x28 and 16.9 / 30.7 ms for 32->64 at
 // 14x14; oneDNN's primitive on plain NCHW (it picks x64:gemm:jit) 1.4 / 4.6 ms
-// and 12.6 / 20.7 ms. Blocked layouts (format any, oneDNN picks nChw16c and
-// jit:avx512_core) need reorders on each side since BatchNorm and the other
-// modules read NCHW; reorders included, one thread, best of 7: 32->64 at 14x14
-// forward / backward 5.9 / 12.3 ms against 9.2 / 19.0 ms plain, but 1->32 at
-// 28x28 0.72 / 7.8 ms against 0.83 / 3.0 ms plain. Plain NCHW stays (simpler,
-// no layout state); a per-layer choice is the next step if CNN speed matters.
+// and 12.6 / 20.7 ms.
+// Why the per-layer choice: blocked layouts with the reorders included, one
+// thread, best of 7: 32->64 at 14x14 forward / backward 5.9 / 12.3 ms against
+// 9.2 / 19.0 ms plain, but 1->32 at 28x28 0.72 / 7.8 ms against 0.83 / 3.0 ms
+// plain. The rule is by shape alone (never timed at run time), so a layer
+// computes the same bits in every run.
 #include <algorithm>
 #include <unordered_map>
 
@@ -61,6 +64,44 @@ Shape Conv2d::output_shape(const Shape& input) const {
   return {input[0], out_channels, h / stride + 1, w / stride + 1};
 }
 
+namespace {
+
+// One primitive argument: the module's plain memory and the memory in the
+// primitive's chosen format, with the reorder between them when they differ.
+struct Staged {
+  dnnl::memory plain, inner;
+  dnnl::reorder reorder;  // plain -> inner for inputs, inner -> plain for outputs
+  bool reorders = false;
+
+  Staged() = default;
+  // chosen: the primitive's desc for this argument; input: whether the
+  // primitive reads it (else writes it).
+  Staged(const dnnl::memory& plain_memory, const dnnl::memory::desc& chosen, bool input,
+         const dnnl::engine& engine)
+      : plain(plain_memory), inner(plain_memory) {
+    if (chosen == plain_memory.get_desc()) return;
+    inner = dnnl::memory(chosen, engine);  // oneDNN's buffer, kept with the primitives
+    reorder = input ? dnnl::reorder(plain, inner) : dnnl::reorder(inner, plain);
+    reorders = true;
+  }
+  // Shares another argument's inner memory (the same data in the same format:
+  // the forward's reordered src serves the backward-weights primitive).
+  static Staged sharing(const Staged& other, const dnnl::memory::desc& chosen) {
+    Staged s = other;
+    if (chosen != other.inner.get_desc()) throw Error("Conv2d: internal format mismatch");
+    s.reorders = false;
+    return s;
+  }
+  void fill(dnnl::stream& stream) {
+    if (reorders) reorder.execute(stream, plain, inner);
+  }
+  void drain(dnnl::stream& stream) {
+    if (reorders) reorder.execute(stream, inner, plain);
+  }
+};
+
+}  // namespace
+
 // The primitives and memory objects for one input shape; rebuilt when the
 // shape changes, reused (data handles swapped) on every call otherwise.
 struct Conv2d::Primitives {
@@ -70,9 +111,14 @@ struct Conv2d::Primitives {
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
   dnnl::convolution_backward_weights backward_weights;
+  // The module's plain tensors (handles whose data pointers are set before
+  // each call) and, for each primitive argument, the memory in the format the
+  // primitive chose: the plain one itself, or a buffer of its own filled or
+  // drained by a reorder.
   dnnl::memory src, weights, bias, dst, diff_src, diff_weights, diff_bias, diff_dst, scratchpad;
-  // Arguments per primitive, built once: the memory objects are handles whose
-  // data pointers are set before each call.
+  Staged fwd_src, fwd_weights, fwd_dst, data_diff_dst, data_weights, data_diff_src, wei_src,
+      wei_diff_dst, wei_diff_weights;
+  // Arguments per primitive, built once.
   std::unordered_map<int, dnnl::memory> forward_args, data_args, weights_args;
 };
 
@@ -88,8 +134,10 @@ dnnl::engine& cpu_engine() {
 Conv2d::~Conv2d() = default;
 
 /* Builds forward (forward_training), backward-data and backward-weights
- * primitives for input (N, C, H, W) and the current thread count: src, dst and diffs plain nchw, weights
- * oihw, bias x; scratchpads from one user buffer (no allocation per call). */
+ * primitives for input (N, C, H, W) and the current thread count: the
+ * module's tensors plain nchw, weights oihw, bias x, and the primitives' own
+ * formats where they chose others (buffers allocated here, once); scratchpads
+ * from one user buffer (no allocation per call). */
 Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   sync_onednn_threads();
   if (primitives_ && primitives_->input_shape == input && primitives_->threads == num_threads())
@@ -102,6 +150,13 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   const memory::desc dst_md(memory::dims(output.begin(), output.end()), memory::data_type::f32, tag::nchw);
   const memory::desc weights_md({out_channels, in_channels, kernel_size, kernel_size},
                                 memory::data_type::f32, tag::oihw);
+  // What the primitives are created with: the plain formats, or "any" for
+  // oneDNN to choose (channel counts both multiples of 16; see the top).
+  const bool blocked = in_channels % 16 == 0 && out_channels % 16 == 0;
+  const auto any = [&](const memory::desc& md) {
+    return blocked ? memory::desc(md.dims(), memory::data_type::f32, tag::any) : md;
+  };
+  const memory::desc src_q = any(src_md), dst_q = any(dst_md), weights_q = any(weights_md);
   const memory::desc bias_md({out_channels}, memory::data_type::f32, tag::x);
   const memory::dims strides{stride, stride}, pad{padding, padding};
   const auto algo = dnnl::algorithm::convolution_direct;
@@ -109,25 +164,21 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
 
   const auto forward_desc =
-      bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_md,
-                                             weights_md, bias_md, dst_md, strides, pad, pad)
-           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_md,
-                                             weights_md, dst_md, strides, pad, pad);
+      bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
+                                             weights_q, bias_md, dst_q, strides, pad, pad)
+           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
+                                             weights_q, dst_q, strides, pad, pad);
   const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, attr, engine);
   const dnnl::convolution_backward_data::primitive_desc data_pd(
-      dnnl::convolution_backward_data::desc(algo, src_md, weights_md, dst_md, strides, pad, pad),
+      dnnl::convolution_backward_data::desc(algo, src_q, weights_q, dst_q, strides, pad, pad),
       attr, engine, forward_pd);
   const auto weights_desc =
-      bias ? dnnl::convolution_backward_weights::desc(algo, src_md, weights_md, bias_md, dst_md,
+      bias ? dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, bias_md, dst_q,
                                                       strides, pad, pad)
-           : dnnl::convolution_backward_weights::desc(algo, src_md, weights_md, dst_md, strides,
+           : dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, dst_q, strides,
                                                       pad, pad);
   const dnnl::convolution_backward_weights::primitive_desc weights_pd(weights_desc, attr, engine,
                                                                       forward_pd);
-  if (forward_pd.src_desc() != src_md || forward_pd.dst_desc() != dst_md ||
-      forward_pd.weights_desc() != weights_md || data_pd.diff_src_desc() != src_md ||
-      weights_pd.diff_weights_desc() != weights_md)
-    throw Error(repr() + ": oneDNN chose a non-plain memory format for input " + shape_string(input));
 
   auto p = std::make_unique<Primitives>();
   p->input_shape = input;
@@ -152,12 +203,33 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   p->diff_weights = memory(weights_md, engine, DNNL_MEMORY_NONE);
   p->bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
   p->diff_bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
-  p->forward_args = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_WEIGHTS, p->weights},
-                     {DNNL_ARG_DST, p->dst}, {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
-  p->data_args = {{DNNL_ARG_DIFF_DST, p->diff_dst}, {DNNL_ARG_WEIGHTS, p->weights},
-                  {DNNL_ARG_DIFF_SRC, p->diff_src}, {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
-  p->weights_args = {{DNNL_ARG_SRC, p->src}, {DNNL_ARG_DIFF_DST, p->diff_dst},
-                     {DNNL_ARG_DIFF_WEIGHTS, p->diff_weights}, {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
+  p->fwd_src = Staged(p->src, forward_pd.src_desc(), true, engine);
+  p->fwd_weights = Staged(p->weights, forward_pd.weights_desc(), true, engine);
+  p->fwd_dst = Staged(p->dst, forward_pd.dst_desc(), false, engine);
+  p->data_diff_dst = Staged(p->diff_dst, data_pd.diff_dst_desc(), true, engine);
+  // Backward data uses the weights as the forward reordered them (as
+  // PyTorch's autograd uses the weights saved at the forward).
+  p->data_weights = data_pd.weights_desc() == forward_pd.weights_desc()
+                        ? Staged::sharing(p->fwd_weights, data_pd.weights_desc())
+                        : Staged(p->weights, data_pd.weights_desc(), true, engine);
+  p->data_diff_src = Staged(p->diff_src, data_pd.diff_src_desc(), false, engine);
+  p->wei_src = weights_pd.src_desc() == forward_pd.src_desc()
+                   ? Staged::sharing(p->fwd_src, weights_pd.src_desc())
+                   : Staged(p->src, weights_pd.src_desc(), true, engine);
+  p->wei_diff_dst = weights_pd.diff_dst_desc() == data_pd.diff_dst_desc()
+                        ? Staged::sharing(p->data_diff_dst, weights_pd.diff_dst_desc())
+                        : Staged(p->diff_dst, weights_pd.diff_dst_desc(), true, engine);
+  p->wei_diff_weights = Staged(p->diff_weights, weights_pd.diff_weights_desc(), false, engine);
+  p->forward_args = {{DNNL_ARG_SRC, p->fwd_src.inner}, {DNNL_ARG_WEIGHTS, p->fwd_weights.inner},
+                     {DNNL_ARG_DST, p->fwd_dst.inner}, {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
+  p->data_args = {{DNNL_ARG_DIFF_DST, p->data_diff_dst.inner},
+                  {DNNL_ARG_WEIGHTS, p->data_weights.inner},
+                  {DNNL_ARG_DIFF_SRC, p->data_diff_src.inner},
+                  {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
+  p->weights_args = {{DNNL_ARG_SRC, p->wei_src.inner},
+                     {DNNL_ARG_DIFF_DST, p->wei_diff_dst.inner},
+                     {DNNL_ARG_DIFF_WEIGHTS, p->wei_diff_weights.inner},
+                     {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
   if (bias) {
     p->forward_args.emplace(DNNL_ARG_BIAS, p->bias);
     p->weights_args.emplace(DNNL_ARG_DIFF_BIAS, p->diff_bias);
@@ -180,7 +252,10 @@ const Tensor& Conv2d::forward(const Tensor& input) {
   p.weights.set_data_handle(weight.value.data());
   p.dst.set_data_handle(output_.data());
   if (bias) p.bias.set_data_handle(bias->value.data());
+  p.fwd_src.fill(p.stream);
+  p.fwd_weights.fill(p.stream);
   p.forward.execute(p.stream, p.forward_args);
+  p.fwd_dst.drain(p.stream);
   p.stream.wait();
   return output_;
 }
@@ -202,9 +277,13 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
     grad_input_.resize(input_->shape());
     p.weights.set_data_handle(weight.value.data());
     p.diff_src.set_data_handle(grad_input_.data());
+    p.data_diff_dst.fill(p.stream);
+    p.data_weights.fill(p.stream);
     p.backward_data.execute(p.stream, p.data_args);
+    p.data_diff_src.drain(p.stream);
   } else {
     grad_input_.resize(kNoGradInputShape);
+    p.data_diff_dst.fill(p.stream);  // the backward-weights primitive may share it
   }
   p.src.set_data_handle(const_cast<float*>(input_->data()));
   p.diff_weights.set_data_handle(grad_weight_.data());
@@ -212,7 +291,10 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
     grad_bias_.resize(bias->value.shape());
     p.diff_bias.set_data_handle(grad_bias_.data());
   }
+  p.wei_src.fill(p.stream);
+  p.wei_diff_dst.fill(p.stream);
   p.backward_weights.execute(p.stream, p.weights_args);
+  p.wei_diff_weights.drain(p.stream);
   p.stream.wait();
   for (int64_t i = 0; i < weight.grad.numel(); ++i) weight.grad[i] += grad_weight_[i];
   if (bias)

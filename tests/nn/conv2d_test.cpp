@@ -46,7 +46,10 @@ TEST(Conv2d, ForwardMatchesDirectConvolution) {
   const ConvCase cases[] = {{1, 4, 3, 1, 1, true, {2, 1, 6, 6}},
                             {3, 5, 3, 2, 0, false, {2, 3, 7, 8}},
                             {2, 3, 5, 2, 2, true, {3, 2, 9, 7}},
-                            {4, 2, 1, 1, 0, true, {2, 4, 3, 3}}};
+                            {4, 2, 1, 1, 0, true, {2, 4, 3, 3}},
+                            // Channel counts multiples of 16: oneDNN's blocked layouts inside.
+                            {16, 32, 3, 1, 1, false, {2, 16, 6, 5}},
+                            {32, 16, 3, 2, 1, true, {3, 32, 7, 7}}};
   uint64_t seed = 1;
   for (const ConvCase& cc : cases) {
     Generator gen(seed++);
@@ -76,6 +79,14 @@ TEST(Conv2d, GradientsWithStrideAndPadding) {
   Generator gen(16);
   Conv2d conv(1, 2, 3, 2, 1, true, gen);
   check_gradients(conv, random_tensor({2, 1, 5, 5}, 17), 18);
+}
+
+// The blocked path (16 -> 16 channels): reorders of the input, the weights,
+// the output and every gradient, checked against central differences.
+TEST(Conv2d, GradientsOfABlockedLayer) {
+  Generator gen(23);
+  Conv2d conv(16, 16, 3, 1, 1, true, gen);
+  check_gradients(conv, random_tensor({2, 16, 4, 3}, 24), 25);
 }
 
 // oneDNN sizes its buffers for the thread count at creation; a change of
