@@ -37,10 +37,12 @@ const LargeCase kLargeCases[] = {
     {"LastStage7x7ChannelsFirst", 64, 512, 49, Layout::channels_first, 0, true},
     // More than 16 MiB (x and y overflow a 32 MiB LLC): streaming stores. Channels-first rows of odd length
     // start at every alignment, so each peels a different head; the rows view
-    // streams only when every row is aligned. The channels-first one (32
-    // channels, 1 MiB of x and dy each) takes the channel-by-channel backward.
+    // streams only when every row is aligned.
     {"StreamedChannelsFirstOddRowsMisaligned", 4, 32, 32771, Layout::channels_first, 1, false},
     {"StreamedChannelsLast", 4, 32, 36864, Layout::channels_last, 0, false},
+    // x alone over 32 MiB (34 MB), 17 channels of 2 x 250001 floats (4 MB of
+    // x and dy each, odd rows, misaligned): the channel-by-channel backward.
+    {"ByChannelBackwardMisaligned", 2, 17, 250001, Layout::channels_first, 1, false},
 };
 
 BatchNormShape shape_of(const LargeCase& lc) { return {lc.n, lc.c, lc.s, lc.layout}; }
@@ -276,7 +278,7 @@ TEST_P(Determinism, FixedThreadCountGivesIdenticalBitsAndOneOrTwoThreadsAgree) {
 
 INSTANTIATE_TEST_SUITE_P(LargeShapes, Determinism,
                          ::testing::Values(kLargeCases[0], kLargeCases[1], kLargeCases[2],
-                                           kLargeCases[3], kLargeCases[6]),
+                                           kLargeCases[3], kLargeCases[6], kLargeCases[8]),
                          [](const ::testing::TestParamInfo<LargeCase>& info) {
                            return std::string(info.param.name);
                          });
