@@ -1,9 +1,9 @@
 // Conv2d: 2-D convolution, NCHW, square kernel, through oneDNN's convolution
 // primitives. The module's tensors are plain NCHW (the BN kernels and every
-// other module read NCHW); inside, a layer whose channel counts are both
-// multiples of 16 lets oneDNN pick its layouts (nChw16c data, blocked
-// weights: the jit:avx512_core kernels) with reorders on each side, and the
-// others run on plain NCHW (oneDNN's x64:gemm:jit).
+// other module read NCHW); inside, a layer whose output channels are a
+// multiple of 16 lets oneDNN pick its layouts (nChw16c data, blocked weights:
+// the jit:avx512_core kernels) with reorders on each side, and the others run
+// on plain NCHW (oneDNN's x64:gemm:jit).
 //
 // Why oneDNN's primitive rather than im2col + sgemm: measured on this 2-core
 // machine (N = 64, 3x3, padding 1, the cnn preset's layers; one thread, while
@@ -14,9 +14,12 @@
 // and 12.6 / 20.7 ms.
 // Why the per-layer choice: blocked layouts with the reorders included, one
 // thread, best of 7: 32->64 at 14x14 forward / backward 5.9 / 12.3 ms against
-// 9.2 / 19.0 ms plain, but 1->32 at 28x28 0.72 / 7.8 ms against 0.83 / 3.0 ms
-// plain. The rule is by shape alone (never timed at run time), so a layer
-// computes the same bits in every run.
+// 9.2 / 19.0 ms plain; 1->32 at 28x28 (batch 64, 2 threads, best of 30)
+// forward + backward weights 0.54 ms against 1.36 plain, but with backward
+// data as well 2.73 against 1.67: so backward data runs blocked only when the
+// input channels are a multiple of 16 too (a first layer never needs it in
+// training). The rule is by shape alone (never timed at run time), so a
+// layer computes the same bits in every run.
 #include <algorithm>
 #include <unordered_map>
 
@@ -151,12 +154,18 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   const memory::desc weights_md({out_channels, in_channels, kernel_size, kernel_size},
                                 memory::data_type::f32, tag::oihw);
   // What the primitives are created with: the plain formats, or "any" for
-  // oneDNN to choose (channel counts both multiples of 16; see the top).
-  const bool blocked = in_channels % 16 == 0 && out_channels % 16 == 0;
-  const auto any = [&](const memory::desc& md) {
-    return blocked ? memory::desc(md.dims(), memory::data_type::f32, tag::any) : md;
+  // oneDNN to choose (see the top): the forward and backward weights when the
+  // output channels are a multiple of 16, backward data when the input
+  // channels are too.
+  const bool blocked = out_channels % 16 == 0;
+  const bool data_blocked = blocked && in_channels % 16 == 0;
+  const auto any = [&](const memory::desc& md, bool choose) {
+    return choose ? memory::desc(md.dims(), memory::data_type::f32, tag::any) : md;
   };
-  const memory::desc src_q = any(src_md), dst_q = any(dst_md), weights_q = any(weights_md);
+  const memory::desc src_q = any(src_md, blocked), dst_q = any(dst_md, blocked),
+                     weights_q = any(weights_md, blocked);
+  const memory::desc data_src_q = any(src_md, data_blocked), data_dst_q = any(dst_md, data_blocked),
+                     data_weights_q = any(weights_md, data_blocked);
   const memory::desc bias_md({out_channels}, memory::data_type::f32, tag::x);
   const memory::dims strides{stride, stride}, pad{padding, padding};
   const auto algo = dnnl::algorithm::convolution_direct;
@@ -170,7 +179,8 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
                                              weights_q, dst_q, strides, pad, pad);
   const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, attr, engine);
   const dnnl::convolution_backward_data::primitive_desc data_pd(
-      dnnl::convolution_backward_data::desc(algo, src_q, weights_q, dst_q, strides, pad, pad),
+      dnnl::convolution_backward_data::desc(algo, data_src_q, data_weights_q, data_dst_q, strides,
+                                            pad, pad),
       attr, engine, forward_pd);
   const auto weights_desc =
       bias ? dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, bias_md, dst_q,

@@ -47,7 +47,9 @@ TEST(Conv2d, ForwardMatchesDirectConvolution) {
                             {3, 5, 3, 2, 0, false, {2, 3, 7, 8}},
                             {2, 3, 5, 2, 2, true, {3, 2, 9, 7}},
                             {4, 2, 1, 1, 0, true, {2, 4, 3, 3}},
-                            // Channel counts multiples of 16: oneDNN's blocked layouts inside.
+                            // Output channels multiples of 16: oneDNN's blocked layouts inside
+                            // (backward data too when the input channels are).
+                            {3, 16, 3, 1, 1, true, {2, 3, 6, 6}},
                             {16, 32, 3, 1, 1, false, {2, 16, 6, 5}},
                             {32, 16, 3, 2, 1, true, {3, 32, 7, 7}}};
   uint64_t seed = 1;
@@ -87,6 +89,13 @@ TEST(Conv2d, GradientsOfABlockedLayer) {
   Generator gen(23);
   Conv2d conv(16, 16, 3, 1, 1, true, gen);
   check_gradients(conv, random_tensor({2, 16, 4, 3}, 24), 25);
+}
+
+// Blocked forward and backward weights, plain backward data (2 input channels).
+TEST(Conv2d, GradientsOfABlockedLayerWithFewInputChannels) {
+  Generator gen(26);
+  Conv2d conv(2, 16, 3, 2, 1, false, gen);
+  check_gradients(conv, random_tensor({2, 2, 5, 4}, 27), 28);
 }
 
 // oneDNN sizes its buffers for the thread count at creation; a change of
