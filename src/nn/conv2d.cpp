@@ -125,14 +125,6 @@ struct Conv2d::Primitives {
   std::unordered_map<int, dnnl::memory> forward_args, data_args, weights_args;
 };
 
-namespace {
-
-dnnl::engine& cpu_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-}  // namespace
 
 Conv2d::~Conv2d() = default;
 
@@ -148,7 +140,7 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   using dnnl::memory;
   using tag = memory::format_tag;
   const Shape output = output_shape(input);
-  dnnl::engine& engine = cpu_engine();
+  dnnl::engine& engine = onednn_engine();
   const memory::desc src_md(memory::dims(input.begin(), input.end()), memory::data_type::f32, tag::nchw);
   const memory::desc dst_md(memory::dims(output.begin(), output.end()), memory::data_type::f32, tag::nchw);
   const memory::desc weights_md({out_channels, in_channels, kernel_size, kernel_size},

@@ -21,6 +21,7 @@ namespace bnlab::nn {
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen);
+  ~Linear() override;
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   std::string repr() const override;
@@ -34,14 +35,17 @@ class Linear : public Module {
   // (the first layer of a network, whose input is data; Sequential sets it).
   bool compute_grad_input = true;
  private:
+  struct Matmul;  // oneDNN's matmul primitive for the last batch size (linear.cpp)
+  std::unique_ptr<Matmul> matmul_;
   const Tensor* input_ = nullptr;
   Shape checked_input_shape_;  // the last input shape validated (no Shape built per step)
   Tensor output_, grad_input_;
 };
 
-// 2-D convolution, square kernel, NCHW; oneDNN's convolution primitives
-// (forward, backward data, backward weights) on plain NCHW tensors, which
-// measured faster here than im2col + sgemm (see conv2d.cpp). weight (out, in, k, k).
+// 2-D convolution, square kernel, NCHW tensors; oneDNN's convolution
+// primitives (forward, backward data, backward weights), in oneDNN's blocked
+// layouts inside where the channel counts allow (see conv2d.cpp).
+// weight (out, in, k, k).
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
