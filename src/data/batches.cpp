@@ -1,4 +1,5 @@
-// Finding a data set on disk, slicing it, seeded shuffling and batch gathering.
+// Finding a data set on disk, slicing it, reading examples as floats, seeded
+// shuffling and batch gathering.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -16,6 +17,25 @@ namespace {
 
 constexpr const char* kInstallHint =
     "install the Debian package dataset-fashion-mnist (bash scripts/setup.sh) or pass --data DIR";
+
+// pixel_value for each of the 256 bytes.
+struct PixelTable {
+  float value[256];
+  PixelTable() {
+    for (int i = 0; i < 256; ++i) value[i] = static_cast<float>(i) / 255.0f;
+  }
+};
+const PixelTable kPixels;
+
+// out[k] = the example values [first, first + n) (first in elements).
+void copy_values(const Dataset& d, int64_t first, int64_t n, float* out) {
+  if (!d.pixels.empty()) {
+    const uint8_t* in = d.pixels.data() + first;
+    for (int64_t k = 0; k < n; ++k) out[k] = kPixels.value[in[k]];
+  } else {
+    std::memcpy(out, d.images.data() + first, static_cast<size_t>(n) * sizeof(float));
+  }
+}
 
 bool is_regular_file(const std::string& path) {
   struct stat st {};
@@ -69,6 +89,20 @@ Split load_split(const std::string& dir) {
   return split;
 }
 
+float pixel_value(uint8_t pixel) { return kPixels.value[pixel]; }
+
+float Dataset::value(int64_t i) const {
+  return pixels.empty() ? images[static_cast<size_t>(i)] : kPixels.value[pixels[static_cast<size_t>(i)]];
+}
+
+void copy_examples(const Dataset& d, int64_t begin, int64_t count, float* out) {
+  if (begin < 0 || count < 0 || begin > d.count || count > d.count - begin)
+    throw Error("copy_examples: range [" + std::to_string(begin) + ", " +
+                std::to_string(begin + count) + ") is outside the data set's " +
+                std::to_string(d.count) + " examples");
+  copy_values(d, begin * d.example_size(), count * d.example_size(), out);
+}
+
 Dataset head(const Dataset& d, int64_t count) {
   if (count < 0) throw Error("head: count must be >= 0, got " + std::to_string(count));
   Dataset out;
@@ -77,7 +111,9 @@ Dataset head(const Dataset& d, int64_t count) {
   out.rows = d.rows;
   out.cols = d.cols;
   out.num_classes = d.num_classes;
-  out.images.assign(d.images.begin(), d.images.begin() + out.count * d.example_size());
+  const int64_t values = out.count * d.example_size();
+  if (!d.pixels.empty()) out.pixels.assign(d.pixels.begin(), d.pixels.begin() + values);
+  else out.images.assign(d.images.begin(), d.images.begin() + values);
   out.labels.assign(d.labels.begin(), d.labels.begin() + out.count);
   return out;
 }
@@ -99,8 +135,8 @@ std::vector<int64_t> shuffled_indices(int64_t count, uint64_t seed) {
   return order;
 }
 
-/* images[b] = d.images[order[begin + b]], labels[b] = d.labels[order[begin + b]]
-   for b in [0, batch): one example_size() copy per example. */
+/* images[b] = example order[begin + b], labels[b] = d.labels[order[begin + b]]
+   for b in [0, batch): one example_size() copy (or u8 conversion) per example. */
 void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t begin, int64_t batch,
                   float* images, int32_t* labels) {
   if (begin < 0 || batch < 0 || begin > static_cast<int64_t>(order.size()) ||
@@ -115,8 +151,7 @@ void gather_batch(const Dataset& d, const std::vector<int64_t>& order, int64_t b
       throw Error("gather_batch: order[" + std::to_string(begin + b) +
                   "] = " + std::to_string(index) + " is outside the data set's " +
                   std::to_string(d.count) + " examples");
-    std::memcpy(images + b * example_size, d.images.data() + index * example_size,
-                static_cast<size_t>(example_size) * sizeof(float));
+    copy_values(d, index * example_size, example_size, images + b * example_size);
     labels[b] = d.labels[static_cast<size_t>(index)];
   }
 }

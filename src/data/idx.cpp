@@ -187,21 +187,13 @@ std::vector<uint8_t> read_idx_file(const std::string& path, uint32_t magic, int 
   return content;
 }
 
-// pixel / 255 as torchvision's ToTensor computes it (a float32 division), one
-// entry per u8 value.
-struct PixelTable {
-  float value[256];
-  PixelTable() {
-    for (int i = 0; i < 256; ++i) value[i] = static_cast<float>(i) / 255.0f;
-  }
-};
 
 }  // namespace
 
 std::string default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }
 
-/* images[i] = pixel[i] / 255 (float32), labels[i] = label byte, checked < 10.
-   Each file is read once into memory (inflated if gzip), then one pass converts. */
+/* pixels = the image bytes, labels[i] = label byte, checked < 10.
+   Each file is read once into memory (inflated if gzip). */
 Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
   std::vector<int64_t> image_dims, label_dims;
   const std::vector<uint8_t> image_bytes = read_idx_file(images_path, kImagesMagic, 3, image_dims);
@@ -227,13 +219,9 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path)
     d.labels[static_cast<size_t>(i)] = label_data[i];
   }
 
-  static const PixelTable table;
-  const int64_t pixels = d.count * d.example_size();
-  reserve_with_huge_pages(d.images, static_cast<size_t>(pixels));
-  d.images.resize(static_cast<size_t>(pixels));
+  // The pixels stay u8; batches convert them (Dataset's comment says why).
   const uint8_t* pixel_data = image_bytes.data() + kImagesHeaderBytes;
-  float* out = d.images.data();
-  for (int64_t i = 0; i < pixels; ++i) out[i] = table.value[pixel_data[i]];
+  d.pixels.assign(pixel_data, pixel_data + d.count * d.example_size());
   return d;
 }
 

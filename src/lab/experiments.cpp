@@ -619,7 +619,7 @@ Experiment covariate_shift(const LabContext& c) {
   const data::Dataset& test = *c.test;
   int64_t m = std::min<int64_t>(1000, test.count);
   auto batch = std::make_shared<Tensor>(Shape{m, test.channels, test.rows, test.cols});
-  std::copy(test.images.begin(), test.images.begin() + m * test.example_size(), batch->data());
+  data::copy_examples(test, 0, m, batch->data());
   auto records = std::make_shared<std::array<ShiftRecord, 2>>();
   for (bool with_bn : {false, true}) {
     RunSpec spec = base_run(c, bn_name(with_bn), kThreeBy100, "Sigmoid()", with_bn, 0.5);

@@ -196,15 +196,13 @@ EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batc
   result.count = data.count;
   nn::CrossEntropyLoss loss;
   Tensor images;
-  const int64_t example_size = data.example_size();
   double loss_sum = 0.0;
   int64_t correct = 0;
   try {
     for (int64_t begin = 0; begin < data.count; begin += batch) {
       const int64_t size = std::min(batch, data.count - begin);
       images.resize({size, data.channels, data.rows, data.cols});
-      std::memcpy(images.data(), data.images.data() + begin * example_size,
-                  sizeof(float) * size_t(size * example_size));
+      data::copy_examples(data, begin, size, images.data());
       const Tensor& logits = net.forward(images);
       loss_sum += loss.forward(logits, data.labels.data() + begin) * double(size);
       correct += loss.correct();

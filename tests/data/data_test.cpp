@@ -117,10 +117,28 @@ TEST_F(IdxTest, ReadsPlainImagesAsPixelsOver255) {
   EXPECT_EQ(d.cols, 4);
   EXPECT_EQ(d.example_size(), 8);
   EXPECT_EQ(d.num_classes, 10);
-  ASSERT_EQ(d.images.size(), pixels.size());
+  EXPECT_EQ(d.pixels, pixels);  // kept as u8
+  EXPECT_TRUE(d.images.empty());
   for (size_t i = 0; i < pixels.size(); ++i)
-    EXPECT_EQ(d.images[i], reference_pixel(pixels[i])) << "pixel " << i;
+    EXPECT_EQ(d.value(static_cast<int64_t>(i)), reference_pixel(pixels[i])) << "pixel " << i;
+  // The floats a batch gets: copy_examples and gather_batch convert the same way.
+  std::vector<float> all(pixels.size()), second(8), gathered(16);
+  bnlab::data::copy_examples(d, 0, 3, all.data());
+  bnlab::data::copy_examples(d, 1, 1, second.data());
+  std::vector<int32_t> gathered_labels(2);
+  bnlab::data::gather_batch(d, {2, 0, 1}, 0, 2, gathered.data(), gathered_labels.data());
+  for (size_t i = 0; i < pixels.size(); ++i) EXPECT_EQ(all[i], reference_pixel(pixels[i])) << i;
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_EQ(second[i], reference_pixel(pixels[8 + i])) << i;
+    EXPECT_EQ(gathered[i], reference_pixel(pixels[16 + i])) << i;
+    EXPECT_EQ(gathered[8 + i], reference_pixel(pixels[i])) << i;
+  }
+  EXPECT_EQ(gathered_labels, (std::vector<int32_t>{9, 7}));
+  EXPECT_THROW(bnlab::data::copy_examples(d, 2, 2, all.data()), Error);
+  EXPECT_THROW(bnlab::data::copy_examples(d, -1, 1, all.data()), Error);
   EXPECT_EQ(d.labels, (std::vector<int32_t>{7, 0, 9}));
+  const Dataset first = bnlab::data::head(d, 2);
+  EXPECT_EQ(first.pixels, std::vector<uint8_t>(pixels.begin(), pixels.begin() + 16));
 }
 
 TEST_F(IdxTest, EveryPixelValueMatchesFloat32DivisionBy255) {
@@ -131,11 +149,12 @@ TEST_F(IdxTest, EveryPixelValueMatchesFloat32DivisionBy255) {
   const Dataset d = bnlab::data::read_idx(write_plain("img", images_bytes(1, 16, 16, pixels)),
                                           write_plain("lbl", labels_bytes(1, {3})));
   for (int i = 0; i < 256; ++i) {
-    EXPECT_EQ(d.images[static_cast<size_t>(i)], static_cast<float>(i) / 255.0f) << i;
-    EXPECT_EQ(d.images[static_cast<size_t>(i)], reference_pixel(static_cast<uint8_t>(i))) << i;
+    EXPECT_EQ(d.value(i), static_cast<float>(i) / 255.0f) << i;
+    EXPECT_EQ(d.value(i), reference_pixel(static_cast<uint8_t>(i))) << i;
+    EXPECT_EQ(bnlab::data::pixel_value(static_cast<uint8_t>(i)), d.value(i)) << i;
   }
-  EXPECT_EQ(d.images[0], 0.0f);
-  EXPECT_EQ(d.images[255], 1.0f);
+  EXPECT_EQ(d.value(0), 0.0f);
+  EXPECT_EQ(d.value(255), 1.0f);
 }
 
 TEST_F(IdxTest, GzipAndPlainFilesGiveTheSameDataset) {
@@ -146,7 +165,7 @@ TEST_F(IdxTest, GzipAndPlainFilesGiveTheSameDataset) {
   const Dataset gzip = bnlab::data::read_idx(write_gzip("img.gz", images_bytes(5, 3, 3, pixels)),
                                              write_gzip("lbl.gz", labels_bytes(5, labels)));
   EXPECT_EQ(plain.count, gzip.count);
-  EXPECT_EQ(plain.images, gzip.images);
+  EXPECT_EQ(plain.pixels, gzip.pixels);
   EXPECT_EQ(plain.labels, gzip.labels);
 }
 
@@ -375,7 +394,7 @@ TEST(DataTest, ReadsFashionMnistWhenInstalled) {
   for (const Dataset* d : {&split.train, &split.test}) {
     EXPECT_EQ(d->rows, 28);
     EXPECT_EQ(d->cols, 28);
-    EXPECT_EQ(d->images.size(), static_cast<size_t>(d->count * 784));
+    EXPECT_EQ(d->pixels.size(), static_cast<size_t>(d->count * 784));
     std::vector<int64_t> per_class(10, 0);
     for (int32_t label : d->labels) {
       ASSERT_GE(label, 0);
@@ -384,9 +403,9 @@ TEST(DataTest, ReadsFashionMnistWhenInstalled) {
     }
     // Fashion-MNIST is balanced: 6000 / 1000 of each class.
     for (int64_t n : per_class) EXPECT_EQ(n, d->count / 10);
-    const auto [lo, hi] = std::minmax_element(d->images.begin(), d->images.end());
-    EXPECT_EQ(*lo, 0.0f);
-    EXPECT_EQ(*hi, 1.0f);
+    const auto [lo, hi] = std::minmax_element(d->pixels.begin(), d->pixels.end());
+    EXPECT_EQ(bnlab::data::pixel_value(*lo), 0.0f);
+    EXPECT_EQ(bnlab::data::pixel_value(*hi), 1.0f);
   }
 }
 
