@@ -11,7 +11,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libhwy-dev libdnnl-dev libcli11-dev nlohmann-json3-dev zlib1g-dev
+  libhwy-dev libdnnl-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libdeflate-dev
   libgtest-dev libbenchmark-dev
   dataset-fashion-mnist
   chromium

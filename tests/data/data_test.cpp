@@ -240,6 +240,43 @@ TEST_F(IdxTest, DataPastTheDeclaredItemsIsAnError) {
                   {"img", "more data"});
 }
 
+// Content of 4 KiB or more is inflated whole by libdeflate (smaller content
+// and every header go through zlib): the same bytes as the plain file, with
+// concatenated gzip members read in order and bytes after the last member
+// ignored, as gzip and zlib do.
+TEST_F(IdxTest, LargeGzipFilesReadWholeMatchThePlainFile) {
+  const auto pixels = sample_pixels(10 * 28 * 28);
+  std::vector<uint8_t> labels(10);
+  for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<uint8_t>(i);
+  const std::vector<uint8_t> bytes = images_bytes(10, 28, 28, pixels);
+  const std::string lbl = write_plain("lbl", labels_bytes(10, labels));
+  const Dataset plain = bnlab::data::read_idx(write_plain("img", bytes), lbl);
+  const Dataset one = bnlab::data::read_idx(write_gzip("img.gz", bytes), lbl);
+  EXPECT_EQ(one.pixels, plain.pixels);
+  EXPECT_EQ(one.pixels, pixels);
+
+  // Two members (the bytes split at 3000) and trailing zeros.
+  const auto file_bytes = [&](const std::string& p) {
+    std::ifstream f(p, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(f), {});
+  };
+  std::vector<char> joined = file_bytes(write_gzip("a.gz", {bytes.begin(), bytes.begin() + 3000}));
+  const std::vector<char> second = file_bytes(write_gzip("b.gz", {bytes.begin() + 3000, bytes.end()}));
+  joined.insert(joined.end(), second.begin(), second.end());
+  joined.insert(joined.end(), 16, '\0');
+  const Dataset two = bnlab::data::read_idx(write_plain("two.gz", {joined.begin(), joined.end()}), lbl);
+  EXPECT_EQ(two.pixels, pixels);
+
+  // More content than the header's items, through the same path.
+  std::vector<uint8_t> longer = bytes;
+  longer.insert(longer.end(), 100, 7);
+  expect_io_error(write_gzip("long.gz", longer), lbl, {"long.gz", "more data"});
+  // Corrupt deflate data in the middle of a large member.
+  std::vector<char> bad = file_bytes(path("img.gz"));
+  for (size_t i = bad.size() / 3; i < bad.size() / 3 + 64; ++i) bad[i] = static_cast<char>(0xff);
+  expect_io_error(write_plain("bad.gz", {bad.begin(), bad.end()}), lbl, {"bad.gz", "corrupt"});
+}
+
 TEST_F(IdxTest, ZeroDimensionsAreAnError) {
   const std::string labels = write_plain("lbl", labels_bytes(1, {0}));
   expect_io_error(write_plain("rows0", images_bytes(1, 0, 28, {})), labels, {"rows0", "zero"});
