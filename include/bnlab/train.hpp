@@ -69,6 +69,7 @@ class Trainer {
   Tensor batch_images_;
   std::vector<int32_t> batch_labels_;
   Shape example_shape_;
+  bool grads_zero_ = false;  // the gradients are zero (the last step's update cleared them)
 };
 
 // Test loss and accuracy in batches of `batch`. train_mode = true evaluates with

@@ -1,5 +1,6 @@
 // Adam, PyTorch's torch.optim.Adam (amsgrad off, L2 weight decay added to the
 // gradient, not AdamW's decoupled decay).
+#include <algorithm>
 #include <cmath>
 
 #include "bnlab/error.hpp"
@@ -44,7 +45,8 @@ void Adam::step() {
       v_[index] = Tensor(param.value.shape(), 0.0f);
     }
     float* p = param.value.data();
-    const float* grad = param.grad.data();
+    float* grad = param.grad.data();
+    const bool zero = zero_after_step_;
     float* m = m_[index].data();
     float* v = v_[index].data();
     for_chunks(numel, [&](int64_t begin, int64_t end) {
@@ -54,6 +56,7 @@ void Adam::step() {
         v[i] = b2 * v[i] + (1.0f - b2) * g * g;
         p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_bc2 + eps_f);
       }
+      if (zero) std::fill(grad + begin, grad + end, 0.0f);  // step_and_zero_grad
     });
   }
 }

@@ -1,5 +1,7 @@
 // SGD with momentum and weight decay, PyTorch's torch.optim.SGD (dampening 0,
 // no Nesterov).
+#include <algorithm>
+
 #include "bnlab/error.hpp"
 #include "bnlab/optim.hpp"
 #include "optim/chunks.hpp"
@@ -21,6 +23,7 @@ SGD::SGD(std::vector<std::pair<std::string, nn::Parameter*>> params, double lr, 
  *   g = grad + weight_decay * p
  *   momentum > 0: b = momentum * b + g (b = g on the first step), g = b
  *   p -= lr * g
+ *   grad = 0 (step_and_zero_grad only)
  * Momentum buffers are allocated on the first step, never after. */
 void SGD::step() {
   const float lr_f = static_cast<float>(lr), wd = static_cast<float>(weight_decay),
@@ -29,11 +32,13 @@ void SGD::step() {
     nn::Parameter& param = *params_[index].second;
     check_grad_size("SGD", params_[index].first, param);
     float* p = param.value.data();
-    const float* grad = param.grad.data();
+    float* grad = param.grad.data();
     const int64_t numel = param.value.numel();
+    const bool zero = zero_after_step_;
     if (momentum == 0.0) {
       for_chunks(numel, [&](int64_t begin, int64_t end) {
         for (int64_t i = begin; i < end; ++i) p[i] -= lr_f * (grad[i] + wd * p[i]);
+        if (zero) std::fill(grad + begin, grad + end, 0.0f);
       });
       continue;
     }
@@ -47,6 +52,7 @@ void SGD::step() {
         b[i] = first ? g : mom * b[i] + g;
         p[i] -= lr_f * b[i];
       }
+      if (zero) std::fill(grad + begin, grad + end, 0.0f);
     });
   }
   first_ = false;

@@ -3,6 +3,8 @@
 // One step, PyTorch's order:
 //   optimizer.zero_grad(); logits = net(x); loss = CE(logits, y);
 //   loss.backward(); optimizer.step()
+// with the zero_grad of the next step folded into this step's update
+// (Optimizer::step_and_zero_grad: one pass over each gradient instead of two).
 // The batch buffers (images, labels) are sized on the first step and reused;
 // every module reuses its own outputs, so a step allocates nothing once the
 // shapes are known (the short last batch only shrinks the shapes).
@@ -99,15 +101,19 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
   if (images != batch_images_.data())
     std::memcpy(batch_images_.data(), images, sizeof(float) * size_t(batch_images_.numel()));
 
-  optimizer_->zero_grad();
+  // The previous step's update left the gradients zero (step_and_zero_grad);
+  // only the first step, or one after a failed step, clears them here.
+  if (!grads_zero_) optimizer_->zero_grad();
   const Tensor& logits = net_.forward(batch_images_);
   StepResult result;
   result.loss = loss_.forward(logits, labels);
   result.correct = loss_.correct();
   // A non-finite loss means the run diverged: no update, the caller stops.
   if (!std::isfinite(result.loss)) return result;
+  grads_zero_ = false;
   net_.backward(loss_.backward());
-  optimizer_->step();
+  optimizer_->step_and_zero_grad();
+  grads_zero_ = true;
   return result;
 }
 

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 
 #include "bnlab/error.hpp"
 #include "bnlab/optim.hpp"
@@ -113,6 +114,42 @@ TEST(Optimizer, ZeroGradClearsGradients) {
   SGD sgd(p.list(), 0.1);
   sgd.zero_grad();
   for (int i = 0; i < 3; ++i) EXPECT_EQ(p.param.grad[i], 0.0f);
+}
+
+// step_and_zero_grad is step() then zero_grad(): the same values bit for bit
+// (the update is the same loop), every gradient zero after it, over several
+// chunks of the threaded loop, for each update rule.
+TEST(Optimizer, StepAndZeroGradEqualsStepThenZeroGrad) {
+  const int64_t numel = 40000;
+  const auto make = [&] {
+    auto param = std::make_unique<nn::Parameter>(nn::Parameter{Tensor({numel}), Tensor({numel})});
+    for (int64_t i = 0; i < numel; ++i) param->value[i] = static_cast<float>(i % 7) - 3.0f;
+    return param;
+  };
+  const auto set_grad = [&](nn::Parameter& p, int round) {
+    for (int64_t i = 0; i < numel; ++i) p.grad[i] = static_cast<float>((i + round) % 5) * 0.25f - 0.5f;
+  };
+  for (int rule = 0; rule < 3; ++rule) {
+    SCOPED_TRACE("rule " + std::to_string(rule));
+    auto a = make(), b = make();
+    const auto optimizer = [&](nn::Parameter& p) -> std::unique_ptr<Optimizer> {
+      if (rule == 0) return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.1);
+      if (rule == 1) return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.1, 0.9, 0.01);
+      return std::make_unique<Adam>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.01);
+    };
+    auto oa = optimizer(*a), ob = optimizer(*b);
+    for (int round = 0; round < 3; ++round) {
+      set_grad(*a, round);
+      set_grad(*b, round);
+      oa->step();
+      oa->zero_grad();
+      ob->step_and_zero_grad();
+      for (int64_t i = 0; i < numel; ++i) {
+        ASSERT_EQ(a->value[i], b->value[i]) << "round " << round << ", value " << i;
+        ASSERT_EQ(b->grad[i], 0.0f) << "round " << round << ", grad " << i;
+      }
+    }
+  }
 }
 
 TEST(Optimizer, InvalidHyperparametersAreNamed) {
