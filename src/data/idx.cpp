@@ -10,8 +10,10 @@
 // chunks through zlib, then the whole through libdeflate) never past the
 // header's size plus one byte, into a buffer no larger than what its
 // compressed size can possibly expand to.
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <libdeflate.h>
 #include <zlib.h>
 
@@ -89,6 +91,33 @@ int64_t file_size(const std::string& path) {
   return static_cast<int64_t>(st.st_size);
 }
 
+// A whole file mapped read-only (the page cache's pages, nothing copied). A
+// file cut short by another process while mapped would fault on access; data
+// sets are not written while they are read.
+class MappedFile {
+ public:
+  MappedFile(const std::string& path, int64_t size) : size_(static_cast<size_t>(size)) {
+    if (size_ == 0) return;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw io_error(path, std::string("cannot map: ") + std::strerror(errno));
+    data_ = static_cast<const uint8_t*>(p);
+  }
+  ~MappedFile() {
+    if (data_ != nullptr) ::munmap(const_cast<uint8_t*>(data_), size_);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  const uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 // The gzip file's whole content in one call of libdeflate (about 3x zlib's
 // speed: Fashion-MNIST's 26 MB training images in 0.09 s against 0.27 s for
 // zcat), into a buffer of at most `bound` bytes. Concatenated members are read
@@ -99,13 +128,8 @@ int64_t file_size(const std::string& path) {
 // corrupt.
 std::vector<uint8_t> inflate_whole(const std::string& path, int64_t stored_bytes, int64_t bound,
                                    bool bound_is_limit) {
-  std::vector<uint8_t> compressed(static_cast<size_t>(stored_bytes));
-  {
-    std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-    if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
-    if (std::fread(compressed.data(), 1, compressed.size(), file.get()) != compressed.size())
-      throw io_error(path, "read failed");
-  }
+  // The compressed bytes are mapped, not read: no buffer to fault in and fill.
+  const MappedFile compressed(path, stored_bytes);
   std::vector<uint8_t> content;
   reserve_with_huge_pages(content, static_cast<size_t>(bound));
   content.resize(static_cast<size_t>(bound));
@@ -113,10 +137,12 @@ std::vector<uint8_t> inflate_whole(const std::string& path, int64_t stored_bytes
       libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
   if (!inflater) throw io_error(path, "out of memory for the gzip decompressor");
   size_t in_at = 0, out_at = 0;
-  while (in_at + 1 < compressed.size() && compressed[in_at] == 0x1f && compressed[in_at + 1] == 0x8b) {
+  const uint8_t* in = compressed.data();
+  const size_t in_size = compressed.size();
+  while (in_at + 1 < in_size && in[in_at] == 0x1f && in[in_at + 1] == 0x8b) {
     size_t in_used = 0, out_written = 0;
     const libdeflate_result r = libdeflate_gzip_decompress_ex(
-        inflater.get(), compressed.data() + in_at, compressed.size() - in_at,
+        inflater.get(), in + in_at, in_size - in_at,
         content.data() + out_at, content.size() - out_at, &in_used, &out_written);
     if (r == LIBDEFLATE_INSUFFICIENT_SPACE && bound_is_limit) return content;  // too long
     if (r != LIBDEFLATE_SUCCESS) throw io_error(path, "corrupt or truncated gzip data");
@@ -252,7 +278,7 @@ std::string default_data_dir() { return "/usr/share/datasets/fashion-mnist"; }
    Each file is read once into memory (inflated if gzip). */
 Dataset read_idx(const std::string& images_path, const std::string& labels_path) {
   std::vector<int64_t> image_dims, label_dims;
-  const std::vector<uint8_t> image_bytes = read_idx_file(images_path, kImagesMagic, 3, image_dims);
+  std::vector<uint8_t> image_bytes = read_idx_file(images_path, kImagesMagic, 3, image_dims);
   const std::vector<uint8_t> label_bytes = read_idx_file(labels_path, kLabelsMagic, 1, label_dims);
   if (image_dims[0] != label_dims[0])
     throw Error(ErrorCode::io, images_path + " holds " + std::to_string(image_dims[0]) +
@@ -276,8 +302,9 @@ Dataset read_idx(const std::string& images_path, const std::string& labels_path)
   }
 
   // The pixels stay u8; batches convert them (Dataset's comment says why).
-  const uint8_t* pixel_data = image_bytes.data() + kImagesHeaderBytes;
-  d.pixels.assign(pixel_data, pixel_data + d.count * d.example_size());
+  // The file's buffer becomes the pixels: the header shifted out in place.
+  image_bytes.erase(image_bytes.begin(), image_bytes.begin() + kImagesHeaderBytes);
+  d.pixels = std::move(image_bytes);
   return d;
 }
 
