@@ -71,6 +71,19 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
                          float* dx, float* dweight, float* dbias,
                          Activation activation = Activation::none, const float* y = nullptr);
 
+// Backward of the inference forward (eval mode: the running statistics are
+// constants, so no term flows through them). invstd_r = 1/sqrt(running_var + eps):
+//   dbias = sum(dy),  dweight = sum(dy*(x - running_mean)*invstd_r),
+//   dx = weight*invstd_r*dy
+// with dy masked by y > 0 under the fused ReLU, as above. Every output may be
+// null; weight null means 1.
+void batch_norm_backward_inference(const float* x, const float* dy, const BatchNormShape& shape,
+                                   const float* weight, const float* running_mean,
+                                   const float* running_var, double eps, float* dx,
+                                   float* dweight, float* dbias,
+                                   Activation activation = Activation::none,
+                                   const float* y = nullptr);
+
 // Vector code selection, for tests and benchmarks. "auto" picks the best the
 // CPU runs; "plain" is the scalar reference loop; other names are the Highway
 // targets compiled into this build that the CPU supports (e.g. "AVX3", "AVX2").

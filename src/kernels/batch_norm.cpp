@@ -100,6 +100,7 @@ struct Workspace {
   AlignedVector<float> floats;    // per-column values of the rows view
   AlignedVector<double> channel_doubles;
   AlignedVector<float> channel_floats;
+  AlignedVector<float> statistics;  // per-channel statistics a caller derives (eval backward)
   static void grow(auto& v, int64_t count) {
     if (v.size() < static_cast<size_t>(count)) v.resize(static_cast<size_t>(count));
   }
@@ -431,12 +432,15 @@ void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, cons
   normalize(x, y, sh, running_mean, scale, shift, activation == Activation::relu);
 }
 
-void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& sh,
-                         const float* weight, const float* save_mean, const float* save_invstd,
-                         float* dx, float* dweight, float* dbias, Activation activation,
-                         const float* y) {
-  using namespace kernels;
-  validate(sh);
+namespace kernels {
+namespace {
+
+// The backward of both modes. With constant_statistics (eval mode) mean and
+// invstd are the running statistics' and dx = weight*invstd*g: the b and cst
+// coefficients below are 0; the sums for dweight and dbias are the same.
+void backward(const float* x, const float* dy, const BatchNormShape& sh, const float* weight,
+              const float* save_mean, const float* save_invstd, float* dx, float* dweight,
+              float* dbias, Activation activation, const float* y, bool constant_statistics) {
   if (sh.numel() == 0) {
     if (dweight != nullptr) std::fill(dweight, dweight + sh.c, 0.0f);
     if (dbias != nullptr) std::fill(dbias, dbias + sh.c, 0.0f);
@@ -468,8 +472,10 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
     if (dweight != nullptr) dweight[j] = static_cast<float>(sum_dy_xmu[j] * invstd);
     if (dbias != nullptr) dbias[j] = static_cast<float>(sum_dy[j]);
     coef[j] = static_cast<float>(w * invstd);
-    coef_b[j] = static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] / m_count);
-    coef_c[j] = static_cast<float>(-w * invstd * sum_dy[j] / m_count);
+    coef_b[j] = constant_statistics
+                    ? 0.0f
+                    : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] / m_count);
+    coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] / m_count);
   };
   auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
@@ -573,6 +579,38 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
                             mean_cols, a, b, cst, stream);
     if (stream) loops().store_fence();
   });
+}
+
+}  // namespace
+}  // namespace kernels
+
+void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& sh,
+                         const float* weight, const float* save_mean, const float* save_invstd,
+                         float* dx, float* dweight, float* dbias, Activation activation,
+                         const float* y) {
+  validate(sh);
+  kernels::backward(x, dy, sh, weight, save_mean, save_invstd, dx, dweight, dbias, activation, y,
+                    false);
+}
+
+void batch_norm_backward_inference(const float* x, const float* dy, const BatchNormShape& sh,
+                                   const float* weight, const float* running_mean,
+                                   const float* running_var, double eps, float* dx,
+                                   float* dweight, float* dbias, Activation activation,
+                                   const float* y) {
+  using namespace kernels;
+  validate(sh);
+  check_eps(eps);
+  if (sh.numel() > 0) {
+    check_not_null(running_mean, "running_mean");
+    check_not_null(running_var, "running_var");
+  }
+  // invstd_r per channel, in its own scratch (backward uses the channel ones).
+  AlignedVector<float>& invstd = t_workspace.statistics;
+  Workspace::grow(invstd, sh.c);
+  for (int64_t j = 0; j < sh.c; ++j)
+    invstd[j] = static_cast<float>(1.0 / std::sqrt(static_cast<double>(running_var[j]) + eps));
+  backward(x, dy, sh, weight, running_mean, invstd.data(), dx, dweight, dbias, activation, y, true);
 }
 
 std::string batch_norm_kernel_variant() { return loops().name; }

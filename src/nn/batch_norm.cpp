@@ -4,7 +4,6 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
-#include "core/parallel.hpp"
 #include "nn/init.hpp"
 #include "nn/python_repr.hpp"
 
@@ -110,7 +109,7 @@ const Tensor& BatchNorm::forward(const Tensor& input) {
  * mean and var), masked by y > 0 when the ReLU is fused.
  * Backward with running statistics (eval): they are constants, so
  *   dx = dy * w * invstd_r,  dw = sum(dy * (x - running_mean) * invstd_r),  db = sum(dy)
- * with invstd_r = 1/sqrt(running_var + eps), one pass per channel.
+ * with invstd_r = 1/sqrt(running_var + eps): batch_norm_backward_inference.
  * dw and db are added into the parameter grads. */
 const Tensor& BatchNorm::backward(const Tensor& grad_output) {
   if (input_ == nullptr) throw Error(repr() + ": backward called before forward");
@@ -129,30 +128,10 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
                         save_invstd_.data(), dx_out, dweight, dbias, activation,
                         fuse_relu ? output_.data() : nullptr);
   } else {
-    const float* x = input_->data();
-    const float* dy = grad_output.data();
-    const float* y = output_.data();
-    float* dx = dx_out;
-    const int64_t n = shape.n, c = shape.c, s = shape.s;
-    parallel_for(c, shape.numel(), [&](int64_t j) {
-      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[j]) + eps);
-      const double mean = running_mean[j];
-      const float scale = static_cast<float>(invstd * (affine ? weight.value[j] : 1.0f));
-      double sum_dy = 0.0, sum_dy_xhat = 0.0;
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t base = (i * c + j) * s;
-        for (int64_t k = 0; k < s; ++k) {
-          const float g = fuse_relu && !(y[base + k] > 0.0f) ? 0.0f : dy[base + k];
-          if (dx) dx[base + k] = g * scale;
-          sum_dy += g;
-          sum_dy_xhat += g * (x[base + k] - mean) * invstd;
-        }
-      }
-      if (affine) {
-        dweight[j] = static_cast<float>(sum_dy_xhat);
-        dbias[j] = static_cast<float>(sum_dy);
-      }
-    });
+    batch_norm_backward_inference(input_->data(), grad_output.data(), shape,
+                                  affine ? weight.value.data() : nullptr, running_mean.data(),
+                                  running_var.data(), eps, dx_out, dweight, dbias, activation,
+                                  fuse_relu ? output_.data() : nullptr);
   }
   if (affine)
     for (int64_t j = 0; j < num_features; ++j) {

@@ -15,15 +15,9 @@
 namespace bnlab::test {
 namespace {
 
-constexpr double kStep = 1e-6;
 constexpr double kGradTolerance = 2e-5;
 constexpr double kEps = 1e-5;
 
-struct GradCase {
-  int64_t n, c, s;
-  Layout layout;
-  bool affine, relu;
-};
 
 // loss(x, weight, bias) = sum(y * r) in double.
 double loss(const std::vector<double>& x, const BatchNormShape& sh, const std::vector<double>& w,
@@ -34,20 +28,6 @@ double loss(const std::vector<double>& x, const BatchNormShape& sh, const std::v
   return total;
 }
 
-// Central difference of loss over each element of v (v is restored).
-std::vector<double> central_differences(std::vector<double>& v, const std::function<double()>& f) {
-  std::vector<double> grad(v.size());
-  for (size_t i = 0; i < v.size(); ++i) {
-    const double keep = v[i];
-    v[i] = keep + kStep;
-    const double up = f();
-    v[i] = keep - kStep;
-    const double down = f();
-    v[i] = keep;
-    grad[i] = (up - down) / (2 * kStep);
-  }
-  return grad;
-}
 
 // True when some pre-activation (x - mean) * invstd * w + b is within margin of 0.
 bool near_kink(const std::vector<float>& x, const BatchNormShape& sh, const std::vector<float>& w,
@@ -80,10 +60,8 @@ TEST_P(GradientCheck, BackwardMatchesCentralDifferencesOfTheForward) {
   // are the gradients at weight = 1, bias = 0, which is what these give.
   std::vector<double> xd = to_double(x), wd = to_double(weight), bd = to_double(bias);
   const std::vector<double> rd = to_double(r);
-  auto f = [&] { return loss(xd, sh, wd, bd, rd, gc.relu); };
-  const std::vector<double> fd_dx = central_differences(xd, f);
-  const std::vector<double> fd_dweight = central_differences(wd, f);
-  const std::vector<double> fd_dbias = central_differences(bd, f);
+  const NumericGradients fd =
+      numeric_gradients(xd, wd, bd, [&] { return loss(xd, sh, wd, bd, rd, gc.relu); });
 
   for (const std::string& variant : kernel_variants()) {
     SCOPED_TRACE("variant " + variant);
@@ -97,35 +75,15 @@ TEST_P(GradientCheck, BackwardMatchesCentralDifferencesOfTheForward) {
     std::vector<float> dx(x.size()), dw(sh.c), db(sh.c);
     batch_norm_backward(x.data(), r.data(), sh, gc.affine ? weight.data() : nullptr, mean.data(),
                         invstd.data(), dx.data(), dw.data(), db.data(), act, y.data());
-    EXPECT_TRUE(all_close("dx", dx.data(), fd_dx, kGradTolerance));
-    EXPECT_TRUE(all_close("dweight", dw.data(), fd_dweight, kGradTolerance));
-    EXPECT_TRUE(all_close("dbias", db.data(), fd_dbias, kGradTolerance));
+    EXPECT_TRUE(all_close("dx", dx.data(), fd.dx, kGradTolerance));
+    EXPECT_TRUE(all_close("dweight", dw.data(), fd.dweight, kGradTolerance));
+    EXPECT_TRUE(all_close("dbias", db.data(), fd.dbias, kGradTolerance));
   }
 }
 
-std::vector<GradCase> grad_cases() {
-  std::vector<GradCase> cases;
-  const int64_t shapes[][3] = {{3, 4, 5}, {4, 3, 1}, {1, 2, 9}, {2, 5, 70}};
-  for (const auto& z : shapes)
-    for (Layout layout : {Layout::channels_first, Layout::channels_last})
-      for (bool affine : {false, true})
-        for (bool relu : {false, true}) cases.push_back({z[0], z[1], z[2], layout, affine, relu});
-  return cases;
-}
-
-INSTANTIATE_TEST_SUITE_P(SmallShapes, GradientCheck, ::testing::ValuesIn(grad_cases()),
-                         [](const ::testing::TestParamInfo<GradCase>& info) {
-                           const GradCase& g = info.param;
-                           // Appended piece by piece: g++ 12 warns (-Wrestrict, a false
-                           // positive) on "literal" + std::string here.
-                           std::string name = "n";
-                           name += std::to_string(g.n) + "c" + std::to_string(g.c) + "s" +
-                                   std::to_string(g.s);
-                           name += g.layout == Layout::channels_first ? "_first" : "_last";
-                           name += g.affine ? "_affine" : "_noaffine";
-                           name += g.relu ? "_relu" : "";
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(SmallShapes, GradientCheck,
+                         ::testing::ValuesIn(grad_cases({{3, 4, 5}, {4, 3, 1}, {1, 2, 9}, {2, 5, 70}})),
+                         grad_case_name);
 
 }  // namespace
 }  // namespace bnlab::test
