@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
@@ -96,6 +98,53 @@ TEST(Conv2d, GradientsOfABlockedLayerWithFewInputChannels) {
   Generator gen(26);
   Conv2d conv(2, 16, 3, 2, 1, false, gen);
   check_gradients(conv, random_tensor({2, 2, 5, 4}, 27), 28);
+}
+
+// A layer where oneDNN picks Winograd for the forward and backward data on
+// an AVX-512 CPU at 2 threads (32 -> 64, 3x3, stride 1, 14x14, batch 32, as
+// cnn-bn's second layer; from batch 24 up there): the output and both
+// gradients against the direct formulas in double, to 1e-4 * (1 + |ref|)
+// (Winograd rounds a little more than the direct convolution); dweight, a sum
+// of 6272 products per element, to 1e-4 + 2e-7 * (sum of their |terms|).
+TEST(Conv2d, WinogradLayerMatchesTheDirectFormulas) {
+  set_num_threads(2);
+  Generator gen(30);
+  Conv2d conv(32, 64, 3, 1, 1, false, gen);
+  const int64_t n = 32;
+  const Tensor x = random_tensor({n, 32, 14, 14}, 31);
+  const Tensor dy = random_tensor({n, 64, 14, 14}, 32);
+  const Tensor& y = conv.forward(x);
+  const std::vector<double> y_ref = conv_reference(x, conv);
+  for (int64_t i = 0; i < y.numel(); ++i)
+    ASSERT_NEAR(y[i], y_ref[size_t(i)], 1e-4 * (1 + std::fabs(y_ref[size_t(i)]))) << "y " << i;
+  conv.weight.grad.fill(0.0f);
+  const Tensor& dx = conv.backward(dy);
+  // dx[i,c,ih,iw] = sum dy[i,o,oh,ow] W[o,c,kh,kw], dW[o,c,kh,kw] = sum dy[i,o,oh,ow] x[i,c,ih,iw]
+  // over ih = oh - 1 + kh, iw = ow - 1 + kw inside the image.
+  std::vector<double> dx_ref(size_t(x.numel()), 0.0), dw_ref(size_t(conv.weight.value.numel()), 0.0);
+  std::vector<double> dw_scale(dw_ref.size(), 0.0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t o = 0; o < 64; ++o)
+      for (int64_t oh = 0; oh < 14; ++oh)
+        for (int64_t ow = 0; ow < 14; ++ow) {
+          const double g = dy[((i * 64 + o) * 14 + oh) * 14 + ow];
+          for (int64_t c = 0; c < 32; ++c)
+            for (int64_t kh = 0; kh < 3; ++kh)
+              for (int64_t kw = 0; kw < 3; ++kw) {
+                const int64_t ih = oh - 1 + kh, iw = ow - 1 + kw;
+                if (ih < 0 || ih >= 14 || iw < 0 || iw >= 14) continue;
+                const int64_t xi = ((i * 32 + c) * 14 + ih) * 14 + iw, wi = ((o * 32 + c) * 3 + kh) * 3 + kw;
+                dx_ref[size_t(xi)] += g * conv.weight.value[wi];
+                dw_ref[size_t(wi)] += g * x[xi];
+                dw_scale[size_t(wi)] += std::fabs(g * x[xi]);
+              }
+        }
+  for (int64_t i = 0; i < dx.numel(); ++i)
+    ASSERT_NEAR(dx[i], dx_ref[size_t(i)], 1e-4 * (1 + std::fabs(dx_ref[size_t(i)]))) << "dx " << i;
+  for (int64_t i = 0; i < conv.weight.grad.numel(); ++i)
+    ASSERT_NEAR(conv.weight.grad[i], dw_ref[size_t(i)], 1e-4 + 2e-7 * dw_scale[size_t(i)])
+        << "dweight " << i;
+  set_num_threads(0);
 }
 
 // oneDNN sizes its buffers for the thread count at creation; a change of
