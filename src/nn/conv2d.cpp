@@ -160,31 +160,52 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
                      data_weights_q = any(weights_md, data_blocked);
   const memory::desc bias_md({out_channels}, memory::data_type::f32, tag::x);
   const memory::dims strides{stride, stride}, pad{padding, padding};
-  // Layers blocked on both sides let oneDNN choose the algorithm too: at
-  // 32->64 on 14x14 it picks Winograd F(4x4, 3x3) (jit_wino_4x3) for the
-  // forward and backward data (see the top); the others stay direct.
-  const auto algo = data_blocked ? dnnl::algorithm::convolution_auto
-                                 : dnnl::algorithm::convolution_direct;
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
 
-  const auto forward_desc =
-      bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
-                                             weights_q, bias_md, dst_q, strides, pad, pad)
-           : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
-                                             weights_q, dst_q, strides, pad, pad);
-  const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, attr, engine);
-  const dnnl::convolution_backward_data::primitive_desc data_pd(
-      dnnl::convolution_backward_data::desc(algo, data_src_q, data_weights_q, data_dst_q, strides,
-                                            pad, pad),
-      attr, engine, forward_pd);
-  const auto weights_desc =
-      bias ? dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, bias_md, dst_q,
-                                                      strides, pad, pad)
-           : dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, dst_q, strides,
-                                                      pad, pad);
-  const dnnl::convolution_backward_weights::primitive_desc weights_pd(weights_desc, attr, engine,
-                                                                      forward_pd);
+  // The three primitive descriptors for one algorithm.
+  struct Descs {
+    dnnl::convolution_forward::primitive_desc forward;
+    dnnl::convolution_backward_data::primitive_desc data;
+    dnnl::convolution_backward_weights::primitive_desc weights;
+  };
+  const auto describe = [&](dnnl::algorithm algo) {
+    const auto forward_desc =
+        bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
+                                               weights_q, bias_md, dst_q, strides, pad, pad)
+             : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algo, src_q,
+                                               weights_q, dst_q, strides, pad, pad);
+    const dnnl::convolution_forward::primitive_desc forward_pd(forward_desc, attr, engine);
+    const dnnl::convolution_backward_data::primitive_desc data_pd(
+        dnnl::convolution_backward_data::desc(algo, data_src_q, data_weights_q, data_dst_q,
+                                              strides, pad, pad),
+        attr, engine, forward_pd);
+    const auto weights_desc =
+        bias ? dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, bias_md, dst_q,
+                                                        strides, pad, pad)
+             : dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, dst_q, strides,
+                                                        pad, pad);
+    return Descs{forward_pd, data_pd,
+                 dnnl::convolution_backward_weights::primitive_desc(weights_desc, attr, engine,
+                                                                    forward_pd)};
+  };
+  // The algorithm: Winograd F(4x4, 3x3) for 3x3 stride-1 layers blocked on
+  // both sides, where oneDNN has it (jit_wino_4x3, AVX-512); else oneDNN's
+  // choice for such layers, direct for the others (see the top).
+  const Descs descs = [&] {
+    if (data_blocked && kernel_size == 3 && stride == 1) {
+      try {
+        return describe(dnnl::algorithm::convolution_winograd);
+      } catch (const dnnl::error&) {
+        // not on this CPU or for this shape
+      }
+    }
+    return describe(data_blocked ? dnnl::algorithm::convolution_auto
+                                 : dnnl::algorithm::convolution_direct);
+  }();
+  const auto& forward_pd = descs.forward;
+  const auto& data_pd = descs.data;
+  const auto& weights_pd = descs.weights;
 
   auto p = std::make_unique<Primitives>();
   p->input_shape = input;
