@@ -21,6 +21,20 @@ using DF = hn::ScalableTag<float>;
 using DI = hn::RebindToSigned<DF>;
 constexpr int64_t kMaxLanes = 64;
 
+// The first count (< 2 vectors' worth is fine: at most one vector) values at p,
+// the other lanes zero. Highway 1.0's MaskedLoad on SSSE3/SSE4 is an aligned
+// whole-vector load (see batch_norm_simd.cpp): those targets copy instead.
+HWY_INLINE hn::Vec<DF> LoadTail(DF d, const float* p, size_t count) {
+  count = std::min(count, hn::Lanes(d));
+#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
+  alignas(64) float lanes[kMaxLanes] = {};
+  for (size_t k = 0; k < count; ++k) lanes[k] = p[k];
+  return hn::Load(d, lanes);
+#else
+  return hn::MaskedLoad(hn::FirstN(d, count), d, p);
+#endif
+}
+
 // The winners of `lanes` adjacent windows whose four candidates are a, b
 // (row0, even and odd columns), c, e (row1); index of window 0's top left
 // is base[0], and so on.
@@ -59,23 +73,29 @@ void MaxPool2x2Row(const float* row0, const float* row1, int64_t out_w, int32_t 
     hn::StoreU(at, di, argmax + ow);
   }
   if (ow == out_w) return;
-  // The last windows through buffers padded with -inf (never a winner); only
-  // the live lanes are copied out.
-  const int64_t left = out_w - ow;
-  alignas(64) float pad0[2 * kMaxLanes], pad1[2 * kMaxLanes], out_y[kMaxLanes];
-  alignas(64) int32_t out_at[kMaxLanes];
-  std::fill(pad0, pad0 + 2 * n, -std::numeric_limits<float>::infinity());
-  std::fill(pad1, pad1 + 2 * n, -std::numeric_limits<float>::infinity());
-  std::copy(row0 + 2 * ow, row0 + 2 * out_w, pad0);
-  std::copy(row1 + 2 * ow, row1 + 2 * out_w, pad1);
-  hn::LoadInterleaved2(df, pad0, a, b);
-  hn::LoadInterleaved2(df, pad1, c, e);
+  // The last (fewer than a vector of) windows: masked loads of the 2 * left
+  // values of each row (zeros past them), split into even and odd columns as
+  // LoadInterleaved2 does, and masked stores of the live lanes.
+  const size_t left = static_cast<size_t>(out_w - ow);
+  const size_t first = std::min<size_t>(2 * left, static_cast<size_t>(n));
+  const size_t second = 2 * left - first;
+  const auto split = [&](const float* row, hn::Vec<DF>& even, hn::Vec<DF>& odd) {
+    const auto lo = LoadTail(df, row + 2 * ow, first);
+    const auto hi = LoadTail(df, row + 2 * ow + n, second);
+#if HWY_TARGET == HWY_SCALAR  // one lane: lo holds the even column, hi the odd one
+    even = lo;
+    odd = hi;
+#else
+    even = hn::ConcatEven(df, hi, lo);
+    odd = hn::ConcatOdd(df, hi, lo);
+#endif
+  };
+  split(row0, a, b);
+  split(row1, c, e);
   const auto base = hn::Add(two_iota, hn::Set(di, first_index + static_cast<int32_t>(2 * ow)));
   Windows(df, a, b, c, e, base, w, best, at);
-  hn::Store(best, df, out_y);
-  hn::Store(at, di, out_at);
-  std::copy(out_y, out_y + left, y + ow);
-  std::copy(out_at, out_at + left, argmax + ow);
+  hn::BlendedStore(best, hn::FirstN(df, left), df, y + ow);
+  hn::BlendedStore(at, hn::FirstN(di, left), di, argmax + ow);
 }
 
 using RowFn = void (*)(const float*, const float*, int64_t, int32_t, int32_t, float*, int32_t*);
