@@ -62,6 +62,27 @@ TEST(MaxPool2d, GradientsMatchCentralDifferences) {
   check_gradients(padded, distinct_values({1, 2, 5, 5}, 4), 5);
 }
 
+// Odd sizes leave a last row and column no 2x2 window covers: their gradient
+// is 0, also when the module's buffer held a larger input's gradient before.
+TEST(MaxPool2d, UncoveredRowAndColumnGetZeroGradient) {
+  MaxPool2d pool(2);
+  pool.forward(distinct_values({2, 2, 6, 8}, 5));
+  pool.backward(Tensor({2, 2, 3, 4}, 1.0f));  // fills the buffer with ones at the winners
+  check_gradients(pool, distinct_values({2, 2, 5, 7}, 6), 7);
+  const Tensor x = distinct_values({2, 2, 5, 7}, 6);
+  pool.forward(x);
+  const Tensor& dx = pool.backward(Tensor({2, 2, 2, 3}, 1.0f));
+  for (int64_t plane = 0; plane < 4; ++plane)
+    for (int64_t r = 0; r < 5; ++r)
+      for (int64_t c = 0; c < 7; ++c)
+        if (r == 4 || c == 6) {
+          EXPECT_EQ(dx[(plane * 5 + r) * 7 + c], 0.0f) << r << "," << c;
+        }
+  double total = 0.0;
+  for (int64_t i = 0; i < dx.numel(); ++i) total += dx[i];
+  EXPECT_EQ(total, 4 * 2 * 3);  // one 1 per window
+}
+
 TEST(MaxPool2d, TiesGoToTheFirstMaximum) {
   MaxPool2d pool(2);
   const Tensor x({1, 1, 2, 2}, 3.0f);
