@@ -18,8 +18,11 @@
 // forward + backward weights 0.54 ms against 1.36 plain, but with backward
 // data as well 2.73 against 1.67: so backward data runs blocked only when the
 // input channels are a multiple of 16 too (a first layer never needs it in
-// training). The rule is by shape alone (never timed at run time), so a
-// layer computes the same bits in every run.
+// training). 3x3 stride-1 layers blocked on both sides run Winograd F(4x4,
+// 3x3) (jit_wino_4x3): cnn-bn's 32->64 layer, batch 64, 2 threads, forward
+// 1.7 ms and backward 3.3 ms per step against 2.3 and 4.4 direct. Nothing is
+// timed at run time: a layer computes the same bits in every run on the same
+// CPU and thread count.
 #include <algorithm>
 #include <unordered_map>
 
