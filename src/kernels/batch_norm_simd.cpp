@@ -15,6 +15,7 @@
 #include <algorithm>
 
 #include "kernels/batch_norm_loops.hpp"
+#include "kernels/load_tail-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -23,21 +24,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
-constexpr int64_t kMaxLanes = 64;  // more than any x86 vector holds; sizes the lane buffers
-
-// Loads len - i (< one vector) values with the other lanes zero.
-HWY_INLINE V LoadTail(D d, const float* p, size_t count) {
-#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
-  // Highway 1.0's MaskedLoad on SSSE3/SSE4 is an aligned load of the whole
-  // vector: it faults on an unaligned p and reads past the end. Copy instead.
-  if (count >= hn::Lanes(d)) return hn::LoadU(d, p);
-  alignas(64) float lanes[kMaxLanes] = {};
-  for (size_t k = 0; k < count; ++k) lanes[k] = p[k];
-  return hn::Load(d, lanes);
-#else
-  return hn::MaskedLoad(hn::FirstN(d, count), d, p);
-#endif
-}
+// LoadTail and kMaxLanes: kernels/load_tail-inl.h.
 
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
 
@@ -452,22 +439,18 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <vector>
 
+#include "kernels/simd_targets.hpp"
+
 namespace bnlab::kernels {
 
 HWY_EXPORT(GetLoops);
 
 namespace {
-// The tables of every compiled target this CPU supports, best first. Each is
-// fetched by narrowing Highway's dispatch to one target at a time.
+// The tables of every compiled target this CPU supports, best first.
 const std::vector<const BatchNormLoops*>& supported_tables() {
   static const std::vector<const BatchNormLoops*> tables = [] {
     std::vector<const BatchNormLoops*> out;
-    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-      if (target == HWY_SCALAR || target == HWY_EMU128) continue;  // the plain loops cover these
-      hwy::SetSupportedTargetsForTest(target);
-      out.push_back(HWY_DYNAMIC_DISPATCH(GetLoops)());
-    }
-    hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+    for_each_simd_target([&](const char*) { out.push_back(HWY_DYNAMIC_DISPATCH(GetLoops)()); });
     return out;
   }();
   return tables;

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "kernels/load_tail-inl.h"
 #include "kernels/max_pool2d.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -19,21 +20,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using DF = hn::ScalableTag<float>;
 using DI = hn::RebindToSigned<DF>;
-constexpr int64_t kMaxLanes = 64;
-
-// The first count (< 2 vectors' worth is fine: at most one vector) values at p,
-// the other lanes zero. Highway 1.0's MaskedLoad on SSSE3/SSE4 is an aligned
-// whole-vector load (see batch_norm_simd.cpp): those targets copy instead.
-HWY_INLINE hn::Vec<DF> LoadTail(DF d, const float* p, size_t count) {
-  count = std::min(count, hn::Lanes(d));
-#if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3
-  alignas(64) float lanes[kMaxLanes] = {};
-  for (size_t k = 0; k < count; ++k) lanes[k] = p[k];
-  return hn::Load(d, lanes);
-#else
-  return hn::MaskedLoad(hn::FirstN(d, count), d, p);
-#endif
-}
+// LoadTail: kernels/load_tail-inl.h.
 
 // The winners of `lanes` adjacent windows whose four candidates are a, b
 // (row0, even and odd columns), c, e (row1); index of window 0's top left
@@ -106,6 +93,8 @@ RowFn GetRow() { return &MaxPool2x2Row; }
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "kernels/simd_targets.hpp"
+
 namespace bnlab::kernels {
 
 HWY_EXPORT(GetRow);
@@ -140,12 +129,8 @@ struct Variant {
 const std::vector<Variant>& variants() {
   static const std::vector<Variant> table = [] {
     std::vector<Variant> out;
-    for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
-      if (target == HWY_SCALAR || target == HWY_EMU128) continue;  // the plain loop covers these
-      hwy::SetSupportedTargetsForTest(target);
-      out.push_back({hwy::TargetName(target), HWY_DYNAMIC_DISPATCH(GetRow)()});
-    }
-    hwy::SetSupportedTargetsForTest(0);  // back to the real CPU
+    for_each_simd_target(
+        [&](const char* name) { out.push_back({name, HWY_DYNAMIC_DISPATCH(GetRow)()}); });
     out.push_back({"plain", plain_row});
     return out;
   }();
