@@ -1,6 +1,6 @@
 // The IDX reader (MNIST's format: http://yann.lecun.com/exdb/mnist/), plain or
-// gzip, and the conversion of u8 pixels to floats exactly like torchvision's
-// ToTensor().
+// gzip. The pixels stay u8; batches.cpp converts them to floats exactly like
+// torchvision's ToTensor().
 //
 // An IDX file is a big-endian header followed by the raw items:
 //   images: u32 magic 0x00000803, u32 N, u32 rows, u32 cols, then N*rows*cols u8
@@ -268,7 +268,6 @@ std::vector<uint8_t> read_idx_file(const std::string& path, uint32_t magic, int 
                              " bytes expected)");
   return content;
 }
-
 
 }  // namespace
 
