@@ -90,11 +90,13 @@ struct Staged {
     reorder = input ? dnnl::reorder(plain, inner) : dnnl::reorder(inner, plain);
     reorders = true;
   }
-  // Shares another argument's inner memory (the same data in the same format:
-  // the forward's reordered src serves the backward-weights primitive).
-  static Staged sharing(const Staged& other, const dnnl::memory::desc& chosen) {
-    Staged s = other;
-    if (chosen != other.inner.get_desc()) throw Error("Conv2d: internal format mismatch");
+  // An input argument an earlier one already holds in the chosen format (the
+  // forward's reordered src serves the backward-weights primitive) shares its
+  // memory and is not reordered again; otherwise it is staged on its own.
+  static Staged after(const Staged& earlier, const dnnl::memory& plain_memory,
+                      const dnnl::memory::desc& chosen, const dnnl::engine& engine) {
+    if (chosen != earlier.inner.get_desc()) return Staged(plain_memory, chosen, true, engine);
+    Staged s = earlier;
     s.reorders = false;
     return s;
   }
@@ -239,16 +241,10 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   p->data_diff_dst = Staged(p->diff_dst, data_pd.diff_dst_desc(), true, engine);
   // Backward data uses the weights as the forward reordered them (as
   // PyTorch's autograd uses the weights saved at the forward).
-  p->data_weights = data_pd.weights_desc() == forward_pd.weights_desc()
-                        ? Staged::sharing(p->fwd_weights, data_pd.weights_desc())
-                        : Staged(p->weights, data_pd.weights_desc(), true, engine);
+  p->data_weights = Staged::after(p->fwd_weights, p->weights, data_pd.weights_desc(), engine);
   p->data_diff_src = Staged(p->diff_src, data_pd.diff_src_desc(), false, engine);
-  p->wei_src = weights_pd.src_desc() == forward_pd.src_desc()
-                   ? Staged::sharing(p->fwd_src, weights_pd.src_desc())
-                   : Staged(p->src, weights_pd.src_desc(), true, engine);
-  p->wei_diff_dst = weights_pd.diff_dst_desc() == data_pd.diff_dst_desc()
-                        ? Staged::sharing(p->data_diff_dst, weights_pd.diff_dst_desc())
-                        : Staged(p->diff_dst, weights_pd.diff_dst_desc(), true, engine);
+  p->wei_src = Staged::after(p->fwd_src, p->src, weights_pd.src_desc(), engine);
+  p->wei_diff_dst = Staged::after(p->data_diff_dst, p->diff_dst, weights_pd.diff_dst_desc(), engine);
   p->wei_diff_weights = Staged(p->diff_weights, weights_pd.diff_weights_desc(), false, engine);
   p->forward_args = {{DNNL_ARG_SRC, p->fwd_src.inner}, {DNNL_ARG_WEIGHTS, p->fwd_weights.inner},
                      {DNNL_ARG_DST, p->fwd_dst.inner}, {DNNL_ARG_SCRATCHPAD, p->scratchpad}};
