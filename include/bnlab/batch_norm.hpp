@@ -5,6 +5,9 @@
 // positions (the product of the spatial sizes), and a layout:
 //   channels_first (N, C, S): element (i, j, k) at x[(i*c + j)*s + k]
 //   channels_last  (N, S, C): element (i, j, k) at x[(i*s + k)*c + j]
+//   blocked16 (N, C/16, S, 16), c a multiple of 16: element (i, j, k) at
+//     x[((i*(c/16) + j/16)*s + k)*16 + j%16] (oneDNN's nChw16c / nCdhw16c, the
+//     layout its AVX-512 convolutions write)
 #pragma once
 
 #include <cstdint>
@@ -12,7 +15,7 @@
 
 namespace bnlab {
 
-enum class Layout : int { channels_first = 0, channels_last = 1 };
+enum class Layout : int { channels_first = 0, channels_last = 1, blocked16 = 2 };
 
 struct BatchNormShape {
   int64_t n = 0;
@@ -24,7 +27,8 @@ struct BatchNormShape {
   int64_t numel() const { return n * c * s; }
 };
 
-// Throws bnlab::Error naming the field when a size is negative or n*c*s overflows.
+// Throws bnlab::Error naming the field when a size is negative, n*c*s overflows, or
+// blocked16 has c not a multiple of 16.
 void validate(const BatchNormShape& shape);
 
 // The running statistics a training step updates (both null: not tracked).

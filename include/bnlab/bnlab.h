@@ -4,6 +4,8 @@
  * (1 for (N, C), L for (N, C, L), H*W for (N, C, H, W), D*H*W for 3-D).
  *   BNLAB_CHANNELS_FIRST: element (i, j, k) is at x[(i * c + j) * s + k]   (NCHW)
  *   BNLAB_CHANNELS_LAST:  element (i, j, k) is at x[(i * s + k) * c + j]   (NHWC)
+ *   BNLAB_BLOCKED16:      element (i, j, k) is at x[((i * (c / 16) + j / 16) * s + k) * 16 + j % 16]
+ *                         (oneDNN's nChw16c; c must be a multiple of 16)
  *
  * Every function returns a status. On failure bnlab_last_error() gives a message
  * naming the argument and its value; the message belongs to the calling thread
@@ -24,7 +26,7 @@ extern "C" {
 #define BNLAB_API
 #endif
 
-typedef enum { BNLAB_CHANNELS_FIRST = 0, BNLAB_CHANNELS_LAST = 1 } bnlab_layout;
+typedef enum { BNLAB_CHANNELS_FIRST = 0, BNLAB_CHANNELS_LAST = 1, BNLAB_BLOCKED16 = 2 } bnlab_layout;
 typedef enum {
   BNLAB_OK = 0,
   BNLAB_INVALID_ARGUMENT = 1, /* null required pointer, negative size, overflow, bad eps */

@@ -39,7 +39,7 @@ bnlab_status guarded(Body&& body) {
 
 // A C caller may pass any int as an enum; in C++ a value outside the enum's
 // range must not be loaded as the enum type, so its bytes are read as an int
-// (the C++ API then rejects values other than 0 and 1).
+// (the C++ API then rejects values other than 0, 1 and 2).
 template <class Enum>
 int enum_bits(const Enum& value) {
   static_assert(sizeof(Enum) == sizeof(int));

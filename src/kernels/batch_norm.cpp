@@ -189,6 +189,35 @@ void span_channel_moments(const float* x, const BatchNormShape& sh, double* mean
 
 // ---- the rows view (channels-last, or channels-first with s < kSpanMin) ----
 
+// Per-column mean and m2 of `rows` rows (width <= kTileWidth columns, rows
+// `stride` floats apart) into mean[] and m2[]: blocks of block_rows rows
+// summed by rows_moments, merged in double with Chan's update.
+void rows_moments_merged(const float* x, int64_t rows, int64_t stride, int64_t width,
+                         int64_t block_rows, double* mean, double* m2) {
+  double block_mean[kTileWidth], block_m2[kTileWidth];
+  float scr[2 * kTileWidth];
+  double count = 0.0;
+  for (int64_t r = 0; r < rows; r += block_rows) {
+    const int64_t br = std::min(block_rows, rows - r);
+    double* bm = count == 0.0 ? mean : block_mean;  // the first block lands in place
+    double* bq = count == 0.0 ? m2 : block_m2;
+    loops().rows_moments(x + r * stride, br, stride, width, bm, bq, scr);
+    if (count > 0.0) {
+      // Chan's update with the count factors shared by every column of the
+      // block, so the loop over columns has no division.
+      const double total = count + static_cast<double>(br);
+      const double weight_new = static_cast<double>(br) / total;
+      const double weight_cross = count * static_cast<double>(br) / total;
+      for (int64_t k = 0; k < width; ++k) {
+        const double delta = block_mean[k] - mean[k];
+        mean[k] += delta * weight_new;
+        m2[k] += block_m2[k] + delta * delta * weight_cross;
+      }
+    }
+    count += static_cast<double>(br);
+  }
+}
+
 struct RowsPlan {
   int64_t rows;     // n*s (channels-last) or n (channels-first)
   int64_t width;    // c or c*s
@@ -230,28 +259,7 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
     const int64_t r0 = plan.row_begin(p), r1 = plan.row_begin(p + 1);
     double* pm = part_mean + p * cols + w0;
     double* pq = part_m2 + p * cols + w0;
-    double block_mean[kTileWidth], block_m2[kTileWidth];
-    float scr[2 * kTileWidth];
-    double count = 0.0;
-    for (int64_t r = r0; r < r1; r += plan.block_rows) {
-      const int64_t br = std::min(plan.block_rows, r1 - r);
-      double* bm = count == 0.0 ? pm : block_mean;  // the first block lands in place
-      double* bq = count == 0.0 ? pq : block_m2;
-      loops().rows_moments(x + r * cols + w0, br, cols, tw, bm, bq, scr);
-      if (count > 0.0) {
-        // Chan's update with the count factors shared by every column of the
-        // block, so the loop over columns has no division.
-        const double total = count + static_cast<double>(br);
-        const double weight_new = static_cast<double>(br) / total;
-        const double weight_cross = count * static_cast<double>(br) / total;
-        for (int64_t k = 0; k < tw; ++k) {
-          const double delta = block_mean[k] - pm[k];
-          pm[k] += delta * weight_new;
-          pq[k] += block_m2[k] + delta * delta * weight_cross;
-        }
-      }
-      count += static_cast<double>(br);
-    }
+    rows_moments_merged(x + r0 * cols + w0, r1 - r0, cols, tw, plan.block_rows, pm, pq);
   });
   // Merge the parts of each column, then the columns of each channel, in order.
   for (int64_t j = 0; j < sh.c; ++j) {
@@ -260,6 +268,45 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
       for (int64_t p = 0; p < plan.parts; ++p)
         st.merge(static_cast<double>(plan.row_begin(p + 1) - plan.row_begin(p)),
                  part_mean[p * cols + w], part_m2[p * cols + w]);
+    mean[j] = st.mean;
+    var[j] = st.m2 / st.count;
+  }
+}
+
+// ---- blocks of 16 channels (blocked16, oneDNN's nChw16c) ----
+
+// Unit u is sample u / blocks's block of channels 16*(u % blocks) .. +15: s
+// rows of 16 columns, contiguous, each column one channel. Per-channel arrays
+// serve a unit's columns as they are (channel 16b + w is column w of block b).
+constexpr int64_t kBlockWidth = 16;
+
+struct BlockedPlan {
+  int64_t s, blocks, units;
+  int64_t block_rows = kRowsBlock / kBlockWidth;  // rows summed in float before a merge
+
+  explicit BlockedPlan(const BatchNormShape& sh)
+      : s(sh.s), blocks(sh.c / kBlockWidth), units(sh.n * (sh.c / kBlockWidth)) {}
+  int64_t offset(int64_t u) const { return u * s * kBlockWidth; }
+  int64_t first_channel(int64_t u) const { return (u % blocks) * kBlockWidth; }
+};
+
+// Per channel mean and biased variance: each unit's 16 columns, then the units
+// of each block merged in sample order.
+void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* mean,
+                             double* var) {
+  const BlockedPlan plan(sh);
+  double* part_mean = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
+  double* part_m2 = part_mean + plan.units * kBlockWidth;
+  parallel_for(plan.units, sh.numel(), [&](int64_t u) {
+    rows_moments_merged(x + plan.offset(u), plan.s, kBlockWidth, kBlockWidth, plan.block_rows,
+                        part_mean + u * kBlockWidth, part_m2 + u * kBlockWidth);
+  });
+  for (int64_t j = 0; j < sh.c; ++j) {
+    Stat st;
+    for (int64_t i = 0; i < sh.n; ++i) {
+      const int64_t at = (i * plan.blocks + j / kBlockWidth) * kBlockWidth + j % kBlockWidth;
+      st.merge(static_cast<double>(plan.s), part_mean[at], part_m2[at]);
+    }
     mean[j] = st.mean;
     var[j] = st.m2 / st.count;
   }
@@ -278,6 +325,16 @@ float* per_column(const float* per_channel, const RowsPlan& plan, float* out) {
 void normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
                const float* scale, const float* shift, bool relu) {
   const bool stream = streams(sh);
+  if (sh.layout == Layout::blocked16) {
+    const BlockedPlan plan(sh);
+    parallel_for(plan.units, sh.numel(), [&](int64_t u) {
+      const int64_t off = plan.offset(u), j = plan.first_channel(u);
+      loops().rows_normalize(x + off, y + off, plan.s, kBlockWidth, kBlockWidth, mean + j,
+                             scale + j, shift + j, relu, stream);
+      if (stream) loops().store_fence();
+    });
+    return;
+  }
   if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
     const int64_t rows = sh.n * sh.c, chunks = std::min(rows, kTargetTasks);
     parallel_for(chunks, sh.numel(), [&](int64_t k) {
@@ -328,9 +385,12 @@ void validate(const BatchNormShape& shape) {
   const std::pair<const char*, int64_t> sizes[] = {{"n", shape.n}, {"c", shape.c}, {"s", shape.s}};
   for (const auto& [name, value] : sizes)
     if (value < 0) throw Error(std::string(name) + " must be non-negative, got " + std::to_string(value));
-  if (shape.layout != Layout::channels_first && shape.layout != Layout::channels_last)
-    throw Error("layout must be channels_first (0) or channels_last (1), got " +
+  if (shape.layout != Layout::channels_first && shape.layout != Layout::channels_last &&
+      shape.layout != Layout::blocked16)
+    throw Error("layout must be channels_first (0), channels_last (1) or blocked16 (2), got " +
                 std::to_string(static_cast<int>(shape.layout)));
+  if (shape.layout == Layout::blocked16 && shape.c % 16 != 0)
+    throw Error("layout blocked16 needs c to be a multiple of 16, got c=" + std::to_string(shape.c));
   int64_t product = 0;
   if (__builtin_mul_overflow(shape.n, shape.c, &product) ||
       __builtin_mul_overflow(product, shape.s, &product) ||
@@ -381,7 +441,9 @@ BatchNormStatus batch_norm_forward_training(const float* x, const BatchNormShape
     shift[j] = bias != nullptr ? bias[j] : 0.0f;
   };
 
-  if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+  if (sh.layout == Layout::blocked16) {
+    blocked_channel_moments(x, sh, ch_mean, ch_var);
+  } else if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
     span_channel_moments(x, sh, ch_mean, ch_var);
   } else {
     rows_channel_moments(x, sh, RowsPlan(sh), ch_mean, ch_var);
@@ -477,7 +539,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
                     : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] / m_count);
     coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] / m_count);
   };
-  auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
+  auto at_or_null = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
 
   if (backward_by_channel(sh)) {
@@ -487,7 +549,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       double s_dy = 0.0, s_dy_xmu = 0.0;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), sh.s, save_mean[j], &s_dy,
+        loops().span_grad_sums(x + off, dy + off, at_or_null(relu_y, off), sh.s, save_mean[j], &s_dy,
                                &s_dy_xmu);
       }
       sum_dy[j] = s_dy;
@@ -496,9 +558,47 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       if (dx == nullptr) return;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, sh.s, save_mean[j],
+        loops().span_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, sh.s, save_mean[j],
                                 coef[j], coef_b[j], coef_c[j], stream);
       }
+      if (stream) loops().store_fence();
+    });
+    return;
+  }
+  if (sh.layout == Layout::blocked16) {
+    // Each unit's 16 column sums, added per channel in sample order; then dx unit by unit.
+    const BlockedPlan plan(sh);
+    double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
+    double* part_sx = part_s + plan.units * kBlockWidth;
+    parallel_for(plan.units, 2 * sh.numel(), [&](int64_t u) {
+      const int64_t off = plan.offset(u);
+      double* ps = part_s + u * kBlockWidth;
+      double* psx = part_sx + u * kBlockWidth;
+      std::fill(ps, ps + kBlockWidth, 0.0);
+      std::fill(psx, psx + kBlockWidth, 0.0);
+      float scr[2 * kBlockWidth];
+      for (int64_t r = 0; r < plan.s; r += plan.block_rows) {
+        const int64_t at = off + r * kBlockWidth;
+        loops().rows_grad_sums(x + at, dy + at, at_or_null(relu_y, at),
+                               std::min(plan.block_rows, plan.s - r), kBlockWidth, kBlockWidth,
+                               save_mean + plan.first_channel(u), ps, psx, scr);
+      }
+    });
+    for (int64_t j = 0; j < c; ++j) {
+      sum_dy[j] = sum_dy_xmu[j] = 0.0;
+      for (int64_t i = 0; i < sh.n; ++i) {
+        const int64_t at = (i * plan.blocks + j / kBlockWidth) * kBlockWidth + j % kBlockWidth;
+        sum_dy[j] += part_s[at];
+        sum_dy_xmu[j] += part_sx[at];
+      }
+      finish_channel(j);
+    }
+    if (dx == nullptr) return;
+    parallel_for(plan.units, 3 * sh.numel(), [&](int64_t u) {
+      const int64_t off = plan.offset(u), j = plan.first_channel(u);
+      loops().rows_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, plan.s,
+                              kBlockWidth, kBlockWidth, save_mean + j, coef + j, coef_b + j,
+                              coef_c + j, stream);
       if (stream) loops().store_fence();
     });
     return;
@@ -512,7 +612,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       std::fill(acc, acc + 2 * c, 0.0);
       for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
         const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), plan.length(u), save_mean[j],
+        loops().span_grad_sums(x + off, dy + off, at_or_null(relu_y, off), plan.length(u), save_mean[j],
                                &acc[2 * j], &acc[2 * j + 1]);
       }
     });
@@ -528,7 +628,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     parallel_for(plan.parts, 3 * sh.numel(), [&](int64_t p) {
       for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
         const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.length(u),
+        loops().span_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, plan.length(u),
                                 save_mean[j], coef[j], coef_b[j], coef_c[j], stream);
       }
       if (stream) loops().store_fence();
@@ -554,7 +654,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     for (int64_t r = r0; r < r1; r += plan.block_rows) {
       const int64_t br = std::min(plan.block_rows, r1 - r);
       const int64_t off = r * cols + w0;
-      loops().rows_grad_sums(x + off, dy + off, at(relu_y, off), br, cols, tw, mean_cols + w0,
+      loops().rows_grad_sums(x + off, dy + off, at_or_null(relu_y, off), br, cols, tw, mean_cols + w0,
                              part_s + p * cols + w0, part_sx + p * cols + w0, scr);
     }
   });
@@ -575,7 +675,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
   parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
     const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
     const int64_t off = r0 * cols;
-    loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, r1 - r0, cols, cols,
+    loops().rows_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, r1 - r0, cols, cols,
                             mean_cols, a, b, cst, stream);
     if (stream) loops().store_fence();
   });

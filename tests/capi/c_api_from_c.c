@@ -19,7 +19,7 @@ static int64_t index_of(int64_t i, int64_t j, int64_t k, bnlab_layout layout) {
  * every function with a message naming "layout". Returns the failures. */
 static int check_invalid_layouts(void) {
   float x[COUNT] = {0}, y[COUNT], dx[COUNT], ones[C] = {1, 1, 1}, zeros[C] = {0};
-  const int bad_layouts[] = {2, -1};
+  const int bad_layouts[] = {3, -1};
   int failures = 0;
   for (int b = 0; b < 2; ++b) {
     const bnlab_layout layout = (bnlab_layout)bad_layouts[b];

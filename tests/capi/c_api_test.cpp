@@ -5,12 +5,14 @@
 // 1e-5 * (1 + sum of |terms|).
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "../kernels/bn_reference.hpp"
 #include "bnlab/bnlab.h"
@@ -19,14 +21,22 @@ namespace bnlab::test {
 namespace {
 
 BatchNormShape shape(int64_t n, int64_t c, int64_t s, bnlab_layout layout) {
-  return {n, c, s, layout == BNLAB_CHANNELS_FIRST ? Layout::channels_first : Layout::channels_last};
+  switch (layout) {
+    case BNLAB_CHANNELS_FIRST: return {n, c, s, Layout::channels_first};
+    case BNLAB_CHANNELS_LAST: return {n, c, s, Layout::channels_last};
+    case BNLAB_BLOCKED16: return {n, c, s, Layout::blocked16};
+  }
+  return {};
 }
 
 class CApiLayouts : public ::testing::TestWithParam<bnlab_layout> {};
 
 TEST_P(CApiLayouts, TrainingInferenceAndBackwardMatchFloat64) {
   const bnlab_layout layout = GetParam();
-  const int64_t sizes[][3] = {{2, 3, 1}, {1, 5, 7}, {3, 17, 65}, {6, 33, 2}};
+  const std::vector<std::array<int64_t, 3>> sizes =
+      layout == BNLAB_BLOCKED16
+          ? std::vector<std::array<int64_t, 3>>{{2, 16, 1}, {1, 32, 7}, {3, 48, 65}}
+          : std::vector<std::array<int64_t, 3>>{{2, 3, 1}, {1, 5, 7}, {3, 17, 65}, {6, 33, 2}};
   for (const auto& z : sizes) {
     const BatchNormShape sh = shape(z[0], z[1], z[2], layout);
     SCOPED_TRACE(describe(sh));
@@ -75,7 +85,7 @@ TEST_P(CApiLayouts, TrainingInferenceAndBackwardMatchFloat64) {
 
 TEST_P(CApiLayouts, OutputMayAliasInputAndOptionalPointersMayBeNull) {
   const bnlab_layout layout = GetParam();
-  const BatchNormShape sh = shape(4, 5, 9, layout);
+  const BatchNormShape sh = shape(4, layout == BNLAB_BLOCKED16 ? 16 : 5, 9, layout);
   const std::vector<float> x = channel_data(sh, 95);
   // Training: affine=False, no running statistics, no save_*, y == x.
   std::vector<float> inout = x;
@@ -103,15 +113,17 @@ TEST_P(CApiLayouts, OutputMayAliasInputAndOptionalPointersMayBeNull) {
             BNLAB_OK);
 }
 
-INSTANTIATE_TEST_SUITE_P(BothLayouts, CApiLayouts,
-                         ::testing::Values(BNLAB_CHANNELS_FIRST, BNLAB_CHANNELS_LAST),
+INSTANTIATE_TEST_SUITE_P(EveryLayout, CApiLayouts,
+                         ::testing::Values(BNLAB_CHANNELS_FIRST, BNLAB_CHANNELS_LAST,
+                                           BNLAB_BLOCKED16),
                          [](const ::testing::TestParamInfo<bnlab_layout>& info) {
                            return std::string(info.param == BNLAB_CHANNELS_FIRST ? "ChannelsFirst"
-                                                                                 : "ChannelsLast");
+                                              : info.param == BNLAB_CHANNELS_LAST ? "ChannelsLast"
+                                                                                 : "Blocked16");
                          });
 
 // ---- error paths ----
-// An invalid layout value (2, -1) is tested from C, in c_api_from_c.c: in C++
+// An invalid layout value (3, -1) is tested from C, in c_api_from_c.c: in C++
 // no bnlab_layout can hold it (static_cast to an enum without a fixed
 // underlying type outside its range is undefined behaviour).
 

@@ -63,7 +63,13 @@ CASES = [
     ("eval_4d_affine", (3, 4, 5, 5), False, True, True, 0.1, False),
     ("eval_2d_noaffine", (6, 7), False, False, True, 0.1, False),
     ("eval_5d_affine", (2, 3, 2, 2, 3), False, True, True, 0.1, False),
+    # channels a multiple of 16: the tests run these in the blocked16 layout too
+    ("train_4d_affine_relu_c32", (3, 32, 4, 5), True, True, True, 0.1, True),
+    ("eval_4d_affine_c16", (2, 16, 3, 3), False, True, True, 0.1, False),
 ]
+# The ONNX cases' seeds start here (the count of CASES when they were
+# written), so that adding a case above leaves their files as they were.
+ONNX_FIRST_SEED = 12
 ONNX_CASES = [
     # name, dims, onnx momentum (weight of the OLD running value)
     ("onnx_4d_train_momentum0.9", (3, 4, 3, 3), 0.9),
@@ -186,7 +192,7 @@ def main():
     for seed, (name, dims, training, affine, track, momentum, relu) in enumerate(CASES):
         total += write_case(name, batch_norm_case(seed, dims, training, affine, track, momentum,
                                                   relu), header)
-    for seed, (name, dims, onnx_momentum) in enumerate(ONNX_CASES, start=len(CASES)):
+    for seed, (name, dims, onnx_momentum) in enumerate(ONNX_CASES, start=ONNX_FIRST_SEED):
         total += write_case(name, onnx_case(seed, dims, onnx_momentum), header)
     print("wrote %d cases, %d bytes, to %s" % (len(CASES) + len(ONNX_CASES), total, OUT_DIR))
     return 0

@@ -98,7 +98,7 @@ TEST_P(EvalBackward, MatchesCentralDifferencesOfTheInferenceForward) {
 
 // s = 5 and 1: the rows view; s = 70: channels-first spans.
 INSTANTIATE_TEST_SUITE_P(SmallShapes, EvalBackward,
-                         ::testing::ValuesIn(grad_cases({{3, 4, 5}, {4, 3, 1}, {2, 5, 70}})),
+                         ::testing::ValuesIn(grad_cases({{3, 4, 5}, {4, 3, 1}, {2, 5, 70}, {2, 16, 5}})),
                          grad_case_name);
 
 // The closed form in double, with the scale of each channel sum's terms.

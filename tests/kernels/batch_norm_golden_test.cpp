@@ -54,14 +54,13 @@ const std::vector<double>& entry(const Golden& g, const std::string& key) {
 
 bool flag(const Golden& g, const std::string& key) { return entry(g, key).at(0) != 0.0; }
 
-// A channels-first array in the layout of sh (a permutation for channels-last).
+// A channels-first array in the layout of sh (a permutation for the others).
 std::vector<double> in_layout(const std::vector<double>& channels_first, const BatchNormShape& sh) {
-  if (sh.layout == Layout::channels_first) return channels_first;
   std::vector<double> out(channels_first.size());
   for (int64_t i = 0; i < sh.n; ++i)
     for (int64_t j = 0; j < sh.c; ++j)
       for (int64_t k = 0; k < sh.s; ++k)
-        out[(i * sh.s + k) * sh.c + j] = channels_first[(i * sh.c + j) * sh.s + k];
+        out[index_of(i, j, k, sh)] = channels_first[(i * sh.c + j) * sh.s + k];
   return out;
 }
 
@@ -136,20 +135,30 @@ const std::vector<std::string> kGoldenCases = {
     "train_4d_affine_relu",      "eval_4d_affine",
     "eval_2d_noaffine",          "eval_5d_affine",
     "onnx_4d_train_momentum0.9", "onnx_3d_train_momentum0.7",
+    "train_4d_affine_relu_c32",  "eval_4d_affine_c16",
 };
+// The cases whose channels are a multiple of 16, for the blocked16 layout too.
+const std::vector<std::string> kBlockedGoldenCases = {"train_4d_affine_relu_c32",
+                                                      "eval_4d_affine_c16"};
+
+std::string golden_param_name(const ::testing::TestParamInfo<Param>& info) {
+  std::string name = std::get<0>(info.param);
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  name += '_';
+  name += layout_name(std::get<1>(info.param));
+  return name;
+}
 
 INSTANTIATE_TEST_SUITE_P(BatchNorm, PyTorchGolden,
                          ::testing::Combine(::testing::ValuesIn(kGoldenCases),
                                             ::testing::Values(Layout::channels_first,
                                                               Layout::channels_last)),
-                         [](const ::testing::TestParamInfo<Param>& info) {
-                           std::string name = std::get<0>(info.param);
-                           for (char& ch : name)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           name += std::get<1>(info.param) == Layout::channels_first ? "_first"
-                                                                                     : "_last";
-                           return name;
-                         });
+                         golden_param_name);
+INSTANTIATE_TEST_SUITE_P(Blocked16, PyTorchGolden,
+                         ::testing::Combine(::testing::ValuesIn(kBlockedGoldenCases),
+                                            ::testing::Values(Layout::blocked16)),
+                         golden_param_name);
 
 TEST(PyTorchGoldenFormat, OnnxCasesStateTheirConvention) {
   // The ONNX files carry bnlab's momentum (1 - onnx_momentum) and a biased update.

@@ -82,7 +82,7 @@ TEST_P(GradientCheck, BackwardMatchesCentralDifferencesOfTheForward) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SmallShapes, GradientCheck,
-                         ::testing::ValuesIn(grad_cases({{3, 4, 5}, {4, 3, 1}, {1, 2, 9}, {2, 5, 70}})),
+                         ::testing::ValuesIn(grad_cases({{3, 4, 5}, {4, 3, 1}, {1, 2, 9}, {2, 5, 70}, {2, 16, 5}, {3, 32, 2}})),
                          grad_case_name);
 
 }  // namespace

@@ -35,6 +35,8 @@ const Sizes kShapes[] = {
     {3, 40, 100}, {2, 300, 2},  // channels-last rows wider than one 256-column tile
     {1, 2, 4099},               // a span longer than one 4096-float block
     {70, 3, 1},                 // many rows, few columns
+    {3, 48, 70}, {4, 32, 1},    // blocked16 too: three blocks, and s = 1
+    {2, 16, 300},               // blocked16 units longer than one 256-row block
 };
 
 using Param = std::tuple<std::string, Sizes, Layout>;
@@ -178,15 +180,24 @@ TEST_P(BatchNormSweep, BackwardMatchesFloat64ForEveryOutputCombination) {
 
 std::string param_name(const ::testing::TestParamInfo<Param>& info) {
   const auto& [variant, z, layout] = info.param;
-  return variant + "_n" + std::to_string(z.n) + "c" + std::to_string(z.c) + "s" +
-         std::to_string(z.s) + (layout == Layout::channels_first ? "_first" : "_last");
+  std::string name = variant + "_n" + std::to_string(z.n) + "c" + std::to_string(z.c) + "s" +
+                     std::to_string(z.s);
+  name += '_';
+  name += layout_name(layout);
+  return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllVariants, BatchNormSweep,
-    ::testing::Combine(::testing::ValuesIn(kernel_variants()), ::testing::ValuesIn(kShapes),
-                       ::testing::Values(Layout::channels_first, Layout::channels_last)),
-    param_name);
+// Every variant, shape and layout the shape can take.
+std::vector<Param> sweep_params() {
+  std::vector<Param> params;
+  for (const std::string& variant : kernel_variants())
+    for (const Sizes& z : kShapes)
+      for (Layout layout : layouts_for(z.c)) params.emplace_back(variant, z, layout);
+  return params;
+}
+
+INSTANTIATE_TEST_SUITE_P(AllVariants, BatchNormSweep, ::testing::ValuesIn(sweep_params()),
+                         param_name);
 
 TEST(KernelVariants, ListNamesPlainAndAutoAndSelectsEach) {
   const std::vector<std::string> names = kernel_variants();

@@ -43,9 +43,15 @@ TEST(Validation, ShapeChecksNameTheFieldAndTheValue) {
   // Layout has a fixed underlying type (int), so any int is a value it can hold.
   expect_throws(
       [] {
-        validate({2, 3, 4, static_cast<Layout>(2)});
+        validate({2, 3, 4, static_cast<Layout>(3)});
       },
       ErrorCode::invalid_argument, "layout");
+  expect_throws(
+      [] {
+        validate({2, 24, 4, Layout::blocked16});
+      },
+      ErrorCode::invalid_argument, "layout blocked16 needs c to be a multiple of 16, got c=24");
+  EXPECT_NO_THROW(validate({2, 32, 4, Layout::blocked16}));
   expect_throws(
       [] {
         validate({int64_t{1} << 40, int64_t{1} << 40, 1, Layout::channels_first});
