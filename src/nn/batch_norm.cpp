@@ -41,15 +41,16 @@ BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<d
   save_invstd_.resize({num_features});
 }
 
-// (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels first.
-BatchNormShape BatchNorm::kernel_shape(const Shape& input) const {
+// (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels
+// first, or blocked16 for an nChw16c input (see MemoryFormat).
+BatchNormShape BatchNorm::kernel_shape(const Shape& input, MemoryFormat format) const {
   if (input != checked_input_shape_) output_shape(input);  // throws on a bad shape
   BatchNormShape shape;
   shape.n = input[0];
   shape.c = input[1];
   shape.s = 1;
   for (size_t d = 2; d < input.size(); ++d) shape.s *= input[d];
-  shape.layout = Layout::channels_first;
+  shape.layout = format == MemoryFormat::nchw16c ? Layout::blocked16 : Layout::channels_first;
   return shape;
 }
 
@@ -78,7 +79,20 @@ Shape BatchNorm::output_shape(const Shape& input) const {
  * Eval with running statistics:
  *   y = act((x - running_mean) / sqrt(running_var + eps) * w + b). */
 const Tensor& BatchNorm::forward(const Tensor& input) {
-  const BatchNormShape shape = kernel_shape(input.shape());
+  return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
+}
+
+BlockedInput BatchNorm::blocked_input(const Shape& input) const {
+  return dims == 2 && fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+}
+
+const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  if (in != out) throw Error(repr() + ": keeps its input's format");
+  if (in == MemoryFormat::nchw16c && blocked_input(input.shape()) != BlockedInput::keeps)
+    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
+                shape_string(input.shape()));
+  format_ = in;
+  const BatchNormShape shape = kernel_shape(input.shape(), format_);
   checked_input_shape_ = input.shape();
   input_ = &input;
   output_.resize(input.shape());
@@ -116,7 +130,7 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
   if (grad_output.shape() != input_->shape())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_->shape()));
-  const BatchNormShape shape = kernel_shape(input_->shape());
+  const BatchNormShape shape = kernel_shape(input_->shape(), format_);
   grad_input_.resize(compute_grad_input ? input_->shape() : kNoGradInputShape);
   float* dx_out = compute_grad_input ? grad_input_.data() : nullptr;
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;

@@ -1,9 +1,11 @@
 // Conv2d: 2-D convolution, NCHW, square kernel, through oneDNN's convolution
-// primitives. The module's tensors are plain NCHW (the BN kernels and every
-// other module read NCHW); inside, a layer whose output channels are a
-// multiple of 16 lets oneDNN pick its layouts (nChw16c data, blocked weights:
-// the jit:avx512_core kernels) with reorders on each side, and the others run
-// on plain NCHW (oneDNN's x64:gemm:jit).
+// primitives. The module's tensors are plain NCHW, or nChw16c where
+// Sequential's plan hands it or asks for it (see MemoryFormat: then BN, ReLU
+// and pooling run on oneDNN's layout and no reorder separates them from the
+// convolution); inside, a layer whose output channels are a multiple of 16
+// lets oneDNN pick its layouts (nChw16c data, blocked weights: the
+// jit:avx512_core kernels) with reorders from and to the module's formats
+// where they differ, and the others run on plain NCHW (oneDNN's x64:gemm:jit).
 //
 // Why oneDNN's primitive rather than im2col + sgemm: measured on this 2-core
 // machine (N = 64, 3x3, padding 1, the cnn preset's layers; one thread, while
@@ -78,6 +80,7 @@ struct Staged {
   dnnl::memory plain, inner;
   dnnl::reorder reorder;  // plain -> inner for inputs, inner -> plain for outputs
   bool reorders = false;
+  bool shares_earlier = false;  // inner is an earlier argument's, filled by that one
 
   Staged() = default;
   // chosen: the primitive's desc for this argument; input: whether the
@@ -98,6 +101,7 @@ struct Staged {
     if (chosen != earlier.inner.get_desc()) return Staged(plain_memory, chosen, true, engine);
     Staged s = earlier;
     s.reorders = false;
+    s.shares_earlier = earlier.reorders;
     return s;
   }
   void fill(dnnl::stream& stream) {
@@ -114,12 +118,13 @@ struct Staged {
 // shape changes, reused (data handles swapped) on every call otherwise.
 struct Conv2d::Primitives {
   Shape input_shape;
+  MemoryFormat in_format, out_format;  // the module's input and output tensors'
   int threads = 0;  // oneDNN sizes scratchpads for the thread count at creation
   dnnl::stream stream;
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
   dnnl::convolution_backward_weights backward_weights;
-  // The module's plain tensors (handles whose data pointers are set before
+  // The module's tensors (handles whose data pointers are set before
   // each call) and, for each primitive argument, the memory in the format the
   // primitive chose: the plain one itself, or a buffer of its own filled or
   // drained by a reorder.
@@ -134,13 +139,15 @@ struct Conv2d::Primitives {
 Conv2d::~Conv2d() = default;
 
 /* Builds forward (forward_training), backward-data and backward-weights
- * primitives for input (N, C, H, W) and the current thread count: the
- * module's tensors plain nchw, weights oihw, bias x, and the primitives' own
+ * primitives for input (N, C, H, W), the module's formats and the current
+ * thread count: the module's tensors nchw or nChw16c, weights oihw, bias x, and the primitives' own
  * formats where they chose others (buffers allocated here, once); scratchpads
  * from one user buffer (no allocation per call). */
-Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
+Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
+                                           MemoryFormat out) {
   sync_onednn_threads();
-  if (primitives_ && primitives_->input_shape == input && primitives_->threads == num_threads())
+  if (primitives_ && primitives_->input_shape == input && primitives_->threads == num_threads() &&
+      primitives_->in_format == in && primitives_->out_format == out)
     return *primitives_;
   using dnnl::memory;
   using tag = memory::format_tag;
@@ -150,6 +157,13 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   const memory::desc dst_md(memory::dims(output.begin(), output.end()), memory::data_type::f32, tag::nchw);
   const memory::desc weights_md({out_channels, in_channels, kernel_size, kernel_size},
                                 memory::data_type::f32, tag::oihw);
+  // The module's own tensors, in the formats the plan gave.
+  const auto user = [&](const memory::desc& plain, MemoryFormat format) {
+    return format == MemoryFormat::nchw16c
+               ? memory::desc(plain.dims(), memory::data_type::f32, tag::nChw16c)
+               : plain;
+  };
+  const memory::desc user_src_md = user(src_md, in), user_dst_md = user(dst_md, out);
   // What the primitives are created with: the plain formats, or "any" for
   // oneDNN to choose (see the top): the forward and backward weights when the
   // output channels are a multiple of 16, backward data when the input
@@ -214,6 +228,8 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
 
   auto p = std::make_unique<Primitives>();
   p->input_shape = input;
+  p->in_format = in;
+  p->out_format = out;
   p->threads = num_threads();
   p->stream = dnnl::stream(engine);
   p->forward = dnnl::convolution_forward(forward_pd);
@@ -227,10 +243,10 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
   // accepts a larger buffer, so all three use a byte-sized view of it.
   p->scratchpad = memory(memory::desc({static_cast<memory::dim>(scratch_bytes)}, memory::data_type::u8, tag::x),
                          engine, scratchpad_.data());
-  p->src = memory(src_md, engine, DNNL_MEMORY_NONE);
-  p->diff_src = memory(src_md, engine, DNNL_MEMORY_NONE);
-  p->dst = memory(dst_md, engine, DNNL_MEMORY_NONE);
-  p->diff_dst = memory(dst_md, engine, DNNL_MEMORY_NONE);
+  p->src = memory(user_src_md, engine, DNNL_MEMORY_NONE);
+  p->diff_src = memory(user_src_md, engine, DNNL_MEMORY_NONE);
+  p->dst = memory(user_dst_md, engine, DNNL_MEMORY_NONE);
+  p->diff_dst = memory(user_dst_md, engine, DNNL_MEMORY_NONE);
   p->weights = memory(weights_md, engine, DNNL_MEMORY_NONE);
   p->diff_weights = memory(weights_md, engine, DNNL_MEMORY_NONE);
   p->bias = memory(bias_md, engine, DNNL_MEMORY_NONE);
@@ -268,11 +284,29 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input) {
  *   y[i, o, oh, ow] = b[o] + sum_{c, kh, kw} W[o, c, kh, kw] x[i, c, oh*s - p + kh, ow*s - p + kw]
  * (x read as 0 outside the image), Ho = (H + 2p - k) / s + 1. One oneDNN call. */
 const Tensor& Conv2d::forward(const Tensor& input) {
+  return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
+}
+
+BlockedInput Conv2d::blocked_input(const Shape& input) const {
+  return in_channels % 16 == 0 && fits_nchw16c(input) ? BlockedInput::ends : BlockedInput::no;
+}
+
+bool Conv2d::can_output_nchw16c(const Shape& input) const {
+  return out_channels % 16 == 0 && input.size() == 4;
+}
+
+const Tensor& Conv2d::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   if (input.shape() != checked_input_shape_) {
     output_.resize(output_shape(input.shape()));
     checked_input_shape_ = input.shape();
   }
-  Primitives& p = primitives_for(input.shape());
+  if ((in == MemoryFormat::nchw16c && blocked_input(input.shape()) != BlockedInput::ends) ||
+      (out == MemoryFormat::nchw16c && !can_output_nchw16c(input.shape())))
+    throw Error(repr() + ": nChw16c needs channels that are a multiple of 16 (input " +
+                shape_string(input.shape()) + ")");
+  in_format_ = in;
+  out_format_ = out;
+  Primitives& p = primitives_for(input.shape(), in, out);
   input_ = &input;
   p.src.set_data_handle(const_cast<float*>(input.data()));
   p.weights.set_data_handle(weight.value.data());
@@ -296,7 +330,7 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
   if (grad_output.shape() != output_.shape())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the output " + shape_string(output_.shape()));
-  Primitives& p = primitives_for(input_->shape());
+  Primitives& p = primitives_for(input_->shape(), in_format_, out_format_);
   grad_weight_.resize(weight.value.shape());
   p.diff_dst.set_data_handle(const_cast<float*>(grad_output.data()));
   if (compute_grad_input) {
@@ -309,7 +343,8 @@ const Tensor& Conv2d::backward(const Tensor& grad_output) {
     p.data_diff_src.drain(p.stream);
   } else {
     grad_input_.resize(kNoGradInputShape);
-    p.data_diff_dst.fill(p.stream);  // the backward-weights primitive may share it
+    // Backward data does not run: fill its dy only where backward weights shares it.
+    if (p.wei_diff_dst.shares_earlier) p.data_diff_dst.fill(p.stream);
   }
   p.src.set_data_handle(const_cast<float*>(input_->data()));
   p.diff_weights.set_data_handle(grad_weight_.data());

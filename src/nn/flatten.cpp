@@ -1,8 +1,9 @@
-// Flatten: (N, d1, d2, ...) -> (N, d1*d2*...), values in the same order.
+// Flatten: (N, d1, d2, ...) -> (N, d1*d2*...), values in the same order (NCHW's).
 #include <cstring>
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "nn/nchw16c.hpp"
 
 namespace bnlab::nn {
 
@@ -17,9 +18,29 @@ Shape Flatten::output_shape(const Shape& input) const {
 
 // A copy (one pass) rather than a view: a module's output is a tensor it owns.
 const Tensor& Flatten::forward(const Tensor& input) {
+  return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
+}
+
+BlockedInput Flatten::blocked_input(const Shape& input) const {
+  return fits_nchw16c(input) ? BlockedInput::ends : BlockedInput::no;
+}
+
+// From nChw16c the copy puts the values back in NCHW order, which is the
+// order Flatten's output means; backward puts the gradient into nChw16c.
+const Tensor& Flatten::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  if (out != MemoryFormat::plain) throw Error(repr() + ": its output is plain (N, features)");
+  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input.shape()))
+    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
+                shape_string(input.shape()));
   if (input.shape() != input_shape_) {
     output_.resize(output_shape(input.shape()));
     input_shape_ = input.shape();
+  }
+  format_ = in;
+  if (in == MemoryFormat::nchw16c) {
+    from_nchw16c(input.data(), output_.data(), input.size(0), input.size(1),
+                 input.size(2) * input.size(3));
+    return output_;
   }
   std::memcpy(output_.data(), input.data(), sizeof(float) * static_cast<size_t>(input.numel()));
   return output_;
@@ -30,6 +51,11 @@ const Tensor& Flatten::backward(const Tensor& grad_output) {
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_shape_));
   grad_input_.resize(input_shape_);
+  if (format_ == MemoryFormat::nchw16c) {
+    to_nchw16c(grad_output.data(), grad_input_.data(), input_shape_[0], input_shape_[1],
+               input_shape_[2] * input_shape_[3]);
+    return grad_input_;
+  }
   std::memcpy(grad_input_.data(), grad_output.data(),
               sizeof(float) * static_cast<size_t>(grad_output.numel()));
   return grad_input_;

@@ -9,11 +9,48 @@ void Sequential::add(ModulePtr module) {
   if (!module) throw Error("Sequential::add: module is null");
   module->train(training_);
   children_.push_back(std::move(module));
+  plan_shape_.clear();
+}
+
+const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  if (in != MemoryFormat::plain || out != MemoryFormat::plain)
+    throw Error(repr() + ": takes and gives plain tensors only (no nChw16c)");
+  return forward(input);
+}
+
+/* The plan of formats (see MemoryFormat). A chain starts at a child that can
+ * write nChw16c (Conv2d, out_channels a multiple of 16), runs through the
+ * children that keep it (BatchNorm2d, activations, MaxPool2d) and must end at a
+ * child that takes nChw16c and ends the chain (Conv2d, Flatten); otherwise
+ * every child of that stretch stays plain. An ending Conv2d may start the
+ * next chain. The first child's input and the last child's output are plain. */
+void Sequential::plan_formats(const Shape& input) {
+  const size_t count = children_.size();
+  std::vector<Shape> shapes(count + 1);
+  shapes[0] = input;
+  for (size_t i = 0; i < count; ++i) shapes[i + 1] = children_[i]->output_shape(shapes[i]);
+  in_formats_.assign(count, MemoryFormat::plain);
+  out_formats_.assign(count, MemoryFormat::plain);
+  for (size_t start = 0; start < count; ++start) {
+    if (!children_[start]->can_output_nchw16c(shapes[start])) continue;
+    size_t end = start + 1;
+    while (end < count && children_[end]->blocked_input(shapes[end]) == BlockedInput::keeps) ++end;
+    if (end == count || children_[end]->blocked_input(shapes[end]) != BlockedInput::ends) continue;
+    out_formats_[start] = MemoryFormat::nchw16c;
+    for (size_t k = start + 1; k < end; ++k)
+      in_formats_[k] = out_formats_[k] = MemoryFormat::nchw16c;
+    in_formats_[end] = MemoryFormat::nchw16c;
+    start = end - 1;  // the ending child may start the next chain
+  }
+  plan_shape_ = input;
 }
 
 const Tensor& Sequential::forward(const Tensor& input) {
+  if (input.shape() != plan_shape_ || in_formats_.size() != children_.size())
+    plan_formats(input.shape());
   const Tensor* x = &input;
-  for (auto& child : children_) x = &child->forward(*x);
+  for (size_t i = 0; i < children_.size(); ++i)
+    x = &children_[i]->forward_formatted(*x, in_formats_[i], out_formats_[i]);
   return *x;
 }
 

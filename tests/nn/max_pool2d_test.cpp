@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -12,6 +13,8 @@ namespace bnlab::nn {
 namespace {
 
 using test::check_gradients;
+using test::from_blocked;
+using test::to_blocked;
 
 // Distinct values 0.1 apart in a shuffled order, so an h = 0.01 nudge never changes a winner.
 Tensor distinct_values(const Shape& shape, uint64_t seed) {
@@ -128,6 +131,105 @@ TEST(MaxPool2d, ShapesErrorsAndRepr) {
   EXPECT_THROW(MaxPool2d(2, 2, 2), Error);
   EXPECT_EQ(MaxPool2d(2).repr(), "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)");
   EXPECT_EQ(MaxPool2d(3, 1, 1).repr(), "MaxPool2d(kernel_size=3, stride=1, padding=1, dilation=1, ceil_mode=False)");
+}
+
+// nChw16c (MemoryFormat): the plain module is the reference, bit for bit.
+
+// Values from a few integers (many ties in every window), about one in 25 NaN.
+Tensor tied_values(const Shape& shape, uint64_t seed) {
+  Tensor x(shape);
+  Generator gen(seed);
+  for (int64_t i = 0; i < x.numel(); ++i) {
+    const uint64_t r = gen.below(25);
+    x[i] = r == 0 ? std::numeric_limits<float>::quiet_NaN() : static_cast<float>(r % 4);
+  }
+  return x;
+}
+
+// Same shape and the same bits in every element (NaN payloads included);
+// names the first element that differs.
+::testing::AssertionResult bitwise_equal(const Tensor& got, const Tensor& want) {
+  if (got.shape() != want.shape())
+    return ::testing::AssertionFailure()
+           << "shape " << shape_string(got.shape()) << " vs " << shape_string(want.shape());
+  for (int64_t i = 0; i < got.numel(); ++i)
+    if (std::memcmp(&got.data()[i], &want.data()[i], sizeof(float)) != 0)
+      return ::testing::AssertionFailure()
+             << "element " << i << ": " << got[i] << " vs " << want[i];
+  return ::testing::AssertionSuccess();
+}
+
+TEST(MaxPool2d, Nchw16cForwardAndBackwardMatchPlainBitForBit) {
+  // 2x2 s2 (the vector rows), 3x3 s2 p1, 2x2 s1 (overlapping), 3x3 s1 p1 (general loop).
+  const MaxPool2d pools[] = {MaxPool2d(2), MaxPool2d(3, 2, 1), MaxPool2d(2, 1), MaxPool2d(3, 1, 1)};
+  // C in {16, 32, 48}; odd sizes. The first is large enough to run over
+  // threads, and leaves its gradient in the buffers the smaller ones reuse.
+  const Shape shapes[] = {{4, 32, 28, 28}, {2, 16, 8, 8}, {3, 32, 7, 9},
+                          {1, 48, 6, 10},  {2, 16, 5, 5}, {1, 48, 9, 7}};
+  uint64_t seed = 10;
+  for (const MaxPool2d& window : pools) {
+    MaxPool2d blocked = window;
+    for (const Shape& shape : shapes) {
+      SCOPED_TRACE(window.repr() + " on " + shape_string(shape));
+      MaxPool2d plain = window;
+      const Tensor x = tied_values(shape, ++seed);
+      const Tensor& y = plain.forward(x);
+      const Tensor& y_blocked =
+          blocked.forward_formatted(to_blocked(x), MemoryFormat::nchw16c, MemoryFormat::nchw16c);
+      EXPECT_TRUE(bitwise_equal(from_blocked(y_blocked), y));
+
+      Tensor dy = test::random_tensor(y.shape(), ++seed);
+      for (int64_t i = 0; i < dy.numel(); i += 7) dy[i] = -0.0f;  // +0 once added to dx's zero
+      const Tensor& dx = plain.backward(dy);
+      const Tensor& dx_blocked = blocked.backward(to_blocked(dy));
+      EXPECT_TRUE(bitwise_equal(from_blocked(dx_blocked), dx));
+    }
+  }
+}
+
+// The format is the last forward's: one module serves both, and its backward
+// follows the forward before it.
+TEST(MaxPool2d, OneModuleSwitchesBetweenPlainAndNchw16c) {
+  MaxPool2d reference(2), pool(2);
+  const Shape shape{2, 32, 6, 6};
+  for (int round = 0; round < 2; ++round) {
+    const Tensor x = tied_values(shape, 40 + round);
+    const Tensor dy = test::random_tensor({2, 32, 3, 3}, 50 + round);
+    const Tensor y = reference.forward(x);
+    const Tensor dx = reference.backward(dy);
+    EXPECT_TRUE(bitwise_equal(from_blocked(pool.forward_formatted(
+                                  to_blocked(x), MemoryFormat::nchw16c, MemoryFormat::nchw16c)),
+                              y));
+    EXPECT_TRUE(bitwise_equal(from_blocked(pool.backward(to_blocked(dy))), dx));
+    EXPECT_TRUE(bitwise_equal(pool.forward(x), y));
+    EXPECT_TRUE(bitwise_equal(pool.backward(dy), dx));
+  }
+}
+
+TEST(MaxPool2d, Nchw16cNeedsChannelsInBlocksOf16AndTheSameFormatOut) {
+  MaxPool2d pool(2);
+  const MemoryFormat plain = MemoryFormat::plain, blocked = MemoryFormat::nchw16c;
+  const Tensor x({2, 16, 4, 4}, 1.0f);
+  EXPECT_THROW(pool.forward_formatted(x, blocked, plain), Error);
+  EXPECT_THROW(pool.forward_formatted(x, plain, blocked), Error);
+  EXPECT_THROW(pool.forward_formatted(Tensor({2, 3, 4, 4}), blocked, blocked), Error);
+  EXPECT_THROW(pool.forward_formatted(Tensor({16, 4, 4}), blocked, blocked), Error);
+  try {
+    pool.forward_formatted(x, blocked, plain);
+    ADD_FAILURE() << "nChw16c in, plain out did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MaxPool2d(kernel_size=2"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(pool.forward_formatted(x, plain, plain).shape(), (Shape{2, 16, 2, 2}));
+}
+
+TEST(MaxPool2d, KeepsNchw16cWhenChannelsAreAMultipleOf16) {
+  const MaxPool2d pool(2);
+  EXPECT_EQ(pool.blocked_input({64, 32, 28, 28}), BlockedInput::keeps);
+  EXPECT_EQ(pool.blocked_input({1, 48, 7, 9}), BlockedInput::keeps);
+  EXPECT_EQ(pool.blocked_input({64, 3, 28, 28}), BlockedInput::no);
+  EXPECT_EQ(pool.blocked_input({64, 24, 28, 28}), BlockedInput::no);
+  EXPECT_EQ(pool.blocked_input({64, 32}), BlockedInput::no);
 }
 
 }  // namespace

@@ -53,6 +53,10 @@ class Conv2d : public Module {
   ~Conv2d() override;
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // nChw16c input when in_channels is a multiple of 16, output when out_channels is.
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
+  bool can_output_nchw16c(const Shape& input) const override;
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -62,8 +66,9 @@ class Conv2d : public Module {
   std::optional<Parameter> bias;
   bool compute_grad_input = true;  // as Linear's
  private:
-  struct Primitives;  // oneDNN's primitives for the last input shape (conv2d.cpp)
-  Primitives& primitives_for(const Shape& input);
+  struct Primitives;  // oneDNN's primitives for the last input shape and formats (conv2d.cpp)
+  Primitives& primitives_for(const Shape& input, MemoryFormat in, MemoryFormat out);
+  MemoryFormat in_format_ = MemoryFormat::plain, out_format_ = MemoryFormat::plain;
   std::unique_ptr<Primitives> primitives_;
   const Tensor* input_ = nullptr;
   Shape checked_input_shape_;  // as Linear's
@@ -84,6 +89,9 @@ class BatchNorm : public Module {
             bool track_running_stats = true);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // BatchNorm2d keeps nChw16c when num_features is a multiple of 16.
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override;  // "BatchNorm1d(512, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -105,16 +113,20 @@ class BatchNorm : public Module {
   const Tensor* input_ = nullptr;
   Shape checked_input_shape_;  // as Linear's
   bool used_batch_stats_ = true;
+  MemoryFormat format_ = MemoryFormat::plain;  // the last forward's
   Tensor output_, grad_input_, save_mean_, save_invstd_;
   // The kernel writes this batch's dweight/dbias here; backward adds them into the grads.
   Tensor batch_grad_weight_, batch_grad_bias_;
-  BatchNormShape kernel_shape(const Shape& input) const;
+  BatchNormShape kernel_shape(const Shape& input, MemoryFormat format) const;
 };
 
 class ReLU : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Elementwise: any format, kept (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override { return "ReLU()"; }
   Shape output_shape(const Shape& input) const override { return input; }
   bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
@@ -127,6 +139,9 @@ class LeakyReLU : public Module {
   explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Elementwise: any format, kept (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override;  // "LeakyReLU(negative_slope=0.01)"
   Shape output_shape(const Shape& input) const override { return input; }
   double negative_slope;
@@ -139,6 +154,9 @@ class Sigmoid : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Elementwise: any format, kept (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override { return "Sigmoid()"; }
   Shape output_shape(const Shape& input) const override { return input; }
  private:
@@ -149,6 +167,9 @@ class Tanh : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Elementwise: any format, kept (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override { return "Tanh()"; }
   Shape output_shape(const Shape& input) const override { return input; }
  private:
@@ -162,11 +183,15 @@ class MaxPool2d : public Module {
   MaxPool2d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Keeps nChw16c (see MemoryFormat) when the channels are a multiple of 16.
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override;  // "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
   Shape output_shape(const Shape& input) const override;
   int64_t kernel_size, stride, padding;
  private:
   Shape input_shape_;
+  MemoryFormat format_ = MemoryFormat::plain;  // the last forward's
   std::vector<int32_t> argmax_;
   Tensor output_, grad_input_;
 };
@@ -193,10 +218,14 @@ class Flatten : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Ends an nChw16c chain: takes it, flattens in NCHW order (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  BlockedInput blocked_input(const Shape& input) const override;
   std::string repr() const override { return "Flatten(start_dim=1, end_dim=-1)"; }
   Shape output_shape(const Shape& input) const override;
  private:
   Shape input_shape_;
+  MemoryFormat format_ = MemoryFormat::plain;  // the last forward's input format
   Tensor output_, grad_input_;
 };
 
@@ -205,6 +234,8 @@ class Flatten : public Module {
 class Sequential : public Module {
  public:
   void add(ModulePtr module);
+  // Runs the children with a plan of formats (see MemoryFormat): recomputed
+  // when the input shape changes; plain in and out.
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   std::string repr() const override;  // PyTorch's multi-line repr
@@ -223,9 +254,19 @@ class Sequential : public Module {
 
   size_t size() const { return children_.size(); }
   Module& operator[](size_t i) { return *children_[i]; }
-  std::vector<ModulePtr>& children() { return children_; }
+  // The plan of the last forward: each child's output format (see MemoryFormat).
+  const std::vector<MemoryFormat>& output_formats() const { return out_formats_; }
+  // The children, to change: the next forward plans the formats anew.
+  std::vector<ModulePtr>& children() {
+    plan_shape_.clear();
+    return children_;
+  }
  private:
   std::vector<ModulePtr> children_;
+  // The plan: each child's input and output format, for plan_shape_.
+  Shape plan_shape_;
+  std::vector<MemoryFormat> in_formats_, out_formats_;
+  void plan_formats(const Shape& input);
   Tensor no_grad_input_;  // the empty tensor returned when !compute_grad_input
 };
 

@@ -28,11 +28,41 @@ struct Buffer {
   int64_t* counter = nullptr;   // an int64 scalar (num_batches_tracked)
 };
 
+// How a 4-D activation handed between two children of a Sequential lies in
+// memory: plain NCHW, or oneDNN's nChw16c, (N, C/16, H, W, 16) with C a
+// multiple of 16: channel blocks of 16, the layout oneDNN's AVX-512
+// convolutions run on. Sequential::forward lets a Conv2d's output stay
+// nChw16c through the modules after it that keep it (BatchNorm2d, the
+// elementwise activations, MaxPool2d) up to the next module that ends the
+// chain (Conv2d, Flatten), which saves a reorder on each side of every
+// convolution. Tensors a caller passes or receives are always plain.
+enum class MemoryFormat { plain, nchw16c };
+
+// Whether a tensor of this shape can be held nChw16c: 4-D, C a positive multiple of 16.
+inline bool fits_nchw16c(const Shape& shape) {
+  return shape.size() == 4 && shape[1] > 0 && shape[1] % 16 == 0;
+}
+
+// What a module can do with an nChw16c input of a given (NCHW) shape.
+enum class BlockedInput {
+  no,     // plain input only
+  keeps,  // takes it, and its output and input gradient are nChw16c too
+  ends,   // takes it, and writes its output in the format asked (Conv2d) or plain (Flatten)
+};
+
 class Module {
  public:
   virtual ~Module() = default;
 
   virtual const Tensor& forward(const Tensor& input) = 0;
+  // forward with the input in format `in` and the output wanted in `out`, as
+  // Sequential's plan says (see MemoryFormat); the backward that follows takes
+  // its gradient in `out` and returns one in `in`. The default serves modules
+  // that handle plain tensors only.
+  virtual const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out);
+  // The plan's questions, for an input of this shape. Defaults: plain only.
+  virtual BlockedInput blocked_input(const Shape&) const { return BlockedInput::no; }
+  virtual bool can_output_nchw16c(const Shape&) const { return false; }
   // Gradient w.r.t. the last forward's input; adds into parameter grads.
   virtual const Tensor& backward(const Tensor& grad_output) = 0;
 

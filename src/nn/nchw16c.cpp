@@ -1,0 +1,38 @@
+// Plain NCHW <-> nChw16c copies (nn/nchw16c.hpp).
+#include "nn/nchw16c.hpp"
+
+#include "core/parallel.hpp"
+
+namespace bnlab::nn {
+namespace {
+
+constexpr int64_t kBlock = 16;
+
+// Calls body(plain block, blocked block) for each (sample, channel block).
+template <class Body>
+void for_blocks(int64_t n, int64_t c, int64_t s, Body&& body) {
+  const int64_t units = n * (c / kBlock), unit = kBlock * s;
+  parallel_for(units, units * unit, [&](int64_t u) { body(u * unit); });
+}
+
+}  // namespace
+
+void to_nchw16c(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s) {
+  for_blocks(n, c, s, [&](int64_t offset) {
+    const float* src = plain + offset;
+    float* dst = blocked + offset;
+    for (int64_t k = 0; k < s; ++k)
+      for (int64_t l = 0; l < kBlock; ++l) dst[k * kBlock + l] = src[l * s + k];
+  });
+}
+
+void from_nchw16c(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s) {
+  for_blocks(n, c, s, [&](int64_t offset) {
+    const float* src = blocked + offset;
+    float* dst = plain + offset;
+    for (int64_t l = 0; l < kBlock; ++l)
+      for (int64_t k = 0; k < s; ++k) dst[l * s + k] = src[k * kBlock + l];
+  });
+}
+
+}  // namespace bnlab::nn

@@ -1,0 +1,14 @@
+// Plain NCHW <-> oneDNN's nChw16c (see MemoryFormat in bnlab/nn/module.hpp),
+// C a multiple of 16, S = H*W:
+//   blocked[((i*(C/16) + j/16)*S + k)*16 + j%16] = plain[(i*C + j)*S + k]
+// One task per (sample, channel block): a 16 x S transpose.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::nn {
+
+void to_nchw16c(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s);
+void from_nchw16c(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s);
+
+}  // namespace bnlab::nn
