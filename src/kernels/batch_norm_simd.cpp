@@ -220,6 +220,62 @@ void SpanGradInput(const float* x, const float* dy, const float* relu_y, float* 
 
 // Rows blocks: columns go across the lanes, rows down the loop. `count` lanes
 // of each column vector are live (the last vector of a row may be partial).
+// Rows of kVectors (1, 2 or 4) whole vectors (a blocked16 unit, or narrow
+// channels-last rows): sum[w] = sum over rows of (x[r, w] - x[0, w]) with the sums in
+// registers, two rows at a time (two add chains), instead of a load and a
+// store of the sums per row, whose store-to-load latency bounds such rows.
+template <int kVectors>
+HWY_INLINE void NarrowShiftedSums(D d, const float* x, int64_t rows, int64_t stride, float* sum) {
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  V base[kVectors], even[kVectors], odd[kVectors];
+  for (int k = 0; k < kVectors; ++k) {
+    base[k] = hn::LoadU(d, x + k * n);
+    even[k] = odd[k] = hn::Zero(d);
+  }
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2)
+    for (int k = 0; k < kVectors; ++k) {
+      even[k] = hn::Add(even[k], hn::Sub(hn::LoadU(d, x + r * stride + k * n), base[k]));
+      odd[k] = hn::Add(odd[k], hn::Sub(hn::LoadU(d, x + (r + 1) * stride + k * n), base[k]));
+    }
+  if (r < rows)
+    for (int k = 0; k < kVectors; ++k)
+      even[k] = hn::Add(even[k], hn::Sub(hn::LoadU(d, x + r * stride + k * n), base[k]));
+  for (int k = 0; k < kVectors; ++k) hn::Store(hn::Add(even[k], odd[k]), d, sum + k * n);
+}
+
+// The rows' grad sums for rows of kVectors whole vectors, in registers as
+// NarrowShiftedSums: s[w] = sum g, p[w] = sum g * (x - mean[w]).
+template <bool kRelu, int kVectors>
+HWY_INLINE void NarrowGradSums(D d, const float* x, const float* dy, const float* relu_y,
+                               int64_t rows, int64_t stride, const float* mean_p, float* s,
+                               float* p) {
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  V mean[kVectors], s0[kVectors], s1[kVectors], p0[kVectors], p1[kVectors];
+  for (int k = 0; k < kVectors; ++k) {
+    mean[k] = hn::LoadU(d, mean_p + k * n);
+    s0[k] = s1[k] = p0[k] = p1[k] = hn::Zero(d);
+  }
+  const auto add_row = [&](int64_t row, V* sk, V* pk) {
+    for (int k = 0; k < kVectors; ++k) {
+      const int64_t i = row + k * n;
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
+      sk[k] = hn::Add(sk[k], g);
+      pk[k] = hn::MulAdd(g, hn::Sub(hn::LoadU(d, x + i), mean[k]), pk[k]);
+    }
+  };
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    add_row(r * stride, s0, p0);
+    add_row((r + 1) * stride, s1, p1);
+  }
+  if (r < rows) add_row(r * stride, s0, p0);
+  for (int k = 0; k < kVectors; ++k) {
+    hn::Store(hn::Add(s0[k], s1[k]), d, s + k * n);
+    hn::Store(hn::Add(p0[k], p1[k]), d, p + k * n);
+  }
+}
+
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out, float* /*scratch: the plain loop's; lanes go through buf*/) {
   const D d;
@@ -227,18 +283,26 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   // Pass 1, row by row so that memory is read in order (the pass that goes to
   // DRAM): shifted sums per column, shift = the block's first row.
   alignas(64) float sum[kRowsMaxWidth + kMaxLanes];
-  for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * stride;
-    int64_t w = 0;
-    for (; w + n <= width; w += n) {
-      const V v = hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w));
-      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
-    }
-    if (w < width) {
-      const size_t count = static_cast<size_t>(width - w);
-      const V v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
-      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+  if (width == n) {
+    NarrowShiftedSums<1>(d, x, rows, stride, sum);
+  } else if (width == 2 * n) {
+    NarrowShiftedSums<2>(d, x, rows, stride, sum);
+  } else if (width == 4 * n) {
+    NarrowShiftedSums<4>(d, x, rows, stride, sum);
+  } else {
+    for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * stride;
+      int64_t w = 0;
+      for (; w + n <= width; w += n) {
+        const V v = hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w));
+        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+      }
+      if (w < width) {
+        const size_t count = static_cast<size_t>(width - w);
+        const V v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
+        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+      }
     }
   }
   // Pass 2, column vector by column vector, from L1: deviations from the mean.
@@ -323,7 +387,8 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
 }
 
 // Row by row, so that memory is read in order; the per-column sums live in
-// L1 arrays (width <= kRowsMaxWidth).
+// L1 arrays (width <= kRowsMaxWidth), or in registers for rows of one, two or
+// four vectors.
 template <bool kRelu>
 void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t rows,
                    int64_t stride, int64_t width, const float* mean_p, double* sum_dy,
@@ -332,11 +397,15 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   alignas(64) float s[kRowsMaxWidth + kMaxLanes];
   alignas(64) float p[kRowsMaxWidth + kMaxLanes];
-  for (int64_t w = 0; w < width; w += n) {
+  const bool narrow = width == n || width == 2 * n || width == 4 * n;
+  if (width == n) NarrowGradSums<kRelu, 1>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  if (width == 2 * n) NarrowGradSums<kRelu, 2>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  if (width == 4 * n) NarrowGradSums<kRelu, 4>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  for (int64_t w = 0; w < width && !narrow; w += n) {
     hn::Store(hn::Zero(d), d, s + w);
     hn::Store(hn::Zero(d), d, p + w);
   }
-  for (int64_t r = 0; r < rows; ++r) {
+  for (int64_t r = 0; r < rows && !narrow; ++r) {
     const int64_t row = r * stride;
     int64_t w = 0;
     for (; w + n <= width; w += n) {
