@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <future>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "bnlab/data.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/random.hpp"
+#include "bnlab/threading.hpp"
 
 namespace bnlab::data {
 namespace {
@@ -83,9 +85,19 @@ Split load_split(const std::string& dir) {
   const std::string train_labels = find_idx_file(dir, "train-labels-idx1-ubyte");
   const std::string test_images = find_idx_file(dir, "t10k-images-idx3-ubyte");
   const std::string test_labels = find_idx_file(dir, "t10k-labels-idx1-ubyte");
+  // With two threads or more the test files are read beside the training ones
+  // (Fashion-MNIST: the inflation of the test images, a quarter of the work,
+  // no longer adds to the load time); a training file's error is reported first.
   Split split;
+  if (num_threads() < 2) {
+    split.train = read_idx(train_images, train_labels);
+    split.test = read_idx(test_images, test_labels);
+    return split;
+  }
+  std::future<Dataset> test =
+      std::async(std::launch::async, [&] { return read_idx(test_images, test_labels); });
   split.train = read_idx(train_images, train_labels);
-  split.test = read_idx(test_images, test_labels);
+  split.test = test.get();
   return split;
 }
 
