@@ -37,7 +37,7 @@ const Sizes kShapes[] = {
     {70, 3, 1},                 // many rows, few columns
     {3, 48, 70}, {4, 32, 1},    // blocked16 too: three blocks, and s = 1
     {2, 16, 300},               // blocked16 units longer than one 256-row block
-    {3, 64, 37},                // rows of 4 AVX-512 vectors (sums in registers)
+    {3, 64, 37},                // blocked16 with four blocks
 };
 
 using Param = std::tuple<std::string, Sizes, Layout>;
