@@ -2,14 +2,14 @@
 """Training throughput, bnlab against PyTorch, on the same architecture, batch and data.
 
 Runs one process per framework and times each whole process (start-up and data
-loading included), as a user would see it:
+loading included), as a user would see it, each after --settle seconds of idle:
     bnlab:   <build>/bnlab train --model NAME --epochs E --batch B --lr LR
     PyTorch: this script with --torch-only, which trains nn.Sequential built
              from the same architecture text with torch.optim.SGD.
 
 Usage (Debian's PyTorch: run with /usr/bin/python3; `scripts/setup.sh --peers`):
     /usr/bin/python3 bench/train_vs_pytorch.py --bnlab build/release/bnlab \
-        --models mlp-bn,cnn-bn --epochs 1 [--threads 2] [--json out.json]
+        --models mlp-bn,cnn-bn --epochs 1 [--threads 2] [--settle 5] [--json out.json]
 """
 import argparse
 import gzip
@@ -80,7 +80,12 @@ def train_torch(arch, epochs, batch, lr, threads, data_dir):
     return float(loss)
 
 
-def timed(command, env):
+def timed(command, env, settle):
+    # Each process starts on a rested machine: on the 2-core VM a process
+    # started right after another one ran slower for several seconds (bnlab's
+    # mlp-bn epoch 1.36 s right after a PyTorch epoch, 1.10 s five seconds
+    # later, 0.92 s rested), whichever framework came first.
+    time.sleep(settle)
     start = time.monotonic()
     done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seconds = time.monotonic() - start
@@ -98,6 +103,8 @@ def main():
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds of idle before each timed process (default 5)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--torch-only", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -111,10 +118,11 @@ def main():
     print(f"{'model':8} {'epochs':>6} {'bnlab s':>9} {'PyTorch s':>10} {'speed-up':>9}")
     for model in args.models.split(","):
         bnlab_s = timed([args.bnlab, "train", "--model", model, "--epochs", str(args.epochs),
-                         "--batch", str(args.batch), "--lr", str(args.lr), "--data", args.data], env)
+                         "--batch", str(args.batch), "--lr", str(args.lr), "--data", args.data], env,
+                        args.settle)
         torch_s = timed([sys.executable, os.path.abspath(__file__), "--torch-only", model,
                          "--epochs", str(args.epochs), "--batch", str(args.batch), "--lr", str(args.lr),
-                         "--threads", str(args.threads), "--data", args.data], env)
+                         "--threads", str(args.threads), "--data", args.data], env, args.settle)
         results.append({"model": model, "epochs": args.epochs, "batch": args.batch,
                         "bnlab_seconds": bnlab_s, "pytorch_seconds": torch_s,
                         "speedup": torch_s / bnlab_s})
@@ -122,7 +130,8 @@ def main():
     if args.json:
         tmp = args.json + ".tmp"
         with open(tmp, "w") as f:
-            json.dump({"threads": args.threads, "results": results}, f, indent=2)
+            json.dump({"threads": args.threads, "settle_seconds": args.settle, "results": results},
+                      f, indent=2)
         os.replace(tmp, args.json)
 
 
