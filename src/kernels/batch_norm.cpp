@@ -261,6 +261,16 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
     double* pq = part_m2 + p * cols + w0;
     rows_moments_merged(x + r0 * cols + w0, r1 - r0, cols, tw, plan.block_rows, pm, pq);
   });
+  // One part and one column per channel (an MLP's (N, C) batch): each
+  // column's moments are its channel's, without a merge (a division) per channel.
+  if (plan.parts == 1 && plan.per_column_group == 1) {
+    const double inv_rows = 1.0 / static_cast<double>(plan.rows);
+    for (int64_t j = 0; j < sh.c; ++j) {
+      mean[j] = part_mean[j];
+      var[j] = part_m2[j] * inv_rows;
+    }
+    return;
+  }
   // Merge the parts of each column, then the columns of each channel, in order.
   for (int64_t j = 0; j < sh.c; ++j) {
     Stat st;
@@ -316,7 +326,13 @@ void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* m
 // starts on a cache line). Copied for channels-last too: the copy is small,
 // and the caller's array may straddle lines on every vector load.
 float* per_column(const float* per_channel, const RowsPlan& plan, float* out) {
-  for (int64_t w = 0; w < plan.width; ++w) out[w] = per_channel[plan.channel(w)];
+  const int64_t group = plan.per_column_group;
+  if (group == 1) {
+    std::copy(per_channel, per_channel + plan.width, out);
+    return out;
+  }
+  for (int64_t j = 0; j < plan.width / group; ++j)
+    std::fill(out + j * group, out + (j + 1) * group, per_channel[j]);
   return out;
 }
 
@@ -520,7 +536,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
   if (dx == nullptr && dweight == nullptr && dbias == nullptr) return;
 
   const int64_t c = sh.c;
-  const double m_count = static_cast<double>(sh.per_channel());
+  const double inv_m = 1.0 / static_cast<double>(sh.per_channel());
   double* sum_dy = t_workspace.channel_d(2 * c);
   double* sum_dy_xmu = sum_dy + c;
   float* coef = t_workspace.channel_f(3 * c);  // a, b, cst of dx = a*g + b*(x - mean) + cst
@@ -536,8 +552,8 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     coef[j] = static_cast<float>(w * invstd);
     coef_b[j] = constant_statistics
                     ? 0.0f
-                    : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] / m_count);
-    coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] / m_count);
+                    : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] * inv_m);
+    coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] * inv_m);
   };
   auto at_or_null = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
