@@ -17,6 +17,8 @@ Shape Flatten::output_shape(const Shape& input) const {
 }
 
 // A copy (one pass) rather than a view: a module's output is a tensor it owns.
+// A 2-D input is already flat: it passes through (PyTorch returns it as it is),
+// and so does its gradient.
 const Tensor& Flatten::forward(const Tensor& input) {
   return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
 }
@@ -37,6 +39,8 @@ const Tensor& Flatten::forward_formatted(const Tensor& input, MemoryFormat in, M
     input_shape_ = input.shape();
   }
   format_ = in;
+  passed_through_ = input.dim() == 2;
+  if (passed_through_) return input;
   if (in == MemoryFormat::nchw16c) {
     from_nchw16c(input.data(), output_.data(), input.size(0), input.size(1),
                  input.size(2) * input.size(3));
@@ -50,6 +54,7 @@ const Tensor& Flatten::backward(const Tensor& grad_output) {
   if (grad_output.numel() != output_.numel())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the input " + shape_string(input_shape_));
+  if (passed_through_) return grad_output;
   grad_input_.resize(input_shape_);
   if (format_ == MemoryFormat::nchw16c) {
     to_nchw16c(grad_output.data(), grad_input_.data(), input_shape_[0], input_shape_[1],

@@ -68,6 +68,14 @@ void fit_batch(Tensor& images, int64_t batch, const Shape& example) {
   images.resize(wanted);  // keeps the storage (and values) when it fits
 }
 
+// The shape a batch is gathered in: (C, H, W), or flat (C*H*W) when the network
+// starts with Flatten, which then passes the batch through instead of copying it.
+Shape gathered_example_shape(nn::Sequential& net, const data::Dataset& d) {
+  if (net.size() > 0 && dynamic_cast<nn::Flatten*>(&net[0]) != nullptr)
+    return {d.channels * d.rows * d.cols};
+  return {d.channels, d.rows, d.cols};
+}
+
 // Every BatchNorm in the network, nested Sequentials included.
 void collect_batch_norms(nn::Sequential& net, std::vector<nn::BatchNorm*>& out) {
   for (auto& child : net.children()) {
@@ -120,7 +128,7 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
 EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
                                  const StepCallback& on_step) {
   const auto start = std::chrono::steady_clock::now();
-  example_shape_ = {data.channels, data.rows, data.cols};
+  example_shape_ = gathered_example_shape(net_, data);
   const int64_t batch = options_.batch;
   const int64_t steps =
       options_.drop_last ? data.count / batch : (data.count + batch - 1) / batch;
@@ -202,12 +210,13 @@ EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batc
   result.count = data.count;
   nn::CrossEntropyLoss loss;
   Tensor images;
+  const Shape example = gathered_example_shape(net, data);
   double loss_sum = 0.0;
   int64_t correct = 0;
   try {
     for (int64_t begin = 0; begin < data.count; begin += batch) {
       const int64_t size = std::min(batch, data.count - begin);
-      images.resize({size, data.channels, data.rows, data.cols});
+      fit_batch(images, size, example);
       data::copy_examples(data, begin, size, images.data());
       const Tensor& logits = net.forward(images);
       loss_sum += loss.forward(logits, data.labels.data() + begin) * double(size);

@@ -102,5 +102,18 @@ TEST(Flatten, KeepsValuesAndRestoresTheShapeBackward) {
   check_gradients(flatten, x, 17);
 }
 
+TEST(Flatten, PassesAFlatInputAndItsGradientThrough) {
+  Flatten flatten;
+  const Tensor x = random_tensor({3, 5}, 18);
+  EXPECT_EQ(&flatten.forward(x), &x);  // no copy: the input is already (N, features)
+  const Tensor dy = random_tensor({3, 5}, 19);
+  EXPECT_EQ(&flatten.backward(dy), &dy);
+  // After a 4-D input the copy (and its gradient) is back.
+  const Tensor x4 = random_tensor({3, 5, 1, 1}, 20);
+  const Tensor& y4 = flatten.forward(x4);
+  EXPECT_NE(&y4, &x4);
+  EXPECT_EQ(flatten.backward(dy).shape(), x4.shape());
+}
+
 }  // namespace
 }  // namespace bnlab::nn

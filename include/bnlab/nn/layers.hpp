@@ -213,7 +213,7 @@ class Dropout : public Module {
   Tensor output_, grad_input_;
 };
 
-// Flattens dims 1.. into one: (N, C, H, W) -> (N, C*H*W).
+// Flattens dims 1.. into one: (N, C, H, W) -> (N, C*H*W); a 2-D input passes through.
 class Flatten : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
@@ -226,6 +226,7 @@ class Flatten : public Module {
  private:
   Shape input_shape_;
   MemoryFormat format_ = MemoryFormat::plain;  // the last forward's input format
+  bool passed_through_ = false;  // the last input was 2-D (already flat)
   Tensor output_, grad_input_;
 };
 
