@@ -30,8 +30,10 @@ const char* op_name(Op op);
 int op_passes(Op op);
 
 // Layouts as named in the results: channels_first (NCHW, NCDHW), channels_last
-// (NHWC, NDHWC), and nc for 2-D tensors, where both are the same bytes.
-enum class BenchLayout { channels_first, channels_last, nc };
+// (NHWC, NDHWC), nc for 2-D tensors, where both are the same bytes, and
+// blocked16 (oneDNN's nChw16c / nCdhw16c, bnlab's Layout::blocked16; PyTorch
+// has no such layout, so its column is empty there).
+enum class BenchLayout { channels_first, channels_last, nc, blocked16 };
 
 const char* layout_name(BenchLayout layout);
 

@@ -6,7 +6,7 @@
 //   inference forward: prop_kind::forward_inference, use_global_stats | use_scale | use_shift
 //   backward:          prop_kind::backward, use_scale | use_shift (dx, dscale, dshift)
 //   forward + backward: the training forward, then the backward on its statistics
-// Formats: nchw / nhwc (4-D), ncdhw / ndhwc (5-D), nc (2-D). oneDNN takes the
+// Formats: nchw / nhwc / nChw16c (4-D), ncdhw / ndhwc / nCdhw16c (5-D), nc (2-D). oneDNN takes the
 // variance, not 1/sqrt(var + eps): its own training forward supplies mean and
 // variance to its backward, as a framework using it would. oneDNN 2.6's backward
 // with use_shift also asks for the shift (query exec_arg_md lists it), though
@@ -34,6 +34,11 @@ dnnl::engine& cpu_engine() {
 Tag tag_for(const Case& the_case) {
   const size_t rank = the_case.dims.size();
   const bool last = the_case.layout == BenchLayout::channels_last;
+  if (the_case.layout == BenchLayout::blocked16) {
+    if (rank == 4) return Tag::nChw16c;
+    if (rank == 5) return Tag::nCdhw16c;
+    throw Error("oneDNN peer: case " + the_case.id() + ": blocked16 is mapped for 4-D and 5-D only");
+  }
   if (rank == 2) return Tag::nc;
   if (rank == 3) return last ? Tag::nwc : Tag::ncw;
   if (rank == 4) return last ? Tag::nhwc : Tag::nchw;

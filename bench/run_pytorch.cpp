@@ -75,11 +75,13 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   request["max_reps"] = policy.max_reps;
   request["budget_s"] = policy.budget_s;
   request["cases"] = nlohmann::json::array();
-  for (const CaseResult& r : results)
+  for (const CaseResult& r : results) {
+    if (r.the_case.layout == BenchLayout::blocked16) continue;  // no such layout in PyTorch
     request["cases"].push_back({{"id", r.the_case.id()},
                                 {"dims", r.the_case.dims},
                                 {"layout", layout_name(r.the_case.layout)},
                                 {"op", op_name(r.the_case.op)}});
+  }
 
   int exit_code = 0;
   std::string output;
@@ -105,6 +107,10 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   std::map<std::string, const nlohmann::json*> by_id;
   for (const nlohmann::json& r : reply["results"]) by_id[r.at("id").get<std::string>()] = &r;
   for (CaseResult& r : results) {
+    if (r.the_case.layout == BenchLayout::blocked16) {
+      r.pytorch.note = "n/a: PyTorch has no nChw16c layout";
+      continue;
+    }
     const auto found = by_id.find(r.the_case.id());
     if (found == by_id.end()) {
       r.pytorch.note = "no result";
