@@ -82,6 +82,18 @@ bool backward_by_channel(const BatchNormShape& sh) {
          sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
 }
 
+// blocked16's backward walks block by block (16 channels: every sample's unit
+// of them) under the same reasoning, when x overflows the LLC, there are two
+// blocks or more, and a block's x and dy fit the share of the LLC a thread can
+// count on (half of it).
+constexpr int64_t kByBlockMaxBytes = kLastLevelCacheBytes / 2;
+
+bool backward_by_block(const BatchNormShape& sh) {
+  return sh.layout == Layout::blocked16 && sh.c >= 2 * 16 &&
+         2 * sh.per_channel() * 16 * static_cast<int64_t>(sizeof(float)) <= kByBlockMaxBytes &&
+         sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+}
+
 std::atomic<const BatchNormLoops*> g_loops{nullptr};
 
 const BatchNormLoops& loops() {
@@ -586,7 +598,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     const BlockedPlan plan(sh);
     double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
     double* part_sx = part_s + plan.units * kBlockWidth;
-    parallel_for(plan.units, 2 * sh.numel(), [&](int64_t u) {
+    const auto unit_sums = [&](int64_t u) {
       const int64_t off = plan.offset(u);
       double* ps = part_s + u * kBlockWidth;
       double* psx = part_sx + u * kBlockWidth;
@@ -599,22 +611,41 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
                                std::min(plan.block_rows, plan.s - r), kBlockWidth, kBlockWidth,
                                save_mean + plan.first_channel(u), ps, psx, scr);
       }
-    });
-    for (int64_t j = 0; j < c; ++j) {
-      sum_dy[j] = sum_dy_xmu[j] = 0.0;
-      for (int64_t i = 0; i < sh.n; ++i) {
-        const int64_t at = (i * plan.blocks + j / kBlockWidth) * kBlockWidth + j % kBlockWidth;
-        sum_dy[j] += part_s[at];
-        sum_dy_xmu[j] += part_sx[at];
+    };
+    const auto finish_block = [&](int64_t b) {
+      for (int64_t j = b * kBlockWidth; j < (b + 1) * kBlockWidth; ++j) {
+        sum_dy[j] = sum_dy_xmu[j] = 0.0;
+        for (int64_t i = 0; i < sh.n; ++i) {
+          const int64_t at = (i * plan.blocks + b) * kBlockWidth + j % kBlockWidth;
+          sum_dy[j] += part_s[at];
+          sum_dy_xmu[j] += part_sx[at];
+        }
+        finish_channel(j);
       }
-      finish_channel(j);
-    }
-    if (dx == nullptr) return;
-    parallel_for(plan.units, 3 * sh.numel(), [&](int64_t u) {
+    };
+    const auto unit_dx = [&](int64_t u) {
       const int64_t off = plan.offset(u), j = plan.first_channel(u);
       loops().rows_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, plan.s,
                               kBlockWidth, kBlockWidth, save_mean + j, coef + j, coef_b + j,
                               coef_c + j, stream);
+    };
+    if (backward_by_block(sh)) {
+      // One task per channel block, as backward_by_channel: its sums over every
+      // sample, then dx over the same units, which the sums left in the LLC.
+      parallel_for(plan.blocks, 3 * sh.numel(), [&](int64_t b) {
+        for (int64_t i = 0; i < sh.n; ++i) unit_sums(i * plan.blocks + b);
+        finish_block(b);
+        if (dx == nullptr) return;
+        for (int64_t i = 0; i < sh.n; ++i) unit_dx(i * plan.blocks + b);
+        if (stream) loops().store_fence();
+      });
+      return;
+    }
+    parallel_for(plan.units, 2 * sh.numel(), unit_sums);
+    for (int64_t b = 0; b < plan.blocks; ++b) finish_block(b);
+    if (dx == nullptr) return;
+    parallel_for(plan.units, 3 * sh.numel(), [&](int64_t u) {
+      unit_dx(u);
       if (stream) loops().store_fence();
     });
     return;

@@ -43,6 +43,10 @@ const LargeCase kLargeCases[] = {
     // x alone over 32 MiB (34 MB), 17 channels of 2 x 250001 floats (4 MB of
     // x and dy each, odd rows, misaligned): the channel-by-channel backward.
     {"ByChannelBackwardMisaligned", 2, 17, 250001, Layout::channels_first, 1, false},
+    // blocked16 (nChw16c): streamed units; then x over 32 MiB with 4 blocks of
+    // 2 x 2 x 65536 x 16 floats (16 MiB of x and dy): the block-by-block backward.
+    {"StreamedBlocked16", 4, 16, 65536, Layout::blocked16, 0, false},
+    {"ByBlockBackwardBlocked16", 2, 64, 65536, Layout::blocked16, 0, false},
 };
 
 BatchNormShape shape_of(const LargeCase& lc) { return {lc.n, lc.c, lc.s, lc.layout}; }
