@@ -418,7 +418,8 @@ void validate(const BatchNormShape& shape) {
     throw Error("layout must be channels_first (0), channels_last (1) or blocked16 (2), got " +
                 std::to_string(static_cast<int>(shape.layout)));
   if (shape.layout == Layout::blocked16 && shape.c % 16 != 0)
-    throw Error("layout blocked16 needs c to be a multiple of 16, got c=" + std::to_string(shape.c));
+    throw Error("layout blocked16 needs c to be a multiple of 16, got c=" +
+                std::to_string(shape.c));
   int64_t product = 0;
   if (__builtin_mul_overflow(shape.n, shape.c, &product) ||
       __builtin_mul_overflow(product, shape.s, &product) ||
@@ -567,7 +568,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
                     : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] * inv_m);
     coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] * inv_m);
   };
-  auto at_or_null = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
+  auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
 
   if (backward_by_channel(sh)) {
@@ -577,7 +578,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       double s_dy = 0.0, s_dy_xmu = 0.0;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_sums(x + off, dy + off, at_or_null(relu_y, off), sh.s, save_mean[j], &s_dy,
+        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), sh.s, save_mean[j], &s_dy,
                                &s_dy_xmu);
       }
       sum_dy[j] = s_dy;
@@ -586,7 +587,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       if (dx == nullptr) return;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, sh.s, save_mean[j],
+        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, sh.s, save_mean[j],
                                 coef[j], coef_b[j], coef_c[j], stream);
       }
       if (stream) loops().store_fence();
@@ -606,8 +607,8 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       std::fill(psx, psx + kBlockWidth, 0.0);
       float scr[2 * kBlockWidth];
       for (int64_t r = 0; r < plan.s; r += plan.block_rows) {
-        const int64_t at = off + r * kBlockWidth;
-        loops().rows_grad_sums(x + at, dy + at, at_or_null(relu_y, at),
+        const int64_t rows_off = off + r * kBlockWidth;
+        loops().rows_grad_sums(x + rows_off, dy + rows_off, at(relu_y, rows_off),
                                std::min(plan.block_rows, plan.s - r), kBlockWidth, kBlockWidth,
                                save_mean + plan.first_channel(u), ps, psx, scr);
       }
@@ -625,7 +626,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     };
     const auto unit_dx = [&](int64_t u) {
       const int64_t off = plan.offset(u), j = plan.first_channel(u);
-      loops().rows_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, plan.s,
+      loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.s,
                               kBlockWidth, kBlockWidth, save_mean + j, coef + j, coef_b + j,
                               coef_c + j, stream);
     };
@@ -659,7 +660,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       std::fill(acc, acc + 2 * c, 0.0);
       for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
         const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_sums(x + off, dy + off, at_or_null(relu_y, off), plan.length(u), save_mean[j],
+        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), plan.length(u), save_mean[j],
                                &acc[2 * j], &acc[2 * j + 1]);
       }
     });
@@ -675,7 +676,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     parallel_for(plan.parts, 3 * sh.numel(), [&](int64_t p) {
       for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
         const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, plan.length(u),
+        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.length(u),
                                 save_mean[j], coef[j], coef_b[j], coef_c[j], stream);
       }
       if (stream) loops().store_fence();
@@ -701,7 +702,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     for (int64_t r = r0; r < r1; r += plan.block_rows) {
       const int64_t br = std::min(plan.block_rows, r1 - r);
       const int64_t off = r * cols + w0;
-      loops().rows_grad_sums(x + off, dy + off, at_or_null(relu_y, off), br, cols, tw, mean_cols + w0,
+      loops().rows_grad_sums(x + off, dy + off, at(relu_y, off), br, cols, tw, mean_cols + w0,
                              part_s + p * cols + w0, part_sx + p * cols + w0, scr);
     }
   });
@@ -722,7 +723,7 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
   parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
     const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
     const int64_t off = r0 * cols;
-    loops().rows_grad_input(x + off, dy + off, at_or_null(relu_y, off), dx + off, r1 - r0, cols, cols,
+    loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, r1 - r0, cols, cols,
                             mean_cols, a, b, cst, stream);
     if (stream) loops().store_fence();
   });
