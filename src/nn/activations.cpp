@@ -108,47 +108,40 @@ const Tensor& Tanh::backward(const Tensor& grad_output) {
                       [](float dy, float y) { return dy * (1.0f - y * y); });
 }
 
-}  // namespace bnlab::nn
-
-namespace bnlab::nn {
-namespace {
-
 // An elementwise module computes the same value at every position whatever the
-// order the values lie in: it takes any format and keeps it (see MemoryFormat).
-const Tensor& forward_elementwise(Module& module, const Tensor& input, MemoryFormat in,
-                                  MemoryFormat out) {
-  if (in != out)
-    throw Error(module.repr() + ": an elementwise module keeps its input's format");
-  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input.shape()))
-    throw Error(module.repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
-                shape_string(input.shape()));
-  return module.forward(input);
-}
+// order the values lie in: it takes any format that fits and keeps it (see
+// MemoryFormat).
 
-BlockedInput elementwise_blocked_input(const Shape& input) {
+const Tensor& ReLU::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  check_kept_format(input.shape(), in, out);
+  return forward(input);
+}
+BlockedInput ReLU::blocked_input(const Shape& input) const {
   return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
 }
 
-}  // namespace
-
-const Tensor& ReLU::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  return forward_elementwise(*this, input, in, out);
-}
-BlockedInput ReLU::blocked_input(const Shape& input) const { return elementwise_blocked_input(input); }
-
 const Tensor& LeakyReLU::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  return forward_elementwise(*this, input, in, out);
+  check_kept_format(input.shape(), in, out);
+  return forward(input);
 }
-BlockedInput LeakyReLU::blocked_input(const Shape& input) const { return elementwise_blocked_input(input); }
+BlockedInput LeakyReLU::blocked_input(const Shape& input) const {
+  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+}
 
 const Tensor& Sigmoid::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  return forward_elementwise(*this, input, in, out);
+  check_kept_format(input.shape(), in, out);
+  return forward(input);
 }
-BlockedInput Sigmoid::blocked_input(const Shape& input) const { return elementwise_blocked_input(input); }
+BlockedInput Sigmoid::blocked_input(const Shape& input) const {
+  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+}
 
 const Tensor& Tanh::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  return forward_elementwise(*this, input, in, out);
+  check_kept_format(input.shape(), in, out);
+  return forward(input);
 }
-BlockedInput Tanh::blocked_input(const Shape& input) const { return elementwise_blocked_input(input); }
+BlockedInput Tanh::blocked_input(const Shape& input) const {
+  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+}
 
 }  // namespace bnlab::nn

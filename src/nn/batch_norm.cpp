@@ -87,10 +87,7 @@ BlockedInput BatchNorm::blocked_input(const Shape& input) const {
 }
 
 const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  if (in != out) throw Error(repr() + ": keeps its input's format");
-  if (in == MemoryFormat::nchw16c && blocked_input(input.shape()) != BlockedInput::keeps)
-    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
-                shape_string(input.shape()));
+  check_kept_format(input.shape(), in, out);  // a valid shape that fits is BatchNorm2d's
   format_ = in;
   const BatchNormShape shape = kernel_shape(input.shape(), format_);
   checked_input_shape_ = input.shape();

@@ -31,9 +31,7 @@ BlockedInput Flatten::blocked_input(const Shape& input) const {
 // order Flatten's output means; backward puts the gradient into nChw16c.
 const Tensor& Flatten::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   if (out != MemoryFormat::plain) throw Error(repr() + ": its output is plain (N, features)");
-  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input.shape()))
-    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
-                shape_string(input.shape()));
+  check_nchw16c_input(input.shape(), in);
   if (input.shape() != input_shape_) {
     output_.resize(output_shape(input.shape()));
     input_shape_ = input.shape();

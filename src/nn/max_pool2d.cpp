@@ -167,12 +167,7 @@ const Tensor& MaxPool2d::forward(const Tensor& input) {
  * argmax (the index in the input plane of the winner) is kept for backward.
  * One task per (i, c) plane; nChw16c (in == out): forward_nchw16c above. */
 const Tensor& MaxPool2d::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  if (in != out)
-    throw Error(repr() + ": keeps its input's format, asked for " +
-                (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
-  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input.shape()))
-    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
-                shape_string(input.shape()));
+  check_kept_format(input.shape(), in, out);
   if (input.shape() != input_shape_) {
     const Shape out_shape = output_shape(input.shape());
     if (input.size(2) * input.size(3) > std::numeric_limits<int32_t>::max())

@@ -18,6 +18,19 @@ const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, Me
   return forward(input);
 }
 
+void Module::check_nchw16c_input(const Shape& input, MemoryFormat in) const {
+  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input))
+    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
+                shape_string(input));
+}
+
+void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const {
+  if (in != out)
+    throw Error(repr() + ": keeps its input's format, asked for " +
+                (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
+  check_nchw16c_input(input, in);
+}
+
 /* The plan of formats (see MemoryFormat). A chain starts at a child that can
  * write nChw16c (Conv2d, out_channels a multiple of 16), runs through the
  * children that keep it (BatchNorm2d, activations, MaxPool2d) and must end at a

@@ -80,6 +80,12 @@ class Module {
   bool is_training() const { return training_; }
 
  protected:
+  // For forward_formatted: throws Error naming this module when `in` is
+  // nChw16c and the input cannot be (fits_nchw16c), and check_kept_format
+  // also when out differs from in (a module that keeps its input's format).
+  void check_nchw16c_input(const Shape& input, MemoryFormat in) const;
+  void check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const;
+
   bool training_ = true;
 };
 
