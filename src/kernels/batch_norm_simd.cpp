@@ -407,30 +407,33 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   alignas(64) float s[kRowsMaxWidth + kMaxLanes];
   alignas(64) float p[kRowsMaxWidth + kMaxLanes];
-  const bool narrow = width == n || width == 2 * n;
-  if (width == n) NarrowGradSums<kRelu, 1>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
-  if (width == 2 * n) NarrowGradSums<kRelu, 2>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
-  for (int64_t w = 0; w < width && !narrow; w += n) {
-    hn::Store(hn::Zero(d), d, s + w);
-    hn::Store(hn::Zero(d), d, p + w);
-  }
-  for (int64_t r = 0; r < rows && !narrow; ++r) {
-    const int64_t row = r * stride;
-    int64_t w = 0;
-    for (; w + n <= width; w += n) {
-      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
-      const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
-      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
-      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+  if (width == n) {
+    NarrowGradSums<kRelu, 1>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  } else if (width == 2 * n) {
+    NarrowGradSums<kRelu, 2>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  } else {
+    for (int64_t w = 0; w < width; w += n) {
+      hn::Store(hn::Zero(d), d, s + w);
+      hn::Store(hn::Zero(d), d, p + w);
     }
-    if (w < width) {
-      const size_t count = static_cast<size_t>(width - w);
-      V g = LoadTail(d, dy + row + w, count);  // zero past the end, so the products are too
-      if constexpr (kRelu)
-        g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + row + w, count), hn::Zero(d)), g);
-      const V xmu = hn::Sub(LoadTail(d, x + row + w, count), LoadTail(d, mean_p + w, count));
-      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
-      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = r * stride;
+      int64_t w = 0;
+      for (; w + n <= width; w += n) {
+        const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
+        const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
+        hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+        hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+      }
+      if (w < width) {
+        const size_t count = static_cast<size_t>(width - w);
+        V g = LoadTail(d, dy + row + w, count);  // zero past the end, so the products are too
+        if constexpr (kRelu)
+          g = hn::IfThenElseZero(hn::Gt(LoadTail(d, relu_y + row + w, count), hn::Zero(d)), g);
+        const V xmu = hn::Sub(LoadTail(d, x + row + w, count), LoadTail(d, mean_p + w, count));
+        hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+        hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+      }
     }
   }
   for (int64_t w = 0; w < width; ++w) {
