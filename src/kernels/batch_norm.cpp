@@ -310,6 +310,10 @@ struct BlockedPlan {
       : s(sh.s), blocks(sh.c / kBlockWidth), units(sh.n * (sh.c / kBlockWidth)) {}
   int64_t offset(int64_t u) const { return u * s * kBlockWidth; }
   int64_t first_channel(int64_t u) const { return (u % blocks) * kBlockWidth; }
+  // Where channel j's value of sample i's unit lies in per-unit arrays of 16.
+  int64_t column(int64_t i, int64_t j) const {
+    return (i * blocks + j / kBlockWidth) * kBlockWidth + j % kBlockWidth;
+  }
 };
 
 // Per channel mean and biased variance: each unit's 16 columns, then the units
@@ -326,8 +330,8 @@ void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* m
   for (int64_t j = 0; j < sh.c; ++j) {
     Stat st;
     for (int64_t i = 0; i < sh.n; ++i) {
-      const int64_t at = (i * plan.blocks + j / kBlockWidth) * kBlockWidth + j % kBlockWidth;
-      st.merge(static_cast<double>(plan.s), part_mean[at], part_m2[at]);
+      const int64_t col = plan.column(i, j);
+      st.merge(static_cast<double>(plan.s), part_mean[col], part_m2[col]);
     }
     mean[j] = st.mean;
     var[j] = st.m2 / st.count;
@@ -617,9 +621,9 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       for (int64_t j = b * kBlockWidth; j < (b + 1) * kBlockWidth; ++j) {
         sum_dy[j] = sum_dy_xmu[j] = 0.0;
         for (int64_t i = 0; i < sh.n; ++i) {
-          const int64_t at = (i * plan.blocks + b) * kBlockWidth + j % kBlockWidth;
-          sum_dy[j] += part_s[at];
-          sum_dy_xmu[j] += part_sx[at];
+          const int64_t col = plan.column(i, j);
+          sum_dy[j] += part_s[col];
+          sum_dy_xmu[j] += part_sx[col];
         }
         finish_channel(j);
       }
