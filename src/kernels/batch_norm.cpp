@@ -254,8 +254,6 @@ struct RowsPlan {
   // Floats between per-column arrays laid one after another: a whole number of
   // cache lines, so each array starts on one.
   int64_t column_pitch() const { return (width + 15) / 16 * 16; }
-  // Column w's channel: channels-first views group s positions per channel.
-  int64_t channel(int64_t w) const { return w / per_column_group; }
 };
 
 // Per channel mean and biased variance, over the rows view.
