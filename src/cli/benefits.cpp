@@ -7,8 +7,10 @@
 #include <string>
 #include <vector>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 #include "bnlab/lab/benefits.hpp"
+
+namespace bnlab::cli {
 
 void add_benefits_command(CLI::App& app) {
   auto o = std::make_shared<bnlab::lab::BenefitsOptions>();
@@ -41,3 +43,5 @@ void add_benefits_command(CLI::App& app) {
     std::printf("%s\n", path.c_str());
   });
 }
+
+}  // namespace bnlab::cli

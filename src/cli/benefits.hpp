@@ -4,4 +4,6 @@
 
 #include <CLI/CLI.hpp>
 
+namespace bnlab::cli {
 void add_benefits_command(CLI::App& app);
+}

@@ -9,10 +9,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "bnlab/data.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/data/idx.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/layers.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 
 namespace bnlab::cli {
 

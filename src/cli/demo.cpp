@@ -11,15 +11,13 @@
 #include <vector>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
-#include "bnlab/nn/arch.hpp"
-#include "bnlab/progress.hpp"
-#include "bnlab/train.hpp"
-#include "common.hpp"
-#if __has_include("bnlab/lab/chart.hpp")
+#include "bnlab/io/atomic_file.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/lab/chart.hpp"
-#define BNLAB_HAVE_CHART 1
-#endif
+#include "bnlab/nn/arch.hpp"
+#include "bnlab/train/progress.hpp"
+#include "bnlab/train/trainer.hpp"
+#include "common.hpp"
 
 namespace bnlab::cli {
 namespace {
@@ -78,7 +76,6 @@ void train_one_epoch(DemoRun& run, const data::Dataset& train_data, int64_t epoc
 // shows a curve.
 std::string write_loss_chart(const std::vector<DemoRun>& runs, int64_t steps_per_epoch,
                              const std::string& path) {
-#ifdef BNLAB_HAVE_CHART
   lab::ChartSpec chart;
   chart.title = "Training loss of the tutorial's MLP";
   chart.x_label = "epoch";
@@ -108,12 +105,6 @@ std::string write_loss_chart(const std::vector<DemoRun>& runs, int64_t steps_per
     return "loss chart: not written (" + path + ": see the warning above)";
   }
   return "loss chart: " + path;
-#else
-  (void)runs;
-  (void)steps_per_epoch;
-  (void)path;
-  return "loss chart: not written (this build has no chart library)";
-#endif
 }
 
 void run_demo(const DemoOptions& o) {

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/state_dict.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 #include "common.hpp"
 
 namespace bnlab::cli {

@@ -8,9 +8,9 @@
 #include <cmath>
 #include <iostream>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/state_dict.hpp"

@@ -6,15 +6,9 @@
 #include <exception>
 
 #include "bnlab/error.hpp"
-#include "common.hpp"
-#if __has_include("benefits.hpp")
 #include "benefits.hpp"
-#define BNLAB_HAVE_BENEFITS_COMMAND 1
-#endif
-#if __has_include("fold.hpp")
+#include "common.hpp"
 #include "fold.hpp"
-#define BNLAB_HAVE_FOLD_COMMAND 1
-#endif
 
 namespace {
 constexpr int kExitError = 1;
@@ -30,16 +24,12 @@ int main(int argc, char** argv) {
       "  bnlab train --model mlp-bn --save mlp-bn.safetensors\n"
       "  bnlab eval --weights mlp-bn.safetensors\n"
       "Run `bnlab <command> --help` for each command's options.");
-  using namespace bnlab::cli;  // the commands' files may declare theirs here or globally
+  using namespace bnlab::cli;
   add_demo_command(app);
   add_train_command(app);
   add_eval_command(app);
-#ifdef BNLAB_HAVE_BENEFITS_COMMAND
   add_benefits_command(app);
-#endif
-#ifdef BNLAB_HAVE_FOLD_COMMAND
   add_fold_command(app);
-#endif
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {

@@ -10,8 +10,8 @@
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/state_dict.hpp"
-#include "bnlab/progress.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/progress.hpp"
+#include "bnlab/train/trainer.hpp"
 #include "common.hpp"
 
 namespace bnlab::cli {

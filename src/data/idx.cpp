@@ -25,7 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
 
 namespace bnlab::data {

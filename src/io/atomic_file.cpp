@@ -1,5 +1,5 @@
 // Atomic file writes: a temporary file in the same folder, fsync, rename.
-#include "io/atomic_file.hpp"
+#include "bnlab/io/atomic_file.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,7 +10,6 @@
 #include <string>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
 
 namespace bnlab::io {
 namespace {

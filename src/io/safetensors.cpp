@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
-#include "io/atomic_file.hpp"
+#include "bnlab/io/safetensors.hpp"
+#include "bnlab/io/atomic_file.hpp"
 
 namespace bnlab::io {
 namespace {

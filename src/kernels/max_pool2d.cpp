@@ -186,7 +186,7 @@ void plain_row(const float* row0, const float* row1, int64_t out_w, int32_t firs
 }
 
 // The same rule on nChw16c: 16 channels per position, each lane on its own.
-void plain_nchw16c_row(const float* row0, const float* row1, int64_t out_w, int32_t first_index,
+void plain_blocked16_row(const float* row0, const float* row1, int64_t out_w, int32_t first_index,
                        int32_t w, float* y, int32_t* argmax) {
   constexpr int64_t kBlock = 16;
   for (int64_t ow = 0; ow < out_w; ++ow) {
@@ -207,7 +207,7 @@ void plain_nchw16c_row(const float* row0, const float* row1, int64_t out_w, int3
 }
 
 // Its backward, a lane and a candidate at a time.
-void plain_nchw16c_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
+void plain_blocked16_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
                                 int32_t first_index, int32_t w, float* dx_row0, float* dx_row1) {
   constexpr int64_t kBlock = 16;
   for (int64_t ow = 0; ow < out_w; ++ow) {
@@ -225,8 +225,8 @@ void plain_nchw16c_row_backward(const float* dy, const int32_t* argmax, int64_t 
 struct Variant {
   std::string name;
   RowFn row;
-  RowFn nchw16c_row;
-  BackwardRowFn nchw16c_row_backward;
+  RowFn blocked16_row;
+  BackwardRowFn blocked16_row_backward;
 };
 
 // Every compiled target this CPU supports, best first, then the plain loop.
@@ -237,7 +237,7 @@ const std::vector<Variant>& variants() {
       out.push_back({name, HWY_DYNAMIC_DISPATCH(GetRow)(), HWY_DYNAMIC_DISPATCH(GetNchw16cRow)(),
                      HWY_DYNAMIC_DISPATCH(GetNchw16cRowBackward)()});
     });
-    out.push_back({"plain", plain_row, plain_nchw16c_row, plain_nchw16c_row_backward});
+    out.push_back({"plain", plain_row, plain_blocked16_row, plain_blocked16_row_backward});
     return out;
   }();
   return table;
@@ -250,15 +250,15 @@ void max_pool_2x2_row(const float* row0, const float* row1, int64_t out_w, int32
   variants().front().row(row0, row1, out_w, first_index, w, y, argmax);
 }
 
-void max_pool_2x2_nchw16c_row(const float* row0, const float* row1, int64_t out_w,
+void max_pool_2x2_blocked16_row(const float* row0, const float* row1, int64_t out_w,
                               int32_t first_index, int32_t w, float* y, int32_t* argmax) {
-  variants().front().nchw16c_row(row0, row1, out_w, first_index, w, y, argmax);
+  variants().front().blocked16_row(row0, row1, out_w, first_index, w, y, argmax);
 }
 
-void max_pool_2x2_nchw16c_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
+void max_pool_2x2_blocked16_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
                                        int32_t first_index, int32_t w, float* dx_row0,
                                        float* dx_row1) {
-  variants().front().nchw16c_row_backward(dy, argmax, out_w, first_index, w, dx_row0, dx_row1);
+  variants().front().blocked16_row_backward(dy, argmax, out_w, first_index, w, dx_row0, dx_row1);
 }
 
 std::vector<std::string> max_pool_2x2_variants() {
@@ -272,18 +272,18 @@ void max_pool_2x2_row_variant(int variant, const float* row0, const float* row1,
   variants().at(static_cast<size_t>(variant)).row(row0, row1, out_w, first_index, w, y, argmax);
 }
 
-void max_pool_2x2_nchw16c_row_variant(int variant, const float* row0, const float* row1,
+void max_pool_2x2_blocked16_row_variant(int variant, const float* row0, const float* row1,
                                       int64_t out_w, int32_t first_index, int32_t w, float* y,
                                       int32_t* argmax) {
   const Variant& chosen = variants().at(static_cast<size_t>(variant));
-  chosen.nchw16c_row(row0, row1, out_w, first_index, w, y, argmax);
+  chosen.blocked16_row(row0, row1, out_w, first_index, w, y, argmax);
 }
 
-void max_pool_2x2_nchw16c_row_backward_variant(int variant, const float* dy, const int32_t* argmax,
+void max_pool_2x2_blocked16_row_backward_variant(int variant, const float* dy, const int32_t* argmax,
                                                int64_t out_w, int32_t first_index, int32_t w,
                                                float* dx_row0, float* dx_row1) {
   const Variant& chosen = variants().at(static_cast<size_t>(variant));
-  chosen.nchw16c_row_backward(dy, argmax, out_w, first_index, w, dx_row0, dx_row1);
+  chosen.blocked16_row_backward(dy, argmax, out_w, first_index, w, dx_row0, dx_row1);
 }
 
 }  // namespace bnlab::kernels

@@ -35,9 +35,9 @@ namespace bnlab::kernels {
 void max_pool_2x2_row(const float* row0, const float* row1, int64_t out_w, int32_t first_index,
                       int32_t w, float* y, int32_t* argmax);
 
-void max_pool_2x2_nchw16c_row(const float* row0, const float* row1, int64_t out_w,
+void max_pool_2x2_blocked16_row(const float* row0, const float* row1, int64_t out_w,
                               int32_t first_index, int32_t w, float* y, int32_t* argmax);
-void max_pool_2x2_nchw16c_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
+void max_pool_2x2_blocked16_row_backward(const float* dy, const int32_t* argmax, int64_t out_w,
                                        int32_t first_index, int32_t w, float* dx_row0,
                                        float* dx_row1);
 
@@ -46,10 +46,10 @@ void max_pool_2x2_nchw16c_row_backward(const float* dy, const int32_t* argmax, i
 std::vector<std::string> max_pool_2x2_variants();
 void max_pool_2x2_row_variant(int variant, const float* row0, const float* row1, int64_t out_w,
                               int32_t first_index, int32_t w, float* y, int32_t* argmax);
-void max_pool_2x2_nchw16c_row_variant(int variant, const float* row0, const float* row1,
+void max_pool_2x2_blocked16_row_variant(int variant, const float* row0, const float* row1,
                                       int64_t out_w, int32_t first_index, int32_t w, float* y,
                                       int32_t* argmax);
-void max_pool_2x2_nchw16c_row_backward_variant(int variant, const float* dy, const int32_t* argmax,
+void max_pool_2x2_blocked16_row_backward_variant(int variant, const float* dy, const int32_t* argmax,
                                                int64_t out_w, int32_t first_index, int32_t w,
                                                float* dx_row0, float* dx_row1);
 

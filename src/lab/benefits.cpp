@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <iostream>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
 #include "runner.hpp"

@@ -11,7 +11,7 @@
 #include "bnlab/lab/benefits.hpp"
 #include "bnlab/lab/chart.hpp"
 #include "bnlab/nn/arch.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 #include "runner.hpp"
 
 namespace bnlab::lab {

@@ -8,7 +8,8 @@
 #include <sstream>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/io/atomic_file.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/lab/chart.hpp"
 
 namespace bnlab::lab {

@@ -12,7 +12,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/random.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 
 namespace bnlab::lab {
 namespace {

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/dataset.hpp"
 #include "bnlab/lab/report.hpp"
 #include "bnlab/nn/layers.hpp"
 

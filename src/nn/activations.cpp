@@ -116,32 +116,32 @@ const Tensor& ReLU::forward_formatted(const Tensor& input, MemoryFormat in, Memo
   check_kept_format(input.shape(), in, out);
   return forward(input);
 }
-BlockedInput ReLU::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use ReLU::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 const Tensor& LeakyReLU::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   check_kept_format(input.shape(), in, out);
   return forward(input);
 }
-BlockedInput LeakyReLU::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use LeakyReLU::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 const Tensor& Sigmoid::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   check_kept_format(input.shape(), in, out);
   return forward(input);
 }
-BlockedInput Sigmoid::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use Sigmoid::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 const Tensor& Tanh::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   check_kept_format(input.shape(), in, out);
   return forward(input);
 }
-BlockedInput Tanh::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use Tanh::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 }  // namespace bnlab::nn

@@ -50,7 +50,7 @@ BatchNormShape BatchNorm::kernel_shape(const Shape& input, MemoryFormat format) 
   shape.c = input[1];
   shape.s = 1;
   for (size_t d = 2; d < input.size(); ++d) shape.s *= input[d];
-  shape.layout = format == MemoryFormat::nchw16c ? Layout::blocked16 : Layout::channels_first;
+  shape.layout = format == MemoryFormat::blocked16 ? Layout::blocked16 : Layout::channels_first;
   return shape;
 }
 
@@ -82,8 +82,8 @@ const Tensor& BatchNorm::forward(const Tensor& input) {
   return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
 }
 
-BlockedInput BatchNorm::blocked_input(const Shape& input) const {
-  return dims == 2 && fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use BatchNorm::blocked16_use(const Shape& input) const {
+  return dims == 2 && fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {

@@ -159,7 +159,7 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
                                 memory::data_type::f32, tag::oihw);
   // The module's own tensors, in the formats the plan gave.
   const auto user = [&](const memory::desc& plain, MemoryFormat format) {
-    return format == MemoryFormat::nchw16c
+    return format == MemoryFormat::blocked16
                ? memory::desc(plain.dims(), memory::data_type::f32, tag::nChw16c)
                : plain;
   };
@@ -287,11 +287,11 @@ const Tensor& Conv2d::forward(const Tensor& input) {
   return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
 }
 
-BlockedInput Conv2d::blocked_input(const Shape& input) const {
-  return in_channels % 16 == 0 && fits_nchw16c(input) ? BlockedInput::ends : BlockedInput::no;
+Blocked16Use Conv2d::blocked16_use(const Shape& input) const {
+  return in_channels % 16 == 0 && fits_blocked16(input) ? Blocked16Use::ends : Blocked16Use::no;
 }
 
-bool Conv2d::can_output_nchw16c(const Shape& input) const {
+bool Conv2d::can_output_blocked16(const Shape& input) const {
   return out_channels % 16 == 0 && input.size() == 4;
 }
 
@@ -300,8 +300,8 @@ const Tensor& Conv2d::forward_formatted(const Tensor& input, MemoryFormat in, Me
     output_.resize(output_shape(input.shape()));
     checked_input_shape_ = input.shape();
   }
-  if ((in == MemoryFormat::nchw16c && blocked_input(input.shape()) != BlockedInput::ends) ||
-      (out == MemoryFormat::nchw16c && !can_output_nchw16c(input.shape())))
+  if ((in == MemoryFormat::blocked16 && blocked16_use(input.shape()) != Blocked16Use::ends) ||
+      (out == MemoryFormat::blocked16 && !can_output_blocked16(input.shape())))
     throw Error(repr() + ": nChw16c needs channels that are a multiple of 16 (input " +
                 shape_string(input.shape()) + ")");
   in_format_ = in;

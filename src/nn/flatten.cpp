@@ -3,7 +3,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
-#include "nn/nchw16c.hpp"
+#include "nn/blocked16.hpp"
 
 namespace bnlab::nn {
 
@@ -23,15 +23,15 @@ const Tensor& Flatten::forward(const Tensor& input) {
   return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
 }
 
-BlockedInput Flatten::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::ends : BlockedInput::no;
+Blocked16Use Flatten::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::ends : Blocked16Use::no;
 }
 
 // From nChw16c the copy puts the values back in NCHW order, which is the
 // order Flatten's output means; backward puts the gradient into nChw16c.
 const Tensor& Flatten::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   if (out != MemoryFormat::plain) throw Error(repr() + ": its output is plain (N, features)");
-  check_nchw16c_input(input.shape(), in);
+  check_blocked16_input(input.shape(), in);
   if (input.shape() != input_shape_) {
     output_.resize(output_shape(input.shape()));
     input_shape_ = input.shape();
@@ -39,8 +39,8 @@ const Tensor& Flatten::forward_formatted(const Tensor& input, MemoryFormat in, M
   format_ = in;
   passed_through_ = input.dim() == 2;
   if (passed_through_) return input;
-  if (in == MemoryFormat::nchw16c) {
-    from_nchw16c(input.data(), output_.data(), input.size(0), input.size(1),
+  if (in == MemoryFormat::blocked16) {
+    from_blocked16(input.data(), output_.data(), input.size(0), input.size(1),
                  input.size(2) * input.size(3));
     return output_;
   }
@@ -54,8 +54,8 @@ const Tensor& Flatten::backward(const Tensor& grad_output) {
                 " does not match the input " + shape_string(input_shape_));
   if (passed_through_) return grad_output;
   grad_input_.resize(input_shape_);
-  if (format_ == MemoryFormat::nchw16c) {
-    to_nchw16c(grad_output.data(), grad_input_.data(), input_shape_[0], input_shape_[1],
+  if (format_ == MemoryFormat::blocked16) {
+    to_blocked16(grad_output.data(), grad_input_.data(), input_shape_[0], input_shape_[1],
                input_shape_[2] * input_shape_[3]);
     return grad_input_;
   }

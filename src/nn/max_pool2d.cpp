@@ -35,8 +35,8 @@ Shape MaxPool2d::output_shape(const Shape& input) const {
   return {input[0], input[1], h / stride + 1, w / stride + 1};
 }
 
-BlockedInput MaxPool2d::blocked_input(const Shape& input) const {
-  return fits_nchw16c(input) ? BlockedInput::keeps : BlockedInput::no;
+Blocked16Use MaxPool2d::blocked16_use(const Shape& input) const {
+  return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
 namespace {
@@ -66,7 +66,7 @@ BlockedPool blocked_pool(const MaxPool2d& module, const Shape& input, const Shap
  * rule as the plain path; argmax[u, oh, ow, l] = ih*w + iw of lane l's winner.
  * One task per unit; the 2x2 stride-2 window is the kernels' vector row, the
  * others a loop over the window with branch-free selects across the 16 lanes. */
-void forward_nchw16c(const BlockedPool& pool, const float* x, float* y, int32_t* argmax) {
+void forward_blocked16(const BlockedPool& pool, const float* x, float* y, int32_t* argmax) {
   const int64_t h = pool.h, w = pool.w, out_h = pool.out_h, out_w = pool.out_w;
   const int64_t k = pool.kernel_size, s = pool.stride, p = pool.padding;
   const int64_t unit_in = h * w * kBlock, unit_out = out_h * out_w * kBlock;
@@ -75,7 +75,7 @@ void forward_nchw16c(const BlockedPool& pool, const float* x, float* y, int32_t*
       const float* src = x + unit * unit_in;
       for (int64_t oh = 0; oh < out_h; ++oh) {
         const int64_t out = unit * unit_out + oh * out_w * kBlock;
-        kernels::max_pool_2x2_nchw16c_row(
+        kernels::max_pool_2x2_blocked16_row(
             src + 2 * oh * w * kBlock, src + (2 * oh + 1) * w * kBlock, out_w,
             static_cast<int32_t>(2 * oh * w), static_cast<int32_t>(w), y + out, argmax + out);
       }
@@ -122,7 +122,7 @@ void forward_nchw16c(const BlockedPool& pool, const float* x, float* y, int32_t*
  * covers each input position at most once, so there the kernels' row writes
  * every covered position with a select instead (see max_pool2d.hpp), and only
  * a last odd row and column are zeroed: one pass over dx, no branches. */
-void backward_nchw16c(const BlockedPool& pool, const float* dy, float* dx, const int32_t* argmax) {
+void backward_blocked16(const BlockedPool& pool, const float* dy, float* dx, const int32_t* argmax) {
   const int64_t h = pool.h, w = pool.w, out_h = pool.out_h, out_w = pool.out_w;
   const int64_t unit_in = h * w * kBlock, unit_out = out_h * out_w * kBlock;
   if (pool.kernel_size == 2 && pool.stride == 2 && pool.padding == 0) {
@@ -132,7 +132,7 @@ void backward_nchw16c(const BlockedPool& pool, const float* dy, float* dx, const
         const int64_t out = unit * unit_out + oh * out_w * kBlock;
         float* row0 = dst + 2 * oh * w * kBlock;
         float* row1 = row0 + w * kBlock;
-        kernels::max_pool_2x2_nchw16c_row_backward(dy + out, argmax + out, out_w,
+        kernels::max_pool_2x2_blocked16_row_backward(dy + out, argmax + out, out_w,
                                                    static_cast<int32_t>(2 * oh * w),
                                                    static_cast<int32_t>(w), row0, row1);
         if (w > 2 * out_w) {  // the last column, no window's
@@ -165,7 +165,7 @@ const Tensor& MaxPool2d::forward(const Tensor& input) {
 
 /* Forward. y[i, c, oh, ow] = max over the window of x[i, c, oh*s - p + kh, ow*s - p + kw];
  * argmax (the index in the input plane of the winner) is kept for backward.
- * One task per (i, c) plane; nChw16c (in == out): forward_nchw16c above. */
+ * One task per (i, c) plane; nChw16c (in == out): forward_blocked16 above. */
 const Tensor& MaxPool2d::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   check_kept_format(input.shape(), in, out);
   if (input.shape() != input_shape_) {
@@ -183,8 +183,8 @@ const Tensor& MaxPool2d::forward_formatted(const Tensor& input, MemoryFormat in,
   const float* x = input.data();
   float* y = output_.data();
   int32_t* argmax = argmax_.data();
-  if (format_ == MemoryFormat::nchw16c) {
-    forward_nchw16c(blocked_pool(*this, input_shape_, output_.shape()), x, y, argmax);
+  if (format_ == MemoryFormat::blocked16) {
+    forward_blocked16(blocked_pool(*this, input_shape_, output_.shape()), x, y, argmax);
     return output_;
   }
   if (kernel_size == 2 && stride == 2 && padding == 0) {
@@ -239,8 +239,8 @@ const Tensor& MaxPool2d::backward(const Tensor& grad_output) {
   const float* dy = grad_output.data();
   float* dx = grad_input_.data();
   const int32_t* argmax = argmax_.data();
-  if (format_ == MemoryFormat::nchw16c) {
-    backward_nchw16c(blocked_pool(*this, input_shape_, output_.shape()), dy, dx, argmax);
+  if (format_ == MemoryFormat::blocked16) {
+    backward_blocked16(blocked_pool(*this, input_shape_, output_.shape()), dy, dx, argmax);
     return grad_input_;
   }
   parallel_for(planes, grad_input_.numel(), [&](int64_t plane) {

@@ -18,8 +18,8 @@ const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, Me
   return forward(input);
 }
 
-void Module::check_nchw16c_input(const Shape& input, MemoryFormat in) const {
-  if (in == MemoryFormat::nchw16c && !fits_nchw16c(input))
+void Module::check_blocked16_input(const Shape& input, MemoryFormat in) const {
+  if (in == MemoryFormat::blocked16 && !fits_blocked16(input))
     throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
                 shape_string(input));
 }
@@ -28,7 +28,7 @@ void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat
   if (in != out)
     throw Error(repr() + ": keeps its input's format, asked for " +
                 (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
-  check_nchw16c_input(input, in);
+  check_blocked16_input(input, in);
 }
 
 /* The plan of formats (see MemoryFormat). A chain starts at a child that can
@@ -45,14 +45,14 @@ void Sequential::plan_formats(const Shape& input) {
   in_formats_.assign(count, MemoryFormat::plain);
   out_formats_.assign(count, MemoryFormat::plain);
   for (size_t start = 0; start < count; ++start) {
-    if (!children_[start]->can_output_nchw16c(shapes[start])) continue;
+    if (!children_[start]->can_output_blocked16(shapes[start])) continue;
     size_t end = start + 1;
-    while (end < count && children_[end]->blocked_input(shapes[end]) == BlockedInput::keeps) ++end;
-    if (end == count || children_[end]->blocked_input(shapes[end]) != BlockedInput::ends) continue;
-    out_formats_[start] = MemoryFormat::nchw16c;
+    while (end < count && children_[end]->blocked16_use(shapes[end]) == Blocked16Use::keeps) ++end;
+    if (end == count || children_[end]->blocked16_use(shapes[end]) != Blocked16Use::ends) continue;
+    out_formats_[start] = MemoryFormat::blocked16;
     for (size_t k = start + 1; k < end; ++k)
-      in_formats_[k] = out_formats_[k] = MemoryFormat::nchw16c;
-    in_formats_[end] = MemoryFormat::nchw16c;
+      in_formats_[k] = out_formats_[k] = MemoryFormat::blocked16;
+    in_formats_[end] = MemoryFormat::blocked16;
     start = end - 1;  // the ending child may start the next chain
   }
   plan_shape_ = input;

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "bnlab/error.hpp"
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 #include "optim/chunks.hpp"
 
 namespace bnlab::optim {

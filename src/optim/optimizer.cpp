@@ -1,4 +1,4 @@
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 
 namespace bnlab::optim {
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "bnlab/error.hpp"
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 #include "optim/chunks.hpp"
 
 namespace bnlab::optim {

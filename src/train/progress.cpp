@@ -5,7 +5,7 @@
 // at most every kRedrawInterval so that drawing never costs measurable time.
 // Elsewhere (a pipe, a log file, CI) a plain line is printed at most every
 // kPlainInterval and once at the end, so logs stay short.
-#include "bnlab/progress.hpp"
+#include "bnlab/train/progress.hpp"
 
 #include <unistd.h>
 

@@ -1,4 +1,4 @@
-// The training loop shared by the CLI and the lab (include/bnlab/train.hpp).
+// The training loop shared by the CLI and the lab (include/bnlab/train/trainer.hpp).
 //
 // One step, PyTorch's order:
 //   optimizer.zero_grad(); logits = net(x); loss = CE(logits, y);
@@ -8,7 +8,7 @@
 // The batch buffers (images, labels) are sized on the first step and reused;
 // every module reuses its own outputs, so a step allocates nothing once the
 // shapes are known (the short last batch only shrinks the shapes).
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -13,8 +13,8 @@
 #include <sstream>
 #include <string>
 
-#include "bnlab/data.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/data/idx.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/random.hpp"

@@ -1,7 +1,7 @@
 // The IDX reader, load_split, head, shuffled_indices and gather_batch. Small
 // synthetic IDX files (plain and gzip) are written to a temporary folder; one
 // test reads the real Fashion-MNIST when the Debian package is installed.
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -19,7 +19,8 @@
 #include <vector>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/io/atomic_file.hpp"
+#include "bnlab/io/safetensors.hpp"
 
 namespace fs = std::filesystem;
 using bnlab::Error;

@@ -102,7 +102,7 @@ TEST(MaxPool2x2Row, TheDefaultIsTheBestVariant) {
 
 // nChw16c: each position holds 16 channels; lane l of window ow compares
 // (0,0), (0,1), (1,0), (1,1) of channel l, first maximum, first NaN.
-Row reference_nchw16c(const std::vector<float>& plane, int32_t w, int64_t out_w, int32_t first) {
+Row reference_blocked16(const std::vector<float>& plane, int32_t w, int64_t out_w, int32_t first) {
   Row r;
   for (int64_t ow = 0; ow < out_w; ++ow)
     for (int32_t l = 0; l < 16; ++l) {
@@ -129,11 +129,11 @@ TEST(MaxPool2x2Nchw16cRow, EveryVariantMatchesTheReferenceForEveryRowLength) {
         const int32_t w = static_cast<int32_t>(2 * out_w) + extra;
         const std::vector<float> plane = plane_values(16 * 4 * w, 200 + out_w);
         const int32_t first = 2 * w;  // the second pair of rows
-        const Row want = reference_nchw16c(plane, w, out_w, first);
+        const Row want = reference_blocked16(plane, w, out_w, first);
         const size_t count = static_cast<size_t>(16 * out_w);
         std::vector<float> y(count + 1, -7.0f);
         std::vector<int32_t> argmax(count + 1, -7);
-        max_pool_2x2_nchw16c_row_variant(v, plane.data() + 16 * first,
+        max_pool_2x2_blocked16_row_variant(v, plane.data() + 16 * first,
                                          plane.data() + 16 * (first + w), out_w, first, w, y.data(),
                                          argmax.data());
         expect_row(y, argmax, want, count, out_w);
@@ -153,7 +153,7 @@ TEST(MaxPool2x2Nchw16cRow, BackwardOfEveryVariantMatchesTheScatter) {
         const int32_t w = static_cast<int32_t>(2 * out_w) + extra;
         const int32_t first = 2 * w;
         const Row forward =
-            reference_nchw16c(plane_values(16 * 4 * w, 300 + out_w), w, out_w, first);
+            reference_blocked16(plane_values(16 * 4 * w, 300 + out_w), w, out_w, first);
         std::vector<float> dy = plane_values(16 * out_w, 400 + out_w);
         for (size_t i = 0; i < dy.size(); i += 5) dy[i] = -0.0f;
         // The scatter over the whole plane; the row pair lies at first.
@@ -161,7 +161,7 @@ TEST(MaxPool2x2Nchw16cRow, BackwardOfEveryVariantMatchesTheScatter) {
         for (size_t i = 0; i < dy.size(); ++i) want[16 * forward.argmax[i] + i % 16] += dy[i];
         // Sentinels where the kernel must not write: rows outside the pair, an odd last column.
         std::vector<float> dx(want.size(), -7.0f);
-        max_pool_2x2_nchw16c_row_backward_variant(v, dy.data(), forward.argmax.data(), out_w, first,
+        max_pool_2x2_blocked16_row_backward_variant(v, dy.data(), forward.argmax.data(), out_w, first,
                                                   w, dx.data() + 16 * first,
                                                   dx.data() + 16 * (first + w));
         for (int32_t r = 2; r < 4; ++r)

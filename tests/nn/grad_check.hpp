@@ -17,7 +17,7 @@
 #include "bnlab/nn/module.hpp"
 #include "bnlab/random.hpp"
 #include "bnlab/tensor.hpp"
-#include "nn/nchw16c.hpp"
+#include "nn/blocked16.hpp"
 
 namespace bnlab::test {
 
@@ -32,14 +32,14 @@ inline Tensor random_tensor(const Shape& shape, uint64_t seed, float stddev = 1.
 // A plain NCHW tensor's values in nChw16c order (see MemoryFormat), and back.
 inline Tensor to_blocked(const Tensor& plain) {
   Tensor out(plain.shape());
-  nn::to_nchw16c(plain.data(), out.data(), plain.size(0), plain.size(1),
+  nn::to_blocked16(plain.data(), out.data(), plain.size(0), plain.size(1),
                  plain.size(2) * plain.size(3));
   return out;
 }
 
 inline Tensor from_blocked(const Tensor& nchw16c) {
   Tensor out(nchw16c.shape());
-  nn::from_nchw16c(nchw16c.data(), out.data(), nchw16c.size(0), nchw16c.size(1),
+  nn::from_blocked16(nchw16c.data(), out.data(), nchw16c.size(0), nchw16c.size(1),
                    nchw16c.size(2) * nchw16c.size(3));
   return out;
 }

@@ -175,7 +175,7 @@ TEST(MaxPool2d, Nchw16cForwardAndBackwardMatchPlainBitForBit) {
       const Tensor x = tied_values(shape, ++seed);
       const Tensor& y = plain.forward(x);
       const Tensor& y_blocked =
-          blocked.forward_formatted(to_blocked(x), MemoryFormat::nchw16c, MemoryFormat::nchw16c);
+          blocked.forward_formatted(to_blocked(x), MemoryFormat::blocked16, MemoryFormat::blocked16);
       EXPECT_TRUE(bitwise_equal(from_blocked(y_blocked), y));
 
       Tensor dy = test::random_tensor(y.shape(), ++seed);
@@ -198,7 +198,7 @@ TEST(MaxPool2d, OneModuleSwitchesBetweenPlainAndNchw16c) {
     const Tensor y = reference.forward(x);
     const Tensor dx = reference.backward(dy);
     EXPECT_TRUE(bitwise_equal(from_blocked(pool.forward_formatted(
-                                  to_blocked(x), MemoryFormat::nchw16c, MemoryFormat::nchw16c)),
+                                  to_blocked(x), MemoryFormat::blocked16, MemoryFormat::blocked16)),
                               y));
     EXPECT_TRUE(bitwise_equal(from_blocked(pool.backward(to_blocked(dy))), dx));
     EXPECT_TRUE(bitwise_equal(pool.forward(x), y));
@@ -208,7 +208,7 @@ TEST(MaxPool2d, OneModuleSwitchesBetweenPlainAndNchw16c) {
 
 TEST(MaxPool2d, Nchw16cNeedsChannelsInBlocksOf16AndTheSameFormatOut) {
   MaxPool2d pool(2);
-  const MemoryFormat plain = MemoryFormat::plain, blocked = MemoryFormat::nchw16c;
+  const MemoryFormat plain = MemoryFormat::plain, blocked = MemoryFormat::blocked16;
   const Tensor x({2, 16, 4, 4}, 1.0f);
   EXPECT_THROW(pool.forward_formatted(x, blocked, plain), Error);
   EXPECT_THROW(pool.forward_formatted(x, plain, blocked), Error);
@@ -225,11 +225,11 @@ TEST(MaxPool2d, Nchw16cNeedsChannelsInBlocksOf16AndTheSameFormatOut) {
 
 TEST(MaxPool2d, KeepsNchw16cWhenChannelsAreAMultipleOf16) {
   const MaxPool2d pool(2);
-  EXPECT_EQ(pool.blocked_input({64, 32, 28, 28}), BlockedInput::keeps);
-  EXPECT_EQ(pool.blocked_input({1, 48, 7, 9}), BlockedInput::keeps);
-  EXPECT_EQ(pool.blocked_input({64, 3, 28, 28}), BlockedInput::no);
-  EXPECT_EQ(pool.blocked_input({64, 24, 28, 28}), BlockedInput::no);
-  EXPECT_EQ(pool.blocked_input({64, 32}), BlockedInput::no);
+  EXPECT_EQ(pool.blocked16_use({64, 32, 28, 28}), Blocked16Use::keeps);
+  EXPECT_EQ(pool.blocked16_use({1, 48, 7, 9}), Blocked16Use::keeps);
+  EXPECT_EQ(pool.blocked16_use({64, 3, 28, 28}), Blocked16Use::no);
+  EXPECT_EQ(pool.blocked16_use({64, 24, 28, 28}), Blocked16Use::no);
+  EXPECT_EQ(pool.blocked16_use({64, 32}), Blocked16Use::no);
 }
 
 }  // namespace

@@ -46,35 +46,35 @@ TEST(Nchw16c, CopiesArePermutationsAndInverse) {
 TEST(Nchw16c, ModulesSayWhatTheyTake) {
   Generator gen(1);
   const Shape s16{2, 16, 4, 4}, s3{2, 3, 4, 4};
-  EXPECT_EQ(BatchNorm(2, 16).blocked_input(s16), BlockedInput::keeps);
-  EXPECT_EQ(BatchNorm(2, 3).blocked_input(s3), BlockedInput::no);
-  EXPECT_EQ(ReLU().blocked_input(s16), BlockedInput::keeps);
-  EXPECT_EQ(Sigmoid().blocked_input(s3), BlockedInput::no);
-  EXPECT_EQ(MaxPool2d(2).blocked_input(s16), BlockedInput::keeps);
-  EXPECT_EQ(Flatten().blocked_input(s16), BlockedInput::ends);
-  EXPECT_EQ(Flatten().blocked_input(Shape{2, 16}), BlockedInput::no);
-  EXPECT_EQ(Dropout(0.5, gen).blocked_input(s16), BlockedInput::no);  // its mask follows memory order
+  EXPECT_EQ(BatchNorm(2, 16).blocked16_use(s16), Blocked16Use::keeps);
+  EXPECT_EQ(BatchNorm(2, 3).blocked16_use(s3), Blocked16Use::no);
+  EXPECT_EQ(ReLU().blocked16_use(s16), Blocked16Use::keeps);
+  EXPECT_EQ(Sigmoid().blocked16_use(s3), Blocked16Use::no);
+  EXPECT_EQ(MaxPool2d(2).blocked16_use(s16), Blocked16Use::keeps);
+  EXPECT_EQ(Flatten().blocked16_use(s16), Blocked16Use::ends);
+  EXPECT_EQ(Flatten().blocked16_use(Shape{2, 16}), Blocked16Use::no);
+  EXPECT_EQ(Dropout(0.5, gen).blocked16_use(s16), Blocked16Use::no);  // its mask follows memory order
   Conv2d from3(3, 16, 3, 1, 1, false, gen), from16(16, 8, 3, 1, 1, false, gen);
-  EXPECT_EQ(from3.blocked_input(s3), BlockedInput::no);
-  EXPECT_TRUE(from3.can_output_nchw16c(s3));
-  EXPECT_EQ(from16.blocked_input(s16), BlockedInput::ends);
-  EXPECT_FALSE(from16.can_output_nchw16c(s16));
-  EXPECT_EQ(Linear(4, 4, false, gen).blocked_input(s16), BlockedInput::no);
+  EXPECT_EQ(from3.blocked16_use(s3), Blocked16Use::no);
+  EXPECT_TRUE(from3.can_output_blocked16(s3));
+  EXPECT_EQ(from16.blocked16_use(s16), Blocked16Use::ends);
+  EXPECT_FALSE(from16.can_output_blocked16(s16));
+  EXPECT_EQ(Linear(4, 4, false, gen).blocked16_use(s16), Blocked16Use::no);
 }
 
 TEST(Nchw16c, ModulesRefuseFormatsTheyCannotHold) {
   Generator gen(2);
   const Tensor x3 = random_tensor({2, 3, 4, 4}, 3), x16 = random_tensor({2, 16, 4, 4}, 4);
   BatchNorm bn3(2, 3), bn16(2, 16);
-  EXPECT_THROW(bn3.forward_formatted(x3, MemoryFormat::nchw16c, MemoryFormat::nchw16c), Error);
-  EXPECT_THROW(bn16.forward_formatted(x16, MemoryFormat::nchw16c, MemoryFormat::plain), Error);
-  EXPECT_THROW(ReLU().forward_formatted(x3, MemoryFormat::nchw16c, MemoryFormat::nchw16c), Error);
-  EXPECT_THROW(Flatten().forward_formatted(x16, MemoryFormat::plain, MemoryFormat::nchw16c), Error);
+  EXPECT_THROW(bn3.forward_formatted(x3, MemoryFormat::blocked16, MemoryFormat::blocked16), Error);
+  EXPECT_THROW(bn16.forward_formatted(x16, MemoryFormat::blocked16, MemoryFormat::plain), Error);
+  EXPECT_THROW(ReLU().forward_formatted(x3, MemoryFormat::blocked16, MemoryFormat::blocked16), Error);
+  EXPECT_THROW(Flatten().forward_formatted(x16, MemoryFormat::plain, MemoryFormat::blocked16), Error);
   Conv2d conv(3, 8, 3, 1, 1, false, gen);
-  EXPECT_THROW(conv.forward_formatted(x3, MemoryFormat::nchw16c, MemoryFormat::plain), Error);
-  EXPECT_THROW(conv.forward_formatted(x3, MemoryFormat::plain, MemoryFormat::nchw16c), Error);
+  EXPECT_THROW(conv.forward_formatted(x3, MemoryFormat::blocked16, MemoryFormat::plain), Error);
+  EXPECT_THROW(conv.forward_formatted(x3, MemoryFormat::plain, MemoryFormat::blocked16), Error);
   Linear linear(4, 4, false, gen);
-  EXPECT_THROW(linear.forward_formatted(x16, MemoryFormat::nchw16c, MemoryFormat::plain), Error);
+  EXPECT_THROW(linear.forward_formatted(x16, MemoryFormat::blocked16, MemoryFormat::plain), Error);
 }
 
 // A module run on nChw16c against the same module run on plain tensors:
@@ -83,13 +83,13 @@ void expect_same_in_both_formats(Module& plain, Module& formatted, const Tensor&
                                  MemoryFormat in, MemoryFormat out, double rtol,
                                  double atol = 1e-6) {
   const Tensor& y = plain.forward(x);
-  const Tensor xin = in == MemoryFormat::nchw16c ? to_blocked(x) : x;
+  const Tensor xin = in == MemoryFormat::blocked16 ? to_blocked(x) : x;
   const Tensor y2 = formatted.forward_formatted(xin, in, out);
-  expect_close("y", out == MemoryFormat::nchw16c ? from_blocked(y2) : y2, y, rtol, atol);
+  expect_close("y", out == MemoryFormat::blocked16 ? from_blocked(y2) : y2, y, rtol, atol);
   const Tensor dy = random_tensor(y.shape(), 99);
   const Tensor dx = plain.backward(dy);
-  const Tensor dx2 = formatted.backward(out == MemoryFormat::nchw16c ? to_blocked(dy) : dy);
-  expect_close("dx", in == MemoryFormat::nchw16c ? from_blocked(dx2) : dx2, dx, rtol, atol);
+  const Tensor dx2 = formatted.backward(out == MemoryFormat::blocked16 ? to_blocked(dy) : dy);
+  expect_close("dx", in == MemoryFormat::blocked16 ? from_blocked(dx2) : dx2, dx, rtol, atol);
   auto p1 = plain.parameters(), p2 = formatted.parameters();
   ASSERT_EQ(p1.size(), p2.size());
   for (size_t k = 0; k < p1.size(); ++k)
@@ -112,15 +112,15 @@ TEST(Nchw16c, BatchNorm2dTrainAndEvalWithFusedRelu) {
         m->train(training);
       }
       const Tensor x = random_tensor({3, 32, 5, 7}, 5, 2.0f, 0.5f);
-      expect_same_in_both_formats(a, b, x, MemoryFormat::nchw16c, MemoryFormat::nchw16c, 1e-5);
+      expect_same_in_both_formats(a, b, x, MemoryFormat::blocked16, MemoryFormat::blocked16, 1e-5);
       expect_close("running_mean", b.running_mean, a.running_mean, 1e-6);
       expect_close("running_var", b.running_var, a.running_var, 1e-6);
     }
 }
 
 TEST(Nchw16c, Conv2dInEveryCombinationOfFormats) {
-  for (MemoryFormat in : {MemoryFormat::plain, MemoryFormat::nchw16c})
-    for (MemoryFormat out : {MemoryFormat::plain, MemoryFormat::nchw16c}) {
+  for (MemoryFormat in : {MemoryFormat::plain, MemoryFormat::blocked16})
+    for (MemoryFormat out : {MemoryFormat::plain, MemoryFormat::blocked16}) {
       SCOPED_TRACE(std::to_string(int(in)) + " -> " + std::to_string(int(out)));
       Generator g1(7), g2(7);
       Conv2d a(16, 32, 3, 1, 1, true, g1), b(16, 32, 3, 1, 1, true, g2);
@@ -130,7 +130,7 @@ TEST(Nchw16c, Conv2dInEveryCombinationOfFormats) {
 
 TEST(Nchw16c, FlattenPutsValuesBackInNchwOrder) {
   Flatten a, b;
-  expect_same_in_both_formats(a, b, random_tensor({3, 16, 2, 3}, 9), MemoryFormat::nchw16c,
+  expect_same_in_both_formats(a, b, random_tensor({3, 16, 2, 3}, 9), MemoryFormat::blocked16,
                               MemoryFormat::plain, 0.0, 0.0);
 }
 
@@ -156,7 +156,7 @@ std::unique_ptr<Sequential> small_cnn(uint64_t seed, bool fuse) {
 TEST(Nchw16c, SequentialPlansTwoChains) {
   auto net = small_cnn(10, true);
   net->forward(random_tensor({2, 1, 8, 8}, 10));
-  const MemoryFormat c = MemoryFormat::nchw16c, p = MemoryFormat::plain;
+  const MemoryFormat c = MemoryFormat::blocked16, p = MemoryFormat::plain;
   EXPECT_EQ(net->output_formats(), (std::vector<MemoryFormat>{c, c, c, c, c, c, c, c, p, p}));
   net->children().pop_back();  // ends at Flatten: the second chain still ends there
   net->children().pop_back();  // ends at MaxPool2d: nothing ends the second chain

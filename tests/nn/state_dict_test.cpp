@@ -18,7 +18,7 @@
 #include <sstream>
 
 #include "bnlab/error.hpp"
-#include "bnlab/io.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/arch.hpp"
 
 namespace bnlab::nn {

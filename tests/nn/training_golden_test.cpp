@@ -11,7 +11,7 @@
 
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/nn/loss.hpp"
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 
 namespace bnlab::nn {
 namespace {

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "bnlab/error.hpp"
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 
 namespace bnlab::optim {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "bnlab/progress.hpp"
+#include "bnlab/train/progress.hpp"
 
 namespace bnlab {
 namespace {

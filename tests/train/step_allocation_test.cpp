@@ -15,7 +15,7 @@
 
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/random.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 
 namespace {
 constexpr std::size_t kBufferBytes = 256;

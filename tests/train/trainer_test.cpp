@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/dataset.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/random.hpp"
-#include "bnlab/train.hpp"
+#include "bnlab/train/trainer.hpp"
 
 namespace bnlab {
 namespace {

@@ -55,8 +55,8 @@ class Conv2d : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // nChw16c input when in_channels is a multiple of 16, output when out_channels is.
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
-  bool can_output_nchw16c(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
+  bool can_output_blocked16(const Shape& input) const override;
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -91,7 +91,7 @@ class BatchNorm : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // BatchNorm2d keeps nChw16c when num_features is a multiple of 16.
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override;  // "BatchNorm1d(512, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -126,7 +126,7 @@ class ReLU : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Elementwise: any format, kept (see MemoryFormat).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "ReLU()"; }
   Shape output_shape(const Shape& input) const override { return input; }
   bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
@@ -141,7 +141,7 @@ class LeakyReLU : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Elementwise: any format, kept (see MemoryFormat).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override;  // "LeakyReLU(negative_slope=0.01)"
   Shape output_shape(const Shape& input) const override { return input; }
   double negative_slope;
@@ -156,7 +156,7 @@ class Sigmoid : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Elementwise: any format, kept (see MemoryFormat).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "Sigmoid()"; }
   Shape output_shape(const Shape& input) const override { return input; }
  private:
@@ -169,7 +169,7 @@ class Tanh : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Elementwise: any format, kept (see MemoryFormat).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "Tanh()"; }
   Shape output_shape(const Shape& input) const override { return input; }
  private:
@@ -185,7 +185,7 @@ class MaxPool2d : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Keeps nChw16c (see MemoryFormat) when the channels are a multiple of 16.
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override;  // "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
   Shape output_shape(const Shape& input) const override;
   int64_t kernel_size, stride, padding;
@@ -220,7 +220,7 @@ class Flatten : public Module {
   const Tensor& backward(const Tensor& grad_output) override;
   // Ends an nChw16c chain: takes it, flattens in NCHW order (see MemoryFormat).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  BlockedInput blocked_input(const Shape& input) const override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "Flatten(start_dim=1, end_dim=-1)"; }
   Shape output_shape(const Shape& input) const override;
  private:

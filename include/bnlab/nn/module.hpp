@@ -36,15 +36,15 @@ struct Buffer {
 // elementwise activations, MaxPool2d) up to the next module that ends the
 // chain (Conv2d, Flatten), which saves a reorder on each side of every
 // convolution. Tensors a caller passes or receives are always plain.
-enum class MemoryFormat { plain, nchw16c };
+enum class MemoryFormat { plain, blocked16 };
 
 // Whether a tensor of this shape can be held nChw16c: 4-D, C a positive multiple of 16.
-inline bool fits_nchw16c(const Shape& shape) {
+inline bool fits_blocked16(const Shape& shape) {
   return shape.size() == 4 && shape[1] > 0 && shape[1] % 16 == 0;
 }
 
 // What a module can do with an nChw16c input of a given (NCHW) shape.
-enum class BlockedInput {
+enum class Blocked16Use {
   no,     // plain input only
   keeps,  // takes it, and its output and input gradient are nChw16c too
   ends,   // takes it, and writes its output in the format asked (Conv2d) or plain (Flatten)
@@ -61,8 +61,8 @@ class Module {
   // that handle plain tensors only.
   virtual const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out);
   // The plan's questions, for an input of this shape. Defaults: plain only.
-  virtual BlockedInput blocked_input(const Shape&) const { return BlockedInput::no; }
-  virtual bool can_output_nchw16c(const Shape&) const { return false; }
+  virtual Blocked16Use blocked16_use(const Shape&) const { return Blocked16Use::no; }
+  virtual bool can_output_blocked16(const Shape&) const { return false; }
   // Gradient w.r.t. the last forward's input; adds into parameter grads.
   virtual const Tensor& backward(const Tensor& grad_output) = 0;
 
@@ -81,9 +81,9 @@ class Module {
 
  protected:
   // For forward_formatted: throws Error naming this module when `in` is
-  // nChw16c and the input cannot be (fits_nchw16c), and check_kept_format
+  // nChw16c and the input cannot be (fits_blocked16), and check_kept_format
   // also when out differs from in (a module that keeps its input's format).
-  void check_nchw16c_input(const Shape& input, MemoryFormat in) const;
+  void check_blocked16_input(const Shape& input, MemoryFormat in) const;
   void check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const;
 
   bool training_ = true;

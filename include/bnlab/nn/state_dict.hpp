@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "bnlab/io.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/layers.hpp"
 
 namespace bnlab::nn {

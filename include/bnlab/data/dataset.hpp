@@ -38,15 +38,6 @@ struct Split {
   Dataset test;
 };
 
-// Where Debian's dataset-fashion-mnist puts Fashion-MNIST.
-std::string default_data_dir();  // "/usr/share/datasets/fashion-mnist"
-
-// Reads one images file and one labels file (each plain or .gz). Throws
-// bnlab::Error(io) naming the file and the problem: missing file, truncated
-// data, wrong magic number, header claiming more items than the file holds,
-// labels out of range, image and label counts that disagree.
-Dataset read_idx(const std::string& images_path, const std::string& labels_path);
-
 // Reads {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] from dir. A missing
 // directory or file says which package to install or which flag to use.
 Split load_split(const std::string& dir);

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/random.hpp"
 #include "bnlab/threading.hpp"

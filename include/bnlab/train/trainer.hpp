@@ -8,10 +8,10 @@
 #include <memory>
 #include <string>
 
-#include "bnlab/data.hpp"
+#include "bnlab/data/dataset.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/nn/loss.hpp"
-#include "bnlab/optim.hpp"
+#include "bnlab/optim/optimizer.hpp"
 
 namespace bnlab::train {
 

@@ -1,5 +1,5 @@
 // Plain NCHW <-> nChw16c copies (nn/nchw16c.hpp).
-#include "nn/nchw16c.hpp"
+#include "nn/blocked16.hpp"
 
 #include "core/parallel.hpp"
 
@@ -17,7 +17,7 @@ void for_blocks(int64_t n, int64_t c, int64_t s, Body&& body) {
 
 }  // namespace
 
-void to_nchw16c(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s) {
+void to_blocked16(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s) {
   for_blocks(n, c, s, [&](int64_t offset) {
     const float* src = plain + offset;
     float* dst = blocked + offset;
@@ -26,7 +26,7 @@ void to_nchw16c(const float* plain, float* blocked, int64_t n, int64_t c, int64_
   });
 }
 
-void from_nchw16c(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s) {
+void from_blocked16(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s) {
   for_blocks(n, c, s, [&](int64_t offset) {
     const float* src = blocked + offset;
     float* dst = plain + offset;

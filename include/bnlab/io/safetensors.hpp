@@ -1,6 +1,7 @@
 // Safetensors files (https://github.com/huggingface/safetensors): an 8-byte
 // little-endian header length, a JSON header naming each tensor's dtype,
-// shape and byte range, then the raw little-endian data. Written atomically.
+// shape and byte range, then the raw little-endian data. Written atomically
+// (bnlab/io/atomic_file.hpp).
 #pragma once
 
 #include <cstdint>
@@ -35,8 +36,5 @@ SafetensorsFile read_safetensors(const std::string& path);
 // Writes to a temporary file in the same folder, syncs it, then renames it
 // over path: an interrupted write never destroys the previous file.
 void write_safetensors(const std::string& path, const SafetensorsFile& file);
-
-// The same atomic write for any bytes (reports, JSON, CSV).
-void write_file_atomic(const std::string& path, const std::string& contents);
 
 }  // namespace bnlab::io

@@ -8,7 +8,7 @@
 
 namespace bnlab::nn {
 
-void to_nchw16c(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s);
-void from_nchw16c(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s);
+void to_blocked16(const float* plain, float* blocked, int64_t n, int64_t c, int64_t s);
+void from_blocked16(const float* blocked, float* plain, int64_t n, int64_t c, int64_t s);
 
 }  // namespace bnlab::nn
