@@ -23,7 +23,7 @@ namespace bnlab::bench {
 //   backward            5: read x, dy for the sums, read x, dy + write dx
 //   forward_backward    8: a training step's batch norm, train_forward then
 //                          backward (PyTorch: through autograd, as a user's
-//                          loss.backward() runs it; the issue's 203 ms row)
+//                          loss.backward() runs it: issue 4's forward + backward row)
 //   split_forward       3: train_forward from the split kernels of a synchronized
 //                          BN on one part: stats, merge, forward_with_stats
 //   split_backward      5: backward as backward_reduce then backward_with_sums

@@ -1,6 +1,6 @@
 // The inner loops of the batch-norm kernels: the only code that touches every
-// element. batch_norm.cpp plans the work (blocks, threads, merges, running
-// statistics) and calls these through a table, so one plan serves the plain
+// element. The walks (batch_norm_walks.hpp) cut a tensor into blocks and tasks
+// and call these through a table, so one walk serves the plain
 // reference loops (batch_norm_plain.cpp) and the vector ones compiled for each
 // instruction set by Highway (batch_norm_simd.cpp), chosen at run time.
 //
@@ -18,10 +18,32 @@
 
 namespace bnlab::kernels {
 
-// Mean and sum of squared deviations of one block.
+// Count, mean and m2 = sum((x - mean)^2) of some values: a block, a part of a
+// channel, a channel. merge() adds another part with Chan et al.'s update:
+//   count = count_a + count_b, delta = mean_b - mean_a,
+//   mean = mean_a + delta * count_b / count,
+//   m2 = m2_a + m2_b + delta^2 * count_a * count_b / count
+// (no E[x^2] - E[x]^2: a channel with mean 1e4 and std 1 keeps its variance).
 struct Moments {
+  double count = 0.0;
   double mean = 0.0;
   double m2 = 0.0;
+  void merge(const Moments& b) {
+    if (b.count == 0.0) return;
+    if (count == 0.0) {  // the first part is the total so far, without a division
+      *this = b;
+      return;
+    }
+    const double total = count + b.count;
+    const double delta = b.mean - mean;
+    mean += delta * b.count / total;
+    m2 += b.m2 + delta * delta * count * b.count / total;
+    count = total;
+  }
+  void store(double* mean_out, double* m2_out, int64_t j) const {
+    mean_out[j] = mean;
+    m2_out[j] = m2;
+  }
 };
 
 // Blocks stay in L1 between the passes a loop makes over them.
@@ -53,19 +75,18 @@ struct BatchNormLoops {
 
   // Per column w of a rows block (width <= kRowsMaxWidth): mean[w] and m2[w]
   // (the span method, column-wise).
-  // scratch holds 2 * width floats.
   void (*rows_moments)(const float* x, int64_t rows, int64_t stride, int64_t width,
-                       double* mean, double* m2, float* scratch);
+                       double* mean, double* m2);
 
   // y[r, w] = (x[r, w] - mean[w]) * scale[w] + shift[w], then ReLU when relu.
   void (*rows_normalize)(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                          const float* mean, const float* scale, const float* shift, bool relu,
                          bool stream);
 
-  // sum_dy[w] += sum_r g, sum_dy_xmu[w] += sum_r g * (x - mean[w]); scratch: 2 * width floats.
+  // sum_dy[w] += sum_r g, sum_dy_xmu[w] += sum_r g * (x - mean[w]) (width <= kRowsMaxWidth).
   void (*rows_grad_sums)(const float* x, const float* dy, const float* relu_y, int64_t rows,
                          int64_t stride, int64_t width, const float* mean, double* sum_dy,
-                         double* sum_dy_xmu, float* scratch);
+                         double* sum_dy_xmu);
 
   // dx[r, w] = a[w] * g + b[w] * (x - mean[w]) + c[w].
   void (*rows_grad_input)(const float* x, const float* dy, const float* relu_y, float* dx,

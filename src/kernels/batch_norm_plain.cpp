@@ -24,7 +24,7 @@ Moments span_moments(const float* x, int64_t len) {
     dev2 += d * d;
   }
   const double m2 = static_cast<double>(dev2) - static_cast<double>(dev) * dev / len;
-  return {mean_f + static_cast<double>(dev) / len, std::max(m2, 0.0)};
+  return {static_cast<double>(len), mean_f + static_cast<double>(dev) / len, std::max(m2, 0.0)};
 }
 
 // `stream` only changes how vector code stores; the plain loops ignore it.
@@ -58,9 +58,8 @@ void span_grad_input(const float* x, const float* dy, const float* relu_y, float
 }
 
 void rows_moments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean,
-                  double* m2, float* scratch) {
-  float* sum = scratch;
-  float* dev2 = scratch + width;
+                  double* m2) {
+  float sum[kRowsMaxWidth], dev2[kRowsMaxWidth];
   std::fill(sum, sum + width, 0.0f);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w) sum[w] += x[r * stride + w] - x[w];
@@ -93,10 +92,10 @@ void rows_normalize(const float* x, float* y, int64_t rows, int64_t stride, int6
 
 void rows_grad_sums(const float* x, const float* dy, const float* relu_y, int64_t rows,
                     int64_t stride, int64_t width, const float* mean, double* sum_dy,
-                    double* sum_dy_xmu, float* scratch) {
-  float* s = scratch;
-  float* sx = scratch + width;
-  std::fill(s, s + 2 * width, 0.0f);
+                    double* sum_dy_xmu) {
+  float s[kRowsMaxWidth], sx[kRowsMaxWidth];
+  std::fill(s, s + width, 0.0f);
+  std::fill(sx, sx + width, 0.0f);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w) {
       const int64_t i = r * stride + w;

@@ -1,6 +1,6 @@
 // The vector loops, written once with Google Highway and compiled for each
-// x86 instruction set (AVX-512, AVX2, SSE4, ...); batch_norm.cpp picks the
-// best the CPU runs. Each function computes exactly what its twin in
+// x86 instruction set (AVX-512, AVX2, SSE4, ...); batch_norm_variant.cpp
+// picks the best the CPU runs. Each function computes exactly what its twin in
 // batch_norm_plain.cpp computes, lane by lane; see batch_norm_loops.hpp for
 // the contract of each.
 //
@@ -99,7 +99,7 @@ Moments SpanMoments(const float* x, int64_t len) {
   }
   const double dev = Sum(d, hn::Add(a0, a1));
   const double dev2 = Sum(d, hn::Add(q0, q1));
-  return {mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
+  return {static_cast<double>(len), mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
 }
 
 // y = (x - mean) * scale + shift over n_full vectors and a masked tail.
@@ -224,10 +224,7 @@ void SpanGradInput(const float* x, const float* dy, const float* relu_y, float* 
 // channels-last rows): sum[w] = sum over rows of (x[r, w] - x[0, w]) with the
 // sums in registers, two rows at a time (two add chains), instead of a load
 // and a store of the sums per row, whose store-to-load latency bounds such
-// rows (blocked16 64x32x28x28 train forward: 0.17-0.19 ms against 0.36-0.41).
-// Rows of four vectors (64 channels-last channels on AVX-512) measured slower
-// that way on the 98 MiB shapes (8.2-8.8 ms against 7.8), so they keep the
-// arrays.
+// rows; wider rows keep the arrays (docs/performance.md, 'Kernel choices').
 template <int kVectors>
 HWY_INLINE void NarrowShiftedSums(D d, const float* x, int64_t rows, int64_t stride, float* sum) {
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
@@ -281,7 +278,7 @@ HWY_INLINE void NarrowGradSums(D d, const float* x, const float* dy, const float
 }
 
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
-                 double* m2_out, float* /*scratch: the plain loop's; lanes go through buf*/) {
+                 double* m2_out) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   // Pass 1, row by row so that memory is read in order (the pass that goes to
@@ -346,9 +343,8 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
 
 // Row by row, so that memory is read and written in order; mean, scale and
 // shift come from L1 (the caller's copies start on a cache line). Streams only
-// when every row starts vector-aligned (RowsAligned): peeling a masked head off
-// each row instead was measured slower than plain stores, since the row ends'
-// shared lines are then written both ways.
+// when every row starts vector-aligned (RowsAligned): with a masked head the
+// lines shared by row ends would be written both ways.
 template <bool kStream>
 void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                     const float* mean, const float* scale, const float* shift, bool relu) {
@@ -402,7 +398,7 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
 template <bool kRelu>
 void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t rows,
                    int64_t stride, int64_t width, const float* mean_p, double* sum_dy,
-                   double* sum_dy_xmu, float* /*scratch*/) {
+                   double* sum_dy_xmu) {
   const D d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   alignas(64) float s[kRowsMaxWidth + kMaxLanes];
@@ -444,11 +440,11 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
 
 void RowsGradSums(const float* x, const float* dy, const float* relu_y, int64_t rows,
                   int64_t stride, int64_t width, const float* mean, double* sum_dy,
-                  double* sum_dy_xmu, float* scratch) {
+                  double* sum_dy_xmu) {
   if (relu_y != nullptr) {
-    RowsGradSumsT<true>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu, scratch);
+    RowsGradSumsT<true>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu);
   } else {
-    RowsGradSumsT<false>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu, scratch);
+    RowsGradSumsT<false>(x, dy, relu_y, rows, stride, width, mean, sum_dy, sum_dy_xmu);
   }
 }
 

@@ -1,0 +1,136 @@
+// The channels-first walks with s >= kSpanMin: each (sample, channel) row of s
+// floats is a span (batch_norm_walks.hpp).
+#include <algorithm>
+
+#include "core/parallel.hpp"
+#include "kernels/batch_norm_walks.hpp"
+
+namespace bnlab::kernels {
+namespace {
+
+// The tensor as units in memory order: unit u is block u % blocks of row
+// u / blocks, row = i*c + j being sample i's channel j (s floats). Tasks take
+// contiguous ranges of units, so every pass streams through memory in order;
+// each task keeps per-channel partial results, merged in task order.
+struct SpanPlan {
+  int64_t s, c;
+  int64_t blocks;  // units per row: ceil(s / kSpanBlock)
+  int64_t units;   // n * c * blocks
+  int64_t parts;   // tasks
+
+  explicit SpanPlan(const BatchNormShape& sh)
+      : s(sh.s),
+        c(sh.c),
+        blocks((sh.s + kSpanBlock - 1) / kSpanBlock),
+        units(sh.n * sh.c * ((sh.s + kSpanBlock - 1) / kSpanBlock)),
+        parts(std::min(units, kTargetTasks)) {}
+
+  int64_t unit_begin(int64_t part) const { return units * part / parts; }
+  int64_t offset(int64_t u) const { return (u / blocks) * s + (u % blocks) * kSpanBlock; }
+  int64_t length(int64_t u) const { return std::min(kSpanBlock, s - (u % blocks) * kSpanBlock); }
+  int64_t channel(int64_t u) const { return (u / blocks) % c; }
+};
+
+// Channel by channel pays when x alone overflows the LLC, there are channels
+// enough for the threads, and a channel's x and dy slices fit a thread's share
+// of the cache (docs/performance.md, 'Kernel choices').
+constexpr int64_t kByChannelMinChannels = 16;
+constexpr int64_t kByChannelMaxSliceBytes = int64_t{4} << 20;
+
+bool backward_by_channel_pays(const BatchNormShape& sh) {
+  return uses_spans(sh) && sh.c >= kByChannelMinChannels &&
+         2 * sh.per_channel() * static_cast<int64_t>(sizeof(float)) <= kByChannelMaxSliceBytes &&
+         sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+}
+
+}  // namespace
+
+void spans_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
+  const SpanPlan plan(sh);
+  Moments* parts =
+      reinterpret_cast<Moments*>(Workspace::grown(workspace().parts, 3 * plan.parts * sh.c));
+  parallel_for(plan.parts, sh.numel(), [&](int64_t p) {
+    Moments* acc = parts + p * sh.c;
+    std::fill(acc, acc + sh.c, Moments{});
+    for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u)
+      acc[plan.channel(u)].merge(loops().span_moments(x + plan.offset(u), plan.length(u)));
+  });
+  merge_parts<Moments>(
+      0, sh.c, plan.parts, [&](int64_t j, int64_t p) { return parts[p * sh.c + j]; }, mean, m2);
+}
+
+void spans_normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+                     const float* scale, const float* shift, bool relu) {
+  const bool stream = streams(sh);
+  const int64_t rows = sh.n * sh.c, chunks = std::min(rows, kTargetTasks);
+  parallel_for(chunks, sh.numel(), [&](int64_t k) {
+    for (int64_t row = rows * k / chunks; row < rows * (k + 1) / chunks; ++row) {
+      const int64_t j = row % sh.c;
+      loops().span_normalize(x + row * sh.s, y + row * sh.s, sh.s, mean[j], scale[j], shift[j],
+                             relu, stream);
+    }
+    if (stream) loops().store_fence();
+  });
+}
+
+void spans_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                     double* sum_dy_xmu) {
+  const SpanPlan plan(sh);
+  GradSums* parts =
+      reinterpret_cast<GradSums*>(Workspace::grown(workspace().parts, 2 * plan.parts * sh.c));
+  parallel_for(plan.parts, 2 * sh.numel(), [&](int64_t p) {
+    GradSums* acc = parts + p * sh.c;
+    std::fill(acc, acc + sh.c, GradSums{});
+    for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
+      const int64_t off = plan.offset(u), j = plan.channel(u);
+      loops().span_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), plan.length(u),
+                             g.mean[j], &acc[j].dy, &acc[j].dy_xmu);
+    }
+  });
+  merge_parts<GradSums>(
+      0, sh.c, plan.parts, [&](int64_t j, int64_t p) { return parts[p * sh.c + j]; }, sum_dy,
+      sum_dy_xmu);
+}
+
+void spans_grad_input(const GradInput& g, const BatchNormShape& sh) {
+  const SpanPlan plan(sh);
+  const bool stream = streams(sh);
+  parallel_for(plan.parts, 3 * sh.numel(), [&](int64_t p) {
+    for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
+      const int64_t off = plan.offset(u), j = plan.channel(u);
+      loops().span_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
+                              plan.length(u), g.mean[j], g.a[j], g.b[j], g.c[j], stream);
+    }
+    if (stream) loops().store_fence();
+  });
+}
+
+bool spans_backward_by_channel(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                               double* sum_dy_xmu, const BackwardFinish& finish) {
+  if (!backward_by_channel_pays(sh)) return false;
+  // One task per channel: its sums over every sample's span, then dx over the
+  // same spans, which the sums have just brought into L2 (or the LLC).
+  const bool stream = streams(sh);
+  const int64_t c = sh.c;
+  parallel_for(c, 3 * sh.numel(), [&](int64_t j) {
+    double s_dy = 0.0, s_dy_xmu = 0.0;
+    for (int64_t i = 0; i < sh.n; ++i) {
+      const int64_t off = (i * c + j) * sh.s;
+      loops().span_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), sh.s, g.mean[j],
+                             &s_dy, &s_dy_xmu);
+    }
+    sum_dy[j] = s_dy;
+    sum_dy_xmu[j] = s_dy_xmu;
+    finish(j);
+    if (g.dx == nullptr) return;
+    for (int64_t i = 0; i < sh.n; ++i) {
+      const int64_t off = (i * c + j) * sh.s;
+      loops().span_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
+                              sh.s, g.mean[j], g.a[j], g.b[j], g.c[j], stream);
+    }
+    if (stream) loops().store_fence();
+  });
+  return true;
+}
+
+}  // namespace bnlab::kernels

@@ -1,0 +1,167 @@
+// How the batch-norm kernels walk a tensor: one named function per layout and
+// pass, each calling the inner loops of batch_norm_loops.hpp (plain or vector,
+// chosen at run time) on blocks, tasks cut by shape alone and their partial
+// results merged in task order (the results do not depend on the thread count).
+//
+// The walks, by layout and spatial size s:
+//  - spans_* (batch_norm_spans.cpp): channels-first with s >= kSpanMin; each
+//    (sample, channel) row of s floats is a span, tasks take ranges of spans
+//    in memory order;
+//  - rows_view_* (batch_norm_rows_view.cpp): channels-last, or channels-first
+//    with s < kSpanMin; rows of `width` columns (c, or c*s), columns across
+//    the vector lanes;
+//  - blocked16_* (batch_norm_blocked16.cpp): units of 16 channels of one sample.
+// Passes over memory (M = n*s values per channel, in memory order):
+//   moments 1 (+ the second from L1), normalize 1 read + 1 write,
+//   grad sums 2 reads, grad input 2 reads + 1 write.
+// Why these walks and thresholds: docs/performance.md, 'Kernel choices'.
+#pragma once
+
+#include <cstdint>
+
+#include "bnlab/aligned.hpp"
+#include "bnlab/batch_norm.hpp"
+#include "kernels/batch_norm_loops.hpp"
+
+namespace bnlab::kernels {
+
+constexpr int64_t kSpanMin = 64;      // channels-first rows shorter than this use the rows view
+constexpr int64_t kTargetTasks = 32;  // tasks to cut a channel-poor tensor into
+// Outputs are streamed (non-temporal stores) when x and y together overflow
+// the last-level cache: y would not be read back from cache anyway.
+constexpr int64_t kLastLevelCacheBytes = int64_t{32} << 20;
+
+inline bool streams(const BatchNormShape& sh) {
+  return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+}
+
+inline bool uses_spans(const BatchNormShape& sh) {
+  return sh.layout == Layout::channels_first && sh.s >= kSpanMin;
+}
+
+// The loops of the selected variant (batch_norm_variant.cpp).
+const BatchNormLoops& loops();
+
+// Scratch that lives with the calling thread and only grows: no allocation
+// once a shape has been seen.
+struct Workspace {
+  AlignedVector<double> parts;   // per-task partial results
+  AlignedVector<float> columns;  // per-column values of the rows view
+  AlignedVector<double> channel_doubles;
+  AlignedVector<float> channel_floats;
+  AlignedVector<float> statistics;  // per-channel statistics a caller derives (eval backward)
+
+  template <class T>
+  static T* grown(AlignedVector<T>& v, int64_t count) {
+    if (v.size() < static_cast<size_t>(count)) v.resize(static_cast<size_t>(count));
+    return v.data();
+  }
+};
+Workspace& workspace();  // the calling thread's
+
+// The backward's two sums of one channel (or column): sum(g), sum(g * (x - mean)).
+struct GradSums {
+  double dy = 0.0;
+  double dy_xmu = 0.0;
+  void merge(const GradSums& b) {
+    dy += b.dy;
+    dy_xmu += b.dy_xmu;
+  }
+  void store(double* dy_out, double* dy_xmu_out, int64_t j) const {
+    dy_out[j] = dy;
+    dy_xmu_out[j] = dy_xmu;
+  }
+};
+
+// The one parts-to-channel merge: for each channel j in [j_begin, j_end), its
+// parts part(j, k), k < parts, merged in order (Moments or GradSums) into
+// out_a[j] and out_b[j].
+template <class Total, class Part>
+void merge_parts(int64_t j_begin, int64_t j_end, int64_t parts, const Part& part, double* out_a,
+                 double* out_b) {
+  for (int64_t j = j_begin; j < j_end; ++j) {
+    Total total;
+    for (int64_t k = 0; k < parts; ++k) total.merge(part(j, k));
+    total.store(out_a, out_b, j);
+  }
+}
+
+inline const float* offset_or_null(const float* p, int64_t off) {
+  return p == nullptr ? nullptr : p + off;
+}
+
+// What the backward's passes read and write: dx = a*g + b*(x - mean) + c per
+// channel, g = dy, or 0 where relu_y <= 0 (the fused ReLU's mask) when relu_y
+// is given. The sums read x, dy, relu_y and mean only.
+struct GradInput {
+  const float* x;
+  const float* dy;
+  const float* relu_y;
+  float* dx;
+  const float* mean;
+  const float* a;
+  const float* b;
+  const float* c;
+};
+
+// The fused backward's step from channel j's sums (sum_dy[j], sum_dy_xmu[j])
+// to dweight[j], dbias[j] and dx's coefficients (batch_norm_backward.cpp).
+struct BackwardFinish {
+  const float* weight;
+  const float* invstd;
+  const double* sum_dy;
+  const double* sum_dy_xmu;
+  float* dweight;
+  float* dbias;
+  float* a;
+  float* b;
+  float* c;
+  double inv_count;
+  bool constant_statistics;  // eval mode: b = c = 0
+  void operator()(int64_t j) const;
+};
+
+// ---- per layout: mean and m2 per channel; y = act((x - mean)*scale + shift);
+// the backward's sums per channel; dx. Non-empty tensors only. ----
+void spans_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
+void spans_normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+                     const float* scale, const float* shift, bool relu);
+void spans_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                     double* sum_dy_xmu);
+void spans_grad_input(const GradInput& g, const BatchNormShape& sh);
+// The backward channel by channel (sums, finish, dx), when it pays (true), else false.
+bool spans_backward_by_channel(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                               double* sum_dy_xmu, const BackwardFinish& finish);
+
+void rows_view_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
+void rows_view_normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+                         const float* scale, const float* shift, bool relu);
+void rows_view_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                         double* sum_dy_xmu);
+void rows_view_grad_input(const GradInput& g, const BatchNormShape& sh);
+
+void blocked16_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
+void blocked16_normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+                         const float* scale, const float* shift, bool relu);
+void blocked16_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                         double* sum_dy_xmu);
+void blocked16_grad_input(const GradInput& g, const BatchNormShape& sh);
+// The backward block of 16 channels by block, when it pays (true), else false.
+bool blocked16_backward_by_block(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                                 double* sum_dy_xmu, const BackwardFinish& finish);
+
+// Per-column mean and m2 of `rows` rows of `width` <= kRowsMaxWidth columns,
+// `stride` floats apart, summed in float blocks of block_rows rows and merged
+// in double (batch_norm_rows_view.cpp; blocked16's units use it too).
+void rows_moments_merged(const float* x, int64_t rows, int64_t stride, int64_t width,
+                         int64_t block_rows, double* mean, double* m2);
+
+// ---- the same, by layout (batch_norm_walks.cpp) ----
+void channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
+void normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
+               const float* scale, const float* shift, bool relu);
+void channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                       double* sum_dy_xmu);
+void grad_input(const GradInput& g, const BatchNormShape& sh);
+
+}  // namespace bnlab::kernels
