@@ -28,6 +28,7 @@ Moments span_moments(const float* x, int64_t len) {
 }
 
 // `stream` only changes how vector code stores; the plain loops ignore it.
+// std::max(v, 0) keeps NaN (v < 0 is false for it), as PyTorch's relu does.
 void span_normalize(const float* x, float* y, int64_t len, float mean, float scale, float shift,
                     bool relu, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) {

@@ -102,10 +102,12 @@ Moments SpanMoments(const float* x, int64_t len) {
   return {static_cast<double>(len), mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
 }
 
-// y = (x - mean) * scale + shift over n_full vectors and a masked tail.
+// y = (x - mean) * scale + shift over n_full vectors and a masked tail. The
+// ReLU zeroes v < 0 only, so NaN passes as PyTorch's relu passes it (x86's max
+// would return the 0) and -0.0 stays as the plain loop's std::max leaves it.
 HWY_INLINE V Normalize(V x, V mean, V scale, V shift, bool relu, D d) {
   const V v = hn::MulAdd(hn::Sub(x, mean), scale, shift);
-  return relu ? hn::Max(v, hn::Zero(d)) : v;
+  return relu ? hn::IfThenZeroElse(hn::Lt(v, hn::Zero(d)), v) : v;
 }
 
 template <bool kStream>

@@ -1,9 +1,11 @@
 // Numerics of issue 2 item 3: statistics without E[x^2] - E[x]^2 cancellation
 // (mean 1e4, std 1 matches float64 to 1e-3 relative), a constant channel gives
 // y = bias (no NaN), and a batch with NaN or Inf is reported as non_finite
-// while the running statistics stay exactly as they were.
+// while the running statistics stay exactly as they were; the fused ReLU
+// passes NaN through as PyTorch's relu does.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <limits>
 
 #include "bn_reference.hpp"
@@ -131,6 +133,47 @@ TEST_P(Numerics, VarianceBeyondFloatRangeIsNonFinite) {
       BatchNormStatus::non_finite);
   EXPECT_EQ(rm, std::vector<float>(sh.c, 0.5f));
   EXPECT_EQ(rv, std::vector<float>(sh.c, 2.0f));
+}
+
+// PyTorch's relu propagates NaN (relu(NaN) = NaN); the fused BN + ReLU must too,
+// in every layout and walk, and -0.0 stays as the plain loop's max(v, 0) leaves it.
+TEST_P(Numerics, FusedReluPropagatesNaNLikePyTorch) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const BatchNormShape shapes[] = {{2, 16, 100, Layout::channels_first},  // spans
+                                   {3, 16, 5, Layout::channels_first},    // rows of c*s columns
+                                   {3, 16, 5, Layout::channels_last},     // rows of c columns
+                                   {3, 16, 5, Layout::blocked16}};
+  for (const BatchNormShape& sh : shapes) {
+    SCOPED_TRACE(describe(sh));
+    std::vector<float> x = channel_data(sh, 11);
+    // A NaN from the input (either sign: x86's default NaN has its sign bit set).
+    x[3] = nan;
+    x[x.size() - 2] = -nan;
+    const std::vector<float> rm(sh.c, 0.5f), rv(sh.c, 2.0f);
+    std::vector<float> y(x.size());
+    batch_norm_forward_inference(x.data(), sh, nullptr, nullptr, rm.data(), rv.data(), 1e-5,
+                                 y.data(), Activation::relu);
+    for (size_t e = 0; e < x.size(); ++e) {
+      if (std::isnan(x[e])) {
+        EXPECT_TRUE(std::isnan(y[e])) << "element " << e << " got " << y[e];
+      } else {
+        EXPECT_GE(y[e], 0.0f) << "element " << e;
+      }
+    }
+    // Training: the NaN makes its channel's statistics NaN, so all of that
+    // channel's y is NaN (PyTorch's relu(batch_norm(x)) gives the same).
+    std::vector<float> rm_t = rm, rv_t = rv;
+    EXPECT_EQ(batch_norm_forward_training(x.data(), sh, nullptr, nullptr,
+                                          {rm_t.data(), rv_t.data(), 0.1, true}, 1e-5, y.data(),
+                                          nullptr, nullptr, Activation::relu),
+              BatchNormStatus::non_finite);
+    const int64_t bad_channel = channel_of(3, sh);
+    for (size_t e = 0; e < x.size(); ++e) {
+      if (channel_of(static_cast<int64_t>(e), sh) == bad_channel) {
+        EXPECT_TRUE(std::isnan(y[e])) << "element " << e << " got " << y[e];
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllVariants, Numerics, ::testing::ValuesIn(kernel_variants()),
