@@ -24,7 +24,22 @@ namespace bnlab::bench {
 //   forward_backward    8: a training step's batch norm, train_forward then
 //                          backward (PyTorch: through autograd, as a user's
 //                          loss.backward() runs it; the 203 ms row)
-enum class Op { train_forward, train_forward_relu, inference_forward, backward, forward_backward };
+// GroupNorm (kBenchGroups groups) and LayerNorm (over the last dim), whose
+// statistics cover a slice that fits in cache (a group of one sample, a row):
+//   group_norm_forward, layer_norm_forward    2: read x + write y
+//   group_norm_backward, layer_norm_backward  3: read x, dy + write dx
+enum class Op {
+  train_forward,
+  train_forward_relu,
+  inference_forward,
+  backward,
+  forward_backward,
+  group_norm_forward,
+  group_norm_backward,
+  layer_norm_forward,
+  layer_norm_backward
+};
+constexpr int64_t kBenchGroups = 32;  // GroupNorm's groups in the bench (Wu & He's default)
 
 const char* op_name(Op op);
 int op_passes(Op op);
