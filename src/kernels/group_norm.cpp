@@ -21,6 +21,9 @@
 //   mean = mean_a + delta * nb / n,  m2 = m2_a + m2_b + delta^2 * na * nb / n.
 // The backward keeps per (sample, channel) sums of dy and dy*(x - mean) in
 // double; dweight and dbias add them over the samples in sample order.
+// Outputs are written with streaming stores when x and the output together
+// overflow the last-level cache, as the batch-norm kernels do: then y will
+// not be read back from cache, and streaming saves reading its lines first.
 #include "bnlab/group_norm.hpp"
 
 #include <algorithm>
@@ -37,6 +40,12 @@
 namespace bnlab {
 namespace kernels {
 namespace {
+
+constexpr int64_t kLastLevelCacheBytes = int64_t{32} << 20;  // the machines we measure
+
+bool streams(const GroupNormShape& sh) {
+  return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+}
 
 std::atomic<const NormLoops*> g_norm_loops{nullptr};
 
@@ -183,6 +192,7 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
     return invstd;
   };
 
+  const bool stream = streams(sh);
   if (sh.layout == Layout::channels_first) {
     const Affine affine = sh.s == 1 ? full_affine(weight, bias, sh.c) : Affine{};
     parallel_for(sh.n * groups, sh.numel(), [&](int64_t ig) {
@@ -193,10 +203,11 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       if (sh.s == 1) {  // the whole group in one loop
         if (affine.weight != nullptr) {
           loops().span_normalize_affine(x + off, y + off, cg, mean_f, invstd_f, affine.weight + j0,
-                                        affine.bias + j0);
+                                        affine.bias + j0, stream);
         } else {
-          loops().span_normalize(x + off, y + off, cg, mean_f, invstd_f, 0.0f);
+          loops().span_normalize(x + off, y + off, cg, mean_f, invstd_f, 0.0f, stream);
         }
+        if (stream) loops().store_fence();
         return;
       }
       for (int64_t j = j0; j < j0 + cg; ++j) {
@@ -204,8 +215,9 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
         const float shift = bias != nullptr ? bias[j] : 0.0f;
         const int64_t span = off + (j - j0) * sh.s;
         loops().span_normalize(x + span, y + span, sh.s, mean_f, static_cast<float>(invstd * w),
-                               shift);
+                               shift, stream);
       }
+      if (stream) loops().store_fence();
     });
     return;
   }
@@ -237,8 +249,9 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       const Tile tile = tile_at(sh, t);
       const int64_t j = tile.first_channel;
       loops().rows_normalize(sample + tile.offset, out + tile.offset, sh.s, tile.stride, tile.width,
-                             mean_cols + j, scale + j, shift + j);
+                             mean_cols + j, scale + j, shift + j, stream);
     }
+    if (stream) loops().store_fence();
   });
 }
 
@@ -270,6 +283,7 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
   const int64_t chunks = std::min(sh.n, kRowChunks);
   const int64_t block_rows = std::max<int64_t>(1, kRowBlockFloats / c);
   double* parts = NormWorkspace::grow(t_norm_workspace.doubles, params ? 2 * chunks * c : 0);
+  const bool stream = streams(sh);
   parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
     const int64_t r0 = sh.n * k / chunks, r1 = sh.n * (k + 1) / chunks;
     double* part_dy = params ? parts + 2 * k * c : nullptr;
@@ -286,7 +300,7 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
             span_sums(x + off, dy + off, w, cg, save_mean[ig], &sum_g, &sum_gx);
             const DxCoefficients co = dx_coefficients(save_invstd[ig], sum_g, sum_gx, cg);
             loops().span_grad_input(x + off, dy + off, w, dx + off, cg, save_mean[ig],
-                                    save_invstd[ig], co.b, co.c);
+                                    save_invstd[ig], co.b, co.c, stream);
           }
       }
       if (!params) continue;
@@ -303,6 +317,7 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
           }
         }
     }
+    if (stream && dx != nullptr) loops().store_fence();
   });
   if (!params) return;
   for (int64_t j = 0; j < c; ++j) {
@@ -335,6 +350,7 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
   }
 
   const int64_t groups = sh.groups, cg = sh.channels_per_group(), c = sh.c, m = sh.per_group();
+  const bool stream = streams(sh);
   // Per (sample, channel): sum dy and sum dy*(x - mean), in double.
   double* sum_dy = NormWorkspace::grow(t_norm_workspace.doubles, 2 * sh.n * c);
   double* sum_dyx = sum_dy + sh.n * c;
@@ -367,8 +383,9 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
         const double w = weight != nullptr ? weight[j] : 1.0;
         const int64_t span = off + (j - j0) * sh.s;
         loops().span_grad_input(x + span, dy + span, nullptr, dx + span, sh.s, mean,
-                                static_cast<float>(invstd * w), co.b, co.c);
+                                static_cast<float>(invstd * w), co.b, co.c, stream);
       }
+      if (stream) loops().store_fence();
     });
   } else {
     parallel_for(sh.n, 3 * sh.numel(), [&](int64_t i) {
@@ -409,8 +426,9 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
         const Tile tile = tile_at(sh, t);
         const int64_t j = tile.first_channel, off = sample + tile.offset;
         loops().rows_grad_input(x + off, dy + off, dx + off, sh.s, tile.stride, tile.width,
-                                mean_cols + j, a + j, b + j, cst + j);
+                                mean_cols + j, a + j, b + j, cst + j, stream);
       }
+      if (stream) loops().store_fence();
     });
   }
   // dbias[j] = sum_i sum_dy, dweight[j] = sum_i invstd(i, g) * sum_dyx, in sample order.

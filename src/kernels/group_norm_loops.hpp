@@ -36,13 +36,15 @@ struct NormLoops {
   // (sum(x - mean))^2 / len.
   NormMoments (*span_moments)(const float* x, int64_t len);
 
-  // y = (x - mean) * scale + shift.
+  // y = (x - mean) * scale + shift. With stream, y is written with non-temporal
+  // stores (no read of y's lines first): for outputs too large to be read back
+  // from cache. The same for every loop below that takes stream.
   void (*span_normalize)(const float* x, float* y, int64_t len, float mean, float scale,
-                         float shift);
+                         float shift, bool stream);
 
   // y = (x - mean) * invstd * w[k] + b[k] (LayerNorm's per-element affine).
   void (*span_normalize_affine)(const float* x, float* y, int64_t len, float mean, float invstd,
-                                const float* w, const float* b);
+                                const float* w, const float* b, bool stream);
 
   // g = dy, or dy * w[k] when w is not null; len <= kNormBlock:
   //   sum_g += sum(g),  sum_g_xmu += sum(g * (x - mean)).
@@ -51,16 +53,17 @@ struct NormLoops {
 
   // dx = a * g + b * (x - mean) + c, g as above.
   void (*span_grad_input)(const float* x, const float* dy, const float* w, float* dx, int64_t len,
-                          float mean, float a, float b, float c);
+                          float mean, float a, float b, float c, bool stream);
 
   // Per column w (rows * width <= kNormBlock): mean[w] and m2[w], the span
   // method column-wise (shift = row 0).
   void (*rows_moments)(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean,
                        double* m2);
 
-  // y[r, w] = (x[r, w] - mean[w]) * scale[w] + shift[w].
+  // y[r, w] = (x[r, w] - mean[w]) * scale[w] + shift[w]; streams only when
+  // every row starts vector-aligned.
   void (*rows_normalize)(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                         const float* mean, const float* scale, const float* shift);
+                         const float* mean, const float* scale, const float* shift, bool stream);
 
   // rows * width <= kNormBlock:
   //   sum_dy[w] += sum_r dy,  sum_dy_xmu[w] += sum_r dy * (x - mean[w]).
@@ -70,7 +73,7 @@ struct NormLoops {
   // dx[r, w] = a[w] * dy + b[w] * (x - mean[w]) + c[w].
   void (*rows_grad_input)(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
                           int64_t width, const float* mean, const float* a, const float* b,
-                          const float* c);
+                          const float* c, bool stream);
 
   // The affine parameters' sums with per-row statistics (row r's at
   // row_mean[r * stat_stride], row_invstd[r * stat_stride]); rows * width <= kNormBlock:
@@ -78,6 +81,9 @@ struct NormLoops {
   void (*rows_affine_grad_sums)(const float* x, const float* dy, int64_t rows, int64_t stride,
                                 int64_t width, const float* row_mean, const float* row_invstd,
                                 int64_t stat_stride, double* sum_dy, double* sum_dy_xhat);
+
+  // Orders the calling thread's streaming stores; each task that streamed calls it.
+  void (*store_fence)();
 };
 
 const NormLoops* plain_norm_loops();

@@ -26,12 +26,14 @@ NormMoments span_moments(const float* x, int64_t len) {
   return {mean_f + static_cast<double>(dev) / len, std::max(m2, 0.0)};
 }
 
-void span_normalize(const float* x, float* y, int64_t len, float mean, float scale, float shift) {
+// `stream` only changes how vector code stores; the plain loops ignore it.
+void span_normalize(const float* x, float* y, int64_t len, float mean, float scale, float shift,
+                    bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) y[i] = (x[i] - mean) * scale + shift;
 }
 
 void span_normalize_affine(const float* x, float* y, int64_t len, float mean, float invstd,
-                           const float* w, const float* b) {
+                           const float* w, const float* b, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) y[i] = (x[i] - mean) * invstd * w[i] + b[i];
 }
 
@@ -52,7 +54,7 @@ void span_grad_sums(const float* x, const float* dy, const float* w, int64_t len
 }
 
 void span_grad_input(const float* x, const float* dy, const float* w, float* dx, int64_t len,
-                     float mean, float a, float b, float c) {
+                     float mean, float a, float b, float c, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) dx[i] = a * grad(dy, w, i) + b * (x[i] - mean) + c;
 }
 
@@ -74,7 +76,7 @@ void rows_moments(const float* x, int64_t rows, int64_t stride, int64_t width, d
 }
 
 void rows_normalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                    const float* mean, const float* scale, const float* shift) {
+                    const float* mean, const float* scale, const float* shift, bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w)
       y[r * stride + w] = (x[r * stride + w] - mean[w]) * scale[w] + shift[w];
@@ -96,7 +98,7 @@ void rows_grad_sums(const float* x, const float* dy, int64_t rows, int64_t strid
 
 void rows_grad_input(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
                      int64_t width, const float* mean, const float* a, const float* b,
-                     const float* c) {
+                     const float* c, bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w) {
       const int64_t i = r * stride + w;
@@ -119,13 +121,15 @@ void rows_affine_grad_sums(const float* x, const float* dy, int64_t rows, int64_
   }
 }
 
+void store_fence() {}  // plain stores need no fence
+
 }  // namespace
 
 const NormLoops* plain_norm_loops() {
   static const NormLoops loops{
-      "plain",        span_moments,    span_normalize,       span_normalize_affine,
-      span_grad_sums, span_grad_input, rows_moments,         rows_normalize,
-      rows_grad_sums, rows_grad_input, rows_affine_grad_sums};
+      "plain",        span_moments,    span_normalize,        span_normalize_affine,
+      span_grad_sums, span_grad_input, rows_moments,          rows_normalize,
+      rows_grad_sums, rows_grad_input, rows_affine_grad_sums, store_fence};
   return &loops;
 }
 

@@ -6,6 +6,7 @@
 // loads and masked stores.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/group_norm_simd.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
@@ -40,6 +41,42 @@ HWY_INLINE void StoreN(D d, V v, float* p, int64_t count) {
     hn::BlendedStore(v, hn::FirstN(d, static_cast<size_t>(count)), d, p);
   }
 }
+
+// Stores a whole vector: non-temporal (p vector-aligned) or plain.
+template <bool kStream>
+HWY_INLINE void StoreOut(D d, V v, float* p) {
+  if constexpr (kStream) {
+    hn::Stream(v, d, p);
+  } else {
+    hn::StoreU(v, d, p);
+  }
+}
+
+// Floats to write before p + head is vector-aligned (streaming stores need it).
+HWY_INLINE int64_t HeadToAlign(D d, const float* p) {
+  const size_t bytes = hn::Lanes(d) * sizeof(float);
+  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
+  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(float));
+}
+
+// Writes out[i] = value(i, count) over [0, len) a vector at a time: with
+// kStream, a masked head up to the first aligned vector, streamed vectors,
+// then a masked tail.
+template <bool kStream, class Value>
+HWY_INLINE void WriteSpan(D d, float* out, int64_t len, const Value& value) {
+  const int64_t n = Lanes(d);
+  int64_t i = 0;
+  if constexpr (kStream) {
+    i = std::min(len, HeadToAlign(d, out));
+    if (i > 0) StoreN(d, value(0, i), out, i);
+  }
+  for (; i + n <= len; i += n) StoreOut<kStream>(d, value(i, n), out + i);
+  if (i < len) StoreN(d, value(i, len - i), out + i, len - i);
+}
+
+// Orders this thread's streaming stores before whatever follows (the
+// caller's barrier, then other threads' reads).
+void StoreFence() { hwy::FlushStream(); }
 
 NormMoments SpanMoments(const float* x, int64_t len) {
   const D d;
@@ -84,23 +121,24 @@ NormMoments SpanMoments(const float* x, int64_t len) {
 }
 
 void SpanNormalize(const float* x, float* y, int64_t len, float mean_s, float scale_s,
-                   float shift_s) {
+                   float shift_s, bool stream) {
   const D d;
-  const int64_t n = Lanes(d);
   const V mean = hn::Set(d, mean_s), scale = hn::Set(d, scale_s), shift = hn::Set(d, shift_s);
-  for (int64_t i = 0; i < len; i += n)
-    StoreN(d, hn::MulAdd(hn::Sub(LoadN(d, x + i, len - i), mean), scale, shift), y + i, len - i);
+  const auto value = [&](int64_t i, int64_t count) {
+    return hn::MulAdd(hn::Sub(LoadN(d, x + i, count), mean), scale, shift);
+  };
+  stream ? WriteSpan<true>(d, y, len, value) : WriteSpan<false>(d, y, len, value);
 }
 
 void SpanNormalizeAffine(const float* x, float* y, int64_t len, float mean_s, float invstd_s,
-                         const float* w, const float* b) {
+                         const float* w, const float* b, bool stream) {
   const D d;
-  const int64_t n = Lanes(d);
   const V mean = hn::Set(d, mean_s), invstd = hn::Set(d, invstd_s);
-  for (int64_t i = 0; i < len; i += n) {
-    const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, len - i), mean), invstd);
-    StoreN(d, hn::MulAdd(xhat, LoadN(d, w + i, len - i), LoadN(d, b + i, len - i)), y + i, len - i);
-  }
+  const auto value = [&](int64_t i, int64_t count) {
+    const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean), invstd);
+    return hn::MulAdd(xhat, LoadN(d, w + i, count), LoadN(d, b + i, count));
+  };
+  stream ? WriteSpan<true>(d, y, len, value) : WriteSpan<false>(d, y, len, value);
 }
 
 // g = dy, or dy * w when kWeighted, of the `count` values at i (w is only
@@ -151,23 +189,22 @@ void SpanGradSums(const float* x, const float* dy, const float* w, int64_t len, 
 
 template <bool kWeighted>
 void SpanGradInputT(const float* x, const float* dy, const float* w, float* dx, int64_t len,
-                    float mean_s, float a_s, float b_s, float c_s) {
+                    float mean_s, float a_s, float b_s, float c_s, bool stream) {
   const D d;
-  const int64_t n = Lanes(d);
   const V mean = hn::Set(d, mean_s), a = hn::Set(d, a_s), b = hn::Set(d, b_s), c = hn::Set(d, c_s);
-  for (int64_t i = 0; i < len; i += n) {
-    const V g = Grad<kWeighted>(d, dy, w, i, len - i);
-    const V xmu = hn::Sub(LoadN(d, x + i, len - i), mean);
-    StoreN(d, hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), dx + i, len - i);
-  }
+  const auto value = [&](int64_t i, int64_t count) {
+    const V g = Grad<kWeighted>(d, dy, w, i, count);
+    return hn::MulAdd(a, g, hn::MulAdd(b, hn::Sub(LoadN(d, x + i, count), mean), c));
+  };
+  stream ? WriteSpan<true>(d, dx, len, value) : WriteSpan<false>(d, dx, len, value);
 }
 
 void SpanGradInput(const float* x, const float* dy, const float* w, float* dx, int64_t len,
-                   float mean, float a, float b, float c) {
+                   float mean, float a, float b, float c, bool stream) {
   if (w != nullptr) {
-    SpanGradInputT<true>(x, dy, w, dx, len, mean, a, b, c);
+    SpanGradInputT<true>(x, dy, w, dx, len, mean, a, b, c, stream);
   } else {
-    SpanGradInputT<false>(x, dy, w, dx, len, mean, a, b, c);
+    SpanGradInputT<false>(x, dy, w, dx, len, mean, a, b, c, stream);
   }
 }
 
@@ -223,25 +260,47 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   }
 }
 
-void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
-                   const float* mean, const float* scale, const float* shift) {
+// Whether every row of a rows block starts vector-aligned, so that it can stream.
+HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
+  return HeadToAlign(d, p) == 0 && stride % Lanes(d) == 0;
+}
+
+template <bool kStream>
+void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                    const float* mean, const float* scale, const float* shift) {
   const D d;
   const int64_t n = Lanes(d);
   if (width == n) {  // one vector per row (a blocked16 unit on AVX-512): coefficients in registers
     const V m = hn::LoadU(d, mean), sc = hn::LoadU(d, scale), sf = hn::LoadU(d, shift);
     for (int64_t r = 0; r < rows; ++r)
-      hn::StoreU(hn::MulAdd(hn::Sub(hn::LoadU(d, x + r * stride), m), sc, sf), d, y + r * stride);
+      StoreOut<kStream>(d, hn::MulAdd(hn::Sub(hn::LoadU(d, x + r * stride), m), sc, sf),
+                        y + r * stride);
     return;
   }
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * stride;
     float* yr = y + r * stride;
-    for (int64_t w = 0; w < width; w += n) {
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V v = hn::MulAdd(hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, mean + w)),
+                             hn::LoadU(d, scale + w), hn::LoadU(d, shift + w));
+      StoreOut<kStream>(d, v, yr + w);
+    }
+    if (w < width) {
       const int64_t count = width - w;
       const V v = hn::MulAdd(hn::Sub(LoadN(d, xr + w, count), LoadN(d, mean + w, count)),
                              LoadN(d, scale + w, count), LoadN(d, shift + w, count));
       StoreN(d, v, yr + w, count);
     }
+  }
+}
+
+void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
+                   const float* mean, const float* scale, const float* shift, bool stream) {
+  if (stream && RowsAligned(D(), y, stride)) {
+    RowsNormalizeT<true>(x, y, rows, stride, width, mean, scale, shift);
+  } else {
+    RowsNormalizeT<false>(x, y, rows, stride, width, mean, scale, shift);
   }
 }
 
@@ -278,9 +337,10 @@ void RowsGradSums(const float* x, const float* dy, int64_t rows, int64_t stride,
   }
 }
 
-void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
-                   int64_t width, const float* mean_p, const float* a_p, const float* b_p,
-                   const float* c_p) {
+template <bool kStream>
+void RowsGradInputT(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
+                    int64_t width, const float* mean_p, const float* a_p, const float* b_p,
+                    const float* c_p) {
   const D d;
   const int64_t n = Lanes(d);
   if (width == n) {  // one vector per row: coefficients in registers
@@ -289,18 +349,36 @@ void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t i = r * stride;
       const V xmu = hn::Sub(hn::LoadU(d, x + i), mean);
-      hn::StoreU(hn::MulAdd(a, hn::LoadU(d, dy + i), hn::MulAdd(b, xmu, c)), d, dx + i);
+      StoreOut<kStream>(d, hn::MulAdd(a, hn::LoadU(d, dy + i), hn::MulAdd(b, xmu, c)), dx + i);
     }
     return;
   }
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t w = 0; w < width; w += n) {
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const int64_t i = r * stride + w;
+      const V xmu = hn::Sub(hn::LoadU(d, x + i), hn::LoadU(d, mean_p + w));
+      const V out = hn::MulAdd(hn::LoadU(d, a_p + w), hn::LoadU(d, dy + i),
+                               hn::MulAdd(hn::LoadU(d, b_p + w), xmu, hn::LoadU(d, c_p + w)));
+      StoreOut<kStream>(d, out, dx + i);
+    }
+    if (w < width) {
       const int64_t i = r * stride + w, count = width - w;
       const V xmu = hn::Sub(LoadN(d, x + i, count), LoadN(d, mean_p + w, count));
       const V out = hn::MulAdd(LoadN(d, a_p + w, count), LoadN(d, dy + i, count),
                                hn::MulAdd(LoadN(d, b_p + w, count), xmu, LoadN(d, c_p + w, count)));
       StoreN(d, out, dx + i, count);
     }
+  }
+}
+
+void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
+                   int64_t width, const float* mean, const float* a, const float* b, const float* c,
+                   bool stream) {
+  if (stream && RowsAligned(D(), dx, stride)) {
+    RowsGradInputT<true>(x, dy, dx, rows, stride, width, mean, a, b, c);
+  } else {
+    RowsGradInputT<false>(x, dy, dx, rows, stride, width, mean, a, b, c);
   }
 }
 
@@ -341,7 +419,8 @@ const NormLoops* GetNormLoops() {
                                RowsNormalize,
                                RowsGradSums,
                                RowsGradInput,
-                               RowsAffineGradSums};
+                               RowsAffineGradSums,
+                               StoreFence};
   return &loops;
 }
 

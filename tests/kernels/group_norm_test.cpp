@@ -428,6 +428,28 @@ TEST(GroupNorm, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(one.dweight, two.dweight);
 }
 
+TEST(GroupNorm, StreamedOutputsMatchTheReference) {
+  // x and y together over 32 MiB: y and dx are written with streaming stores;
+  // s odd, so channels-first spans start at every alignment.
+  for (Layout layout : layouts_for(64)) {
+    SCOPED_TRACE(layout_name(layout));
+    const GroupNormShape sh{2, 64, 32771, 8, layout};
+    const std::vector<float> x = channel_data(sh, 47), dy = random_vector(sh.numel(), 48);
+    const std::vector<float> w = random_vector(sh.c, 49, 1.0f, 0.3f), b = random_vector(sh.c, 50);
+    const Reference ref = reference_forward(x, sh, w.data(), b.data(), kEps);
+    for (const std::string& variant : variants()) {
+      SCOPED_TRACE(variant);
+      ScopedVariant use(variant);
+      const Outputs o = run(sh, x, dy, w.data(), b.data());
+      EXPECT_TRUE(all_close("y", o.y.data(), ref.y, kTol, nullptr, &ref.y_slack));
+      const ReferenceGrad grad =
+          reference_backward(x, dy, sh, w.data(), o.mean.data(), o.invstd.data());
+      EXPECT_TRUE(all_close("dx", o.dx.data(), grad.dx, kDxTol, nullptr, &grad.dx_slack));
+      EXPECT_TRUE(all_close("dweight", o.dweight.data(), grad.dweight, kTol, &grad.dweight_scale));
+    }
+  }
+}
+
 TEST(GroupNorm, GroupWithLargeMeanKeepsItsVariance) {
   // mean 1e4, std 1: E[x^2] - E[x]^2 in float would lose every digit of the variance.
   for (Layout layout : layouts_for(16)) {

@@ -343,6 +343,26 @@ TEST(LayerNorm, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(one.dbias, two.dbias);
 }
 
+TEST(LayerNorm, StreamedOutputsMatchTheReference) {
+  // x and y together over 32 MiB: streaming stores, rows of odd length at every alignment.
+  const LayerNormShape sh{4099, 1025};
+  const std::vector<float> x = row_data(sh, 102), dy = random_vector(sh.numel(), 103);
+  const std::vector<float> w = random_vector(sh.cols, 104, 1.0f, 0.3f),
+                           b = random_vector(sh.cols, 105);
+  const Reference ref = reference_forward(x, sh, w.data(), b.data(), kEps);
+  for (const std::string& variant : variants()) {
+    SCOPED_TRACE(variant);
+    ScopedVariant use(variant);
+    const Outputs o = run(sh, x, dy, w.data(), b.data());
+    EXPECT_TRUE(all_close("y", o.y.data(), ref.y, kTol, nullptr, &ref.y_slack));
+    const ReferenceGrad grad =
+        reference_backward(x, dy, sh, w.data(), o.mean.data(), o.invstd.data());
+    EXPECT_TRUE(all_close("dx", o.dx.data(), grad.dx, kDxTol, nullptr, &grad.dx_slack));
+    EXPECT_TRUE(all_close("dweight", o.dweight.data(), grad.dweight, kTol, &grad.dweight_scale));
+    EXPECT_TRUE(all_close("dbias", o.dbias.data(), grad.dbias, kTol, &grad.dbias_scale));
+  }
+}
+
 TEST(LayerNorm, NullOutputsAndInPlace) {
   const LayerNormShape sh{9, 21};
   const std::vector<float> x = row_data(sh, 98), dy = random_vector(sh.numel(), 99);
