@@ -208,33 +208,57 @@ void SpanGradInput(const float* x, const float* dy, const float* w, float* dx, i
   }
 }
 
-// Rows blocks: columns across the lanes; the sums walk one column vector down
-// the block's rows (two add chains, in registers), the writes go row by row.
+// Rows blocks: columns across the lanes.
+// Pass 1 goes row by row, so that memory is read in order (the pass that
+// goes to DRAM), its sums in an L1 array; pass 2 walks one column vector down
+// the block (from L2), its sums in registers.
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
   const int64_t n = Lanes(d);
+  alignas(64) float sum[kNormMaxWidth + kMaxLanes];
+  if (width <= 2 * n) {
+    // One or two vectors per row (a blocked16 unit): down each column in
+    // registers, two add chains, which is memory order when rows are contiguous
+    // and avoids a store-to-load chain through the array per row.
+    for (int64_t w = 0; w < width; w += n) {
+      const int64_t count = std::min(n, width - w);
+      const V base = LoadN(d, x + w, count);
+      V e0 = hn::Zero(d), e1 = hn::Zero(d);
+      int64_t r = 0;
+      for (; r + 2 <= rows; r += 2) {
+        e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
+        e1 = hn::Add(e1, hn::Sub(LoadN(d, x + (r + 1) * stride + w, count), base));
+      }
+      if (r < rows) e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
+      hn::Store(hn::Add(e0, e1), d, sum + w);
+    }
+  } else {
+    for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
+  }
+  for (int64_t r = 0; width > 2 * n && r < rows; ++r) {  // sums shifted by row 0
+    const float* xr = x + r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n)
+      hn::Store(hn::Add(hn::Load(d, sum + w), hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w))),
+                d, sum + w);
+    if (w < width) {
+      const int64_t count = width - w;
+      const V v = hn::Sub(LoadN(d, xr + w, count), LoadN(d, x + w, count));
+      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    }
+  }
   alignas(64) float buf[3 * kMaxLanes] = {};
   const double inv_rows = 1.0 / static_cast<double>(rows);
   for (int64_t w = 0; w < width; w += n) {
     const int64_t count = std::min(n, width - w);
-    // Pass 1: sums shifted by row 0 (zero in the lanes past count).
-    const V base = LoadN(d, x + w, count);
-    V e0 = hn::Zero(d), e1 = hn::Zero(d);
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-      e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
-      e1 = hn::Add(e1, hn::Sub(LoadN(d, x + (r + 1) * stride + w, count), base));
-    }
-    if (r < rows) e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
-    hn::Store(hn::Add(e0, e1), d, buf);
     for (int64_t k = 0; k < count; ++k)
-      buf[n + k] = static_cast<float>(x[w + k] + static_cast<double>(buf[k]) * inv_rows);
-    // Pass 2 (from L1): deviations from the float mean (zero past count).
+      buf[n + k] = static_cast<float>(x[w + k] + static_cast<double>(sum[w + k]) * inv_rows);
+    // Pass 2 (from L2): deviations from the float mean (zero past count).
     const V mean = hn::Load(d, buf + n);
     const auto live = hn::FirstN(d, static_cast<size_t>(count));
     V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
-    r = 0;
+    int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
       const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadN(d, x + r * stride + w, count), mean));
       const V d1 =
@@ -304,36 +328,66 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
   }
 }
 
+// Row by row, so that memory is read in order (this is the pass that goes to
+// DRAM), the per-column sums in L1 arrays: measured against walking down
+// each column, the channels-last 32x256x56x56 backward took 16 ms of CPU
+// time per call instead of 23 (1 thread).
 void RowsGradSums(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t width,
                   const float* mean_p, double* sum_dy, double* sum_dy_xmu) {
   const D d;
   const int64_t n = Lanes(d);
-  alignas(64) float buf[2 * kMaxLanes];
-  for (int64_t w = 0; w < width; w += n) {
-    const int64_t count = std::min(n, width - w);
-    const V mean = LoadN(d, mean_p + w, count);
-    V s0 = hn::Zero(d), s1 = hn::Zero(d), p0 = hn::Zero(d), p1 = hn::Zero(d);
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-      const int64_t i0 = r * stride + w, i1 = i0 + stride;
-      const V g0 = LoadN(d, dy + i0, count), g1 = LoadN(d, dy + i1, count);
-      s0 = hn::Add(s0, g0);
-      s1 = hn::Add(s1, g1);
-      p0 = hn::MulAdd(g0, hn::Sub(LoadN(d, x + i0, count), mean), p0);
-      p1 = hn::MulAdd(g1, hn::Sub(LoadN(d, x + i1, count), mean), p1);
+  alignas(64) float s[kNormMaxWidth + kMaxLanes];
+  alignas(64) float p[kNormMaxWidth + kMaxLanes];
+  if (width <= 2 * n) {
+    // One or two vectors per row: down each column in registers (see RowsMoments).
+    for (int64_t w = 0; w < width; w += n) {
+      const int64_t count = std::min(n, width - w);
+      const V mean = LoadN(d, mean_p + w, count);
+      V s0 = hn::Zero(d), s1 = hn::Zero(d), p0 = hn::Zero(d), p1 = hn::Zero(d);
+      int64_t r = 0;
+      for (; r + 2 <= rows; r += 2) {
+        const int64_t i0 = r * stride + w, i1 = i0 + stride;
+        const V g0 = LoadN(d, dy + i0, count), g1 = LoadN(d, dy + i1, count);
+        s0 = hn::Add(s0, g0);
+        s1 = hn::Add(s1, g1);
+        p0 = hn::MulAdd(g0, hn::Sub(LoadN(d, x + i0, count), mean), p0);
+        p1 = hn::MulAdd(g1, hn::Sub(LoadN(d, x + i1, count), mean), p1);
+      }
+      if (r < rows) {
+        const int64_t i0 = r * stride + w;
+        const V g0 = LoadN(d, dy + i0, count);
+        s0 = hn::Add(s0, g0);
+        p0 = hn::MulAdd(g0, hn::Sub(LoadN(d, x + i0, count), mean), p0);
+      }
+      hn::Store(hn::Add(s0, s1), d, s + w);
+      hn::Store(hn::Add(p0, p1), d, p + w);
     }
-    if (r < rows) {
-      const int64_t i0 = r * stride + w;
-      const V g0 = LoadN(d, dy + i0, count);
-      s0 = hn::Add(s0, g0);
-      p0 = hn::MulAdd(g0, hn::Sub(LoadN(d, x + i0, count), mean), p0);
+  } else {
+    for (int64_t w = 0; w < width; w += n) {
+      hn::Store(hn::Zero(d), d, s + w);
+      hn::Store(hn::Zero(d), d, p + w);
     }
-    hn::Store(hn::Add(s0, s1), d, buf);
-    hn::Store(hn::Add(p0, p1), d, buf + n);
-    for (int64_t k = 0; k < count; ++k) {
-      sum_dy[w + k] += buf[k];
-      sum_dy_xmu[w + k] += buf[n + k];
+  }
+  for (int64_t r = 0; width > 2 * n && r < rows; ++r) {
+    const int64_t row = r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const V g = hn::LoadU(d, dy + row + w);
+      const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
+      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
     }
+    if (w < width) {
+      const int64_t count = width - w;
+      const V g = LoadN(d, dy + row + w, count);  // zero past count, so the products are too
+      const V xmu = hn::Sub(LoadN(d, x + row + w, count), LoadN(d, mean_p + w, count));
+      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+    }
+  }
+  for (int64_t k = 0; k < width; ++k) {
+    sum_dy[k] += s[k];
+    sum_dy_xmu[k] += p[k];
   }
 }
 
