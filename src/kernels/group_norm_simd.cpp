@@ -436,29 +436,34 @@ void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int
   }
 }
 
+// Row by row (each row's statistics broadcast once), the per-column sums in
+// L1 arrays: independent adds across the columns, where a walk down each
+// column chains every add on the one before.
 void RowsAffineGradSums(const float* x, const float* dy, int64_t rows, int64_t stride,
                         int64_t width, const float* row_mean, const float* row_invstd,
                         int64_t stat_stride, double* sum_dy, double* sum_dy_xhat) {
   const D d;
   const int64_t n = Lanes(d);
-  alignas(64) float buf[2 * kMaxLanes];
+  alignas(64) float s[kNormMaxWidth + kMaxLanes];
+  alignas(64) float p[kNormMaxWidth + kMaxLanes];
   for (int64_t w = 0; w < width; w += n) {
-    const int64_t count = std::min(n, width - w);
-    V s = hn::Zero(d), p = hn::Zero(d);
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t i = r * stride + w;
+    hn::Store(hn::Zero(d), d, s + w);
+    hn::Store(hn::Zero(d), d, p + w);
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const V mean = hn::Set(d, row_mean[r * stat_stride]);
+    const V invstd = hn::Set(d, row_invstd[r * stat_stride]);
+    for (int64_t w = 0; w < width; w += n) {
+      const int64_t i = r * stride + w, count = width - w;
       const V g = LoadN(d, dy + i, count);  // zero past count, so the products are too
-      const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), hn::Set(d, row_mean[r * stat_stride])),
-                             hn::Set(d, row_invstd[r * stat_stride]));
-      s = hn::Add(s, g);
-      p = hn::MulAdd(g, xhat, p);
+      const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean), invstd);
+      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+      hn::Store(hn::MulAdd(g, xhat, hn::Load(d, p + w)), d, p + w);
     }
-    hn::Store(s, d, buf);
-    hn::Store(p, d, buf + n);
-    for (int64_t k = 0; k < count; ++k) {
-      sum_dy[w + k] += buf[k];
-      sum_dy_xhat[w + k] += buf[n + k];
-    }
+  }
+  for (int64_t k = 0; k < width; ++k) {
+    sum_dy[k] += s[k];
+    sum_dy_xhat[k] += p[k];
   }
 }
 
