@@ -4,17 +4,7 @@
 // outputs, InstanceNorm (groups = c), the argument checks and PyTorch's
 // goldens (tests/golden/make_norm_goldens.py).
 //
-// Tolerances: a float result a matches its float64 reference r when
-// |a - r| <= tol * (1 + |r|), tol = 1e-5 for y and the statistics, 2e-5 for
-// dx; dweight and dbias (sums over samples and positions) against
-// 1e-5 * (1 + sum of the |terms|). Plus a slack for what float arithmetic
-// cannot avoid: y and dx use the mean rounded to float (as save_mean holds it),
-// an error of half an ulp of |mean| amplified by invstd, which a group of few,
-// close values (invstd in the hundreds) makes visible; and dx cancels terms of
-// size invstd*|weight*dy| (exactly, for a group of one value). Gradient checks:
-// central differences in double, h = 1e-6, |kernel - fd| <= 2e-5 * (1 + |fd|).
-#include "bnlab/group_norm.hpp"
-
+// Tolerances, slack and gradient steps: norm_test_support.hpp.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,6 +20,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
+#include "norm_test_support.hpp"
 
 #ifndef BNLAB_GOLDEN_DIR
 #error "BNLAB_GOLDEN_DIR must name tests/golden (set by tests/kernels/CMakeLists.txt)"
@@ -38,9 +29,7 @@
 namespace bnlab::test {
 namespace {
 
-constexpr double kEps = 1e-5;
-constexpr double kTol = 1e-5;
-constexpr double kDxTol = 2e-5;
+using namespace norm_test;
 
 // ---- the float64 reference ----
 
@@ -55,9 +44,6 @@ int64_t index_of(const GroupNormShape& sh, int64_t i, int64_t j, int64_t k) {
   }
   return -1;
 }
-
-constexpr double kMeanRounding = 1.2e-7;  // 2^-23: half an ulp of a float, with a margin of 2
-constexpr double kTermRounding = 1e-6;    // ~16 ulps of each term dx adds up
 
 struct Reference {
   std::vector<double> y, mean, invstd;  // mean, invstd: n*groups
@@ -150,15 +136,6 @@ ReferenceGrad reference_backward(const std::vector<float>& x, const std::vector<
 
 // ---- helpers ----
 
-std::vector<float> random_vector(int64_t count, uint32_t seed, float mean = 0.0f,
-                                 float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(mean, stddev);
-  std::vector<float> v(static_cast<size_t>(count));
-  for (float& e : v) e = normal(rng);
-  return v;
-}
-
 // x with a different mean and spread per channel, so a channel or group mix-up shows.
 std::vector<float> channel_data(const GroupNormShape& sh, uint32_t seed, float offset = 0.0f) {
   std::vector<float> x(static_cast<size_t>(sh.numel()));
@@ -171,46 +148,6 @@ std::vector<float> channel_data(const GroupNormShape& sh, uint32_t seed, float o
                                    (0.5f + 0.1f * (j % 5)) * normal(rng);
   return x;
 }
-
-::testing::AssertionResult all_close(const std::string& what, const float* got,
-                                     const std::vector<double>& want, double tol,
-                                     const std::vector<double>* scale = nullptr,
-                                     const std::vector<double>* slack = nullptr) {
-  int64_t bad = 0;
-  double worst = 0.0;
-  std::string first;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
-    const double allowed = tol * ((scale ? 1.0 + (*scale)[i] : 1.0) + std::fabs(want[i])) +
-                           (slack ? (*slack)[i] : 0.0);
-    if (!(err <= allowed)) {
-      if (bad < 3)
-        first += " [" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " +
-                 std::to_string(want[i]) + ";";
-      ++bad;
-    }
-    if (err > worst || std::isnan(err)) worst = err;
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << want.size() << " off (tolerance " << tol << "), worst "
-         << worst << ";" << first;
-}
-
-std::vector<std::string> variants() {
-  std::vector<std::string> names;
-  std::stringstream all(group_norm_kernel_variants());
-  for (std::string name; std::getline(all, name, ',');) names.push_back(name);
-  return names;
-}
-
-class ScopedVariant {
- public:
-  explicit ScopedVariant(const std::string& name) { set_group_norm_kernel_variant(name); }
-  ~ScopedVariant() { set_group_norm_kernel_variant("auto"); }
-  ScopedVariant(const ScopedVariant&) = delete;
-  ScopedVariant& operator=(const ScopedVariant&) = delete;
-};
 
 std::string layout_name(Layout l) {
   return l == Layout::channels_first ? "first" : l == Layout::channels_last ? "last" : "blocked16";
@@ -303,9 +240,6 @@ TEST_P(GroupNormSweep, EveryVariantMatchesTheFloat64Reference) {
     SCOPED_TRACE("variant " + variant + " against plain");
     ScopedVariant use(variant);
     const Outputs o = run(sh, x, dy, wp, bp);
-    const auto as_double = [](const std::vector<float>& v) {
-      return std::vector<double>(v.begin(), v.end());
-    };
     EXPECT_TRUE(all_close("y", o.y.data(), as_double(plain.y), kTol, nullptr, &ref.y_slack));
     EXPECT_TRUE(
         all_close("dx", o.dx.data(), as_double(plain.dx), kDxTol, nullptr, &plain_grad.dx_slack));
@@ -335,20 +269,9 @@ TEST_P(GroupNormGradient, BackwardMatchesCentralDifferences) {
     for (size_t e = 0; e < r.size(); ++e) total += f.y[e] * r[e];
     return total;
   };
-  const auto central = [&](std::vector<double>& v) {
-    constexpr double kStep = 1e-6;
-    std::vector<double> grad(v.size());
-    for (size_t e = 0; e < v.size(); ++e) {
-      const double keep = v[e];
-      v[e] = keep + kStep;
-      const double up = loss();
-      v[e] = keep - kStep;
-      grad[e] = (up - loss()) / (2 * kStep);
-      v[e] = keep;
-    }
-    return grad;
-  };
-  const std::vector<double> fd_x = central(xd), fd_w = central(wd), fd_b = central(bd);
+  const std::vector<double> fd_x = central_differences(xd, loss),
+                            fd_w = central_differences(wd, loss),
+                            fd_b = central_differences(bd, loss);
   for (const std::string& variant : variants()) {
     SCOPED_TRACE("variant " + variant);
     ScopedVariant use(variant);
@@ -508,16 +431,6 @@ TEST(GroupNorm, EmptyTensorWritesZeroParameterGradients) {
 
 // ---- argument checks ----
 
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected bnlab::Error containing '" << part << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::invalid_argument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
-
 TEST(GroupNormValidation, ErrorsNameTheArgumentAndTheValue) {
   using L = Layout;
   expect_error(
@@ -592,48 +505,18 @@ TEST(GroupNormValidation, ErrorsNameTheArgumentAndTheValue) {
 
 // ---- PyTorch's goldens (tests/golden/make_norm_goldens.py) ----
 
-using Golden = std::map<std::string, std::vector<double>>;
-
-Golden read_golden(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open golden file " + path);
-  Golden golden;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string key;
-    size_t count = 0;
-    if (!(fields >> key >> count)) throw std::runtime_error("bad line in " + path + ": " + line);
-    std::vector<double>& values = golden[key];
-    values.resize(count);
-    for (double& v : values)
-      if (!(fields >> v)) throw std::runtime_error("short entry '" + key + "' in " + path);
-  }
-  return golden;
-}
-
-const std::vector<double>& entry(const Golden& g, const std::string& key) {
-  const auto it = g.find(key);
-  if (it == g.end()) throw std::runtime_error("golden file lacks '" + key + "'");
-  return it->second;
-}
-
 class GroupNormGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GroupNormGolden, EveryLayoutAndVariantMatchesPyTorch) {
-  const Golden g = read_golden(std::string(BNLAB_GOLDEN_DIR) + "/norms/" + GetParam() + ".txt");
-  const std::vector<double>& dims = entry(g, "dims");
-  const bool affine = entry(g, "affine")[0] != 0.0;
+  const Golden g(std::string(BNLAB_GOLDEN_DIR) + "/norms/" + GetParam() + ".txt");
+  const std::vector<double>& dims = g["dims"];
+  const bool affine = g["affine"][0] != 0.0;
   GroupNormShape base{static_cast<int64_t>(dims[0]), static_cast<int64_t>(dims[1]), 1,
-                      static_cast<int64_t>(entry(g, "groups")[0]), Layout::channels_first};
+                      static_cast<int64_t>(g["groups"][0]), Layout::channels_first};
   for (size_t d = 2; d < dims.size(); ++d) base.s *= static_cast<int64_t>(dims[d]);
-  const double eps = entry(g, "eps")[0];
-  const auto floats = [](const std::vector<double>& v) {
-    return std::vector<float>(v.begin(), v.end());
-  };
-  const std::vector<float> w = affine ? floats(entry(g, "weight")) : std::vector<float>{};
-  const std::vector<float> b = affine ? floats(entry(g, "bias")) : std::vector<float>{};
+  const double eps = g["eps"][0];
+  const std::vector<float> w = affine ? to_float(g["weight"]) : std::vector<float>{};
+  const std::vector<float> b = affine ? to_float(g["bias"]) : std::vector<float>{};
   for (Layout layout : layouts_for(base.c)) {
     GroupNormShape sh = base;
     sh.layout = layout;
@@ -646,8 +529,7 @@ TEST_P(GroupNormGolden, EveryLayoutAndVariantMatchesPyTorch) {
             out[index_of(sh, i, j, k)] = first[(i * sh.c + j) * sh.s + k];
       return out;
     };
-    const std::vector<float> x = floats(permute(entry(g, "x"))),
-                             dy = floats(permute(entry(g, "dy")));
+    const std::vector<float> x = to_float(permute(g["x"])), dy = to_float(permute(g["dy"]));
     for (const std::string& variant : variants()) {
       SCOPED_TRACE(layout_name(layout) + " " + variant);
       ScopedVariant use(variant);
@@ -663,19 +545,18 @@ TEST_P(GroupNormGolden, EveryLayoutAndVariantMatchesPyTorch) {
         for (int64_t i = 0; i < sh.n; ++i)
           for (int64_t j = 0; j < sh.c; ++j)
             for (int64_t k = 0; k < sh.s; ++k) y_slack[index_of(sh, i, j, k)] *= std::fabs(w[j]);
-      EXPECT_TRUE(all_close("y", y.data(), permute(entry(g, "y")), kTol, nullptr, &y_slack));
-      EXPECT_TRUE(all_close("save_mean", mean.data(), entry(g, "save_mean"), kTol));
-      EXPECT_TRUE(all_close("save_invstd", invstd.data(), entry(g, "save_invstd"), kTol));
+      EXPECT_TRUE(all_close("y", y.data(), permute(g["y"]), kTol, nullptr, &y_slack));
+      EXPECT_TRUE(all_close("save_mean", mean.data(), g["save_mean"], kTol));
+      EXPECT_TRUE(all_close("save_invstd", invstd.data(), g["save_invstd"], kTol));
       std::vector<float> dx(x.size()), dw(sh.c), db(sh.c);
       group_norm_backward(x.data(), dy.data(), sh, affine ? w.data() : nullptr, mean.data(),
                           invstd.data(), dx.data(), dw.data(), db.data());
       const ReferenceGrad grad =
           reference_backward(x, dy, sh, affine ? w.data() : nullptr, mean.data(), invstd.data());
-      EXPECT_TRUE(
-          all_close("dx", dx.data(), permute(entry(g, "dx")), kDxTol, nullptr, &grad.dx_slack));
+      EXPECT_TRUE(all_close("dx", dx.data(), permute(g["dx"]), kDxTol, nullptr, &grad.dx_slack));
       if (affine) {
-        EXPECT_TRUE(all_close("dweight", dw.data(), entry(g, "dweight"), kDxTol));
-        EXPECT_TRUE(all_close("dbias", db.data(), entry(g, "dbias"), kDxTol));
+        EXPECT_TRUE(all_close("dweight", dw.data(), g["dweight"], kDxTol));
+        EXPECT_TRUE(all_close("dbias", db.data(), g["dbias"], kDxTol));
       }
     }
   }

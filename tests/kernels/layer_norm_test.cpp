@@ -3,13 +3,7 @@
 // backward; threads, null outputs, the argument checks and PyTorch's goldens
 // (tests/golden/make_norm_goldens.py).
 //
-// Tolerances as in group_norm_test.cpp: |a - r| <= tol * (1 + |r|) + slack,
-// tol = 1e-5 for y and the statistics, 2e-5 for dx; dweight and dbias against
-// 1e-5 * (1 + sum of the |terms|); the slack is the rounding of the float
-// mean times invstd (y, dx) and of dx's cancelling terms. Gradient checks:
-// central differences in double, h = 1e-6, |kernel - fd| <= 2e-5 * (1 + |fd|).
-#include "bnlab/layer_norm.hpp"
-
+// Tolerances, slack and gradient steps: norm_test_support.hpp.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -23,7 +17,9 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/group_norm.hpp"
+#include "bnlab/layer_norm.hpp"
 #include "bnlab/threading.hpp"
+#include "norm_test_support.hpp"
 
 #ifndef BNLAB_GOLDEN_DIR
 #error "BNLAB_GOLDEN_DIR must name tests/golden (set by tests/kernels/CMakeLists.txt)"
@@ -32,11 +28,7 @@
 namespace bnlab::test {
 namespace {
 
-constexpr double kEps = 1e-5;
-constexpr double kTol = 1e-5;
-constexpr double kDxTol = 2e-5;
-constexpr double kMeanRounding = 1.2e-7;  // half an ulp of a float, with a margin of 2
-constexpr double kTermRounding = 1e-6;
+using namespace norm_test;
 
 // ---- the float64 reference ----
 
@@ -114,15 +106,6 @@ ReferenceGrad reference_backward(const std::vector<float>& x, const std::vector<
 
 // ---- helpers ----
 
-std::vector<float> random_vector(int64_t count, uint32_t seed, float mean = 0.0f,
-                                 float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(mean, stddev);
-  std::vector<float> v(static_cast<size_t>(count));
-  for (float& e : v) e = normal(rng);
-  return v;
-}
-
 // Rows with different means and spreads, so a row mix-up shows.
 std::vector<float> row_data(const LayerNormShape& sh, uint32_t seed) {
   std::vector<float> x = random_vector(sh.numel(), seed);
@@ -132,46 +115,6 @@ std::vector<float> row_data(const LayerNormShape& sh, uint32_t seed) {
                            (0.5f + 0.2f * static_cast<float>(i % 3)) * x[i * sh.cols + k];
   return x;
 }
-
-::testing::AssertionResult all_close(const std::string& what, const float* got,
-                                     const std::vector<double>& want, double tol,
-                                     const std::vector<double>* scale = nullptr,
-                                     const std::vector<double>* slack = nullptr) {
-  int64_t bad = 0;
-  double worst = 0.0;
-  std::string first;
-  for (size_t i = 0; i < want.size(); ++i) {
-    const double err = std::fabs(static_cast<double>(got[i]) - want[i]);
-    const double allowed = tol * ((scale ? 1.0 + (*scale)[i] : 1.0) + std::fabs(want[i])) +
-                           (slack ? (*slack)[i] : 0.0);
-    if (!(err <= allowed)) {
-      if (bad < 3)
-        first += " [" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " +
-                 std::to_string(want[i]) + ";";
-      ++bad;
-    }
-    if (err > worst || std::isnan(err)) worst = err;
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << what << ": " << bad << " of " << want.size() << " off (tolerance " << tol << "), worst "
-         << worst << ";" << first;
-}
-
-std::vector<std::string> variants() {
-  std::vector<std::string> names;
-  std::stringstream all(group_norm_kernel_variants());
-  for (std::string name; std::getline(all, name, ',');) names.push_back(name);
-  return names;
-}
-
-class ScopedVariant {
- public:
-  explicit ScopedVariant(const std::string& name) { set_group_norm_kernel_variant(name); }
-  ~ScopedVariant() { set_group_norm_kernel_variant("auto"); }
-  ScopedVariant(const ScopedVariant&) = delete;
-  ScopedVariant& operator=(const ScopedVariant&) = delete;
-};
 
 struct Outputs {
   std::vector<float> y, mean, invstd, dx, dweight, dbias;
@@ -191,8 +134,6 @@ Outputs run(const LayerNormShape& sh, const std::vector<float>& x, const std::ve
                       o.dweight.data(), o.dbias.data());
   return o;
 }
-
-std::vector<double> as_double(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 
 // ---- every variant against the float64 reference, and against plain ----
 
@@ -283,20 +224,9 @@ TEST_P(LayerNormGradient, BackwardMatchesCentralDifferences) {
     for (size_t e = 0; e < r.size(); ++e) total += f.y[e] * r[e];
     return total;
   };
-  const auto central = [&](std::vector<double>& v) {
-    constexpr double kStep = 1e-6;
-    std::vector<double> grad(v.size());
-    for (size_t e = 0; e < v.size(); ++e) {
-      const double keep = v[e];
-      v[e] = keep + kStep;
-      const double up = loss();
-      v[e] = keep - kStep;
-      grad[e] = (up - loss()) / (2 * kStep);
-      v[e] = keep;
-    }
-    return grad;
-  };
-  const std::vector<double> fd_x = central(xd), fd_w = central(wd), fd_b = central(bd);
+  const std::vector<double> fd_x = central_differences(xd, loss),
+                            fd_w = central_differences(wd, loss),
+                            fd_b = central_differences(bd, loss);
   for (const std::string& variant : variants()) {
     SCOPED_TRACE("variant " + variant);
     ScopedVariant use(variant);
@@ -383,16 +313,6 @@ TEST(LayerNorm, NullOutputsAndInPlace) {
   EXPECT_EQ(db, full.dbias);
 }
 
-void expect_error(const std::function<void()>& f, const std::string& part) {
-  try {
-    f();
-    ADD_FAILURE() << "expected bnlab::Error containing '" << part << "'";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::invalid_argument) << e.what();
-    EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << e.what();
-  }
-}
-
 TEST(LayerNormValidation, ErrorsNameTheArgumentAndTheValue) {
   expect_error([] { validate(LayerNormShape{-3, 4}); }, "rows must be non-negative, got -3");
   expect_error([] { validate(LayerNormShape{3, -4}); }, "cols must be non-negative, got -4");
@@ -420,46 +340,20 @@ TEST(LayerNormValidation, ErrorsNameTheArgumentAndTheValue) {
 
 // ---- PyTorch's goldens ----
 
-std::map<std::string, std::vector<double>> read_golden(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open golden file " + path);
-  std::map<std::string, std::vector<double>> golden;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string key;
-    size_t count = 0;
-    if (!(fields >> key >> count)) throw std::runtime_error("bad line in " + path + ": " + line);
-    std::vector<double>& values = golden[key];
-    values.resize(count);
-    for (double& v : values)
-      if (!(fields >> v)) throw std::runtime_error("short entry '" + key + "' in " + path);
-  }
-  return golden;
-}
-
 class LayerNormGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LayerNormGolden, EveryVariantMatchesPyTorch) {
-  auto g = read_golden(std::string(BNLAB_GOLDEN_DIR) + "/norms/" + GetParam() + ".txt");
-  const auto at = [&](const std::string& key) -> const std::vector<double>& {
-    if (g.count(key) == 0) throw std::runtime_error("golden file lacks '" + key + "'");
-    return g[key];
-  };
-  const std::vector<double>& dims = at("dims");
-  const size_t normalized = static_cast<size_t>(at("normalized_ndim")[0]);
+  const Golden g(std::string(BNLAB_GOLDEN_DIR) + "/norms/" + GetParam() + ".txt");
+  const std::vector<double>& dims = g["dims"];
+  const size_t normalized = static_cast<size_t>(g["normalized_ndim"][0]);
   LayerNormShape sh{1, 1};
   for (size_t d = 0; d < dims.size(); ++d)
     (d + normalized < dims.size() ? sh.rows : sh.cols) *= static_cast<int64_t>(dims[d]);
-  const bool affine = at("affine")[0] != 0.0;
-  const auto floats = [](const std::vector<double>& v) {
-    return std::vector<float>(v.begin(), v.end());
-  };
-  const std::vector<float> x = floats(at("x")), dy = floats(at("dy"));
-  const std::vector<float> w = affine ? floats(at("weight")) : std::vector<float>{};
-  const std::vector<float> b = affine ? floats(at("bias")) : std::vector<float>{};
-  const double eps = at("eps")[0];
+  const bool affine = g["affine"][0] != 0.0;
+  const std::vector<float> x = to_float(g["x"]), dy = to_float(g["dy"]);
+  const std::vector<float> w = affine ? to_float(g["weight"]) : std::vector<float>{};
+  const std::vector<float> b = affine ? to_float(g["bias"]) : std::vector<float>{};
+  const double eps = g["eps"][0];
   const Reference ref =
       reference_forward(x, sh, affine ? w.data() : nullptr, affine ? b.data() : nullptr, eps);
   for (const std::string& variant : variants()) {
@@ -468,18 +362,18 @@ TEST_P(LayerNormGolden, EveryVariantMatchesPyTorch) {
     std::vector<float> y(x.size()), mean(sh.rows), invstd(sh.rows);
     layer_norm_forward(x.data(), sh, affine ? w.data() : nullptr, affine ? b.data() : nullptr, eps,
                        y.data(), mean.data(), invstd.data());
-    EXPECT_TRUE(all_close("y", y.data(), at("y"), kTol, nullptr, &ref.y_slack));
-    EXPECT_TRUE(all_close("save_mean", mean.data(), at("save_mean"), kTol));
-    EXPECT_TRUE(all_close("save_invstd", invstd.data(), at("save_invstd"), kTol));
+    EXPECT_TRUE(all_close("y", y.data(), g["y"], kTol, nullptr, &ref.y_slack));
+    EXPECT_TRUE(all_close("save_mean", mean.data(), g["save_mean"], kTol));
+    EXPECT_TRUE(all_close("save_invstd", invstd.data(), g["save_invstd"], kTol));
     std::vector<float> dx(x.size()), dw(sh.cols), db(sh.cols);
     layer_norm_backward(x.data(), dy.data(), sh, affine ? w.data() : nullptr, mean.data(),
                         invstd.data(), dx.data(), dw.data(), db.data());
     const ReferenceGrad grad =
         reference_backward(x, dy, sh, affine ? w.data() : nullptr, mean.data(), invstd.data());
-    EXPECT_TRUE(all_close("dx", dx.data(), at("dx"), kDxTol, nullptr, &grad.dx_slack));
+    EXPECT_TRUE(all_close("dx", dx.data(), g["dx"], kDxTol, nullptr, &grad.dx_slack));
     if (affine) {
-      EXPECT_TRUE(all_close("dweight", dw.data(), at("dweight"), kDxTol));
-      EXPECT_TRUE(all_close("dbias", db.data(), at("dbias"), kDxTol));
+      EXPECT_TRUE(all_close("dweight", dw.data(), g["dweight"], kDxTol));
+      EXPECT_TRUE(all_close("dbias", db.data(), g["dbias"], kDxTol));
     }
   }
 }
