@@ -7,9 +7,11 @@
 //    are contiguous. The statistics read the span, the normalize pass (or the
 //    backward's dx pass) reads it again from L2 while it fits (8 channels of
 //    56x56: 100 KiB), so 2 passes over memory forward and 3 backward.
-//    s == 1 (LayerNorm, GroupNorm on (N, C)) normalizes the span with the
-//    per-element affine in one loop, and its backward walks chunks of rows so
-//    that the affine parameters' column sums read x and dy from cache.
+//    Below kSmallSpatial positions (s == 1: LayerNorm, GroupNorm on (N, C);
+//    3x3 maps) a channel's span is too short for a loop call of its own: a
+//    sample is a row of c*s values, each group's span normalized in one loop
+//    with the affine expanded per element, and the backward walks chunks of
+//    rows so that the affine parameters' column sums read x and dy from cache.
 //  - channels-last and blocked16: one task per sample, its s rows of c
 //    channels walked as column tiles (up to 256 channels of each row, or a
 //    blocked16 unit of 16): per-channel moments merged into the groups, then
@@ -176,18 +178,26 @@ void sample_channel_moments(const float* sample, const GroupNormShape& sh, doubl
   }
 }
 
-// The affine parameters as arrays (weight = 1, bias = 0 where null), for the
-// loops that take them per element; null when both are.
+// Channels-first spans shorter than this take the rows path (see the top).
+constexpr int64_t kSmallSpatial = 32;
+
+// The affine parameters per element of a channels-first sample, c channels of
+// s positions (weight = 1, bias = 0 where null), for the loops that take them
+// per element: the caller's arrays when s == 1 and both are given, else
+// copies expanded over s; null when both are null.
 struct Affine {
   const float* weight = nullptr;
   const float* bias = nullptr;
 };
-Affine full_affine(const float* weight, const float* bias, int64_t c) {
+Affine full_affine(const float* weight, const float* bias, int64_t c, int64_t s) {
   if (weight == nullptr && bias == nullptr) return {};
-  float* filled = NormWorkspace::grow(t_norm_workspace.floats, 2 * c);
-  if (weight == nullptr) std::fill(filled, filled + c, 1.0f);
-  if (bias == nullptr) std::fill(filled + c, filled + 2 * c, 0.0f);
-  return {weight != nullptr ? weight : filled, bias != nullptr ? bias : filled + c};
+  if (s == 1 && weight != nullptr && bias != nullptr) return {weight, bias};
+  float* filled = NormWorkspace::grow(t_norm_workspace.floats, 2 * c * s);
+  for (int64_t j = 0; j < c; ++j) {
+    std::fill(filled + j * s, filled + (j + 1) * s, weight != nullptr ? weight[j] : 1.0f);
+    std::fill(filled + (c + j) * s, filled + (c + j + 1) * s, bias != nullptr ? bias[j] : 0.0f);
+  }
+  return {filled, filled + c * s};
 }
 
 void forward(const float* x, const GroupNormShape& sh, const float* weight, const float* bias,
@@ -204,18 +214,19 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
 
   const bool stream = streams(sh);
   if (sh.layout == Layout::channels_first) {
-    const Affine affine = sh.s == 1 ? full_affine(weight, bias, sh.c) : Affine{};
+    const bool small = sh.s < kSmallSpatial;
+    const Affine affine = small ? full_affine(weight, bias, sh.c, sh.s) : Affine{};
     parallel_for(sh.n * groups, sh.numel(), [&](int64_t ig) {
       const int64_t i = ig / groups, g = ig % groups, j0 = g * cg;
       const int64_t off = (i * sh.c + j0) * sh.s;
       float mean_f, invstd_f;
       const double invstd = finish_group(span_stat(x + off, m), ig, &mean_f, &invstd_f);
-      if (sh.s == 1) {  // the whole group in one loop
+      if (small) {  // the whole group in one loop
         if (affine.weight != nullptr) {
-          loops().span_normalize_affine(x + off, y + off, cg, mean_f, invstd_f, affine.weight + j0,
-                                        affine.bias + j0, stream);
+          loops().span_normalize_affine(x + off, y + off, m, mean_f, invstd_f,
+                                        affine.weight + j0 * sh.s, affine.bias + j0 * sh.s, stream);
         } else {
-          loops().span_normalize(x + off, y + off, cg, mean_f, invstd_f, 0.0f, stream);
+          loops().span_normalize(x + off, y + off, m, mean_f, invstd_f, 0.0f, stream);
         }
         if (stream) loops().store_fence();
         return;
@@ -278,21 +289,30 @@ DxCoefficients dx_coefficients(double invstd, double sum_g, double sum_gx, int64
           static_cast<float>(-invstd * sum_g * inv_m)};
 }
 
-// LayerNorm's shape (and GroupNorm's channels-first with s == 1): the tensor is
-// n rows of c values. Tasks take chunks of rows, blocks of rows at a time: per
-// row and group the sums and dx, then the block's column sums for dweight and
-// dbias while its x and dy are still in cache.
+// LayerNorm's shape (and GroupNorm's channels-first with s < kSmallSpatial):
+// the tensor is n rows of c*s values. Tasks take chunks of rows, blocks of rows
+// at a time: per row and group the sums and dx, then the block's column sums
+// for dweight and dbias while its x and dy are still in cache; a channel's
+// dweight and dbias add its s columns.
 constexpr int64_t kRowChunks = 32;            // tasks (fixed, so results do not depend on threads)
 constexpr int64_t kRowBlockFloats = 1 << 15;  // x and dy of a block: 256 KiB, within L2
+constexpr int64_t kMaxPartDoubles = 1 << 21;  // the chunks' column sums: 16 MiB at most
+// Rows a chunk takes at least: each chunk's column sums cost as much as a row
+// (zeroed, then added up), so a chunk of 2 rows (64x512x3x3 in 32 chunks)
+// spent a third of the backward on them.
+constexpr int64_t kMinChunkRows = 16;
 
 void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, const float* weight,
                    const float* save_mean, const float* save_invstd, float* dx, float* dweight,
                    float* dbias) {
-  const int64_t groups = sh.groups, cg = sh.channels_per_group(), c = sh.c;
+  // c and cg below count columns: a channel's s positions are s columns.
+  const int64_t groups = sh.groups, cg = sh.per_group(), c = sh.c * sh.s;
   const bool params = dweight != nullptr || dbias != nullptr;
-  const int64_t chunks = std::min(sh.n, kRowChunks);
+  const int64_t chunks =
+      std::clamp<int64_t>(std::min(kMaxPartDoubles / (2 * c), sh.n / kMinChunkRows), 1, kRowChunks);
   const int64_t block_rows = std::max<int64_t>(1, kRowBlockFloats / c);
   double* parts = NormWorkspace::grow(t_norm_workspace.doubles, params ? 2 * chunks * c : 0);
+  const float* weights = full_affine(weight, nullptr, sh.c, sh.s).weight;  // per column
   const bool stream = streams(sh);
   parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
     const int64_t r0 = sh.n * k / chunks, r1 = sh.n * (k + 1) / chunks;
@@ -305,7 +325,7 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
         for (int64_t i = b0; i < b1; ++i)
           for (int64_t g = 0; g < groups; ++g) {
             const int64_t ig = i * groups + g, off = i * c + g * cg;
-            const float* w = weight != nullptr ? weight + g * cg : nullptr;
+            const float* w = weights != nullptr ? weights + g * cg : nullptr;
             double sum_g = 0.0, sum_gx = 0.0;
             span_sums(x + off, dy + off, w, cg, save_mean[ig], &sum_g, &sum_gx);
             const DxCoefficients co = dx_coefficients(save_invstd[ig], sum_g, sum_gx, cg);
@@ -330,12 +350,13 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
     if (stream && dx != nullptr) loops().store_fence();
   });
   if (!params) return;
-  for (int64_t j = 0; j < c; ++j) {
+  for (int64_t j = 0; j < sh.c; ++j) {
     double s = 0.0, sx = 0.0;
-    for (int64_t k = 0; k < chunks; ++k) {
-      s += parts[2 * k * c + j];
-      sx += parts[2 * k * c + c + j];
-    }
+    for (int64_t col = j * sh.s; col < (j + 1) * sh.s; ++col)
+      for (int64_t k = 0; k < chunks; ++k) {
+        s += parts[2 * k * c + col];
+        sx += parts[2 * k * c + c + col];
+      }
     if (dbias != nullptr) dbias[j] = static_cast<float>(s);
     if (dweight != nullptr) dweight[j] = static_cast<float>(sx);
   }
@@ -354,7 +375,7 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
   check_not_null(save_mean, "save_mean");
   check_not_null(save_invstd, "save_invstd");
   if (dx == nullptr && dweight == nullptr && dbias == nullptr) return;
-  if (sh.layout == Layout::channels_first && sh.s == 1) {
+  if (sh.layout == Layout::channels_first && sh.s < kSmallSpatial) {
     backward_rows(x, dy, sh, weight, save_mean, save_invstd, dx, dweight, dbias);
     return;
   }

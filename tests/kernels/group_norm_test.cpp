@@ -338,17 +338,23 @@ TEST(GroupNorm, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_EQ(one.dweight, two.dweight);
     EXPECT_EQ(one.dbias, two.dbias);
   }
-  // LayerNorm's path (s == 1), whose backward splits rows into chunks.
-  const GroupNormShape rows{300, 200, 1, 2, Layout::channels_first};
-  const std::vector<float> x = channel_data(rows, 45), dy = random_vector(rows.numel(), 46);
-  set_num_threads(1);
-  const Outputs one = run(rows, x, dy, nullptr, nullptr);
-  set_num_threads(2);
-  const Outputs two = run(rows, x, dy, nullptr, nullptr);
-  set_num_threads(0);
-  EXPECT_EQ(one.y, two.y);
-  EXPECT_EQ(one.dx, two.dx);
-  EXPECT_EQ(one.dweight, two.dweight);
+  // The rows path (s below 32: LayerNorm's s == 1, a 3x3 map), whose backward
+  // splits rows into chunks.
+  for (const GroupNormShape& rows : {GroupNormShape{300, 200, 1, 2, Layout::channels_first},
+                                     GroupNormShape{128, 64, 9, 8, Layout::channels_first}}) {
+    SCOPED_TRACE("s=" + std::to_string(rows.s));
+    const std::vector<float> x = channel_data(rows, 45), dy = random_vector(rows.numel(), 46);
+    const std::vector<float> w = random_vector(rows.c, 47, 1.0f, 0.3f);
+    set_num_threads(1);
+    const Outputs one = run(rows, x, dy, w.data(), nullptr);
+    set_num_threads(2);
+    const Outputs two = run(rows, x, dy, w.data(), nullptr);
+    set_num_threads(0);
+    EXPECT_EQ(one.y, two.y);
+    EXPECT_EQ(one.dx, two.dx);
+    EXPECT_EQ(one.dweight, two.dweight);
+    EXPECT_EQ(one.dbias, two.dbias);
+  }
 }
 
 TEST(GroupNorm, StreamedOutputsMatchTheReference) {
