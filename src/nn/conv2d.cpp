@@ -31,6 +31,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
 #include "nn/gemm.hpp"
@@ -38,7 +39,7 @@
 
 namespace bnlab::nn {
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
-               int64_t padding, bool has_bias, Generator& gen)
+               int64_t padding, bool has_bias, Deferred)
     : in_channels(in_channels),
       out_channels(out_channels),
       kernel_size(kernel_size),
@@ -49,16 +50,39 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, i
   if (kernel_size <= 0) throw Error("Conv2d: kernel_size must be positive, got " + std::to_string(kernel_size));
   if (stride <= 0) throw Error("Conv2d: stride must be positive, got " + std::to_string(stride));
   if (padding < 0) throw Error("Conv2d: padding must be >= 0, got " + std::to_string(padding));
+  if (has_bias) bias.emplace();
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+               int64_t padding, bool has_bias, Generator& gen)
+    : Conv2d(in_channels, out_channels, kernel_size, stride, padding, has_bias, deferred) {
+  reset_parameters(gen);
+}
+
+void Conv2d::reset_parameters(Generator& gen) {
   const int64_t fan_in = in_channels * kernel_size * kernel_size;
   weight.value.resize({out_channels, in_channels, kernel_size, kernel_size});
   weight.grad = Tensor(weight.value.shape(), 0.0f);
   fill_uniform_fan_in(weight.value, fan_in, gen);
-  if (has_bias) {
-    bias.emplace();
+  if (bias) {
     bias->value.resize({out_channels});
     bias->grad = Tensor({out_channels}, 0.0f);
     fill_uniform_fan_in(bias->value, fan_in, gen);
   }
+}
+
+double Conv2d::state_bytes() const {
+  const double k = static_cast<double>(kernel_size);
+  const double count = static_cast<double>(out_channels) * static_cast<double>(in_channels) * k * k +
+                       (bias ? static_cast<double>(out_channels) : 0.0);
+  return 2.0 * count * sizeof(float);  // values and gradients
+}
+
+ModulePtr Conv2d::absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const {
+  auto folded = std::make_unique<Conv2d>(in_channels, out_channels, kernel_size, stride, padding,
+                                         true, gen);
+  fold_channel_affine(weight, bias, affine, folded->weight, *folded->bias);
+  return folded;
 }
 
 Shape Conv2d::output_shape(const Shape& input) const {

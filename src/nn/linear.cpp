@@ -26,6 +26,7 @@
 #include <unordered_map>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
 #include "core/parallel.hpp"
@@ -70,19 +71,39 @@ struct Linear::Matmul {
 
 Linear::~Linear() = default;
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator& gen)
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Deferred)
     : in_features(in_features), out_features(out_features) {
   if (in_features <= 0) throw Error("Linear: in_features must be positive, got " + std::to_string(in_features));
   if (out_features <= 0) throw Error("Linear: out_features must be positive, got " + std::to_string(out_features));
+  if (has_bias) bias.emplace();
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator& gen)
+    : Linear(in_features, out_features, has_bias, deferred) {
+  reset_parameters(gen);
+}
+
+void Linear::reset_parameters(Generator& gen) {
   weight.value.resize({out_features, in_features});
   weight.grad = Tensor({out_features, in_features});
   fill_uniform_fan_in(weight.value, in_features, gen);
-  if (has_bias) {
-    bias.emplace();
+  if (bias) {
     bias->value.resize({out_features});
     bias->grad = Tensor({out_features});
     fill_uniform_fan_in(bias->value, in_features, gen);
   }
+}
+
+double Linear::state_bytes() const {
+  const double count = static_cast<double>(out_features) * static_cast<double>(in_features) +
+                       (bias ? static_cast<double>(out_features) : 0.0);
+  return 2.0 * count * sizeof(float);  // values and gradients
+}
+
+ModulePtr Linear::absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const {
+  auto folded = std::make_unique<Linear>(in_features, out_features, true, gen);
+  fold_channel_affine(weight, bias, affine, folded->weight, *folded->bias);
+  return folded;
 }
 
 Shape Linear::output_shape(const Shape& input) const {
