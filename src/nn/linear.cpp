@@ -1,24 +1,6 @@
-// Linear: y = x W^T + b through oneDNN's matmul primitive (forward) and
-// dnnl_sgemm (backward).
-//
-// Why the matmul primitive for the forward: at the mlp preset's shapes (2
-// threads, batch 64, median of 300 calls, bench/gemm_shapes.cpp's shapes)
-// dnnl_sgemm took 0.385 and 0.174 ms for 64x784 by 784x512 and 64x512 by
-// 512x256 (134 and 96 GFLOP/s), the matmul primitive (brg:avx512_core)
-// 0.241 and 0.080 ms (213 and 210); for the backward products the two were
-// level (0.230 against 0.240 ms for dW of the first layer, 0.079 against
-// 0.075 for dx of the second), so those stay dnnl_sgemm calls, which
-// accumulate into the gradient with beta = 1.
-//
-// Why oneDNN: issue 3 measured, 2 threads, fp32, MLP shapes (64x784 by 784x256
-// and the like): Debian's oneDNN 2.6 dnnl_sgemm 330-400 GFLOP/s, OpenBLAS 0.3.21
-// about 92 (Haswell kernels on this Zen 5), BLIS 50-65. Measured again for this
-// file (2026-11-25, one thread, best of 15 windows of 40 ms, while the 2-core
-// machine was shared at load ~10, so absolute figures are low): dnnl_sgemm 52,
-// 45 and 16 GFLOP/s at 64x784 by 784x512, 64x512 by 512x256 and 64x256 by
-// 256x10; Debian's reference BLAS (the only other one installed) 1.4, 1.4, 1.2;
-// a plain -O3 loop 1.4, 1.5, 1.3. Two-thread figures were not meaningful under
-// that load (OpenMP barriers with the cores oversubscribed).
+// Linear: y = x W^T + b. The forward runs oneDNN's matmul primitive, the
+// backward dnnl_sgemm accumulating into the gradient (beta = 1): the faster of
+// each at the MLP's shapes (docs/toolkit.md, "Matrix products").
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 

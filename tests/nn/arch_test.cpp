@@ -173,7 +173,7 @@ TEST(Arch, AcceptsWhatPrintModelShows) {
   EXPECT_EQ(child<Conv2d>(*net, 0).padding, 1);
   EXPECT_FALSE(child<Conv2d>(*net, 0).bias.has_value());
   EXPECT_EQ(child<MaxPool2d>(*net, 3).stride, 2);
-  EXPECT_EQ(check_shapes(*net, {2, 1, 28, 28}), (Shape{2, 10}));
+  EXPECT_EQ(net->output_shape({2, 1, 28, 28}), (Shape{2, 10}));
 
   // And bnlab's own repr reads back into the same network.
   auto reparsed = parse(net->repr());
@@ -330,7 +330,7 @@ TEST(Arch, PresetsParseAndMapImagesToTenClasses) {
   EXPECT_EQ(preset_names(), (std::vector<std::string>{"mlp", "mlp-bn", "cnn", "cnn-bn"}));
   for (const std::string& name : preset_names()) {
     auto net = parse(preset_arch(name));
-    EXPECT_EQ(check_shapes(*net, {5, 1, 28, 28}), (Shape{5, 10})) << name;
+    EXPECT_EQ(net->output_shape({5, 1, 28, 28}), (Shape{5, 10})) << name;
   }
 }
 
@@ -397,7 +397,7 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   // The example: Linear gives 10 features, BatchNorm1d expects 11.
   auto net = parse("Linear(784, 10), BatchNorm1d(11)");
   try {
-    check_shapes(*net, {64, 784});
+    net->output_shape({64, 784});
     FAIL() << "no error";
   } catch (const Error& e) {
     const std::string message = e.what();
@@ -409,7 +409,7 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   // A Linear after Flatten that expects the wrong number of pixels.
   auto mlp = parse("Flatten(), Linear(700, 10)");
   try {
-    check_shapes(*mlp, {2, 1, 28, 28});
+    mlp->output_shape({2, 1, 28, 28});
     FAIL() << "no error";
   } catch (const Error& e) {
     const std::string message = e.what();
@@ -418,8 +418,8 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   }
   // A convolution that gets the wrong number of channels.
   auto cnn = parse("Conv2d(3, 8, 3), ReLU()");
-  EXPECT_THROW(check_shapes(*cnn, {2, 1, 28, 28}), Error);
-  EXPECT_THROW(check_shapes(*mlp, {0, 1, 28, 28}), Error);
+  EXPECT_THROW(cnn->output_shape({2, 1, 28, 28}), Error);
+  EXPECT_THROW(mlp->output_shape({0, 1, 28, 28}), Error);
 }
 
 }  // namespace
