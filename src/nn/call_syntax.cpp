@@ -251,7 +251,26 @@ class Parser {
     return call;
   }
 
+  // Each nested value costs a stack frame: deep nesting is refused, not a crash.
+  class NestingGuard {
+   public:
+    NestingGuard(size_t& depth, size_t pos) : depth_(depth) {
+      if (++depth_ > kMaxNesting) {
+        --depth_;
+        throw ArchProblem{pos, "values nested deeper than " + std::to_string(kMaxNesting) +
+                                   " levels (the limit)"};
+      }
+    }
+    ~NestingGuard() { --depth_; }
+    NestingGuard(const NestingGuard&) = delete;
+    NestingGuard& operator=(const NestingGuard&) = delete;
+
+   private:
+    size_t& depth_;
+  };
+
   Value parse_value() {
+    const NestingGuard guard(depth_, peek().pos);
     const Token& token = take();
     Value value;
     value.pos = token.pos;
@@ -325,6 +344,7 @@ class Parser {
   std::string_view text_;
   std::vector<Token> tokens_;
   size_t next_ = 0;
+  size_t depth_ = 0;  // values being parsed, one inside the other
 };
 
 size_t count_positional(const LayerCall& call) {

@@ -23,6 +23,10 @@
 
 namespace bnlab::nn::call_syntax {
 
+// How deep values may nest (a tuple in a tuple, parentheses around a number):
+// PyTorch's arguments need two levels; Python's own parser stops at 200.
+inline constexpr size_t kMaxNesting = 100;
+
 // A problem found at one place of the text; parse_arch adds the layer and the caret.
 struct ArchProblem {
   size_t pos;

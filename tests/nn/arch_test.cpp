@@ -422,5 +422,17 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   EXPECT_THROW(mlp->output_shape({0, 1, 28, 28}), Error);
 }
 
+TEST(Arch, DeepNestingIsRefusedNamingTheLimit) {
+  // 30,000 parentheses crashed the recursive parser (issue 13).
+  const std::string deep = "Linear(" + std::string(30000, '(') + "1" + std::string(30000, ')') + ", 2)";
+  const std::string message = arch_error(deep);
+  EXPECT_NE(message.find("nested deeper than 100"), std::string::npos) << message.substr(0, 300);
+  EXPECT_LT(message.size(), 1000u);
+  // The limit itself still parses.
+  const std::string at_limit =
+      "Linear(" + std::string(99, '(') + "1" + std::string(99, ')') + ", 2)";
+  EXPECT_EQ(arch_error(at_limit), "");
+}
+
 }  // namespace
 }  // namespace bnlab::nn
