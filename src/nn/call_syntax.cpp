@@ -4,13 +4,18 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 
 namespace bnlab::nn::call_syntax {
 namespace {
 
-enum class TokenKind { name, integer, real, string, lparen, rparen, comma, equals, colon, dot, end };
+enum class TokenKind {
+  name, integer, real, string, lparen, rparen, comma, equals, colon, dot,
+  plus, minus, times, divide, floor_divide, end
+};
 
 struct Token {
   TokenKind kind = TokenKind::end;
@@ -47,12 +52,10 @@ std::vector<Token> tokenize(std::string_view text) {
     if (is_name_start(c)) {
       while (i < text.size() && is_name_char(text[i])) ++i;
       token.kind = TokenKind::name;
-    } else if (is_digit(c) || ((c == '-' || c == '+' || c == '.') && i + 1 < text.size() &&
-                               (is_digit(text[i + 1]) || text[i + 1] == '.'))) {
-      // A number: [sign] digits [. digits] [e [sign] digits]. A sign belongs to
-      // the number because the grammar has no arithmetic.
+    } else if (is_digit(c) || (c == '.' && i + 1 < text.size() && is_digit(text[i + 1]))) {
+      // A number: digits [. digits] [e [sign] digits]; a sign before it is
+      // the parser's unary operator, as in Python.
       bool is_float = false;
-      if (c == '-' || c == '+') ++i;
       while (i < text.size() && is_digit(text[i])) ++i;
       if (i < text.size() && text[i] == '.') {
         is_float = true;
@@ -82,11 +85,15 @@ std::vector<Token> tokenize(std::string_view text) {
       token.end = i;
       tokens.push_back(token);
       continue;
+    } else if (c == '/' && i + 1 < text.size() && text[i + 1] == '/') {
+      token.kind = TokenKind::floor_divide;
+      i += 2;
     } else {
-      constexpr std::string_view kPunctuation = "(),=:.";
-      constexpr TokenKind kPunctuationKinds[] = {TokenKind::lparen, TokenKind::rparen,
-                                                 TokenKind::comma,  TokenKind::equals,
-                                                 TokenKind::colon,  TokenKind::dot};
+      constexpr std::string_view kPunctuation = "(),=:.+-*/";
+      constexpr TokenKind kPunctuationKinds[] = {
+          TokenKind::lparen, TokenKind::rparen, TokenKind::comma, TokenKind::equals,
+          TokenKind::colon,  TokenKind::dot,    TokenKind::plus,  TokenKind::minus,
+          TokenKind::times,  TokenKind::divide};
       const size_t which = kPunctuation.find(c);
       if (which == std::string_view::npos) {
         // Name the whole UTF-8 character (text pasted from a web page often
@@ -269,17 +276,114 @@ class Parser {
     size_t& depth_;
   };
 
+  // value := sum; sum := product {("+" | "-") product};
+  // product := unary {("*" | "/" | "//") unary}; unary := ("+" | "-") unary | atom.
+  // Python's precedence: -7 // 2 is (-7) // 2.
   Value parse_value() {
+    Value left = parse_product();
+    while (peek().kind == TokenKind::plus || peek().kind == TokenKind::minus) {
+      const Token& op = take();
+      left = arithmetic(left, op, parse_product());
+    }
+    return left;
+  }
+
+  Value parse_product() {
+    Value left = parse_unary();
+    while (peek().kind == TokenKind::times || peek().kind == TokenKind::divide ||
+           peek().kind == TokenKind::floor_divide) {
+      const Token& op = take();
+      left = arithmetic(left, op, parse_unary());
+    }
+    return left;
+  }
+
+  Value parse_unary() {
     const NestingGuard guard(depth_, peek().pos);
+    if (peek().kind != TokenKind::plus && peek().kind != TokenKind::minus) return parse_atom();
+    const Token& op = take();
+    Value value = parse_unary();
+    require_number(value, op);
+    if (op.kind == TokenKind::minus) {
+      if (value.kind == ValueKind::real) {
+        value.float_value = -value.float_value;
+      } else if (value.int_value == INT64_MIN) {
+        throw_overflow(op.pos, value.end);
+      } else {
+        value.int_value = -value.int_value;
+      }
+    }
+    value.pos = op.pos;
+    value.text = std::string(text_.substr(value.pos, value.end - value.pos));
+    return value;
+  }
+
+  void require_number(const Value& value, const Token& op) const {
+    if (value.kind != ValueKind::integer && value.kind != ValueKind::real)
+      throw ArchProblem{value.pos, "unsupported operand for '" + op.text + "': " + value.text +
+                                       " is not a number"};
+  }
+
+  [[noreturn]] void throw_overflow(size_t pos, size_t end) const {
+    throw ArchProblem{pos, std::string(text_.substr(pos, end - pos)) +
+                               " overflows a 64-bit integer"};
+  }
+
+  // left op right as Python computes it: integers stay integers (floor
+  // division rounds toward minus infinity), a float operand or "/" gives a float.
+  Value arithmetic(const Value& left, const Token& op, const Value& right) const {
+    require_number(left, op);
+    require_number(right, op);
+    Value result;
+    result.pos = left.pos;
+    result.end = right.end;
+    result.text = std::string(text_.substr(result.pos, result.end - result.pos));
+    const bool divides = op.kind == TokenKind::divide || op.kind == TokenKind::floor_divide;
+    if (divides && (right.kind == ValueKind::integer ? right.int_value == 0 : right.float_value == 0.0))
+      throw ArchProblem{right.pos, "division by zero in " + result.text};
+    if (left.kind == ValueKind::integer && right.kind == ValueKind::integer &&
+        op.kind != TokenKind::divide) {
+      const int64_t a = left.int_value, b = right.int_value;
+      int64_t r = 0;
+      bool overflow = false;
+      switch (op.kind) {
+        case TokenKind::plus: overflow = __builtin_add_overflow(a, b, &r); break;
+        case TokenKind::minus: overflow = __builtin_sub_overflow(a, b, &r); break;
+        case TokenKind::times: overflow = __builtin_mul_overflow(a, b, &r); break;
+        default:
+          overflow = a == INT64_MIN && b == -1;
+          if (!overflow) r = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
+      }
+      if (overflow) throw_overflow(result.pos, result.end);
+      result.kind = ValueKind::integer;
+      result.int_value = r;
+      return result;
+    }
+    const double a = left.kind == ValueKind::integer ? static_cast<double>(left.int_value) : left.float_value;
+    const double b = right.kind == ValueKind::integer ? static_cast<double>(right.int_value) : right.float_value;
+    double r = 0.0;
+    switch (op.kind) {
+      case TokenKind::plus: r = a + b; break;
+      case TokenKind::minus: r = a - b; break;
+      case TokenKind::times: r = a * b; break;
+      case TokenKind::divide: r = a / b; break;
+      default: r = std::floor(a / b);
+    }
+    if (!std::isfinite(r)) throw ArchProblem{result.pos, "number " + result.text + " is out of range"};
+    result.kind = ValueKind::real;
+    result.float_value = r;
+    return result;
+  }
+
+  Value parse_atom() {
     const Token& token = take();
     Value value;
     value.pos = token.pos;
     switch (token.kind) {
       case TokenKind::integer: {
         value.kind = ValueKind::integer;
-        const char* first = token.text.data() + (token.text[0] == '+' ? 1 : 0);
-        const auto [ptr, ec] =
-            std::from_chars(first, token.text.data() + token.text.size(), value.int_value);
+        const auto [ptr, ec] = std::from_chars(
+            token.text.data(), token.text.data() + token.text.size(), value.int_value);
         if (ec != std::errc() || ptr != token.text.data() + token.text.size())
           throw ArchProblem{token.pos, "integer " + token.text + " is out of range"};
         break;

@@ -8,7 +8,10 @@
 //   item   := ["(" INT ")" ":"] prefix NAME "(" [arg {"," arg} [","]] ")"
 //   prefix := ["torch" "."] ["nn" "."]
 //   arg    := [NAME "="] value
-//   value  := NUMBER | "True" | "False" | "None" | STRING | "(" value {"," value} [","] ")"
+//   value  := atom | value ("+" | "-" | "*" | "/" | "//") value | ("+" | "-") value
+//   atom   := NUMBER | "True" | "False" | "None" | STRING | "(" value {"," value} [","] ")"
+// Arithmetic is Python's: its precedence, integers of 64 bits (overflow is an
+// error), floor division toward minus infinity, "/" and float operands give floats.
 // The "(0): " item prefix and the line-break separator accept what
 // print(model) shows for an nn.Sequential, so a PyTorch repr pastes as is.
 #pragma once

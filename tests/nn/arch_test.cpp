@@ -434,5 +434,37 @@ TEST(Arch, DeepNestingIsRefusedNamingTheLimit) {
   EXPECT_EQ(arch_error(at_limit), "");
 }
 
+TEST(Arch, IntegerArithmeticIsPythons) {
+  auto net = parse(
+      "Linear(64*7*7, 128), Linear(2 + 3*4, (1 + 1) * 5), Linear(7 // 2, -7 // 2 + 10), "
+      "Linear(7 // -2 + 10, -(7 // 2) + 10), LeakyReLU(1/4), LeakyReLU(-7.0 // 2), "
+      "Linear(10 - 2 - 3, 2 * -3 * -1)");
+  const std::pair<int64_t, int64_t> sizes[] = {{3136, 128}, {14, 10}, {3, 6}, {6, 7}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(child<Linear>(*net, i).in_features, sizes[i].first) << i;
+    EXPECT_EQ(child<Linear>(*net, i).out_features, sizes[i].second) << i;
+  }
+  EXPECT_EQ(child<LeakyReLU>(*net, 4).negative_slope, 0.25);
+  EXPECT_EQ(child<LeakyReLU>(*net, 5).negative_slope, -4.0);  // floor, as Python's -7.0 // 2
+  EXPECT_EQ(child<Linear>(*net, 6).in_features, 5);           // left to right
+  EXPECT_EQ(child<Linear>(*net, 6).out_features, 6);
+}
+
+TEST(Arch, ArithmeticErrorsAreNamed) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"Linear(9223372036854775807 + 1, 2)", "overflows a 64-bit integer"},
+      {"Linear(4611686018427387904 * 2, 2)", "overflows a 64-bit integer"},
+      {"Linear((-9223372036854775807 - 1) // -1, 2)", "overflows a 64-bit integer"},
+      {"Linear(1 // 0, 2)", "division by zero"},
+      {"Linear(64 / 2, 2)", "in_features must be an integer, got 64 / 2"},
+      {"Linear(True + 1, 2)", "True is not a number"},
+      {"Linear(3 +, 2)", "expected a value"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const std::string message = arch_error(text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "\n" << message;
+  }
+}
+
 }  // namespace
 }  // namespace bnlab::nn
