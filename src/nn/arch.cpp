@@ -46,10 +46,13 @@ std::vector<LayerCall> read_calls(const std::string& text) {
 ModulePtr build_layer(const LayerCall& call, Generator& gen) {
   const LayerEntry* entry = find_layer(call.name);
   if (entry == nullptr) {
-    std::string names;
-    for (const LayerEntry& known : layer_registry())
-      names += std::string(names.empty() ? "" : ", ") + known.name;
-    throw ArchProblem{call.name_pos, "unknown layer '" + call.name + "'; known layers: " + names};
+    std::vector<std::string> names;
+    for (const LayerEntry& known : layer_registry()) names.emplace_back(known.name);
+    std::string list;
+    for (const std::string& known : names) list += (list.empty() ? "" : ", ") + known;
+    throw ArchProblem{call.name_pos, "unknown layer '" + call.name + "'" +
+                                         did_you_mean(call.name, names) +
+                                         "; known layers: " + list};
   }
   return entry->build(BoundArgs(call, entry->signature), gen);
 }

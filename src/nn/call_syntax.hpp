@@ -109,6 +109,11 @@ class BoundArgs {
   std::map<std::string, const Value*> values_;
 };
 
+// " (did you mean Linear?)" for a name close to one of the candidates
+// (letters in any case, a few typed wrong, swapped, missing or extra), or "".
+std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
+                         const char* quote = "");
+
 // Error excerpts. "  <the line holding pos>\n  <spaces>^ column C" (plus
 // "line L, " for multi-line text); long lines are cut to a window around pos.
 std::string caret_excerpt(const std::string& text, size_t pos);

@@ -466,5 +466,23 @@ TEST(Arch, ArithmeticErrorsAreNamed) {
   }
 }
 
+TEST(Arch, MistypedNamesGetASuggestion) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"Linaer(3, 4)", "unknown layer 'Linaer' (did you mean Linear?); known layers: Linear"},
+      {"relu()", "(did you mean ReLU?)"},
+      {"Conv2D(1, 2, 3)", "(did you mean Conv2d?)"},
+      {"BatchNorm(4)", "(did you mean BatchNorm1d, BatchNorm2d or BatchNorm3d?)"},
+      {"Dropuot(0.1)", "(did you mean Dropout?)"},
+      {"Linear(3, 4, bais=False)", "unexpected keyword 'bais' (did you mean 'bias'?)"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const std::string message = arch_error(text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "\n" << message;
+  }
+  // Nothing close: no suggestion.
+  EXPECT_EQ(arch_error("Transformer(4)").find("did you mean"), std::string::npos);
+  EXPECT_EQ(arch_error("Linear(3, 4, foo=2)").find("did you mean"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace bnlab::nn
