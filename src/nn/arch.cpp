@@ -50,7 +50,7 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
     for (const LayerEntry& known : layer_registry()) names.emplace_back(known.name);
     std::string list;
     for (const std::string& known : names) list += (list.empty() ? "" : ", ") + known;
-    throw ArchProblem{call.name_pos, "unknown layer '" + call.name + "'" +
+    throw ArchProblem{call.name_pos, "unknown layer '" + excerpt(call.name) + "'" +
                                          did_you_mean(call.name, names) +
                                          "; known layers: " + list};
   }
@@ -103,7 +103,7 @@ std::string preset_arch(const std::string& name) {
     if (preset == name) return arch;
   std::string names;
   for (const std::string& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
-  throw Error(ErrorCode::invalid_argument, "unknown preset '" + name + "'; presets: " + names);
+  throw Error(ErrorCode::invalid_argument, "unknown preset '" + excerpt(name) + "'; presets: " + names);
 }
 
 std::vector<std::string> preset_names() {

@@ -74,7 +74,7 @@ std::vector<Token> tokenize(std::string_view text) {
       if (i < text.size() && is_name_char(text[i]))
         throw ArchProblem{
             token.pos,
-            "malformed number '" + std::string(text.substr(token.pos, i + 1 - token.pos)) + "'"};
+            "malformed number '" + excerpt(text.substr(token.pos, i + 1 - token.pos)) + "'"};
       token.kind = is_float ? TokenKind::real : TokenKind::integer;
     } else if (c == '\'' || c == '"') {
       const size_t close = text.find(c, i + 1);
@@ -139,7 +139,7 @@ class Parser {
     std::vector<LayerCall> layers = parse_list(wrapped);
     if (wrapped) expect(TokenKind::rparen, "')' closing Sequential(");
     if (peek().kind != TokenKind::end)
-      throw ArchProblem{peek().pos, "unexpected '" + peek().text + "' after the last layer"};
+      throw ArchProblem{peek().pos, "unexpected '" + excerpt(peek().text) + "' after the last layer"};
     return layers;
   }
 
@@ -149,7 +149,7 @@ class Parser {
   }
   const Token& take() { return tokens_[std::min(next_++, tokens_.size() - 1)]; }
   static std::string describe(const Token& token) {
-    return token.kind == TokenKind::end ? "the end of the text" : "'" + token.text + "'";
+    return token.kind == TokenKind::end ? "the end of the text" : "'" + excerpt(token.text) + "'";
   }
   const Token& expect(TokenKind kind, const std::string& what) {
     if (peek().kind != kind)
@@ -172,8 +172,9 @@ class Parser {
     std::string prefix;
     for (size_t i = 0; i + 1 < parts.size(); ++i) prefix += parts[i]->text + ".";
     if (!prefix.empty() && prefix != "nn." && prefix != "torch.nn.")
-      throw ArchProblem{first.pos, "unknown prefix '" + prefix + "' (write " + name + ", nn." +
-                                       name + " or torch.nn." + name + ")"};
+      throw ArchProblem{first.pos, "unknown prefix '" + excerpt(prefix) + "' (write " +
+                                       excerpt(name) + ", nn." + excerpt(name) +
+                                       " or torch.nn." + excerpt(name) + ")"};
     return name;
   }
 
@@ -197,8 +198,8 @@ class Parser {
       } else if (!at_list_end() && !on_new_line(layers.back().end, peek().pos)) {
         throw ArchProblem{
             peek().pos, "expected ',' after layer " + std::to_string(index) + ", " +
-                            std::string(text_.substr(layers.back().name_pos,
-                                                     layers.back().end - layers.back().name_pos)) +
+                            excerpt(text_.substr(layers.back().name_pos,
+                                                 layers.back().end - layers.back().name_pos)) +
                             ", found " + describe(peek())};
       }
     }
@@ -224,7 +225,7 @@ class Parser {
       }
       take();
       if (number.text != std::to_string(index))
-        throw ArchProblem{number.pos, "index (" + number.text +
+        throw ArchProblem{number.pos, "index (" + excerpt(number.text) +
                                           ") does not match the layer's position " +
                                           std::to_string(index)};
       expect(TokenKind::rparen, "')'");
@@ -232,7 +233,7 @@ class Parser {
     }
     call.name_pos = peek().pos;
     call.name = parse_qualified_name();
-    expect(TokenKind::lparen, "'(' after " + call.name);
+    expect(TokenKind::lparen, "'(' after " + excerpt(call.name));
     bool seen_keyword = false;
     while (peek().kind != TokenKind::rparen) {
       Argument arg;
@@ -251,7 +252,7 @@ class Parser {
         take();
       } else if (peek().kind != TokenKind::rparen) {
         throw ArchProblem{
-            peek().pos, "expected ',' or ')' in " + call.name + "(...), found " + describe(peek())};
+            peek().pos, "expected ',' or ')' in " + excerpt(call.name) + "(...), found " + describe(peek())};
       }
     }
     call.end = take().end;
@@ -314,7 +315,7 @@ class Parser {
       }
     }
     value.pos = op.pos;
-    value.text = std::string(text_.substr(value.pos, value.end - value.pos));
+    value.text = excerpt(text_.substr(value.pos, value.end - value.pos));
     return value;
   }
 
@@ -325,7 +326,7 @@ class Parser {
   }
 
   [[noreturn]] void throw_overflow(size_t pos, size_t end) const {
-    throw ArchProblem{pos, std::string(text_.substr(pos, end - pos)) +
+    throw ArchProblem{pos, excerpt(text_.substr(pos, end - pos)) +
                                " overflows a 64-bit integer"};
   }
 
@@ -337,7 +338,7 @@ class Parser {
     Value result;
     result.pos = left.pos;
     result.end = right.end;
-    result.text = std::string(text_.substr(result.pos, result.end - result.pos));
+    result.text = excerpt(text_.substr(result.pos, result.end - result.pos));
     const bool divides = op.kind == TokenKind::divide || op.kind == TokenKind::floor_divide;
     if (divides && (right.kind == ValueKind::integer ? right.int_value == 0 : right.float_value == 0.0))
       throw ArchProblem{right.pos, "division by zero in " + result.text};
@@ -385,7 +386,7 @@ class Parser {
         const auto [ptr, ec] = std::from_chars(
             token.text.data(), token.text.data() + token.text.size(), value.int_value);
         if (ec != std::errc() || ptr != token.text.data() + token.text.size())
-          throw ArchProblem{token.pos, "integer " + token.text + " is out of range"};
+          throw ArchProblem{token.pos, "integer " + excerpt(token.text) + " is out of range"};
         break;
       }
       case TokenKind::real: {
@@ -393,7 +394,7 @@ class Parser {
         // strtod reads the C locale's decimal point; the tokenizer has checked the form.
         value.float_value = std::strtod(token.text.c_str(), nullptr);
         if (!std::isfinite(value.float_value))
-          throw ArchProblem{token.pos, "number " + token.text + " is out of range"};
+          throw ArchProblem{token.pos, "number " + excerpt(token.text) + " is out of range"};
         break;
       }
       case TokenKind::string:
@@ -409,7 +410,7 @@ class Parser {
         } else {
           const bool lower_literal =
               token.text == "true" || token.text == "false" || token.text == "none";
-          throw ArchProblem{token.pos, "'" + token.text + "' is not a value" +
+          throw ArchProblem{token.pos, "'" + excerpt(token.text) + "' is not a value" +
                                            (lower_literal ? " (Python writes True, False, None)"
                                                           : " (expected a number, True, False, "
                                                             "None or a string)")};
@@ -441,7 +442,7 @@ class Parser {
         throw ArchProblem{token.pos, "expected a value, found " + describe(token)};
     }
     value.end = tokens_[next_ - 1].end;
-    value.text = std::string(text_.substr(value.pos, value.end - value.pos));
+    value.text = excerpt(text_.substr(value.pos, value.end - value.pos));
     return value;
   }
 
@@ -495,7 +496,7 @@ BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(
       if (positional >= signature.params.size())
         throw ArchProblem{
             arg.value.pos,
-            call.name + "() takes " + (signature.params.empty() ? "" : "at most ") +
+            excerpt(call.name) + "() takes " + (signature.params.empty() ? "" : "at most ") +
                 std::to_string(signature.params.size()) + " positional argument" +
                 (signature.params.size() == 1 ? "" : "s") +
                 (signature.params.empty() ? "" : " (" + signature_text(true) + ")") + " but " +
@@ -507,22 +508,22 @@ BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(
     for (const char* p : signature.params) known = known || arg.keyword == p;
     if (!known)
       throw ArchProblem{arg.keyword_pos,
-                        "unexpected keyword '" + arg.keyword + "'" +
+                        "unexpected keyword '" + excerpt(arg.keyword) + "'" +
                             did_you_mean(arg.keyword,
                                          std::vector<std::string>(signature.params.begin(),
                                                                   signature.params.end()),
                                          "'") +
-                            "; " + call.name +
+                            "; " + excerpt(call.name) +
                             (signature.params.empty() ? " takes no arguments"
                                                       : " takes " + signature_text(false))};
     if (values_.count(arg.keyword))
-      throw ArchProblem{arg.keyword_pos, "multiple values for argument '" + arg.keyword + "'"};
+      throw ArchProblem{arg.keyword_pos, "multiple values for argument '" + excerpt(arg.keyword) + "'"};
     values_[arg.keyword] = &arg.value;
   }
   for (size_t i = 0; i < signature.required; ++i)
     if (!values_.count(signature.params[i]))
       throw ArchProblem{call.end - 1,
-                        call.name + "() missing required argument '" + signature.params[i] + "'"};
+                        excerpt(call.name) + "() missing required argument '" + signature.params[i] + "'"};
 }
 
 const Value* BoundArgs::find(const char* name) const {
@@ -540,7 +541,7 @@ int64_t BoundArgs::size(const char* name, int64_t default_value, int64_t min_val
                                     " must be an integer or a pair of integers, got " + v->text};
     if (v->items[0].int_value != v->items[1].int_value)
       throw ArchProblem{v->pos, "non-square " + std::string(name) + "=" + v->text +
-                                    " is not supported (bnlab's " + call_.name +
+                                    " is not supported (bnlab's " + excerpt(call_.name) +
                                     " takes one size for both dimensions)"};
     return check_min(name, v->items[0], min_value);
   }
@@ -582,6 +583,18 @@ void BoundArgs::require_default(const char* name, const std::string& default_tex
 void BoundArgs::fail(const char* name, const std::string& message) const {
   const Value* v = find(name);
   throw ArchProblem{v ? v->pos : call_.name_pos, message};
+}
+
+std::string excerpt(std::string_view text, size_t max_length) {
+  std::string s(text.substr(0, text.size() > max_length ? max_length - 3 : text.size()));
+  // Cut at a character boundary, not inside a UTF-8 sequence.
+  if (text.size() > max_length) {
+    while (!s.empty() && is_utf8_continuation(text[s.size()])) s.pop_back();
+    s += "...";
+  }
+  for (char& c : s)
+    if (std::isspace(static_cast<unsigned char>(c))) c = ' ';
+  return s;
 }
 
 namespace {

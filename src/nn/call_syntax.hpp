@@ -114,7 +114,11 @@ class BoundArgs {
 std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
                          const char* quote = "");
 
-// Error excerpts. "  <the line holding pos>\n  <spaces>^ column C" (plus
+// Error excerpts. The text itself when short, else its first characters and
+// "...": a message never echoes unbounded input.
+inline constexpr size_t kExcerptLength = 60;
+std::string excerpt(std::string_view text, size_t max_length = kExcerptLength);
+// "  <the line holding pos>\n  <spaces>^ column C" (plus
 // "line L, " for multi-line text); long lines are cut to a window around pos.
 std::string caret_excerpt(const std::string& text, size_t pos);
 // The layer's text from pos to its balanced ')' (or the end), on one line, cut short.

@@ -484,5 +484,33 @@ TEST(Arch, MistypedNamesGetASuggestion) {
   EXPECT_EQ(arch_error("Linear(3, 4, foo=2)").find("did you mean"), std::string::npos);
 }
 
+TEST(Arch, MessagesQuoteAtMostAnExcerptOfLongInput) {
+  const std::string huge_name(100000, 'x');
+  std::string long_tuple = "(";
+  for (int i = 0; i < 50000; ++i) long_tuple += "1, ";
+  long_tuple += ")";
+  const std::string cases[] = {
+      "Linear(" + huge_name + ", 2)",                  // not a value
+      std::string(100000, 'A') + "(3)",                // unknown layer
+      "Linear(" + std::string(100000, '1') + ", 2)",   // integer out of range
+      "Linear(3, 4, " + huge_name + "=1)",             // unexpected keyword
+      "Linear(" + long_tuple + ", 2)",                 // wrong type, quoted value
+      "Linear(3, 4) " + huge_name,                     // unexpected token after a layer
+      "Linear(" + std::string(100000, '9') + "a, 2)",  // malformed number
+  };
+  for (const std::string& text : cases) {
+    const std::string message = arch_error(text);
+    ASSERT_FALSE(message.empty()) << text.substr(0, 80);
+    EXPECT_LT(message.size(), 600u) << message.substr(0, 800);
+    EXPECT_NE(message.find("..."), std::string::npos) << message;
+  }
+  try {
+    preset_arch(huge_name);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+}
+
 }  // namespace
 }  // namespace bnlab::nn
