@@ -4,6 +4,11 @@
 // a caret at the place in the text.
 #include "bnlab/nn/arch.hpp"
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <new>
+
 #include "bnlab/error.hpp"
 #include "nn/call_syntax.hpp"
 #include "nn/layer_registry.hpp"
@@ -82,11 +87,51 @@ std::unique_ptr<Sequential> build_network(const std::string& text, Generator& ge
   return net;
 }
 
+std::string gigabytes(double bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f GB", bytes / 1e9);
+  return text;
+}
+
+// The machine's physical memory in bytes (0 when unknown).
+double physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size)
+                                    : 0.0;
+}
+
+// Refuses a network whose parameters, gradients and buffers would not fit in
+// the machine's memory, with the figures, before anything is allocated; then
+// allocates and initialises them in layer order (the generator's draws are
+// those of building each layer in turn).
+void allocate(Sequential& net, Generator& gen) {
+  const double needed = net.state_bytes();
+  const double memory = physical_memory();
+  if (memory > 0.0 && needed > memory) {
+    size_t largest = 0;
+    for (size_t i = 1; i < net.size(); ++i)
+      if (net[i].state_bytes() > net[largest].state_bytes()) largest = i;
+    throw Error(ErrorCode::invalid_argument,
+                "arch: the network's parameters need " + gigabytes(needed) +
+                    " (values, gradients and buffers in float32) but this machine has " +
+                    gigabytes(memory) + " of memory; the largest is layer " +
+                    std::to_string(largest) + ", " + excerpt(net[largest].repr(), 80) + " (" +
+                    gigabytes(net[largest].state_bytes()) + ")");
+  }
+  try {
+    net.reset_parameters(gen);
+  } catch (const std::bad_alloc&) {
+    throw Error(ErrorCode::invalid_argument, "arch: could not allocate the network's " +
+                                                 gigabytes(needed) + " of parameters");
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen) {
   auto net = build_network(text, gen);
-  net->reset_parameters(gen);
+  allocate(*net, gen);
   return net;
 }
 
@@ -94,7 +139,7 @@ std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen,
                                        const Shape& input) {
   auto net = build_network(text, gen);
   net->output_shape(input);
-  net->reset_parameters(gen);
+  allocate(*net, gen);
   return net;
 }
 

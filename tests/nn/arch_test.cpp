@@ -512,5 +512,32 @@ TEST(Arch, MessagesQuoteAtMostAnExcerptOfLongInput) {
   }
 }
 
+TEST(Arch, ShapesAndMemoryAreCheckedBeforeAllocating) {
+  // 6.3 PB of weights and gradients: refused with the figure, not std::bad_alloc.
+  const std::string message = arch_error("Flatten(), Linear(784, 1000000000000)");
+  EXPECT_NE(message.find("need 6280000.0 GB"), std::string::npos) << message;
+  EXPECT_NE(message.find("this machine has"), std::string::npos) << message;
+  EXPECT_NE(message.find("layer 1, Linear(in_features=784"), std::string::npos) << message;
+  // With an input shape the shape walk comes first: the 80 GB layer that does
+  // not fit its input is named without a byte allocated.
+  Generator gen(0);
+  try {
+    parse_arch("Flatten(), Linear(10000000000, 1)", gen, {1, 1, 28, 28});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string shape_message = e.what();
+    EXPECT_EQ(shape_message.rfind("layer 1, Linear(in_features=10000000000", 0), 0u)
+        << shape_message;
+    EXPECT_NE(shape_message.find("(1, 784)"), std::string::npos) << shape_message;
+  }
+}
+
+TEST(Arch, StateBytesCountValuesGradientsAndBuffers) {
+  auto net = parse("Linear(3, 4), BatchNorm1d(4), Conv2d(2, 5, 3, bias=False)");
+  // Linear: 2 x (12 + 4) floats; BatchNorm: (6 affine + 2 running + 2 saved) x 4;
+  // Conv2d: 2 x 5 * 2 * 3 * 3.
+  EXPECT_EQ(net->state_bytes(), 4.0 * (2 * 16 + 10 * 4 + 2 * 90));
+}
+
 }  // namespace
 }  // namespace bnlab::nn

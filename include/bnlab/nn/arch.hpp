@@ -18,7 +18,9 @@
 namespace bnlab::nn {
 
 // Builds the network; throws Error naming the layer (its index and text) and
-// the argument on a syntax error, an unknown layer or keyword, a bad value.
+// the argument on a syntax error, an unknown layer or keyword, a bad value,
+// and, before allocating, when the parameters would not fit in the machine's
+// memory (the figures in the message).
 std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen);
 // The same, and before allocating any parameter checks the shapes through the
 // network for this input shape (e.g. {1, 1, 28, 28}): Sequential::output_shape
