@@ -72,9 +72,8 @@ std::unique_ptr<Sequential> build_network(const std::string& text, Generator& ge
                      "\"Flatten(), Linear(784, 10)\")");
   auto net = std::make_unique<Sequential>();
   for (size_t i = 0; i < calls.size(); ++i) {
-    const std::string where =
-        "layer " + std::to_string(i) + ", " +
-        layer_excerpt(text, calls[i].name_pos, calls[i].end) + ": ";
+    const std::string where = "layer " + std::to_string(i) + ", " +
+                              layer_excerpt(text, calls[i].name_pos, calls[i].end) + ": ";
     try {
       net->add(build_layer(calls[i], gen));
     } catch (const ArchProblem& problem) {
@@ -122,8 +121,8 @@ void allocate(Sequential& net, Generator& gen) {
   try {
     net.reset_parameters(gen);
   } catch (const std::bad_alloc&) {
-    throw Error(ErrorCode::invalid_argument, "arch: could not allocate the network's " +
-                                                 gigabytes(needed) + " of parameters");
+    throw Error(ErrorCode::invalid_argument,
+                "arch: could not allocate the network's " + gigabytes(needed) + " of parameters");
   }
 }
 
@@ -148,7 +147,8 @@ std::string preset_arch(const std::string& name) {
     if (preset == name) return arch;
   std::string names;
   for (const std::string& n : preset_names()) names += (names.empty() ? "" : ", ") + n;
-  throw Error(ErrorCode::invalid_argument, "unknown preset '" + excerpt(name) + "'; presets: " + names);
+  throw Error(ErrorCode::invalid_argument,
+              "unknown preset '" + excerpt(name) + "'; presets: " + names);
 }
 
 std::vector<std::string> preset_names() {

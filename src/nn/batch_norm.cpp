@@ -64,7 +64,8 @@ bool BatchNorm::apply_activation(Activation activation) {
 
 ChannelAffine BatchNorm::eval_channel_affine() const {
   if (!track_running_stats)
-    throw Error(repr() + ": it has no running statistics (track_running_stats=False), so eval "
+    throw Error(repr() +
+                ": it has no running statistics (track_running_stats=False), so eval "
                 "mode normalizes with each batch's statistics");
   ChannelAffine affine_map;
   affine_map.scale.assign(static_cast<size_t>(num_features), 0.0);

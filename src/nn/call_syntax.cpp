@@ -13,8 +13,22 @@ namespace bnlab::nn::call_syntax {
 namespace {
 
 enum class TokenKind {
-  name, integer, real, string, lparen, rparen, comma, equals, colon, dot,
-  plus, minus, times, divide, floor_divide, end
+  name,
+  integer,
+  real,
+  string,
+  lparen,
+  rparen,
+  comma,
+  equals,
+  colon,
+  dot,
+  plus,
+  minus,
+  times,
+  divide,
+  floor_divide,
+  end
 };
 
 struct Token {
@@ -72,9 +86,8 @@ std::vector<Token> tokenize(std::string_view text) {
         }
       }
       if (i < text.size() && is_name_char(text[i]))
-        throw ArchProblem{
-            token.pos,
-            "malformed number '" + excerpt(text.substr(token.pos, i + 1 - token.pos)) + "'"};
+        throw ArchProblem{token.pos, "malformed number '" +
+                                         excerpt(text.substr(token.pos, i + 1 - token.pos)) + "'"};
       token.kind = is_float ? TokenKind::real : TokenKind::integer;
     } else if (c == '\'' || c == '"') {
       const size_t close = text.find(c, i + 1);
@@ -139,7 +152,8 @@ class Parser {
     std::vector<LayerCall> layers = parse_list(wrapped);
     if (wrapped) expect(TokenKind::rparen, "')' closing Sequential(");
     if (peek().kind != TokenKind::end)
-      throw ArchProblem{peek().pos, "unexpected '" + excerpt(peek().text) + "' after the last layer"};
+      throw ArchProblem{peek().pos,
+                        "unexpected '" + excerpt(peek().text) + "' after the last layer"};
     return layers;
   }
 
@@ -173,8 +187,8 @@ class Parser {
     for (size_t i = 0; i + 1 < parts.size(); ++i) prefix += parts[i]->text + ".";
     if (!prefix.empty() && prefix != "nn." && prefix != "torch.nn.")
       throw ArchProblem{first.pos, "unknown prefix '" + excerpt(prefix) + "' (write " +
-                                       excerpt(name) + ", nn." + excerpt(name) +
-                                       " or torch.nn." + excerpt(name) + ")"};
+                                       excerpt(name) + ", nn." + excerpt(name) + " or torch.nn." +
+                                       excerpt(name) + ")"};
     return name;
   }
 
@@ -196,11 +210,11 @@ class Parser {
       } else if (peek().kind == TokenKind::rparen) {
         break;  // an unmatched ')': parse_arch names it
       } else if (!at_list_end() && !on_new_line(layers.back().end, peek().pos)) {
-        throw ArchProblem{
-            peek().pos, "expected ',' after layer " + std::to_string(index) + ", " +
-                            excerpt(text_.substr(layers.back().name_pos,
-                                                 layers.back().end - layers.back().name_pos)) +
-                            ", found " + describe(peek())};
+        throw ArchProblem{peek().pos,
+                          "expected ',' after layer " + std::to_string(index) + ", " +
+                              excerpt(text_.substr(layers.back().name_pos,
+                                                   layers.back().end - layers.back().name_pos)) +
+                              ", found " + describe(peek())};
       }
     }
     return layers;
@@ -251,8 +265,8 @@ class Parser {
       if (peek().kind == TokenKind::comma) {
         take();
       } else if (peek().kind != TokenKind::rparen) {
-        throw ArchProblem{
-            peek().pos, "expected ',' or ')' in " + excerpt(call.name) + "(...), found " + describe(peek())};
+        throw ArchProblem{peek().pos, "expected ',' or ')' in " + excerpt(call.name) +
+                                          "(...), found " + describe(peek())};
       }
     }
     call.end = take().end;
@@ -326,8 +340,7 @@ class Parser {
   }
 
   [[noreturn]] void throw_overflow(size_t pos, size_t end) const {
-    throw ArchProblem{pos, excerpt(text_.substr(pos, end - pos)) +
-                               " overflows a 64-bit integer"};
+    throw ArchProblem{pos, excerpt(text_.substr(pos, end - pos)) + " overflows a 64-bit integer"};
   }
 
   // left op right as Python computes it: integers stay integers (floor
@@ -340,7 +353,8 @@ class Parser {
     result.end = right.end;
     result.text = excerpt(text_.substr(result.pos, result.end - result.pos));
     const bool divides = op.kind == TokenKind::divide || op.kind == TokenKind::floor_divide;
-    if (divides && (right.kind == ValueKind::integer ? right.int_value == 0 : right.float_value == 0.0))
+    if (divides &&
+        (right.kind == ValueKind::integer ? right.int_value == 0 : right.float_value == 0.0))
       throw ArchProblem{right.pos, "division by zero in " + result.text};
     if (left.kind == ValueKind::integer && right.kind == ValueKind::integer &&
         op.kind != TokenKind::divide) {
@@ -348,9 +362,15 @@ class Parser {
       int64_t r = 0;
       bool overflow = false;
       switch (op.kind) {
-        case TokenKind::plus: overflow = __builtin_add_overflow(a, b, &r); break;
-        case TokenKind::minus: overflow = __builtin_sub_overflow(a, b, &r); break;
-        case TokenKind::times: overflow = __builtin_mul_overflow(a, b, &r); break;
+        case TokenKind::plus:
+          overflow = __builtin_add_overflow(a, b, &r);
+          break;
+        case TokenKind::minus:
+          overflow = __builtin_sub_overflow(a, b, &r);
+          break;
+        case TokenKind::times:
+          overflow = __builtin_mul_overflow(a, b, &r);
+          break;
         default:
           overflow = a == INT64_MIN && b == -1;
           if (!overflow) r = a / b - ((a % b != 0) && ((a < 0) != (b < 0)) ? 1 : 0);
@@ -360,17 +380,29 @@ class Parser {
       result.int_value = r;
       return result;
     }
-    const double a = left.kind == ValueKind::integer ? static_cast<double>(left.int_value) : left.float_value;
-    const double b = right.kind == ValueKind::integer ? static_cast<double>(right.int_value) : right.float_value;
+    const double a =
+        left.kind == ValueKind::integer ? static_cast<double>(left.int_value) : left.float_value;
+    const double b =
+        right.kind == ValueKind::integer ? static_cast<double>(right.int_value) : right.float_value;
     double r = 0.0;
     switch (op.kind) {
-      case TokenKind::plus: r = a + b; break;
-      case TokenKind::minus: r = a - b; break;
-      case TokenKind::times: r = a * b; break;
-      case TokenKind::divide: r = a / b; break;
-      default: r = std::floor(a / b);
+      case TokenKind::plus:
+        r = a + b;
+        break;
+      case TokenKind::minus:
+        r = a - b;
+        break;
+      case TokenKind::times:
+        r = a * b;
+        break;
+      case TokenKind::divide:
+        r = a / b;
+        break;
+      default:
+        r = std::floor(a / b);
     }
-    if (!std::isfinite(r)) throw ArchProblem{result.pos, "number " + result.text + " is out of range"};
+    if (!std::isfinite(r))
+      throw ArchProblem{result.pos, "number " + result.text + " is out of range"};
     result.kind = ValueKind::real;
     result.float_value = r;
     return result;
@@ -485,8 +517,7 @@ BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(
   auto signature_text = [&](bool with_factory_args) {
     std::string s;
     for (const char* p : signature.params)
-      if (with_factory_args ||
-          (std::string_view(p) != "device" && std::string_view(p) != "dtype"))
+      if (with_factory_args || (std::string_view(p) != "device" && std::string_view(p) != "dtype"))
         s += std::string(s.empty() ? "" : ", ") + p;
     return s;
   };
@@ -494,36 +525,37 @@ BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(
   for (const Argument& arg : call.args) {
     if (arg.keyword.empty()) {
       if (positional >= signature.params.size())
-        throw ArchProblem{
-            arg.value.pos,
-            excerpt(call.name) + "() takes " + (signature.params.empty() ? "" : "at most ") +
-                std::to_string(signature.params.size()) + " positional argument" +
-                (signature.params.size() == 1 ? "" : "s") +
-                (signature.params.empty() ? "" : " (" + signature_text(true) + ")") + " but " +
-                std::to_string(count_positional(call)) + " were given"};
+        throw ArchProblem{arg.value.pos,
+                          excerpt(call.name) + "() takes " +
+                              (signature.params.empty() ? "" : "at most ") +
+                              std::to_string(signature.params.size()) + " positional argument" +
+                              (signature.params.size() == 1 ? "" : "s") +
+                              (signature.params.empty() ? "" : " (" + signature_text(true) + ")") +
+                              " but " + std::to_string(count_positional(call)) + " were given"};
       values_[signature.params[positional++]] = &arg.value;
       continue;
     }
     bool known = false;
     for (const char* p : signature.params) known = known || arg.keyword == p;
     if (!known)
-      throw ArchProblem{arg.keyword_pos,
-                        "unexpected keyword '" + excerpt(arg.keyword) + "'" +
-                            did_you_mean(arg.keyword,
-                                         std::vector<std::string>(signature.params.begin(),
-                                                                  signature.params.end()),
-                                         "'") +
-                            "; " + excerpt(call.name) +
-                            (signature.params.empty() ? " takes no arguments"
-                                                      : " takes " + signature_text(false))};
+      throw ArchProblem{
+          arg.keyword_pos,
+          "unexpected keyword '" + excerpt(arg.keyword) + "'" +
+              did_you_mean(
+                  arg.keyword,
+                  std::vector<std::string>(signature.params.begin(), signature.params.end()), "'") +
+              "; " + excerpt(call.name) +
+              (signature.params.empty() ? " takes no arguments"
+                                        : " takes " + signature_text(false))};
     if (values_.count(arg.keyword))
-      throw ArchProblem{arg.keyword_pos, "multiple values for argument '" + excerpt(arg.keyword) + "'"};
+      throw ArchProblem{arg.keyword_pos,
+                        "multiple values for argument '" + excerpt(arg.keyword) + "'"};
     values_[arg.keyword] = &arg.value;
   }
   for (size_t i = 0; i < signature.required; ++i)
     if (!values_.count(signature.params[i]))
-      throw ArchProblem{call.end - 1,
-                        excerpt(call.name) + "() missing required argument '" + signature.params[i] + "'"};
+      throw ArchProblem{call.end - 1, excerpt(call.name) + "() missing required argument '" +
+                                          signature.params[i] + "'"};
 }
 
 const Value* BoundArgs::find(const char* name) const {
@@ -532,13 +564,14 @@ const Value* BoundArgs::find(const char* name) const {
 }
 
 int64_t BoundArgs::size(const char* name, int64_t default_value, int64_t min_value,
-                      bool allow_pair) const {
+                        bool allow_pair) const {
   const Value* v = find(name);
   if (!v) return default_value;
   if (allow_pair && v->kind == ValueKind::tuple) {
-    if (v->items.size() != 2 || v->items[0].kind != ValueKind::integer || v->items[1].kind != ValueKind::integer)
-      throw ArchProblem{v->pos, std::string(name) +
-                                    " must be an integer or a pair of integers, got " + v->text};
+    if (v->items.size() != 2 || v->items[0].kind != ValueKind::integer ||
+        v->items[1].kind != ValueKind::integer)
+      throw ArchProblem{
+          v->pos, std::string(name) + " must be an integer or a pair of integers, got " + v->text};
     if (v->items[0].int_value != v->items[1].int_value)
       throw ArchProblem{v->pos, "non-square " + std::string(name) + "=" + v->text +
                                     " is not supported (bnlab's " + excerpt(call_.name) +
@@ -565,7 +598,7 @@ double BoundArgs::number(const char* name, double default_value) const {
 }
 
 std::optional<double> BoundArgs::optional_number(const char* name,
-                                               std::optional<double> default_value) const {
+                                                 std::optional<double> default_value) const {
   const Value* v = find(name);
   if (!v) return default_value;
   if (v->kind == ValueKind::none) return std::nullopt;
@@ -573,7 +606,7 @@ std::optional<double> BoundArgs::optional_number(const char* name,
 }
 
 void BoundArgs::require_default(const char* name, const std::string& default_text,
-                              bool (*is_default)(const Value&)) const {
+                                bool (*is_default)(const Value&)) const {
   const Value* v = find(name);
   if (v && !is_default(*v))
     throw ArchProblem{v->pos, std::string(name) + "=" + v->text + " is not supported (only " +
@@ -601,7 +634,9 @@ namespace {
 
 // Optimal string alignment distance (Levenshtein with adjacent swaps), ignoring case.
 size_t edit_distance(std::string_view a, std::string_view b) {
-  auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  auto lower = [](char c) {
+    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  };
   std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
   for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
   for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
@@ -609,7 +644,8 @@ size_t edit_distance(std::string_view a, std::string_view b) {
     for (size_t j = 1; j <= b.size(); ++j) {
       const size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
       d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+          lower(a[i - 2]) == lower(b[j - 1]))
         d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
     }
   return d[a.size()][b.size()];
@@ -637,8 +673,10 @@ std::string did_you_mean(std::string_view name, const std::vector<std::string>& 
   if (closest.empty()) return "";
   std::string names;
   for (size_t i = 0; i < closest.size(); ++i)
-    names += (i == 0 ? "" : i + 1 == closest.size() ? " or " : ", ") + std::string(quote) +
-             closest[i] + quote;
+    names += (i == 0                    ? ""
+              : i + 1 == closest.size() ? " or "
+                                        : ", ") +
+             std::string(quote) + closest[i] + quote;
   return " (did you mean " + names + "?)";
 }
 

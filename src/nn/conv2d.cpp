@@ -54,14 +54,15 @@ void Conv2d::reset_parameters(Generator& gen) {
 
 double Conv2d::state_bytes() const {
   const double k = static_cast<double>(kernel_size);
-  const double count = static_cast<double>(out_channels) * static_cast<double>(in_channels) * k * k +
-                       (bias ? static_cast<double>(out_channels) : 0.0);
+  const double count =
+      static_cast<double>(out_channels) * static_cast<double>(in_channels) * k * k +
+      (bias ? static_cast<double>(out_channels) : 0.0);
   return 2.0 * count * sizeof(float);  // values and gradients
 }
 
 ModulePtr Conv2d::absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const {
-  auto folded = std::make_unique<Conv2d>(in_channels, out_channels, kernel_size, stride, padding,
-                                         true, gen);
+  auto folded =
+      std::make_unique<Conv2d>(in_channels, out_channels, kernel_size, stride, padding, true, gen);
   fold_channel_affine(weight, bias, affine, folded->weight, *folded->bias);
   return folded;
 }

@@ -106,7 +106,8 @@ ModulePtr build_max_pool2d(const BoundArgs& args, Generator&) {
   const int64_t kernel_size = args.size("kernel_size", 0, 1, true);
   std::optional<int64_t> stride;
   const Value* stride_value = args.find("stride");
-  if (stride_value && stride_value->kind != ValueKind::none) stride = args.size("stride", 0, 1, true);
+  if (stride_value && stride_value->kind != ValueKind::none)
+    stride = args.size("stride", 0, 1, true);
   const int64_t padding = args.size("padding", 0, 0, true);
   // PyTorch's rule: each window must hold at least one input element.
   if (padding > kernel_size / 2)

@@ -15,7 +15,7 @@
 namespace bnlab::nn {
 
 struct LayerEntry {
-  const char* name;               // PyTorch's class name, e.g. "BatchNorm1d"
+  const char* name;                  // PyTorch's class name, e.g. "BatchNorm1d"
   call_syntax::Signature signature;  // PyTorch's, in PyTorch's order
   // Builds the module with its parameters deferred (reset_parameters
   // allocates them); throws call_syntax::ArchProblem on a bad value.

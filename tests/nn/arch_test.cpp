@@ -424,7 +424,8 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
 
 TEST(Arch, DeepNestingIsRefusedNamingTheLimit) {
   // 30,000 parentheses crashed the recursive parser (issue 13).
-  const std::string deep = "Linear(" + std::string(30000, '(') + "1" + std::string(30000, ')') + ", 2)";
+  const std::string deep =
+      "Linear(" + std::string(30000, '(') + "1" + std::string(30000, ')') + ", 2)";
   const std::string message = arch_error(deep);
   EXPECT_NE(message.find("nested deeper than 100"), std::string::npos) << message.substr(0, 300);
   EXPECT_LT(message.size(), 1000u);

@@ -26,8 +26,7 @@ std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen);
 // network for this input shape (e.g. {1, 1, 28, 28}): Sequential::output_shape
 // names the first layer whose input does not fit ("layer 2, BatchNorm1d(11):
 // expected 11 channels, got 10").
-std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen,
-                                       const Shape& input);
+std::unique_ptr<Sequential> parse_arch(const std::string& text, Generator& gen, const Shape& input);
 
 // The named presets: "mlp", "mlp-bn" (784-512-256-10, the tutorial's network),
 // "cnn", "cnn-bn". Throws Error listing the names for an unknown one.

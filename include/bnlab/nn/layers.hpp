@@ -74,6 +74,7 @@ class Conv2d : public Module {
   int64_t in_channels, out_channels, kernel_size, stride, padding;
   Parameter weight;
   std::optional<Parameter> bias;
+
  private:
   struct Primitives;  // oneDNN's primitives for the last input shape and formats (conv2d.cpp)
   Primitives& primitives_for(const Shape& input, MemoryFormat in, MemoryFormat out);
@@ -96,8 +97,8 @@ class BatchNorm : public Module {
   BatchNorm(int dims, int64_t num_features, double eps = 1e-5,
             std::optional<double> momentum = 0.1, bool affine = true,
             bool track_running_stats = true);
-  BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum,
-            bool affine, bool track_running_stats, Deferred);
+  BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum, bool affine,
+            bool track_running_stats, Deferred);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   // BatchNorm2d keeps nChw16c when num_features is a multiple of 16.
