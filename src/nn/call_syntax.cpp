@@ -133,7 +133,7 @@ class Parser {
   Parser(std::string_view text, std::vector<Token> tokens)
       : text_(text), tokens_(std::move(tokens)) {}
 
-  std::vector<LayerCall> parse_arch() {
+  std::vector<LayerCall> parse() {
     // An optional nn.Sequential( ... ) around the list.
     bool wrapped = false;
     const size_t save = next_;
@@ -208,7 +208,7 @@ class Parser {
       if (peek().kind == TokenKind::comma) {
         take();
       } else if (peek().kind == TokenKind::rparen) {
-        break;  // an unmatched ')': parse_arch names it
+        break;  // an unmatched ')': parse() names it
       } else if (!at_list_end() && !on_new_line(layers.back().end, peek().pos)) {
         throw ArchProblem{peek().pos,
                           "expected ',' after layer " + std::to_string(index) + ", " +
@@ -508,7 +508,7 @@ double number_value(const char* name, const Value& v) {
 }  // namespace
 
 std::vector<LayerCall> parse_calls(std::string_view text) {
-  return Parser(text, tokenize(text)).parse_arch();
+  return Parser(text, tokenize(text)).parse();
 }
 
 BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(call) {
