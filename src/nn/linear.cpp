@@ -1,9 +1,6 @@
 // Linear: y = x W^T + b. The forward runs oneDNN's matmul primitive, the
 // backward dnnl_sgemm accumulating into the gradient (beta = 1): the faster of
 // each at the MLP's shapes (docs/toolkit.md, "Matrix products").
-#include <omp.h>
-#include <oneapi/dnnl/dnnl.h>
-
 #include <memory>
 #include <unordered_map>
 
@@ -16,29 +13,6 @@
 #include "nn/init.hpp"
 
 namespace bnlab::nn {
-
-dnnl::engine& onednn_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-void sync_onednn_threads() {
-  const int threads = num_threads();
-  if (!omp_in_parallel() && omp_get_max_threads() != threads) omp_set_num_threads(threads);
-}
-
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  sync_onednn_threads();
-  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
-                                          alpha, a, lda, b, ldb, beta, c, ldc);
-  if (status != dnnl_success)
-    throw Error("dnnl_sgemm failed with status " + std::to_string(static_cast<int>(status)) +
-                " for m=" + std::to_string(m) + ", n=" + std::to_string(n) +
-                ", k=" + std::to_string(k));
-}
 
 // The forward's matmul primitive for one batch size and thread count, with
 // memory handles whose data pointers are set on each call.
