@@ -2,6 +2,8 @@
 // what training needs). forward/backward return references to tensors the
 // module owns and reuses, so a training step allocates nothing once shapes are
 // known. backward must follow the forward whose input it differentiates.
+// Containers and passes (Sequential, fold_batch_norm) ask a module only
+// through these virtuals, so a new layer needs no change in them.
 #pragma once
 
 #include <cstdint>
