@@ -24,6 +24,10 @@ namespace bnlab::bench {
 //   forward_backward    8: a training step's batch norm, train_forward then
 //                          backward (PyTorch: through autograd, as a user's
 //                          loss.backward() runs it: issue 4's forward + backward row)
+// GroupNorm (kBenchGroups groups) and LayerNorm (over the last dim), whose
+// statistics cover a slice that fits in cache (a group of one sample, a row):
+//   group_norm_forward, layer_norm_forward    2: read x + write y
+//   group_norm_backward, layer_norm_backward  3: read x, dy + write dx
 //   split_forward       3: train_forward from the split kernels of a synchronized
 //                          BN on one part: stats, merge, forward_with_stats
 //   split_backward      5: backward as backward_reduce then backward_with_sums
@@ -35,9 +39,14 @@ enum class Op {
   inference_forward,
   backward,
   forward_backward,
+  group_norm_forward,
+  group_norm_backward,
+  layer_norm_forward,
+  layer_norm_backward,
   split_forward,
   split_backward
 };
+constexpr int64_t kBenchGroups = 32;  // GroupNorm's groups in the bench (Wu & He's default)
 
 const char* op_name(Op op);
 int op_passes(Op op);

@@ -13,10 +13,12 @@ const char* op_name(Op op) {
     case Op::inference_forward: return "inference_forward";
     case Op::backward: return "backward";
     case Op::forward_backward: return "forward_backward";
-    case Op::split_forward:
-      return "split_forward";
-    case Op::split_backward:
-      return "split_backward";
+    case Op::group_norm_forward: return "group_norm_forward";
+    case Op::group_norm_backward: return "group_norm_backward";
+    case Op::layer_norm_forward: return "layer_norm_forward";
+    case Op::layer_norm_backward: return "layer_norm_backward";
+    case Op::split_forward: return "split_forward";
+    case Op::split_backward: return "split_backward";
   }
   return "?";
 }
@@ -28,10 +30,12 @@ int op_passes(Op op) {
     case Op::inference_forward: return 2;
     case Op::backward: return 5;
     case Op::forward_backward: return 8;
-    case Op::split_forward:
-      return 3;
-    case Op::split_backward:
-      return 5;
+    case Op::group_norm_forward:
+    case Op::layer_norm_forward: return 2;
+    case Op::group_norm_backward:
+    case Op::layer_norm_backward: return 3;
+    case Op::split_forward: return 3;
+    case Op::split_backward: return 5;
   }
   return 0;
 }
@@ -99,6 +103,9 @@ std::vector<ShapeEntry> shape_table(bool quick) {
         {{16, 32}, {nc}, three},
         {{2, 4, 4, 8, 8}, both, three},
         {{2, 16, 4, 4}, {blocked16}, three},
+        // GroupNorm and LayerNorm.
+        {{2, 64, 4, 4}, both, {group_norm_forward, group_norm_backward}},
+        {{16, 64}, {nc}, {layer_norm_forward, layer_norm_backward}},
     };
   }
   return {
@@ -117,6 +124,10 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       {{64, 512}, {nc}, three},
       // BatchNorm3d: a video or volume network's early layer.
       {{8, 32, 16, 32, 32}, both, three},
+      // GroupNorm (32 groups) on the ResNet stage, and a transformer's LayerNorm
+      // (8192 tokens of 1024 features), beside F.group_norm and F.layer_norm.
+      {{32, 256, 56, 56}, both, {group_norm_forward, group_norm_backward}},
+      {{8192, 1024}, {nc}, {layer_norm_forward, layer_norm_backward}},
   };
 }
 

@@ -1,0 +1,17 @@
+# cmake -DLIB=<libbnlab.so> -P check_needed.cmake: the kernels library needs
+cmake_minimum_required(VERSION 3.25)
+# none of the toolkit's libraries (oneDNN, zlib, libdeflate, JSON, MPI).
+execute_process(COMMAND readelf -d ${LIB} OUTPUT_VARIABLE dynamic RESULT_VARIABLE status)
+if(NOT status EQUAL 0)
+  message(FATAL_ERROR "readelf -d ${LIB} failed")
+endif()
+string(REGEX MATCHALL "\\(NEEDED\\)[^\n]*" needed "${dynamic}")
+foreach(entry ${needed})
+  message(STATUS "${entry}")
+  if(entry MATCHES "dnnl|libz\\.|deflate|json|mpi|OpenCL")
+    message(FATAL_ERROR "libbnlab.so must not need: ${entry}")
+  endif()
+endforeach()
+if(NOT needed)
+  message(FATAL_ERROR "no NEEDED entries read from ${LIB}")
+endif()
