@@ -90,6 +90,49 @@ int main() {
     all_ok &= check("forward (inference)", err_eval, 1e-4);
     all_ok &= check("backward dx", err_dx, 1e-4);
     all_ok &= check("backward dweight", err_dw, 1e-3);
+
+    // The split kernels of a synchronized BN over two parts (3 and 5 samples)
+    // against the fused calls above.
+    const int64_t sizes[2] = {3, n - 3}, counts[2] = {sizes[0] * s, sizes[1] * s};
+    std::vector<double> means(2 * c), m2s(2 * c), gmean(c), gm2(c), sum_dy(c, 0.0), sum_dyx(c, 0.0);
+    std::vector<double> part_dy(c), part_dyx(c);
+    std::vector<float> split_y(x.size()), split_dx(x.size()), prm(c, 0.0f), prv(c, 1.0f);
+    int64_t count = 0;
+    for (int p = 0; p < 2 && st == BNLAB_OK; ++p)
+      st = bnlab_batch_norm_stats(x.data() + p * sizes[0] * c * s, sizes[p], c, s, layout,
+                                  &means[p * c], &m2s[p * c]);
+    if (st == BNLAB_OK)
+      st = bnlab_batch_norm_merge_stats(2, c, counts, means.data(), m2s.data(), gmean.data(),
+                                        gm2.data(), &count);
+    for (int p = 0; p < 2 && st == BNLAB_OK; ++p) {
+      const int64_t off = p * sizes[0] * c * s;
+      st = bnlab_batch_norm_forward_with_stats(
+          x.data() + off, sizes[p], c, s, layout, w.data(), b.data(), gmean.data(), gm2.data(),
+          count, p == 0 ? prm.data() : nullptr, p == 0 ? prv.data() : nullptr, 0.1, 1, 1e-5,
+          split_y.data() + off, nullptr, nullptr);
+      if (st == BNLAB_OK)
+        st = bnlab_batch_norm_backward_reduce(x.data() + off, dy.data() + off, sizes[p], c, s,
+                                              layout, mean.data(), invstd.data(), part_dy.data(),
+                                              part_dyx.data());
+      for (int64_t j = 0; j < c; ++j) sum_dy[j] += part_dy[j], sum_dyx[j] += part_dyx[j];
+    }
+    for (int p = 0; p < 2 && st == BNLAB_OK; ++p) {
+      const int64_t off = p * sizes[0] * c * s;
+      st = bnlab_batch_norm_backward_with_sums(
+          x.data() + off, dy.data() + off, sizes[p], c, s, layout, w.data(), mean.data(),
+          invstd.data(), sum_dy.data(), sum_dyx.data(), count, split_dx.data() + off);
+    }
+    if (st != BNLAB_OK) {
+      std::printf("  FAILED: %s: %s\n", bnlab_status_string(st), bnlab_last_error());
+      return 1;
+    }
+    double err_split_y = 0, err_split_dx = 0;
+    for (size_t e = 0; e < x.size(); ++e) {
+      err_split_y = std::fmax(err_split_y, std::fabs(split_y[e] - y[e]));
+      err_split_dx = std::fmax(err_split_dx, std::fabs(split_dx[e] - dx[e]));
+    }
+    all_ok &= check("split forward vs fused", err_split_y, 1e-4);
+    all_ok &= check("split backward vs fused", err_split_dx, 1e-4);
   }
   std::printf("%s\n", all_ok ? "self-check passed" : "self-check FAILED");
   return all_ok ? 0 : 1;
