@@ -95,7 +95,10 @@ bool has_parameters(Module& module) {
 const Tensor& Sequential::backward(const Tensor& grad_output) {
   const Tensor* dy = &grad_output;
   if (compute_grad_input) {
-    for (size_t i = children_.size(); i-- > 0;) dy = &children_[i]->backward(*dy);
+    for (size_t i = children_.size(); i-- > 0;) {
+      dy = &children_[i]->backward(*dy);
+      if (after_child_backward) after_child_backward(*children_[i]);
+    }
     return *dy;
   }
   // Children before the first one with parameters get no gradient at all; that
@@ -110,6 +113,7 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
     }();
     if (!earliest_learnable) {
       dy = &child.backward(*dy);
+      if (after_child_backward) after_child_backward(child);
       continue;
     }
     bool* flag = grad_input_switch(child);
@@ -121,6 +125,7 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
       child.backward(*dy);
       *flag = saved;
     }
+    if (after_child_backward) after_child_backward(child);
     break;
   }
   return no_grad_input_;

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -252,6 +253,9 @@ class Sequential : public Module {
   // returns an empty tensor. Trainers set it; gradient checks leave it true.
   bool compute_grad_input = true;
   void zero_grad();
+  // Called with each child right after its backward (a data-parallel run starts
+  // summing a bucket of gradients as soon as the children holding it are done).
+  std::function<void(Module& child)> after_child_backward;
 
   size_t size() const { return children_.size(); }
   Module& operator[](size_t i) { return *children_[i]; }
