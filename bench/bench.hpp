@@ -24,10 +24,26 @@ namespace bnlab::bench {
 //   forward_backward    8: a training step's batch norm, train_forward then
 //                          backward (PyTorch: through autograd, as a user's
 //                          loss.backward() runs it; the 203 ms row)
-enum class Op { train_forward, train_forward_relu, inference_forward, backward, forward_backward };
+//   split_forward       3: train_forward from the split kernels of a synchronized
+//                          BN on one part: stats, merge, forward_with_stats
+//   split_backward      5: backward as backward_reduce then backward_with_sums
+// The split ops' peers are the fused ones (oneDNN's train_forward and backward;
+// PyTorch has no CPU split kernels), so their rows show the split's overhead.
+enum class Op {
+  train_forward,
+  train_forward_relu,
+  inference_forward,
+  backward,
+  forward_backward,
+  split_forward,
+  split_backward
+};
 
 const char* op_name(Op op);
 int op_passes(Op op);
+bool is_split(Op op);  // split_forward or split_backward
+// The fused op a split op computes in pieces (op itself for the others).
+Op fused_op(Op op);
 
 // Layouts as named in the results: channels_first (NCHW, NCDHW), channels_last
 // (NHWC, NDHWC), nc for 2-D tensors, where both are the same bytes, and

@@ -18,6 +18,8 @@ struct KernelBuffers {
   AlignedVector<float> weight, bias, running_mean, running_var;
   AlignedVector<float> save_mean, save_invstd, dweight, dbias;
   AlignedVector<float> peer_mean, peer_var, peer_dweight, peer_dbias;
+  // c doubles each: what the split kernels exchange between processes.
+  AlignedVector<double> split_mean, split_m2, merged_mean, merged_m2, sum_dy, sum_dy_xhat;
 };
 
 // Times one case of oneDNN on `buffers` (output in out_peer). Throws when

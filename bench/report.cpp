@@ -97,6 +97,21 @@ std::string format_table(const Report& report) {
                   ratio_or_dash(r.pytorch, r.bnlab).c_str());
     out += line;
   }
+  // The split kernels' overhead: their time over the fused call's, case by case.
+  bool first_split = true;
+  for (const CaseResult& split : report.results) {
+    if (!is_split(split.the_case.op)) continue;
+    Case fused = split.the_case;
+    fused.op = fused_op(split.the_case.op);
+    for (const CaseResult& r : report.results) {
+      if (r.the_case.id() != fused.id() || !(r.bnlab.median_ms > 0)) continue;
+      std::snprintf(line, sizeof line, "%s%s over %s: %.2fx\n", first_split ? "\n" : "",
+                    split.the_case.id().c_str(), op_name(fused.op),
+                    split.bnlab.median_ms / r.bnlab.median_ms);
+      out += line;
+      first_split = false;
+    }
+  }
   return out;
 }
 

@@ -32,6 +32,9 @@ void allocate(KernelBuffers& b, int64_t numel, int64_t c) {
                             &b.save_invstd, &b.dweight, &b.dbias, &b.peer_mean, &b.peer_var,
                             &b.peer_dweight, &b.peer_dbias})
     per_channel->assign(c, 0.0f);
+  for (auto* per_channel :
+       {&b.split_mean, &b.split_m2, &b.merged_mean, &b.merged_m2, &b.sum_dy, &b.sum_dy_xhat})
+    per_channel->assign(c, 0.0);
   for (int64_t j = 0; j < c; ++j) {
     b.weight[j] = 1.0f + 0.01f * static_cast<float>(j % 7);
     b.bias[j] = 0.1f * static_cast<float>(j % 5);
@@ -70,6 +73,26 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
                           b.save_invstd.data(), b.out_bnlab.data(), b.dweight.data(),
                           b.dbias.data());
       break;
+    case Op::split_forward: {
+      // One process's part of a synchronized BN, with a merge of that one part.
+      RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
+      batch_norm_stats(b.x.data(), shape, b.split_mean.data(), b.split_m2.data());
+      const int64_t part_count = shape.per_channel();
+      int64_t count = 0;
+      batch_norm_merge_stats(1, shape.c, &part_count, b.split_mean.data(), b.split_m2.data(),
+                             b.merged_mean.data(), b.merged_m2.data(), &count);
+      batch_norm_forward_with_stats(b.x.data(), shape, b.weight.data(), b.bias.data(),
+                                    b.merged_mean.data(), b.merged_m2.data(), count, running, kEps,
+                                    b.out_bnlab.data(), b.save_mean.data(), b.save_invstd.data());
+      break;
+    }
+    case Op::split_backward:
+      batch_norm_backward_reduce(b.x.data(), b.dy.data(), shape, b.save_mean.data(),
+                                 b.save_invstd.data(), b.sum_dy.data(), b.sum_dy_xhat.data());
+      batch_norm_backward_with_sums(b.x.data(), b.dy.data(), shape, b.weight.data(),
+                                    b.save_mean.data(), b.save_invstd.data(), b.sum_dy.data(),
+                                    b.sum_dy_xhat.data(), shape.per_channel(), b.out_bnlab.data());
+      break;
     case Op::forward_backward:
       // y, then dx over it: the same bytes move as with two buffers.
       call_bnlab({the_case.dims, the_case.layout, Op::train_forward}, shape, b);
@@ -98,7 +121,8 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
       allocated_dims = the_case.dims;
     }
     const BatchNormShape shape = the_case.batch_norm_shape();
-    if (the_case.op == Op::backward || the_case.op == Op::forward_backward) {
+    if (the_case.op == Op::backward || the_case.op == Op::forward_backward ||
+        the_case.op == Op::split_backward) {
       // Backward reads the saved statistics of a forward on the same x.
       Case forward = the_case;
       forward.op = Op::train_forward;

@@ -98,6 +98,7 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
   switch (the_case.op) {
     case Op::train_forward:
     case Op::train_forward_relu:
+    case Op::split_forward:
       return time_calls([&] { train.execute(stream, train_args), stream.wait(); }, policy);
     case Op::inference_forward: {
       dnnl::batch_normalization_forward::primitive_desc pd(
@@ -112,6 +113,7 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
       return time_calls([&] { inference.execute(stream, args), stream.wait(); }, policy);
     }
     case Op::backward:
+    case Op::split_backward:
     case Op::forward_backward: {
       // The statistics of x, from oneDNN's own forward (untimed).
       train.execute(stream, train_args);
@@ -125,7 +127,7 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
           {DNNL_ARG_SCALE, scale},       {DNNL_ARG_SHIFT, shift},
           {DNNL_ARG_DIFF_SRC, out},
           {DNNL_ARG_DIFF_SCALE, diff_scale}, {DNNL_ARG_DIFF_SHIFT, diff_shift}};
-      if (the_case.op == Op::backward)
+      if (the_case.op == Op::backward || the_case.op == Op::split_backward)
         return time_calls([&] { backward.execute(stream, args), stream.wait(); }, policy);
       return time_calls(
           [&] {

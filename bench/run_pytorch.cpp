@@ -77,10 +77,11 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   request["cases"] = nlohmann::json::array();
   for (const CaseResult& r : results) {
     if (r.the_case.layout == BenchLayout::blocked16) continue;  // no such layout in PyTorch
-    request["cases"].push_back({{"id", r.the_case.id()},
-                                {"dims", r.the_case.dims},
-                                {"layout", layout_name(r.the_case.layout)},
-                                {"op", op_name(r.the_case.op)}});
+    request["cases"].push_back(
+        {{"id", r.the_case.id()},
+         {"dims", r.the_case.dims},
+         {"layout", layout_name(r.the_case.layout)},
+         {"op", op_name(fused_op(r.the_case.op))}});  // a split op's peer: the fused one
   }
 
   int exit_code = 0;
@@ -111,6 +112,7 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
       r.pytorch.note = "n/a: PyTorch has no nChw16c layout";
       continue;
     }
+
     const auto found = by_id.find(r.the_case.id());
     if (found == by_id.end()) {
       r.pytorch.note = "no result";

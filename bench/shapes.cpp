@@ -13,6 +13,10 @@ const char* op_name(Op op) {
     case Op::inference_forward: return "inference_forward";
     case Op::backward: return "backward";
     case Op::forward_backward: return "forward_backward";
+    case Op::split_forward:
+      return "split_forward";
+    case Op::split_backward:
+      return "split_backward";
   }
   return "?";
 }
@@ -24,8 +28,20 @@ int op_passes(Op op) {
     case Op::inference_forward: return 2;
     case Op::backward: return 5;
     case Op::forward_backward: return 8;
+    case Op::split_forward:
+      return 3;
+    case Op::split_backward:
+      return 5;
   }
   return 0;
+}
+
+bool is_split(Op op) { return op == Op::split_forward || op == Op::split_backward; }
+
+Op fused_op(Op op) {
+  if (op == Op::split_forward) return Op::train_forward;
+  if (op == Op::split_backward) return Op::backward;
+  return op;
 }
 
 const char* layout_name(BenchLayout layout) {
@@ -78,7 +94,8 @@ std::vector<ShapeEntry> shape_table(bool quick) {
     return {
         {{4, 8, 16, 16},
          both,
-         {train_forward, train_forward_relu, inference_forward, backward, forward_backward}},
+         {train_forward, train_forward_relu, inference_forward, backward, forward_backward,
+          split_forward, split_backward}},
         {{16, 32}, {nc}, three},
         {{2, 4, 4, 8, 8}, both, three},
         {{2, 16, 4, 4}, {blocked16}, three},
@@ -90,10 +107,13 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       {{32, 64, 56, 56}, all, three},
       {{32, 256, 56, 56},
        all,
-       {train_forward, train_forward_relu, inference_forward, backward, forward_backward}},
+       {train_forward, train_forward_relu, inference_forward, backward, forward_backward,
+        split_forward, split_backward}},
       {{32, 64, 112, 112}, all, three},
       // BatchNorm1d after a Linear layer (s = 1).
-      {{256, 1024}, {nc}, three},
+      {{256, 1024},
+       {nc},
+       {train_forward, inference_forward, backward, split_forward, split_backward}},
       {{64, 512}, {nc}, three},
       // BatchNorm3d: a video or volume network's early layer.
       {{8, 32, 16, 32, 32}, both, three},

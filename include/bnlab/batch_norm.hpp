@@ -88,6 +88,52 @@ void batch_norm_backward_inference(const float* x, const float* dy, const BatchN
                                    Activation activation = Activation::none,
                                    const float* y = nullptr);
 
+// ---- The pieces of a synchronized (multi-process) batch norm ----
+// Each process holds a part of the batch (n may differ between parts, and may
+// be 0). Statistics cross processes as doubles: per channel a count, a mean
+// and m2 = sum((x - mean)^2).
+//   stats per part -> merge (or allreduce) -> forward_with_stats on each part;
+//   backward_reduce per part -> sum the sums -> backward_with_sums on each part.
+
+// This part's per-channel mean and m2 over its n*s values (c each). n*s == 0:
+// mean and m2 are 0 (count 0, which a merge skips).
+void batch_norm_stats(const float* x, const BatchNormShape& shape, double* mean, double* m2);
+
+// Merges parts in part order (Chan et al.): part p has counts[p] values per
+// channel, means[p*c + j] and m2s[p*c + j]. Writes mean, m2 (c each) and the
+// total count. Parts with count 0 are skipped.
+void batch_norm_merge_stats(int64_t parts, int64_t c, const int64_t* counts, const double* means,
+                            const double* m2s, double* mean, double* m2, int64_t* count);
+
+// The training forward of this part with the batch's statistics over `count`
+// values per channel (count >= n*s; count == 1 throws too_few_values):
+//   var = m2/count, then as batch_norm_forward_training: y, save_*, and the
+//   running statistics (Bessel's factor count/(count - 1)), untouched when
+//   the statistics are not finite.
+BatchNormStatus batch_norm_forward_with_stats(const float* x, const BatchNormShape& shape,
+                                              const float* weight, const float* bias,
+                                              const double* mean, const double* m2, int64_t count,
+                                              const RunningStats& running, double eps, float* y,
+                                              float* save_mean, float* save_invstd,
+                                              Activation activation = Activation::none);
+
+// This part's backward sums (c each), g = dy (masked by y > 0 under the fused ReLU):
+//   sum_dy = sum(g),  sum_dy_xhat = sum(g * (x - save_mean) * save_invstd)
+// Summed over the parts they are dbias and dweight.
+void batch_norm_backward_reduce(const float* x, const float* dy, const BatchNormShape& shape,
+                                const float* save_mean, const float* save_invstd, double* sum_dy,
+                                double* sum_dy_xhat, Activation activation = Activation::none,
+                                const float* y = nullptr);
+
+// This part's dx from the sums over all parts, M = count (>= n*s):
+//   dx = weight*invstd*(g - sum_dy/M - xhat*sum_dy_xhat/M)
+void batch_norm_backward_with_sums(const float* x, const float* dy, const BatchNormShape& shape,
+                                   const float* weight, const float* save_mean,
+                                   const float* save_invstd, const double* sum_dy,
+                                   const double* sum_dy_xhat, int64_t count, float* dx,
+                                   Activation activation = Activation::none,
+                                   const float* y = nullptr);
+
 // Vector code selection, for tests and benchmarks. "auto" picks the best the
 // CPU runs; "plain" is the scalar reference loop; other names are the Highway
 // targets compiled into this build that the CPU supports (e.g. "AVX3", "AVX2").

@@ -68,6 +68,50 @@ BNLAB_API bnlab_status bnlab_batch_norm_backward(
     const float* weight, const float* save_mean, const float* save_invstd,
     float* dx, float* dweight, float* dbias);        /* each output may be NULL */
 
+/* The pieces of a synchronized (multi-process) batch norm. Each process holds a part of the
+ * batch (n may differ between parts, and may be 0); statistics cross processes as doubles:
+ *   stats on each part -> merge -> forward_with_stats on each part;
+ *   backward_reduce on each part -> add the sums of the parts -> backward_with_sums on each part. */
+
+/* Per-channel statistics of this process's part of the batch: count = n*s values per channel.
+ *   mean = sum(x) / (n*s);  m2 = sum((x - mean)^2)            (both 0 when n*s == 0) */
+BNLAB_API bnlab_status bnlab_batch_norm_stats(
+    const float* x, int64_t n, int64_t c, int64_t s, bnlab_layout layout,
+    double* mean, double* m2);                                /* c each */
+
+/* Merge parts in part order (Chan et al.): counts[p], means[p*c + j], m2s[p*c + j] for p < parts.
+ *   count = count_a + count_b;  delta = mean_b - mean_a
+ *   mean = mean_a + delta * count_b / count
+ *   m2   = m2_a + m2_b + delta^2 * count_a * count_b / count
+ * Parts with count 0 are skipped; with none left, count = 0 and mean = m2 = 0. */
+BNLAB_API bnlab_status bnlab_batch_norm_merge_stats(
+    int64_t parts, int64_t c, const int64_t* counts,
+    const double* means, const double* m2s,
+    double* mean, double* m2, int64_t* count);
+
+/* The training forward with given (global) statistics over `count` values: y, save_mean, save_invstd,
+ * and the running statistics updated as bnlab_batch_norm_forward_training would with `count` values.
+ *   var = m2 / count;  invstd = 1 / sqrt(var + eps);  y = (x - mean) * invstd * weight[j] + bias[j]
+ * count must be at least n*s (BNLAB_INVALID_ARGUMENT) and above 1 (BNLAB_TOO_FEW_VALUES). */
+BNLAB_API bnlab_status bnlab_batch_norm_forward_with_stats(
+    const float* x, int64_t n, int64_t c, int64_t s, bnlab_layout layout,
+    const float* weight, const float* bias, const double* mean, const double* m2, int64_t count,
+    float* running_mean, float* running_var, double momentum, int unbiased_running_var, double eps,
+    float* y, float* save_mean, float* save_invstd);
+
+/* The backward in two steps: this process's sums, then dx from the summed sums over `count` values.
+ *   sum_dy = sum(dy);  sum_dy_xhat = sum(dy * xhat),  xhat = (x - save_mean) * save_invstd
+ * (added over the parts they are dbias and dweight), then with M = count (at least n*s):
+ *   dx = weight * save_invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) */
+BNLAB_API bnlab_status bnlab_batch_norm_backward_reduce(
+    const float* x, const float* dy, int64_t n, int64_t c, int64_t s,
+    bnlab_layout layout, const float* save_mean, const float* save_invstd,
+    double* sum_dy, double* sum_dy_xhat);                     /* c each */
+BNLAB_API bnlab_status bnlab_batch_norm_backward_with_sums(
+    const float* x, const float* dy, int64_t n, int64_t c, int64_t s,
+    bnlab_layout layout, const float* weight, const float* save_mean, const float* save_invstd,
+    const double* sum_dy, const double* sum_dy_xhat, int64_t count, float* dx);
+
 BNLAB_API const char* bnlab_status_string(bnlab_status status);
 BNLAB_API const char* bnlab_last_error(void); /* message of this thread's last failure */
 BNLAB_API void bnlab_set_num_threads(int threads);

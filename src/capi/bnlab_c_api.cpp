@@ -48,6 +48,10 @@ int enum_bits(const Enum& value) {
   return bits;
 }
 
+constexpr const char* kNonFinite =
+    "the batch's statistics are not finite (NaN or Inf in x); the running statistics were left "
+    "unchanged";
+
 bnlab::BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, const bnlab_layout& layout) {
   return {n, c, s, static_cast<bnlab::Layout>(enum_bits(layout))};
 }
@@ -68,10 +72,7 @@ bnlab_status bnlab_batch_norm_forward_training(const float* x, int64_t n, int64_
     const auto status = bnlab::batch_norm_forward_training(x, make_shape(n, c, s, layout), weight,
                                                            bias, running, eps, y, save_mean,
                                                            save_invstd);
-    if (status == bnlab::BatchNormStatus::non_finite)
-      return fail(BNLAB_NON_FINITE,
-                  "the batch's statistics are not finite (NaN or Inf in x); the running "
-                  "statistics were left unchanged");
+    if (status == bnlab::BatchNormStatus::non_finite) return fail(BNLAB_NON_FINITE, kNonFinite);
     return BNLAB_OK;
   });
 }
@@ -94,6 +95,63 @@ bnlab_status bnlab_batch_norm_backward(const float* x, const float* dy, int64_t 
   return guarded([&] {
     bnlab::batch_norm_backward(x, dy, make_shape(n, c, s, layout), weight, save_mean, save_invstd,
                                dx, dweight, dbias);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_stats(const float* x, int64_t n, int64_t c, int64_t s,
+                                    bnlab_layout layout, double* mean, double* m2) {
+  return guarded([&] {
+    bnlab::batch_norm_stats(x, make_shape(n, c, s, layout), mean, m2);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_merge_stats(int64_t parts, int64_t c, const int64_t* counts,
+                                          const double* means, const double* m2s, double* mean,
+                                          double* m2, int64_t* count) {
+  return guarded([&] {
+    bnlab::batch_norm_merge_stats(parts, c, counts, means, m2s, mean, m2, count);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_forward_with_stats(
+    const float* x, int64_t n, int64_t c, int64_t s, bnlab_layout layout, const float* weight,
+    const float* bias, const double* mean, const double* m2, int64_t count, float* running_mean,
+    float* running_var, double momentum, int unbiased_running_var, double eps, float* y,
+    float* save_mean, float* save_invstd) {
+  return guarded([&] {
+    const bnlab::RunningStats running{running_mean, running_var, momentum,
+                                      unbiased_running_var != 0};
+    const auto status =
+        bnlab::batch_norm_forward_with_stats(x, make_shape(n, c, s, layout), weight, bias, mean, m2,
+                                             count, running, eps, y, save_mean, save_invstd);
+    if (status == bnlab::BatchNormStatus::non_finite) return fail(BNLAB_NON_FINITE, kNonFinite);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_backward_reduce(const float* x, const float* dy, int64_t n, int64_t c,
+                                              int64_t s, bnlab_layout layout,
+                                              const float* save_mean, const float* save_invstd,
+                                              double* sum_dy, double* sum_dy_xhat) {
+  return guarded([&] {
+    bnlab::batch_norm_backward_reduce(x, dy, make_shape(n, c, s, layout), save_mean, save_invstd,
+                                      sum_dy, sum_dy_xhat);
+    return BNLAB_OK;
+  });
+}
+
+bnlab_status bnlab_batch_norm_backward_with_sums(const float* x, const float* dy, int64_t n,
+                                                 int64_t c, int64_t s, bnlab_layout layout,
+                                                 const float* weight, const float* save_mean,
+                                                 const float* save_invstd, const double* sum_dy,
+                                                 const double* sum_dy_xhat, int64_t count,
+                                                 float* dx) {
+  return guarded([&] {
+    bnlab::batch_norm_backward_with_sums(x, dy, make_shape(n, c, s, layout), weight, save_mean,
+                                         save_invstd, sum_dy, sum_dy_xhat, count, dx);
     return BNLAB_OK;
   });
 }

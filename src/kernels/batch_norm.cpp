@@ -140,15 +140,49 @@ struct Stat {
   double count = 0.0;
   double mean = 0.0;
   double m2 = 0.0;
-  void merge(double count_b, double mean_b, double m2_b) {
-    if (count_b == 0.0) return;
-    const double total = count + count_b;
-    const double delta = mean_b - mean;
-    mean += delta * count_b / total;
-    m2 += m2_b + delta * delta * count * count_b / total;
+  void store(double* mean_out, double* m2_out, int64_t j) const {
+    mean_out[j] = mean;
+    m2_out[j] = m2;
+  }
+  void merge(const Stat& b) {
+    if (b.count == 0.0) return;
+    if (count == 0.0) {  // the first part is the total so far, without a division
+      *this = b;
+      return;
+    }
+    const double total = count + b.count;
+    const double delta = b.mean - mean;
+    mean += delta * b.count / total;
+    m2 += b.m2 + delta * delta * count * b.count / total;
     count = total;
   }
 };
+
+// The backward's two sums of one channel (or column): sum(g), sum(g * (x - mean)).
+struct GradSums {
+  double dy = 0.0;
+  double dy_xmu = 0.0;
+  void store(double* dy_out, double* dy_xmu_out, int64_t j) const {
+    dy_out[j] = dy;
+    dy_xmu_out[j] = dy_xmu;
+  }
+  void merge(const GradSums& b) {
+    dy += b.dy;
+    dy_xmu += b.dy_xmu;
+  }
+};
+
+// The one parts-to-channel merge: for each channel j in [j_begin, j_end), its
+// parts part(j, k), k < parts, merged in order into out_a[j] and out_b[j].
+template <class Total, class Part>
+void merge_parts(int64_t j_begin, int64_t j_end, int64_t parts, const Part& part, double* out_a,
+                 double* out_b) {
+  for (int64_t j = j_begin; j < j_end; ++j) {
+    Total total;
+    for (int64_t k = 0; k < parts; ++k) total.merge(part(j, k));
+    total.store(out_a, out_b, j);
+  }
+}
 
 // ---- spans (channels-first, s >= kSpanMin) ----
 
@@ -175,8 +209,8 @@ struct SpanPlan {
   int64_t channel(int64_t u) const { return (u / blocks) % c; }
 };
 
-// Per channel mean and biased variance, over the span plan.
-void span_channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* var) {
+// Per channel mean and m2 = sum((x - mean)^2), over the span plan.
+void span_channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
   const SpanPlan plan(sh);
   Stat* parts = reinterpret_cast<Stat*>(t_workspace.d(static_cast<size_t>(3 * plan.parts * sh.c)));
   parallel_for(plan.parts, sh.numel(), [&](int64_t p) {
@@ -185,18 +219,11 @@ void span_channel_moments(const float* x, const BatchNormShape& sh, double* mean
     for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
       const int64_t len = plan.length(u);
       const Moments m = loops().span_moments(x + plan.offset(u), len);
-      acc[plan.channel(u)].merge(static_cast<double>(len), m.mean, m.m2);
+      acc[plan.channel(u)].merge({static_cast<double>(len), m.mean, m.m2});
     }
   });
-  for (int64_t j = 0; j < sh.c; ++j) {
-    Stat st;
-    for (int64_t p = 0; p < plan.parts; ++p) {
-      const Stat& q = parts[p * sh.c + j];
-      st.merge(q.count, q.mean, q.m2);
-    }
-    mean[j] = st.mean;
-    var[j] = st.m2 / st.count;
-  }
+  merge_parts<Stat>(
+      0, sh.c, plan.parts, [&](int64_t j, int64_t p) { return parts[p * sh.c + j]; }, mean, m2);
 }
 
 // ---- the rows view (channels-last, or channels-first with s < kSpanMin) ----
@@ -256,12 +283,12 @@ struct RowsPlan {
   int64_t column_pitch() const { return (width + 15) / 16 * 16; }
 };
 
-// Per channel mean and biased variance, over the rows view.
-void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPlan& plan,
-                          double* mean, double* var) {
-  Workspace& ws = t_workspace;
+// Per channel mean and m2, over the rows view: the parts of each column, then
+// the columns of each channel, in order.
+void rows_channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
+  const RowsPlan plan(sh);
   const int64_t cols = plan.width;
-  double* part_mean = ws.d(static_cast<size_t>(2 * plan.parts * cols + 3 * sh.c));
+  double* part_mean = t_workspace.d(static_cast<size_t>(2 * plan.parts * cols));
   double* part_m2 = part_mean + plan.parts * cols;
   parallel_for(plan.parts * plan.tiles, sh.numel(), [&](int64_t task) {
     const int64_t p = task / plan.tiles, t = task % plan.tiles;
@@ -271,26 +298,15 @@ void rows_channel_moments(const float* x, const BatchNormShape& sh, const RowsPl
     double* pq = part_m2 + p * cols + w0;
     rows_moments_merged(x + r0 * cols + w0, r1 - r0, cols, tw, plan.block_rows, pm, pq);
   });
-  // One part and one column per channel (an MLP's (N, C) batch): each
-  // column's moments are its channel's, without a merge (a division) per channel.
-  if (plan.parts == 1 && plan.per_column_group == 1) {
-    const double inv_rows = 1.0 / static_cast<double>(plan.rows);
-    for (int64_t j = 0; j < sh.c; ++j) {
-      mean[j] = part_mean[j];
-      var[j] = part_m2[j] * inv_rows;
-    }
-    return;
-  }
-  // Merge the parts of each column, then the columns of each channel, in order.
-  for (int64_t j = 0; j < sh.c; ++j) {
-    Stat st;
-    for (int64_t w = j * plan.per_column_group; w < (j + 1) * plan.per_column_group; ++w)
-      for (int64_t p = 0; p < plan.parts; ++p)
-        st.merge(static_cast<double>(plan.row_begin(p + 1) - plan.row_begin(p)),
-                 part_mean[p * cols + w], part_m2[p * cols + w]);
-    mean[j] = st.mean;
-    var[j] = st.m2 / st.count;
-  }
+  const int64_t group = plan.per_column_group;
+  merge_parts<Stat>(
+      0, sh.c, group * plan.parts,
+      [&](int64_t j, int64_t k) {
+        const int64_t w = j * group + k / plan.parts, p = k % plan.parts;
+        return Stat{static_cast<double>(plan.row_begin(p + 1) - plan.row_begin(p)),
+                    part_mean[p * cols + w], part_m2[p * cols + w]};
+      },
+      mean, m2);
 }
 
 // ---- blocks of 16 channels (blocked16, oneDNN's nChw16c) ----
@@ -314,10 +330,9 @@ struct BlockedPlan {
   }
 };
 
-// Per channel mean and biased variance: each unit's 16 columns, then the units
-// of each block merged in sample order.
-void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* mean,
-                             double* var) {
+// Per channel mean and m2: each unit's 16 columns, then the units of each
+// block merged in sample order.
+void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
   const BlockedPlan plan(sh);
   double* part_mean = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
   double* part_m2 = part_mean + plan.units * kBlockWidth;
@@ -325,14 +340,23 @@ void blocked_channel_moments(const float* x, const BatchNormShape& sh, double* m
     rows_moments_merged(x + plan.offset(u), plan.s, kBlockWidth, kBlockWidth, plan.block_rows,
                         part_mean + u * kBlockWidth, part_m2 + u * kBlockWidth);
   });
-  for (int64_t j = 0; j < sh.c; ++j) {
-    Stat st;
-    for (int64_t i = 0; i < sh.n; ++i) {
-      const int64_t col = plan.column(i, j);
-      st.merge(static_cast<double>(plan.s), part_mean[col], part_m2[col]);
-    }
-    mean[j] = st.mean;
-    var[j] = st.m2 / st.count;
+  merge_parts<Stat>(
+      0, sh.c, sh.n,
+      [&](int64_t j, int64_t i) {
+        const int64_t col = plan.column(i, j);
+        return Stat{static_cast<double>(plan.s), part_mean[col], part_m2[col]};
+      },
+      mean, m2);
+}
+
+// Per channel mean and m2 = sum((x - mean)^2) of a non-empty tensor, by layout.
+void channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
+  if (sh.layout == Layout::blocked16) {
+    blocked_channel_moments(x, sh, mean, m2);
+  } else if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    span_channel_moments(x, sh, mean, m2);
+  } else {
+    rows_channel_moments(x, sh, mean, m2);
   }
 }
 
@@ -430,6 +454,78 @@ void validate(const BatchNormShape& shape) {
                 ", s=" + std::to_string(shape.s));
 }
 
+namespace kernels {
+namespace {
+
+void check_running(const RunningStats& running) {
+  if ((running.mean == nullptr) != (running.var == nullptr))
+    throw Error(std::string(running.mean == nullptr ? "running_mean" : "running_var") +
+                " must not be null when the other running statistic is given");
+  if (running.mean != nullptr && !(running.momentum >= 0.0 && running.momentum <= 1.0))
+    throw Error("momentum must be in [0, 1], got " + std::to_string(running.momentum));
+}
+
+// A part of a batch of `count` values per channel.
+void check_count(int64_t count, const BatchNormShape& sh) {
+  if (count < sh.per_channel())
+    throw Error("count must be at least this part's n*s=" + std::to_string(sh.per_channel()) +
+                ", got " + std::to_string(count));
+}
+
+void check_training_count(int64_t count, const BatchNormShape& sh) {
+  if (count <= 1)
+    throw Error(ErrorCode::too_few_values,
+                "expected more than 1 value per channel when training, got " +
+                    std::to_string(count) + " (n=" + std::to_string(sh.n) +
+                    ", s=" + std::to_string(sh.s) + ")");
+}
+
+// The training forward from each channel's mean and m2 over `count` values:
+//   var = m2/count, invstd = 1/sqrt(var + eps), y = act((x - mean)*invstd*weight + bias)
+// then save_*, and the running statistics when every statistic is finite.
+BatchNormStatus forward_from_moments(const float* x, const BatchNormShape& sh, const float* weight,
+                                     const float* bias, const double* mean, const double* m2,
+                                     int64_t count, const RunningStats& running, double eps,
+                                     float* y, float* save_mean, float* save_invstd,
+                                     Activation activation) {
+  const int64_t c = sh.c;
+  const double count_d = static_cast<double>(count);
+  float* mean_f = t_workspace.channel_f(4 * c);
+  float* scale = mean_f + c;
+  float* shift = scale + c;
+  float* invstd_f = shift + c;
+  bool finite = true;
+  for (int64_t j = 0; j < c; ++j) {
+    const double var = m2[j] / count_d;
+    const double invstd = 1.0 / std::sqrt(var + eps);
+    const double w = weight != nullptr ? weight[j] : 1.0;
+    mean_f[j] = static_cast<float>(mean[j]);
+    invstd_f[j] = static_cast<float>(invstd);
+    scale[j] = static_cast<float>(invstd * w);
+    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+    finite =
+        finite && finite_as_float(mean[j]) && finite_as_float(var) && std::isfinite(invstd_f[j]);
+  }
+  if (sh.numel() > 0) normalize(x, y, sh, mean_f, scale, shift, activation == Activation::relu);
+  if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);
+  if (save_invstd != nullptr) std::copy(invstd_f, invstd_f + c, save_invstd);
+  if (!finite) return BatchNormStatus::non_finite;  // running statistics untouched (pytorch#90342)
+
+  if (running.mean != nullptr) {
+    const double m = running.momentum;
+    const double bessel = running.unbiased ? count_d / (count - 1) : 1.0;
+    for (int64_t j = 0; j < c; ++j) {
+      const double var = m2[j] / count_d;
+      running.mean[j] = static_cast<float>((1.0 - m) * running.mean[j] + m * mean[j]);
+      running.var[j] = static_cast<float>((1.0 - m) * running.var[j] + m * var * bessel);
+    }
+  }
+  return BatchNormStatus::ok;
+}
+
+}  // namespace
+}  // namespace kernels
+
 BatchNormStatus batch_norm_forward_training(const float* x, const BatchNormShape& sh,
                                             const float* weight, const float* bias,
                                             const RunningStats& running, double eps, float* y,
@@ -438,67 +534,86 @@ BatchNormStatus batch_norm_forward_training(const float* x, const BatchNormShape
   using namespace kernels;
   validate(sh);
   check_eps(eps);
-  if ((running.mean == nullptr) != (running.var == nullptr))
-    throw Error(std::string(running.mean == nullptr ? "running_mean" : "running_var") +
-                " must not be null when the other running statistic is given");
-  if (running.mean != nullptr && !(running.momentum >= 0.0 && running.momentum <= 1.0))
-    throw Error("momentum must be in [0, 1], got " + std::to_string(running.momentum));
+  check_running(running);
   if (sh.c == 0) return BatchNormStatus::ok;
-  const int64_t m_count = sh.per_channel();
-  if (m_count <= 1)
-    throw Error(ErrorCode::too_few_values,
-                "expected more than 1 value per channel when training, got n*s=" +
-                    std::to_string(m_count) + " (n=" + std::to_string(sh.n) +
-                    ", s=" + std::to_string(sh.s) + ")");
+  check_training_count(sh.per_channel(), sh);
   check_not_null(x, "x");
   check_not_null(y, "y");
+  double* mean = t_workspace.channel_d(2 * sh.c);
+  double* m2 = mean + sh.c;
+  channel_moments(x, sh, mean, m2);
+  return forward_from_moments(x, sh, weight, bias, mean, m2, sh.per_channel(), running, eps, y,
+                              save_mean, save_invstd, activation);
+}
 
-  const bool relu = activation == Activation::relu;
-  const int64_t c = sh.c;
-  double* ch_mean = t_workspace.channel_d(2 * c);
-  double* ch_var = ch_mean + c;
-  float* mean_f = t_workspace.channel_f(4 * c);
-  float* scale = mean_f + c;
-  float* shift = scale + c;
-  float* invstd_f = shift + c;
-
-  // From a channel's moments to what the normalize pass needs.
-  auto finish_channel = [&](int64_t j) {
-    const double invstd = 1.0 / std::sqrt(ch_var[j] + eps);
-    const double w = weight != nullptr ? weight[j] : 1.0;
-    mean_f[j] = static_cast<float>(ch_mean[j]);
-    invstd_f[j] = static_cast<float>(invstd);
-    scale[j] = static_cast<float>(invstd * w);
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
-  };
-
-  if (sh.layout == Layout::blocked16) {
-    blocked_channel_moments(x, sh, ch_mean, ch_var);
-  } else if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
-    span_channel_moments(x, sh, ch_mean, ch_var);
-  } else {
-    rows_channel_moments(x, sh, RowsPlan(sh), ch_mean, ch_var);
+void batch_norm_stats(const float* x, const BatchNormShape& sh, double* mean, double* m2) {
+  using namespace kernels;
+  validate(sh);
+  if (sh.c == 0) return;
+  check_not_null(mean, "mean");
+  check_not_null(m2, "m2");
+  if (sh.numel() == 0) {  // an empty part: count 0, which a merge skips
+    std::fill(mean, mean + sh.c, 0.0);
+    std::fill(m2, m2 + sh.c, 0.0);
+    return;
   }
-  for (int64_t j = 0; j < c; ++j) finish_channel(j);
-  normalize(x, y, sh, mean_f, scale, shift, relu);
+  check_not_null(x, "x");
+  channel_moments(x, sh, mean, m2);
+}
 
-  bool finite = true;
-  for (int64_t j = 0; j < c; ++j)
-    finite = finite && finite_as_float(ch_mean[j]) && finite_as_float(ch_var[j]) &&
-             std::isfinite(invstd_f[j]);
-  if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);
-  if (save_invstd != nullptr) std::copy(invstd_f, invstd_f + c, save_invstd);
-  if (!finite) return BatchNormStatus::non_finite;  // running statistics untouched (pytorch#90342)
-
-  if (running.mean != nullptr) {
-    const double m = running.momentum;
-    const double bessel = running.unbiased ? static_cast<double>(m_count) / (m_count - 1) : 1.0;
-    for (int64_t j = 0; j < c; ++j) {
-      running.mean[j] = static_cast<float>((1.0 - m) * running.mean[j] + m * ch_mean[j]);
-      running.var[j] = static_cast<float>((1.0 - m) * running.var[j] + m * ch_var[j] * bessel);
+void batch_norm_merge_stats(int64_t parts, int64_t c, const int64_t* counts, const double* means,
+                            const double* m2s, double* mean, double* m2, int64_t* count) {
+  using namespace kernels;
+  if (parts < 0) throw Error("parts must be non-negative, got " + std::to_string(parts));
+  if (c < 0) throw Error("c must be non-negative, got " + std::to_string(c));
+  check_not_null(count, "count");
+  if (parts > 0) check_not_null(counts, "counts");
+  int64_t total = 0;
+  for (int64_t p = 0; p < parts; ++p) {
+    if (counts[p] < 0)
+      throw Error("counts[" + std::to_string(p) + "] must be non-negative, got " +
+                  std::to_string(counts[p]));
+    if (__builtin_add_overflow(total, counts[p], &total))
+      throw Error("the sum of counts overflows at counts[" + std::to_string(p) + "]");
+  }
+  if (c > 0) {
+    check_not_null(mean, "mean");
+    check_not_null(m2, "m2");
+    if (parts > 0) {
+      check_not_null(means, "means");
+      check_not_null(m2s, "m2s");
     }
   }
-  return BatchNormStatus::ok;
+  merge_parts<Stat>(
+      0, c, parts,
+      [&](int64_t j, int64_t p) {
+        return Stat{static_cast<double>(counts[p]), means[p * c + j], m2s[p * c + j]};
+      },
+      mean, m2);
+  *count = total;
+}
+
+BatchNormStatus batch_norm_forward_with_stats(const float* x, const BatchNormShape& sh,
+                                              const float* weight, const float* bias,
+                                              const double* mean, const double* m2, int64_t count,
+                                              const RunningStats& running, double eps, float* y,
+                                              float* save_mean, float* save_invstd,
+                                              Activation activation) {
+  using namespace kernels;
+  validate(sh);
+  check_eps(eps);
+  check_running(running);
+  check_count(count, sh);
+  if (sh.c == 0) return BatchNormStatus::ok;
+  check_training_count(count, sh);
+  check_not_null(mean, "mean");
+  check_not_null(m2, "m2");
+  if (sh.numel() > 0) {
+    check_not_null(x, "x");
+    check_not_null(y, "y");
+  }
+  return forward_from_moments(x, sh, weight, bias, mean, m2, count, running, eps, y, save_mean,
+                              save_invstd, activation);
 }
 
 void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, const float* weight,
@@ -528,8 +643,192 @@ void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, cons
 namespace kernels {
 namespace {
 
+const float* offset_or_null(const float* p, int64_t off) {
+  return p == nullptr ? nullptr : p + off;
+}
+
+// What a dx pass reads and writes: dx = a*g + b*(x - mean) + c per channel,
+// g = dy, or 0 where relu_y <= 0 (the fused ReLU's mask) when relu_y is given.
+struct GradInput {
+  const float* x;
+  const float* dy;
+  const float* relu_y;
+  float* dx;
+  const float* mean;
+  const float* a;
+  const float* b;
+  const float* c;
+};
+
+// ---- the backward's sums, sum(g) and sum(g * (x - mean)) per channel ----
+
+void span_channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                            double* sum_dy_xmu) {
+  const SpanPlan plan(sh);
+  GradSums* parts =
+      reinterpret_cast<GradSums*>(t_workspace.d(static_cast<size_t>(2 * plan.parts * sh.c)));
+  parallel_for(plan.parts, 2 * sh.numel(), [&](int64_t p) {
+    GradSums* acc = parts + p * sh.c;
+    std::fill(acc, acc + sh.c, GradSums{});
+    for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
+      const int64_t off = plan.offset(u), j = plan.channel(u);
+      loops().span_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), plan.length(u),
+                             g.mean[j], &acc[j].dy, &acc[j].dy_xmu);
+    }
+  });
+  merge_parts<GradSums>(
+      0, sh.c, plan.parts, [&](int64_t j, int64_t p) { return parts[p * sh.c + j]; }, sum_dy,
+      sum_dy_xmu);
+}
+
+void rows_channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                            double* sum_dy_xmu) {
+  const RowsPlan plan(sh);
+  const int64_t cols = plan.width;
+  double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.parts * cols));
+  double* part_sx = part_s + plan.parts * cols;
+  const float* mean_cols =
+      per_column(g.mean, plan, t_workspace.f(static_cast<size_t>(plan.column_pitch())));
+  parallel_for(plan.parts * plan.tiles, 2 * sh.numel(), [&](int64_t task) {
+    const int64_t p = task / plan.tiles, t = task % plan.tiles;
+    const int64_t w0 = t * plan.tile, tw = std::min(plan.tile, cols - w0);
+    const int64_t r0 = plan.row_begin(p), r1 = plan.row_begin(p + 1);
+    std::fill(part_s + p * cols + w0, part_s + p * cols + w0 + tw, 0.0);
+    std::fill(part_sx + p * cols + w0, part_sx + p * cols + w0 + tw, 0.0);
+    float scr[2 * kTileWidth];
+    for (int64_t r = r0; r < r1; r += plan.block_rows) {
+      const int64_t br = std::min(plan.block_rows, r1 - r);
+      const int64_t off = r * cols + w0;
+      loops().rows_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), br, cols, tw,
+                             mean_cols + w0, part_s + p * cols + w0, part_sx + p * cols + w0, scr);
+    }
+  });
+  const int64_t group = plan.per_column_group;
+  merge_parts<GradSums>(
+      0, sh.c, group * plan.parts,
+      [&](int64_t j, int64_t k) {
+        const int64_t w = j * group + k / plan.parts, p = k % plan.parts;
+        return GradSums{part_s[p * cols + w], part_sx[p * cols + w]};
+      },
+      sum_dy, sum_dy_xmu);
+}
+
+// Unit u's 16 column sums into part_s[u*16 ...] and part_sx[u*16 ...].
+void blocked_unit_grad_sums(const GradInput& g, const BlockedPlan& plan, int64_t u, double* part_s,
+                            double* part_sx) {
+  const int64_t off = plan.offset(u);
+  double* ps = part_s + u * kBlockWidth;
+  double* psx = part_sx + u * kBlockWidth;
+  std::fill(ps, ps + kBlockWidth, 0.0);
+  std::fill(psx, psx + kBlockWidth, 0.0);
+  float scr[2 * kBlockWidth];
+  for (int64_t r = 0; r < plan.s; r += plan.block_rows) {
+    const int64_t rows_off = off + r * kBlockWidth;
+    loops().rows_grad_sums(g.x + rows_off, g.dy + rows_off, offset_or_null(g.relu_y, rows_off),
+                           std::min(plan.block_rows, plan.s - r), kBlockWidth, kBlockWidth,
+                           g.mean + plan.first_channel(u), ps, psx, scr);
+  }
+}
+
+// Channels [j_begin, j_end)'s sums: their units' sums added in sample order.
+void blocked_merge_grad_sums(const BlockedPlan& plan, int64_t n, int64_t j_begin, int64_t j_end,
+                             const double* part_s, const double* part_sx, double* sum_dy,
+                             double* sum_dy_xmu) {
+  merge_parts<GradSums>(
+      j_begin, j_end, n,
+      [&](int64_t j, int64_t i) {
+        const int64_t col = plan.column(i, j);
+        return GradSums{part_s[col], part_sx[col]};
+      },
+      sum_dy, sum_dy_xmu);
+}
+
+void blocked_channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                               double* sum_dy_xmu) {
+  const BlockedPlan plan(sh);
+  double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
+  double* part_sx = part_s + plan.units * kBlockWidth;
+  parallel_for(plan.units, 2 * sh.numel(),
+               [&](int64_t u) { blocked_unit_grad_sums(g, plan, u, part_s, part_sx); });
+  blocked_merge_grad_sums(plan, sh.n, 0, sh.c, part_s, part_sx, sum_dy, sum_dy_xmu);
+}
+
+// Per channel sum(g) and sum(g * (x - mean)) of a non-empty tensor, by layout
+// (g.dx and the coefficients are not read).
+void channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
+                       double* sum_dy_xmu) {
+  if (sh.layout == Layout::blocked16) {
+    blocked_channel_grad_sums(g, sh, sum_dy, sum_dy_xmu);
+  } else if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    span_channel_grad_sums(g, sh, sum_dy, sum_dy_xmu);
+  } else {
+    rows_channel_grad_sums(g, sh, sum_dy, sum_dy_xmu);
+  }
+}
+
+// ---- the dx pass ----
+
+void span_grad_input(const GradInput& g, const BatchNormShape& sh, bool stream) {
+  const SpanPlan plan(sh);
+  parallel_for(plan.parts, 3 * sh.numel(), [&](int64_t p) {
+    for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
+      const int64_t off = plan.offset(u), j = plan.channel(u);
+      loops().span_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
+                              plan.length(u), g.mean[j], g.a[j], g.b[j], g.c[j], stream);
+    }
+    if (stream) loops().store_fence();
+  });
+}
+
+void rows_grad_input(const GradInput& g, const BatchNormShape& sh, bool stream) {
+  const RowsPlan plan(sh);
+  const int64_t cols = plan.width;
+  const int64_t pitch = plan.column_pitch();
+  float* col = t_workspace.f(static_cast<size_t>(4 * pitch));
+  const float* mean = per_column(g.mean, plan, col);
+  const float* a = per_column(g.a, plan, col + pitch);
+  const float* b = per_column(g.b, plan, col + 2 * pitch);
+  const float* cst = per_column(g.c, plan, col + 3 * pitch);
+  const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
+  parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
+    const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
+    const int64_t off = r0 * cols;
+    loops().rows_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
+                            r1 - r0, cols, cols, mean, a, b, cst, stream);
+    if (stream) loops().store_fence();
+  });
+}
+
+void blocked_unit_grad_input(const GradInput& g, const BlockedPlan& plan, int64_t u, bool stream) {
+  const int64_t off = plan.offset(u), j = plan.first_channel(u);
+  loops().rows_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off, plan.s,
+                          kBlockWidth, kBlockWidth, g.mean + j, g.a + j, g.b + j, g.c + j, stream);
+}
+
+void blocked_grad_input(const GradInput& g, const BatchNormShape& sh, bool stream) {
+  const BlockedPlan plan(sh);
+  parallel_for(plan.units, 3 * sh.numel(), [&](int64_t u) {
+    blocked_unit_grad_input(g, plan, u, stream);
+    if (stream) loops().store_fence();
+  });
+}
+
+// dx = a*g + b*(x - mean) + c over a non-empty tensor, by layout.
+void grad_input(const GradInput& g, const BatchNormShape& sh) {
+  const bool stream = streams(sh);
+  if (sh.layout == Layout::blocked16) {
+    blocked_grad_input(g, sh, stream);
+  } else if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
+    span_grad_input(g, sh, stream);
+  } else {
+    rows_grad_input(g, sh, stream);
+  }
+}
+
+// ---- the fused backward ----
+
 // The backward of both modes. With constant_statistics (eval mode) mean and
-// invstd are the running statistics' and dx = weight*invstd*g: the b and cst
+// invstd are the running statistics' and dx = weight*invstd*g: the b and c
 // coefficients below are 0; the sums for dweight and dbias are the same.
 void backward(const float* x, const float* dy, const BatchNormShape& sh, const float* weight,
               const float* save_mean, const float* save_invstd, float* dx, float* dweight,
@@ -554,9 +853,8 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
   const double inv_m = 1.0 / static_cast<double>(sh.per_channel());
   double* sum_dy = t_workspace.channel_d(2 * c);
   double* sum_dy_xmu = sum_dy + c;
-  float* coef = t_workspace.channel_f(3 * c);  // a, b, cst of dx = a*g + b*(x - mean) + cst
-  float* coef_b = coef + c;
-  float* coef_c = coef_b + c;
+  float* coef = t_workspace.channel_f(3 * c);  // a, b, c of dx = a*g + b*(x - mean) + c
+  const GradInput g{x, dy, relu_y, dx, save_mean, coef, coef + c, coef + 2 * c};
 
   // From a channel's sums to dweight, dbias and the dx coefficients.
   auto finish_channel = [&](int64_t j) {
@@ -565,12 +863,12 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
     if (dweight != nullptr) dweight[j] = static_cast<float>(sum_dy_xmu[j] * invstd);
     if (dbias != nullptr) dbias[j] = static_cast<float>(sum_dy[j]);
     coef[j] = static_cast<float>(w * invstd);
-    coef_b[j] = constant_statistics
-                    ? 0.0f
-                    : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] * inv_m);
-    coef_c[j] = constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] * inv_m);
+    coef[c + j] = constant_statistics
+                      ? 0.0f
+                      : static_cast<float>(-w * invstd * invstd * invstd * sum_dy_xmu[j] * inv_m);
+    coef[2 * c + j] =
+        constant_statistics ? 0.0f : static_cast<float>(-w * invstd * sum_dy[j] * inv_m);
   };
-  auto at = [](const float* p, int64_t off) { return p == nullptr ? nullptr : p + off; };
   const bool stream = streams(sh);
 
   if (backward_by_channel(sh)) {
@@ -580,8 +878,8 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       double s_dy = 0.0, s_dy_xmu = 0.0;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), sh.s, save_mean[j], &s_dy,
-                               &s_dy_xmu);
+        loops().span_grad_sums(x + off, dy + off, offset_or_null(relu_y, off), sh.s, save_mean[j],
+                               &s_dy, &s_dy_xmu);
       }
       sum_dy[j] = s_dy;
       sum_dy_xmu[j] = s_dy_xmu;
@@ -589,146 +887,35 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
       if (dx == nullptr) return;
       for (int64_t i = 0; i < sh.n; ++i) {
         const int64_t off = (i * c + j) * sh.s;
-        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, sh.s, save_mean[j],
-                                coef[j], coef_b[j], coef_c[j], stream);
+        loops().span_grad_input(x + off, dy + off, offset_or_null(relu_y, off), dx + off, sh.s,
+                                save_mean[j], g.a[j], g.b[j], g.c[j], stream);
       }
       if (stream) loops().store_fence();
     });
     return;
   }
-  if (sh.layout == Layout::blocked16) {
-    // Each unit's 16 column sums, added per channel in sample order; then dx unit by unit.
+  if (backward_by_block(sh)) {
+    // One task per block of 16 channels, as backward_by_channel: its sums over
+    // every sample, then dx over the same units, which the sums left in the LLC.
     const BlockedPlan plan(sh);
     double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.units * kBlockWidth));
     double* part_sx = part_s + plan.units * kBlockWidth;
-    const auto unit_sums = [&](int64_t u) {
-      const int64_t off = plan.offset(u);
-      double* ps = part_s + u * kBlockWidth;
-      double* psx = part_sx + u * kBlockWidth;
-      std::fill(ps, ps + kBlockWidth, 0.0);
-      std::fill(psx, psx + kBlockWidth, 0.0);
-      float scr[2 * kBlockWidth];
-      for (int64_t r = 0; r < plan.s; r += plan.block_rows) {
-        const int64_t rows_off = off + r * kBlockWidth;
-        loops().rows_grad_sums(x + rows_off, dy + rows_off, at(relu_y, rows_off),
-                               std::min(plan.block_rows, plan.s - r), kBlockWidth, kBlockWidth,
-                               save_mean + plan.first_channel(u), ps, psx, scr);
-      }
-    };
-    const auto finish_block = [&](int64_t b) {
-      for (int64_t j = b * kBlockWidth; j < (b + 1) * kBlockWidth; ++j) {
-        sum_dy[j] = sum_dy_xmu[j] = 0.0;
-        for (int64_t i = 0; i < sh.n; ++i) {
-          const int64_t col = plan.column(i, j);
-          sum_dy[j] += part_s[col];
-          sum_dy_xmu[j] += part_sx[col];
-        }
-        finish_channel(j);
-      }
-    };
-    const auto unit_dx = [&](int64_t u) {
-      const int64_t off = plan.offset(u), j = plan.first_channel(u);
-      loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.s,
-                              kBlockWidth, kBlockWidth, save_mean + j, coef + j, coef_b + j,
-                              coef_c + j, stream);
-    };
-    if (backward_by_block(sh)) {
-      // One task per channel block, as backward_by_channel: its sums over every
-      // sample, then dx over the same units, which the sums left in the LLC.
-      parallel_for(plan.blocks, 3 * sh.numel(), [&](int64_t b) {
-        for (int64_t i = 0; i < sh.n; ++i) unit_sums(i * plan.blocks + b);
-        finish_block(b);
-        if (dx == nullptr) return;
-        for (int64_t i = 0; i < sh.n; ++i) unit_dx(i * plan.blocks + b);
-        if (stream) loops().store_fence();
-      });
-      return;
-    }
-    parallel_for(plan.units, 2 * sh.numel(), unit_sums);
-    for (int64_t b = 0; b < plan.blocks; ++b) finish_block(b);
-    if (dx == nullptr) return;
-    parallel_for(plan.units, 3 * sh.numel(), [&](int64_t u) {
-      unit_dx(u);
+    parallel_for(plan.blocks, 3 * sh.numel(), [&](int64_t b) {
+      for (int64_t i = 0; i < sh.n; ++i)
+        blocked_unit_grad_sums(g, plan, i * plan.blocks + b, part_s, part_sx);
+      blocked_merge_grad_sums(plan, sh.n, b * kBlockWidth, (b + 1) * kBlockWidth, part_s, part_sx,
+                              sum_dy, sum_dy_xmu);
+      for (int64_t j = b * kBlockWidth; j < (b + 1) * kBlockWidth; ++j) finish_channel(j);
+      if (dx == nullptr) return;
+      for (int64_t i = 0; i < sh.n; ++i)
+        blocked_unit_grad_input(g, plan, i * plan.blocks + b, stream);
       if (stream) loops().store_fence();
     });
     return;
   }
-  if (sh.layout == Layout::channels_first && sh.s >= kSpanMin) {
-    // Per-channel sums by tasks over units in memory order, merged in task order.
-    const SpanPlan plan(sh);
-    double* parts = t_workspace.d(static_cast<size_t>(2 * plan.parts * c));
-    parallel_for(plan.parts, 2 * sh.numel(), [&](int64_t p) {
-      double* acc = parts + 2 * p * c;
-      std::fill(acc, acc + 2 * c, 0.0);
-      for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
-        const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_sums(x + off, dy + off, at(relu_y, off), plan.length(u), save_mean[j],
-                               &acc[2 * j], &acc[2 * j + 1]);
-      }
-    });
-    for (int64_t j = 0; j < c; ++j) {
-      sum_dy[j] = sum_dy_xmu[j] = 0.0;
-      for (int64_t p = 0; p < plan.parts; ++p) {
-        sum_dy[j] += parts[2 * (p * c + j)];
-        sum_dy_xmu[j] += parts[2 * (p * c + j) + 1];
-      }
-      finish_channel(j);
-    }
-    if (dx == nullptr) return;
-    parallel_for(plan.parts, 3 * sh.numel(), [&](int64_t p) {
-      for (int64_t u = plan.unit_begin(p); u < plan.unit_begin(p + 1); ++u) {
-        const int64_t off = plan.offset(u), j = plan.channel(u);
-        loops().span_grad_input(x + off, dy + off, at(relu_y, off), dx + off, plan.length(u),
-                                save_mean[j], coef[j], coef_b[j], coef_c[j], stream);
-      }
-      if (stream) loops().store_fence();
-    });
-    return;
-  }
-
-  // The rows view: per-column sums by (row part, tile) tasks, merged in order.
-  const RowsPlan plan(sh);
-  const int64_t cols = plan.width;
-  double* part_s = t_workspace.d(static_cast<size_t>(2 * plan.parts * cols));
-  double* part_sx = part_s + plan.parts * cols;
-  const int64_t pitch = plan.column_pitch();
-  float* col = t_workspace.f(static_cast<size_t>(4 * pitch));
-  const float* mean_cols = per_column(save_mean, plan, col);
-  parallel_for(plan.parts * plan.tiles, 2 * sh.numel(), [&](int64_t task) {
-    const int64_t p = task / plan.tiles, t = task % plan.tiles;
-    const int64_t w0 = t * plan.tile, tw = std::min(plan.tile, cols - w0);
-    const int64_t r0 = plan.row_begin(p), r1 = plan.row_begin(p + 1);
-    std::fill(part_s + p * cols + w0, part_s + p * cols + w0 + tw, 0.0);
-    std::fill(part_sx + p * cols + w0, part_sx + p * cols + w0 + tw, 0.0);
-    float scr[2 * kTileWidth];
-    for (int64_t r = r0; r < r1; r += plan.block_rows) {
-      const int64_t br = std::min(plan.block_rows, r1 - r);
-      const int64_t off = r * cols + w0;
-      loops().rows_grad_sums(x + off, dy + off, at(relu_y, off), br, cols, tw, mean_cols + w0,
-                             part_s + p * cols + w0, part_sx + p * cols + w0, scr);
-    }
-  });
-  for (int64_t j = 0; j < c; ++j) {
-    sum_dy[j] = sum_dy_xmu[j] = 0.0;
-    for (int64_t w = j * plan.per_column_group; w < (j + 1) * plan.per_column_group; ++w)
-      for (int64_t p = 0; p < plan.parts; ++p) {
-        sum_dy[j] += part_s[p * cols + w];
-        sum_dy_xmu[j] += part_sx[p * cols + w];
-      }
-    finish_channel(j);
-  }
-  if (dx == nullptr) return;
-  const float* a = per_column(coef, plan, col + pitch);
-  const float* b = per_column(coef_b, plan, col + 2 * pitch);
-  const float* cst = per_column(coef_c, plan, col + 3 * pitch);
-  const int64_t chunks = std::min<int64_t>(plan.rows, kTargetTasks);
-  parallel_for(chunks, 3 * sh.numel(), [&](int64_t k) {
-    const int64_t r0 = plan.rows * k / chunks, r1 = plan.rows * (k + 1) / chunks;
-    const int64_t off = r0 * cols;
-    loops().rows_grad_input(x + off, dy + off, at(relu_y, off), dx + off, r1 - r0, cols, cols,
-                            mean_cols, a, b, cst, stream);
-    if (stream) loops().store_fence();
-  });
+  channel_grad_sums(g, sh, sum_dy, sum_dy_xmu);
+  for (int64_t j = 0; j < c; ++j) finish_channel(j);
+  if (dx != nullptr) grad_input(g, sh);
 }
 
 }  // namespace
@@ -741,6 +928,68 @@ void batch_norm_backward(const float* x, const float* dy, const BatchNormShape& 
   validate(sh);
   kernels::backward(x, dy, sh, weight, save_mean, save_invstd, dx, dweight, dbias, activation, y,
                     false);
+}
+
+void batch_norm_backward_reduce(const float* x, const float* dy, const BatchNormShape& sh,
+                                const float* save_mean, const float* save_invstd, double* sum_dy,
+                                double* sum_dy_xhat, Activation activation, const float* y) {
+  using namespace kernels;
+  validate(sh);
+  if (sh.c == 0) return;
+  check_not_null(sum_dy, "sum_dy");
+  check_not_null(sum_dy_xhat, "sum_dy_xhat");
+  if (sh.numel() == 0) {  // an empty part adds nothing
+    std::fill(sum_dy, sum_dy + sh.c, 0.0);
+    std::fill(sum_dy_xhat, sum_dy_xhat + sh.c, 0.0);
+    return;
+  }
+  check_not_null(x, "x");
+  check_not_null(dy, "dy");
+  check_not_null(save_mean, "save_mean");
+  check_not_null(save_invstd, "save_invstd");
+  if (activation == Activation::relu)
+    check_not_null(y, "y (the fused ReLU's output, needed for its mask)");
+  const GradInput g{x,       dy,        activation == Activation::relu ? y : nullptr,
+                    nullptr, save_mean, nullptr,
+                    nullptr, nullptr};
+  channel_grad_sums(g, sh, sum_dy, sum_dy_xhat);
+  // sum(g * xhat) = invstd * sum(g * (x - mean))
+  for (int64_t j = 0; j < sh.c; ++j) sum_dy_xhat[j] *= static_cast<double>(save_invstd[j]);
+}
+
+void batch_norm_backward_with_sums(const float* x, const float* dy, const BatchNormShape& sh,
+                                   const float* weight, const float* save_mean,
+                                   const float* save_invstd, const double* sum_dy,
+                                   const double* sum_dy_xhat, int64_t count, float* dx,
+                                   Activation activation, const float* y) {
+  using namespace kernels;
+  validate(sh);
+  check_count(count, sh);
+  if (sh.numel() == 0) return;
+  check_not_null(x, "x");
+  check_not_null(dy, "dy");
+  check_not_null(save_mean, "save_mean");
+  check_not_null(save_invstd, "save_invstd");
+  check_not_null(sum_dy, "sum_dy");
+  check_not_null(sum_dy_xhat, "sum_dy_xhat");
+  check_not_null(dx, "dx");
+  if (activation == Activation::relu)
+    check_not_null(y, "y (the fused ReLU's output, needed for its mask)");
+  const int64_t c = sh.c;
+  const double inv_m = 1.0 / static_cast<double>(count);
+  float* coef = t_workspace.channel_f(3 * c);
+  // dx = w*invstd*(g - sum_dy/M - xhat*sum_dy_xhat/M) as a*g + b*(x - mean) + c
+  for (int64_t j = 0; j < c; ++j) {
+    const double w = weight != nullptr ? weight[j] : 1.0;
+    const double invstd = save_invstd[j];
+    coef[j] = static_cast<float>(w * invstd);
+    coef[c + j] = static_cast<float>(-w * invstd * invstd * sum_dy_xhat[j] * inv_m);
+    coef[2 * c + j] = static_cast<float>(-w * invstd * sum_dy[j] * inv_m);
+  }
+  const GradInput g{x,        dy,          activation == Activation::relu ? y : nullptr,
+                    dx,       save_mean,   coef,
+                    coef + c, coef + 2 * c};
+  grad_input(g, sh);
 }
 
 void batch_norm_backward_inference(const float* x, const float* dy, const BatchNormShape& sh,

@@ -19,11 +19,12 @@ static int64_t index_of(int64_t i, int64_t j, int64_t k, bnlab_layout layout) {
  * every function with a message naming "layout". Returns the failures. */
 static int check_invalid_layouts(void) {
   float x[COUNT] = {0}, y[COUNT], dx[COUNT], ones[C] = {1, 1, 1}, zeros[C] = {0};
+  double mean[C], m2[C];
   const int bad_layouts[] = {3, -1};
   int failures = 0;
   for (int b = 0; b < 2; ++b) {
     const bnlab_layout layout = (bnlab_layout)bad_layouts[b];
-    bnlab_status st[3];
+    bnlab_status st[4];
     st[0] = bnlab_batch_norm_forward_training(x, N, C, S, layout, NULL, NULL, NULL, NULL, 0.1, 1,
                                               1e-5, y, NULL, NULL);
     const int named0 = strstr(bnlab_last_error(), "layout") != NULL;
@@ -32,13 +33,15 @@ static int check_invalid_layouts(void) {
     const int named1 = strstr(bnlab_last_error(), "layout") != NULL;
     st[2] = bnlab_batch_norm_backward(x, x, N, C, S, layout, NULL, zeros, ones, dx, NULL, NULL);
     const int named2 = strstr(bnlab_last_error(), "layout") != NULL;
-    for (int k = 0; k < 3; ++k)
+    st[3] = bnlab_batch_norm_stats(x, N, C, S, layout, mean, m2);
+    const int named3 = strstr(bnlab_last_error(), "layout") != NULL;
+    for (int k = 0; k < 4; ++k)
       if (st[k] != BNLAB_INVALID_ARGUMENT) {
         printf("layout %d, function %d: status %s\n", bad_layouts[b], k,
                bnlab_status_string(st[k]));
         ++failures;
       }
-    if (!named0 || !named1 || !named2) {
+    if (!named0 || !named1 || !named2 || !named3) {
       printf("layout %d: a message does not name the layout\n", bad_layouts[b]);
       ++failures;
     }

@@ -332,6 +332,129 @@ TEST(CApiStatus, NonFiniteBatchIsReportedAndRunningStatsKept) {
   EXPECT_EQ(k.rv, rv0);
 }
 
+// ---- the split kernels (a synchronized batch norm over parts of the batch) ----
+
+TEST_P(CApiLayouts, SplitKernelsOverUnequalPartsMatchTheFusedCalls) {
+  const bnlab_layout layout = GetParam();
+  const BatchNormShape sh = shape(7, layout == BNLAB_BLOCKED16 ? 32 : 6, 9, layout);
+  const int64_t sizes[4] = {3, 0, 1, 3}, parts = 4, c = sh.c, per_sample = sh.c * sh.s;
+  const std::vector<float> x = channel_data(sh, 97), dy = random_vector(sh.numel(), 98);
+  const std::vector<float> w = random_vector(c, 99, 1.0f, 0.5f), b = random_vector(c, 100);
+  for (bool affine : {false, true}) {
+    SCOPED_TRACE(describe(sh) + (affine ? " affine" : ""));
+    const float* wp = affine ? w.data() : nullptr;
+    const float* bp = affine ? b.data() : nullptr;
+    std::vector<float> rm(c, 0.25f), rv(c, 2.0f), y(x.size()), sm(c), si(c);
+    ASSERT_EQ(
+        bnlab_batch_norm_forward_training(x.data(), sh.n, c, sh.s, layout, wp, bp, rm.data(),
+                                          rv.data(), 0.1, 1, 1e-5, y.data(), sm.data(), si.data()),
+        BNLAB_OK);
+    std::vector<float> dx(x.size()), dw(c), db(c);
+    ASSERT_EQ(bnlab_batch_norm_backward(x.data(), dy.data(), sh.n, c, sh.s, layout, wp, sm.data(),
+                                        si.data(), dx.data(), dw.data(), db.data()),
+              BNLAB_OK);
+
+    std::vector<int64_t> counts(parts);
+    std::vector<double> means(parts * c), m2s(parts * c), mean(c), m2(c);
+    for (int64_t p = 0, i0 = 0; p < parts; i0 += sizes[p], ++p) {
+      counts[p] = sizes[p] * sh.s;
+      ASSERT_EQ(bnlab_batch_norm_stats(x.data() + i0 * per_sample, sizes[p], c, sh.s, layout,
+                                       &means[p * c], &m2s[p * c]),
+                BNLAB_OK);
+    }
+    int64_t count = 0;
+    ASSERT_EQ(bnlab_batch_norm_merge_stats(parts, c, counts.data(), means.data(), m2s.data(),
+                                           mean.data(), m2.data(), &count),
+              BNLAB_OK);
+    EXPECT_EQ(count, sh.per_channel());
+    std::vector<float> split_y(x.size()), split_dx(x.size()), prm, prv, psm(c), psi(c);
+    for (int64_t p = 0, i0 = 0; p < parts; i0 += sizes[p], ++p) {
+      prm.assign(c, 0.25f);
+      prv.assign(c, 2.0f);
+      ASSERT_EQ(bnlab_batch_norm_forward_with_stats(
+                    x.data() + i0 * per_sample, sizes[p], c, sh.s, layout, wp, bp, mean.data(),
+                    m2.data(), count, prm.data(), prv.data(), 0.1, 1, 1e-5,
+                    split_y.data() + i0 * per_sample, psm.data(), psi.data()),
+                BNLAB_OK);
+    }
+    std::vector<double> sum_dy(c, 0.0), sum_dy_xhat(c, 0.0), part_dy(c), part_dy_xhat(c);
+    for (int64_t p = 0, i0 = 0; p < parts; i0 += sizes[p], ++p) {
+      ASSERT_EQ(bnlab_batch_norm_backward_reduce(
+                    x.data() + i0 * per_sample, dy.data() + i0 * per_sample, sizes[p], c, sh.s,
+                    layout, psm.data(), psi.data(), part_dy.data(), part_dy_xhat.data()),
+                BNLAB_OK);
+      for (int64_t j = 0; j < c; ++j) {
+        sum_dy[j] += part_dy[j];
+        sum_dy_xhat[j] += part_dy_xhat[j];
+      }
+    }
+    for (int64_t p = 0, i0 = 0; p < parts; i0 += sizes[p], ++p)
+      ASSERT_EQ(bnlab_batch_norm_backward_with_sums(
+                    x.data() + i0 * per_sample, dy.data() + i0 * per_sample, sizes[p], c, sh.s,
+                    layout, wp, psm.data(), psi.data(), sum_dy.data(), sum_dy_xhat.data(), count,
+                    split_dx.data() + i0 * per_sample),
+                BNLAB_OK);
+    EXPECT_TRUE(all_close("y", split_y.data(), to_double(y), kTolerance));
+    EXPECT_TRUE(all_close("save_mean", psm.data(), to_double(sm), kTolerance));
+    EXPECT_TRUE(all_close("save_invstd", psi.data(), to_double(si), kTolerance));
+    EXPECT_TRUE(all_close("running_mean", prm.data(), to_double(rm), kTolerance));
+    EXPECT_TRUE(all_close("running_var", prv.data(), to_double(rv), kTolerance));
+    EXPECT_TRUE(all_close("dx", split_dx.data(), to_double(dx), kTolerance));
+    const ReferenceBackward ref = reference_backward(x, dy, sh, wp, sm.data(), si.data());
+    EXPECT_TRUE(all_close("dweight", to_float(sum_dy_xhat).data(), ref.dweight, kTolerance,
+                          &ref.dweight_scale));
+    EXPECT_TRUE(
+        all_close("dbias", to_float(sum_dy).data(), ref.dbias, kTolerance, &ref.dbias_scale));
+  }
+}
+
+TEST(CApiSplitErrors, BadArgumentsGiveAStatusNamingThem) {
+  Buffers k;
+  const float *x = k.x.data(), *dy = k.dy.data(), *mean_f = k.mean.data(), *inv = k.invstd.data();
+  const bnlab_layout cf = BNLAB_CHANNELS_FIRST;
+  std::vector<double> mean(3, 0.0), m2(3, 1.0), s1(3), s2(3);
+  EXPECT_EQ(bnlab_batch_norm_stats(x, 2, 3, 4, cf, mean.data(), m2.data()), BNLAB_OK);
+  expect_error(bnlab_batch_norm_stats(nullptr, 2, 3, 4, cf, mean.data(), m2.data()),
+               BNLAB_INVALID_ARGUMENT, "x must not be null");
+  expect_error(bnlab_batch_norm_stats(x, 2, 3, 4, cf, mean.data(), nullptr), BNLAB_INVALID_ARGUMENT,
+               "m2 must not be null");
+  expect_error(bnlab_batch_norm_stats(x, 2, -3, 4, cf, mean.data(), m2.data()),
+               BNLAB_INVALID_ARGUMENT, "c must be non-negative");
+  const int64_t counts[2] = {8, -8};
+  int64_t count = 0;
+  expect_error(bnlab_batch_norm_merge_stats(2, 3, counts, mean.data(), m2.data(), s1.data(),
+                                            s2.data(), &count),
+               BNLAB_INVALID_ARGUMENT, "counts[1] must be non-negative, got -8");
+  expect_error(bnlab_batch_norm_merge_stats(1, 3, counts, mean.data(), m2.data(), s1.data(),
+                                            s2.data(), nullptr),
+               BNLAB_INVALID_ARGUMENT, "count must not be null");
+  const auto with_stats = [&](int64_t n, int64_t count_in) {
+    return bnlab_batch_norm_forward_with_stats(x, n, 3, 4, cf, nullptr, nullptr, mean.data(),
+                                               m2.data(), count_in, k.rm.data(), k.rv.data(), 0.1,
+                                               1, 1e-5, k.y.data(), nullptr, nullptr);
+  };
+  EXPECT_EQ(with_stats(2, 8), BNLAB_OK);
+  expect_error(with_stats(2, 7), BNLAB_INVALID_ARGUMENT, "count must be at least");
+  expect_error(with_stats(0, 1), BNLAB_TOO_FEW_VALUES, "more than 1 value");
+  const std::vector<float> rm0 = k.rm, rv0 = k.rv;
+  mean[1] = std::numeric_limits<double>::infinity();
+  expect_error(with_stats(2, 8), BNLAB_NON_FINITE, "not finite");
+  EXPECT_EQ(k.rm, rm0);
+  EXPECT_EQ(k.rv, rv0);
+  expect_error(
+      bnlab_batch_norm_backward_reduce(x, nullptr, 2, 3, 4, cf, mean_f, inv, s1.data(), s2.data()),
+      BNLAB_INVALID_ARGUMENT, "dy must not be null");
+  expect_error(
+      bnlab_batch_norm_backward_reduce(x, dy, 2, 3, 4, cf, mean_f, inv, s1.data(), nullptr),
+      BNLAB_INVALID_ARGUMENT, "sum_dy_xhat must not be null");
+  expect_error(bnlab_batch_norm_backward_with_sums(x, dy, 2, 3, 4, cf, nullptr, mean_f, inv,
+                                                   s1.data(), s2.data(), -1, k.dx.data()),
+               BNLAB_INVALID_ARGUMENT, "count must be at least");
+  expect_error(bnlab_batch_norm_backward_with_sums(x, dy, 2, 3, 4, cf, nullptr, mean_f, nullptr,
+                                                   s1.data(), s2.data(), 8, k.dx.data()),
+               BNLAB_INVALID_ARGUMENT, "save_invstd must not be null");
+}
+
 TEST(CApiStatus, EveryStatusHasItsOwnString) {
   const bnlab_status all[] = {BNLAB_OK, BNLAB_INVALID_ARGUMENT, BNLAB_TOO_FEW_VALUES,
                               BNLAB_NON_FINITE};
