@@ -68,6 +68,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   if (replicas) {
     replicas->set_bucket_bytes(o.bucket_kb * 1024);
     replicas->set_overlap(!o.no_overlap);
+    if (o.sync_bn) dist::convert_sync_batch_norm(*net, *replicas);
     options.replicas = replicas;
   }
   train::Trainer trainer(*net, options);
@@ -193,6 +194,12 @@ void add_train_command(CLI::App& app) {
   add_data_options(*command, o->data,
                    "Train on the first N examples and test on the first N/6 (quick runs)");
   add_threads_option(*command, o->threads);
+  command->add_flag(
+      "--sync-bn", o->sync_bn,
+      "Under mpirun: every BatchNorm normalizes with the statistics of the whole global batch "
+      "(SyncBatchNorm), so K processes x batch B train as one process with batch K*B. Without "
+      "it each process normalizes its own B examples (noisier statistics, a different model), "
+      "and eval and --save use the running statistics averaged over the processes");
   command->add_option("--bucket-kb", o->bucket_kb,
                       "Under mpirun: gradient bucket size; each bucket is summed while the "
                       "backward goes on")
@@ -206,7 +213,7 @@ void add_train_command(CLI::App& app) {
       "  bnlab train --arch \"Flatten(), Linear(784, 100, bias=False), BatchNorm1d(100), ReLU(), "
       "Linear(100, 10)\" --optimizer adam --lr 0.001 --save small.safetensors\n"
       "  bnlab train --model cnn-bn --data /usr/share/datasets/mnist --json\n"
-      "  mpirun -np 2 bnlab train --model cnn-bn --batch 32   (2 processes, global "
+      "  mpirun -np 2 bnlab train --model cnn-bn --batch 32 --sync-bn   (2 processes, global "
       "batch 64; docs/distributed.md)");
   command->callback([o, arch, model] { run_train(*o, arch, model); });
 }

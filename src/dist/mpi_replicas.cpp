@@ -85,6 +85,8 @@ MpiReplicas::MpiReplicas() : buckets_(std::make_unique<Buckets>()) {
 
 MpiReplicas::~MpiReplicas() = default;
 
+void MpiReplicas::keep(std::unique_ptr<nn::BatchNormSync> sync) { syncs_.push_back(std::move(sync)); }
+
 void MpiReplicas::sum(double* values, int64_t count) {
   check(MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE, MPI_SUM,
                       MPI_COMM_WORLD),

@@ -151,7 +151,46 @@ Trained train(const std::string& model, int processes, int64_t batch, const std:
   return t;
 }
 
+// K processes x batch B with --sync-bn against one process x batch K*B.
+void expect_sync_bn_follows_one_process(const std::string& model, int processes, int64_t batch,
+                                        const std::string& limits) {
+  const Trained one = train(model, 0, batch * processes, "", limits);
+  const Trained many = train(model, processes, batch, "--sync-bn", limits);
+  ASSERT_FALSE(one.json.is_null());
+  ASSERT_FALSE(many.json.is_null());
+  EXPECT_EQ(many.json["distributed"]["processes"], processes);
+  EXPECT_EQ(many.json["distributed"]["global_batch"], batch * processes);
+  EXPECT_LE(max_relative_loss_difference(many.json, one.json), 1e-5)
+      << many.json["train_loss"] << " vs " << one.json["train_loss"];
+  EXPECT_LE(max_weight_difference(many.weights, one.weights), 1e-4);
+  EXPECT_EQ(many.json["test_accuracy"], one.json["test_accuracy"]);
+}
+
+// 1000 examples: global batches of 64 end in 40 (20 + 20 at K = 2); of 96 in
+// 40 (13 + 13 + 14 at K = 3): unequal slices.
 const char* kMlpLimits = "--limit 1000 --epochs 2";
+const char* kCnnLimits = "--limit 400 --epochs 1";
+
+TEST(DataParallel, SyncBnTwoProcessesFollowOneProcessWithTheGlobalBatchMlpBn) {
+  REQUIRE_DATA();
+  expect_sync_bn_follows_one_process("mlp-bn", 2, 32, kMlpLimits);
+}
+
+TEST(DataParallel, SyncBnThreeProcessesWithUnequalSlicesFollowOneProcessMlpBn) {
+  REQUIRE_DATA();
+  expect_sync_bn_follows_one_process("mlp-bn", 3, 32, kMlpLimits);
+}
+
+// 400 examples: global batches of 64 end in 16 (8 + 8); of 96 in 16 (5 + 5 + 6).
+TEST(DataParallel, SyncBnTwoProcessesFollowOneProcessWithTheGlobalBatchCnnBn) {
+  REQUIRE_DATA();
+  expect_sync_bn_follows_one_process("cnn-bn", 2, 32, kCnnLimits);
+}
+
+TEST(DataParallel, SyncBnThreeProcessesWithUnequalSlicesFollowOneProcessCnnBn) {
+  REQUIRE_DATA();
+  expect_sync_bn_follows_one_process("cnn-bn", 3, 32, kCnnLimits);
+}
 
 // Each rank normalizing its own 32 examples is a different model: the test
 // above cannot pass by accident. The saved running statistics are the ranks'

@@ -23,6 +23,99 @@ MpiReplicas& replicas() {
   return *world;
 }
 
+Tensor random_tensor(const Shape& shape, uint64_t seed, float scale, float shift = 0.0f) {
+  Generator gen(seed);
+  Tensor t(shape);
+  for (int64_t i = 0; i < t.numel(); ++i) t[i] = shift + scale * gen.normal();
+  return t;
+}
+
+// Rows [begin, end) of a (N, ...) tensor.
+Tensor rows(const Tensor& t, int64_t begin, int64_t end) {
+  Shape shape = t.shape();
+  const int64_t row = t.numel() / shape[0];
+  shape[0] = end - begin;
+  Tensor out(shape);
+  std::copy(t.data() + begin * row, t.data() + end * row, out.data());
+  return out;
+}
+
+void randomise_affine(nn::BatchNorm& bn) {
+  const Tensor w = random_tensor({bn.num_features}, 11, 0.3f, 1.0f);
+  const Tensor b = random_tensor({bn.num_features}, 12, 0.5f);
+  std::copy(w.data(), w.data() + w.numel(), bn.weight.value.data());
+  std::copy(b.data(), b.data() + b.numel(), bn.bias.value.data());
+}
+
+// One SyncBatchNorm step on rank slices of (n, c, s) against BatchNorm on the
+// whole batch: two steps, so the second uses the updated running statistics.
+void expect_sync_matches_whole_batch(int64_t n, int64_t c, int64_t s, bool relu) {
+  MpiReplicas& world = replicas();
+  int64_t begin = 0, end = 0;
+  train::rank_part(n, world.rank(), world.size(), begin, end);
+  const Shape shape = s > 1 ? Shape{n, c, s} : Shape{n, c};
+
+  nn::BatchNorm whole(1, c);
+  randomise_affine(whole);
+  whole.fuse_relu = relu;
+  nn::Sequential net;
+  net.add(std::make_unique<nn::BatchNorm>(1, c));
+  auto& part = dynamic_cast<nn::BatchNorm&>(net[0]);
+  randomise_affine(part);
+  part.fuse_relu = relu;
+  convert_sync_batch_norm(net, world);
+
+  for (int step = 0; step < 2; ++step) {
+    const Tensor x = random_tensor(shape, 100 + step, 2.0f, 0.5f);
+    const Tensor dy = random_tensor(shape, 200 + step, 1.0f);
+    const Tensor x_part = rows(x, begin, end), dy_part = rows(dy, begin, end);
+    const Tensor& y = whole.forward(x);
+    const Tensor& y_part = part.forward(x_part);
+    const Tensor expected_y = rows(y, begin, end);
+    for (int64_t i = 0; i < y_part.numel(); ++i)
+      ASSERT_NEAR(y_part[i], expected_y[i], 1e-5) << "y at " << i << ", step " << step;
+    for (int64_t j = 0; j < c; ++j) {
+      EXPECT_NEAR(part.running_mean[j], whole.running_mean[j], 1e-6) << j;
+      EXPECT_NEAR(part.running_var[j], whole.running_var[j], 1e-5) << j;
+    }
+    whole.weight.grad.fill(0.0f);
+    whole.bias.grad.fill(0.0f);
+    part.weight.grad.fill(0.0f);
+    part.bias.grad.fill(0.0f);
+    const Tensor& dx = whole.backward(dy);
+    const Tensor& dx_part = part.backward(dy_part);
+    const Tensor expected_dx = rows(dx, begin, end);
+    for (int64_t i = 0; i < dx_part.numel(); ++i)
+      ASSERT_NEAR(dx_part[i], expected_dx[i], 1e-5) << "dx at " << i << ", step " << step;
+    // Each rank holds its share of dweight/dbias; the gradient sum completes them.
+    std::vector<double> grads(size_t(2 * c));
+    for (int64_t j = 0; j < c; ++j) {
+      grads[size_t(j)] = part.weight.grad[j];
+      grads[size_t(c + j)] = part.bias.grad[j];
+    }
+    world.sum(grads.data(), 2 * c);
+    for (int64_t j = 0; j < c; ++j) {
+      EXPECT_NEAR(grads[size_t(j)], whole.weight.grad[j], 1e-4) << "dweight " << j;
+      EXPECT_NEAR(grads[size_t(c + j)], whole.bias.grad[j], 1e-4) << "dbias " << j;
+    }
+  }
+}
+
+TEST(SyncBatchNorm, RankSlicesOfA2DBatchMatchBatchNormOnTheWholeBatch) {
+  expect_sync_matches_whole_batch(11, 7, 1, false);
+}
+
+TEST(SyncBatchNorm, RankSlicesOfA3DBatchWithFusedReluMatchTheWholeBatch) {
+  expect_sync_matches_whole_batch(7, 5, 9, true);
+}
+
+TEST(SyncBatchNorm, CollectivesAreCountedTwicePerStep) {
+  MpiReplicas& world = replicas();
+  const int64_t before = world.times().sync_bn_calls;
+  expect_sync_matches_whole_batch(6, 3, 1, false);
+  EXPECT_EQ(world.times().sync_bn_calls - before, 4);  // 2 steps x (forward + backward)
+}
+
 // grads (r + 1) * g on rank r sum to g * K (K + 1) / 2, bucket by bucket,
 // whether the buckets start during the backward or after it.
 void expect_bucketed_sum(bool overlap) {

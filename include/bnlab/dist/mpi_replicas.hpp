@@ -12,6 +12,7 @@
 
 namespace bnlab::nn {
 class Sequential;
+class BatchNormSync;
 }
 
 namespace bnlab::dist {
@@ -53,6 +54,8 @@ class MpiReplicas : public train::Replicas {
   // (size() * count): the collective behind SyncBatchNorm.
   void allgather(const double* mine, int64_t count, double* all);
   CollectiveTimes& mutable_times() { return times_; }
+  // Keeps a SyncBatchNorm's sync object alive as long as the replicas.
+  void keep(std::unique_ptr<nn::BatchNormSync> sync);
 
  private:
   struct Buckets;
@@ -61,6 +64,7 @@ class MpiReplicas : public train::Replicas {
   bool overlap_ = true;
   int64_t bucket_bytes_ = 512 * 1024;
   std::unique_ptr<Buckets> buckets_;
+  std::vector<std::unique_ptr<nn::BatchNormSync>> syncs_;
   CollectiveTimes times_;
 };
 
@@ -88,5 +92,9 @@ class Launch {
 
 // The replicas of the Launch alive in this process, or null.
 MpiReplicas* world();
+
+// Makes every BatchNorm of net (nested Sequentials included) a SyncBatchNorm
+// over the replicas' processes. The sync objects live as long as `replicas`.
+void convert_sync_batch_norm(nn::Sequential& net, MpiReplicas& replicas);
 
 }  // namespace bnlab::dist
