@@ -4,12 +4,17 @@
 // The gradients are summed in buckets, as PyTorch's DDP does: attach() walks
 // the network's children from the last to the first (the order the backward
 // finishes them) and closes a bucket once it holds bucket_bytes; a bucket is
-// packed into one float buffer and its MPI_Iallreduce starts as soon as the
-// last child holding it is done, while the backward goes on with the children
-// before it. MPI progresses a nonblocking collective only inside MPI calls, so
-// each finished child also tests the buckets in flight. finish_gradients waits
-// for them all and unpacks the sums into the gradients. Every rank starts the
-// buckets in the same order (the backward's), as MPI requires of collectives.
+// packed into one float buffer and its sum starts as soon as the last child
+// holding it is done, while the backward goes on with the children before it.
+// The sum is a ring allreduce's two halves: a reduce-scatter (rank r sums
+// block r of every rank's buffer) and then an allgather of the summed blocks,
+// so each float is added up once, on one rank, and every rank gets the same
+// bits (an allreduce may add in a different order on each rank). The two
+// halves run on two communicators, each seeing its collectives in bucket
+// order on every rank, as MPI requires. MPI progresses nonblocking
+// collectives only inside MPI calls, so each finished child also tests the
+// buckets in flight and starts the allgathers whose reduce-scatter is done.
+// finish_gradients waits for them all and unpacks the sums into the gradients.
 #include "bnlab/dist/mpi_replicas.hpp"
 
 #include <mpi.h>
@@ -19,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -56,34 +62,67 @@ bool launched_by_mpirun() {
 struct MpiReplicas::Buckets {
   struct Bucket {
     std::vector<nn::Parameter*> params;
-    std::vector<float> buffer;
+    std::vector<float> buffer;  // the gradients, padded to `block` floats per rank
+    int64_t block = 0;
     int children = 0, pending = 0;
     bool started = false;
   };
   std::vector<Bucket> buckets;  // in the order the backward completes them
   std::unordered_map<const void*, int> bucket_of_child;
-  std::vector<MPI_Request> requests;  // bucket i's; MPI_REQUEST_NULL once complete
+  // Bucket i's reduce-scatter and allgather; MPI_REQUEST_NULL once complete.
+  std::vector<MPI_Request> scatters, gathers;
+  size_t next_gather = 0;  // the allgathers start in bucket order
+  MPI_Comm scatter_comm = MPI_COMM_NULL, gather_comm = MPI_COMM_NULL;
+  int rank = 0;
 
-  void start(size_t i, MPI_Comm comm) {
+  void start(size_t i) {
     Bucket& b = buckets[i];
     float* out = b.buffer.data();
     for (nn::Parameter* p : b.params) {
       std::copy(p->grad.data(), p->grad.data() + p->grad.numel(), out);
       out += p->grad.numel();
     }
-    check(MPI_Iallreduce(MPI_IN_PLACE, b.buffer.data(), static_cast<int>(b.buffer.size()),
-                         MPI_FLOAT, MPI_SUM, comm, &requests[i]),
-          "MPI_Iallreduce of a gradient bucket");
+    check(MPI_Ireduce_scatter_block(MPI_IN_PLACE, b.buffer.data(), static_cast<int>(b.block),
+                                    MPI_FLOAT, MPI_SUM, scatter_comm, &scatters[i]),
+          "MPI_Ireduce_scatter_block of a gradient bucket");
     b.started = true;
+  }
+
+  // Starts the allgather of each bucket, in order, whose reduce-scatter is
+  // done (wait: waiting for it).
+  void advance(bool wait) {
+    while (next_gather < buckets.size() && buckets[next_gather].started) {
+      int done = 1;
+      if (wait)
+        check(MPI_Wait(&scatters[next_gather], MPI_STATUS_IGNORE), "MPI_Wait for a reduce-scatter");
+      else
+        MPI_Test(&scatters[next_gather], &done, MPI_STATUS_IGNORE);
+      if (!done) return;
+      Bucket& b = buckets[next_gather];
+      // The summed block lands at the buffer's start; the allgather takes it from its place.
+      if (rank > 0)
+        std::memmove(b.buffer.data() + rank * b.block, b.buffer.data(), sizeof(float) * size_t(b.block));
+      check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buffer.data(),
+                           static_cast<int>(b.block), MPI_FLOAT, gather_comm,
+                           &gathers[next_gather]),
+            "MPI_Iallgather of a gradient bucket");
+      ++next_gather;
+    }
   }
 };
 
 MpiReplicas::MpiReplicas() : buckets_(std::make_unique<Buckets>()) {
   MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  buckets_->rank = rank_;
+  MPI_Comm_dup(MPI_COMM_WORLD, &buckets_->scatter_comm);
+  MPI_Comm_dup(MPI_COMM_WORLD, &buckets_->gather_comm);
 }
 
-MpiReplicas::~MpiReplicas() = default;
+MpiReplicas::~MpiReplicas() {
+  MPI_Comm_free(&buckets_->scatter_comm);
+  MPI_Comm_free(&buckets_->gather_comm);
+}
 
 void MpiReplicas::keep(std::unique_ptr<nn::BatchNormSync> sync) { syncs_.push_back(std::move(sync)); }
 
@@ -112,6 +151,14 @@ void MpiReplicas::set_bucket_bytes(int64_t bytes) {
 
 void MpiReplicas::attach(nn::Sequential& net) {
   Buckets& state = *buckets_;
+  auto close_bucket = [&](Buckets::Bucket& current, int64_t& floats) {
+    current.block = (floats + size_ - 1) / size_;
+    current.buffer.assign(size_t(current.block * size_), 0.0f);
+    times_.gradient_floats += floats;
+    state.buckets.push_back(std::move(current));
+    current = {};
+    floats = 0;
+  };
   state.buckets.clear();
   state.bucket_of_child.clear();
   Buckets::Bucket current;
@@ -127,21 +174,13 @@ void MpiReplicas::attach(nn::Sequential& net) {
     }
     state.bucket_of_child[&child] = static_cast<int>(state.buckets.size());
     ++current.children;
-    if (floats * int64_t(sizeof(float)) >= bucket_bytes_) {
-      current.buffer.resize(size_t(floats));
-      times_.gradient_floats += floats;
-      state.buckets.push_back(std::move(current));
-      current = {};
-      floats = 0;
-    }
+    if (floats * int64_t(sizeof(float)) >= bucket_bytes_) close_bucket(current, floats);
   }
-  if (current.children > 0) {
-    current.buffer.resize(size_t(floats));
-    times_.gradient_floats += floats;
-    state.buckets.push_back(std::move(current));
-  }
+  if (current.children > 0) close_bucket(current, floats);
   times_.buckets = static_cast<int64_t>(state.buckets.size());
-  state.requests.assign(state.buckets.size(), MPI_REQUEST_NULL);
+  state.scatters.assign(state.buckets.size(), MPI_REQUEST_NULL);
+  state.gathers.assign(state.buckets.size(), MPI_REQUEST_NULL);
+  state.next_gather = 0;
   net.after_child_backward = [this](nn::Module& child) { child_done(&child); };
 }
 
@@ -159,10 +198,11 @@ void MpiReplicas::child_done(const void* child) {
   if (found == state.bucket_of_child.end()) return;
   const Clock::time_point start = Clock::now();
   const size_t index = size_t(found->second);
-  if (--state.buckets[index].pending == 0) state.start(index, MPI_COMM_WORLD);
+  if (--state.buckets[index].pending == 0) state.start(index);
   // Lets MPI move the buckets in flight along while the backward goes on.
+  state.advance(false);
   int done = 0;
-  MPI_Testall(static_cast<int>(state.requests.size()), state.requests.data(), &done,
+  MPI_Testall(static_cast<int>(state.next_gather), state.gathers.data(), &done,
               MPI_STATUSES_IGNORE);
   times_.gradient_start_seconds += since(start);
 }
@@ -171,10 +211,12 @@ void MpiReplicas::finish_gradients() {
   Buckets& state = *buckets_;
   const Clock::time_point start = Clock::now();
   for (size_t i = 0; i < state.buckets.size(); ++i)
-    if (!state.buckets[i].started) state.start(i, MPI_COMM_WORLD);
-  check(MPI_Waitall(static_cast<int>(state.requests.size()), state.requests.data(),
+    if (!state.buckets[i].started) state.start(i);
+  state.advance(true);
+  check(MPI_Waitall(static_cast<int>(state.gathers.size()), state.gathers.data(),
                     MPI_STATUSES_IGNORE),
         "MPI_Waitall for the gradient buckets");
+  state.next_gather = 0;
   for (Buckets::Bucket& b : state.buckets) {
     const float* in = b.buffer.data();
     for (nn::Parameter* p : b.params) {

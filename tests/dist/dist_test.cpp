@@ -149,6 +149,44 @@ void expect_bucketed_sum(bool overlap) {
 }
 
 TEST(GradientSum, BucketsStartedDuringTheBackwardSumEveryGradient) { expect_bucketed_sum(true); }
+
+// Every rank must apply the same update: the sums of random floats are the
+// same bits on every rank, and within float rounding of the float64 sum.
+TEST(GradientSum, EveryRankGetsTheSameBits) {
+  MpiReplicas& world = replicas();
+  Generator gen(7);
+  nn::Sequential net;
+  net.add(std::make_unique<nn::Linear>(33, 17, true, gen));
+  net.add(std::make_unique<nn::Linear>(17, 5, true, gen));
+  world.set_bucket_bytes(1024);
+  world.attach(net);
+  const auto params = net.parameters();
+  std::vector<double> expected;
+  for (const auto& [name, p] : params)
+    for (int64_t i = 0; i < p->grad.numel(); ++i) {
+      double sum = 0.0;
+      for (int r = 0; r < world.size(); ++r) {
+        const float value = static_cast<float>(std::sin(double(i + 1) * (r + 1) * 0.37) * (r + 1));
+        if (r == world.rank()) p->grad[i] = value;
+        sum += value;
+      }
+      expected.push_back(sum);
+    }
+  world.start_gradients();
+  for (size_t i = net.size(); i-- > 0;) net.after_child_backward(net[i]);
+  world.finish_gradients();
+  std::vector<double> mine;
+  for (const auto& [name, p] : params)
+    for (int64_t i = 0; i < p->grad.numel(); ++i) mine.push_back(p->grad[i]);
+  std::vector<double> all(mine.size() * size_t(world.size()));
+  world.allgather(mine.data(), int64_t(mine.size()), all.data());
+  for (size_t i = 0; i < mine.size(); ++i) {
+    EXPECT_NEAR(mine[i], expected[i], 1e-5) << i;
+    for (int r = 0; r < world.size(); ++r)
+      ASSERT_EQ(all[size_t(r) * mine.size() + i], mine[i]) << "rank " << r << ", value " << i;
+  }
+  world.set_bucket_bytes(512 * 1024);
+}
 TEST(GradientSum, BucketsStartedAfterTheBackwardSumEveryGradient) { expect_bucketed_sum(false); }
 
 TEST(RunningStatistics, AveragedOverTheRanks) {
