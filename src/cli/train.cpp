@@ -140,27 +140,28 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   std::fflush(stdout);
 
   if (o.json && root) {
-    nlohmann::json distributed = nullptr;
+    nlohmann::json result = {{"arch", arch},
+                              {"optimizer", options.optimizer},
+                              {"batch", options.batch},
+                              {"lr", options.lr},
+                              {"seed", o.seed},
+                              {"epochs", epochs},
+                              {"train_loss", losses},
+                              {"diverged", diverged},
+                              {"test_accuracy", test.accuracy},
+                              {"test_loss", test.loss},
+                              {"seconds", train_seconds},
+                              {"images_per_second",
+                               train_seconds > 0 ? train_images / train_seconds : 0.0}};
     if (replicas)
-      distributed = {{"processes", ranks},
-                     {"global_batch", global_batch},
-                     {"sync_bn", o.sync_bn},
-                     {"overlap", !o.no_overlap},
-                     {"bucket_kb", o.bucket_kb},
-                     {"per_step_seconds", step_timing(trainer.times(), replicas->times())}};
-    print_json_line({{"arch", arch},
-                     {"distributed", distributed},
-                     {"optimizer", options.optimizer},
-                     {"batch", options.batch},
-                     {"lr", options.lr},
-                     {"seed", o.seed},
-                     {"epochs", epochs},
-                     {"train_loss", losses},
-                     {"diverged", diverged},
-                     {"test_accuracy", test.accuracy},
-                     {"test_loss", test.loss},
-                     {"seconds", train_seconds},
-                     {"images_per_second", train_seconds > 0 ? train_images / train_seconds : 0.0}});
+      result["distributed"] = {
+          {"processes", ranks},
+          {"global_batch", global_batch},
+          {"sync_bn", o.sync_bn},
+          {"overlap", !o.no_overlap},
+          {"bucket_kb", o.bucket_kb},
+          {"per_step_seconds", step_timing(trainer.times(), replicas->times())}};
+    print_json_line(result);
   }
 }
 
