@@ -29,6 +29,10 @@ namespace bnlab::bench {
 //   split_backward      5: backward as backward_reduce then backward_with_sums
 // The split ops' peers are the fused ones (oneDNN's train_forward and backward;
 // PyTorch has no CPU split kernels), so their rows show the split's overhead.
+// GroupNorm (kBenchGroups groups) and LayerNorm (over the last dim), whose
+// statistics cover a slice that fits in cache (a group of one sample, a row):
+//   group_norm_forward, layer_norm_forward    2: read x + write y
+//   group_norm_backward, layer_norm_backward  3: read x, dy + write dx
 enum class Op {
   train_forward,
   train_forward_relu,
@@ -36,8 +40,13 @@ enum class Op {
   backward,
   forward_backward,
   split_forward,
-  split_backward
+  split_backward,
+  group_norm_forward,
+  group_norm_backward,
+  layer_norm_forward,
+  layer_norm_backward
 };
+constexpr int64_t kBenchGroups = 32;  // GroupNorm's groups in the bench (Wu & He's default)
 
 const char* op_name(Op op);
 int op_passes(Op op);

@@ -8,7 +8,8 @@ python3-torch) and one argument, a JSON object:
      "cases": [{"id": "32x64x56x56/channels_last/backward", "dims": [32, 64, 56, 56],
                 "layout": "channels_first" | "channels_last" | "nc",
                 "op": "train_forward" | "train_forward_relu" | "inference_forward" | "backward"
-                      | "forward_backward"}]}
+                      | "forward_backward" | "group_norm_forward" | "group_norm_backward"
+                      | "layer_norm_forward" | "layer_norm_backward"}]}
 and reads one JSON object from stdout:
     {"torch_version": "1.13.0", "threads": 2,
      "results": [{"id": ..., "median_ms": ..., "min_ms": ..., "reps": ...}]}
@@ -23,6 +24,11 @@ What is timed, per op (fp32, torch.no_grad, the same timing policy as bnlab's):
     forward_backward    y = F.batch_norm(x, ... training=True) with x, weight and bias requiring
                         grad, then y.backward(dy): a training step's batch norm through autograd,
                         as a user's loss.backward() runs it (gradients reset to None each call)
+    group_norm_forward  F.group_norm(x, 32, weight, bias)
+    group_norm_backward torch.ops.aten.native_group_norm_backward with the mean and rstd of a
+                        native_group_norm on the same x (the kernel autograd calls)
+    layer_norm_forward  F.layer_norm(x, x.shape[-1:], weight, bias)
+    layer_norm_backward torch.ops.aten.native_layer_norm_backward, likewise
 channels_last uses torch.channels_last (4-D) or torch.channels_last_3d (5-D);
 channels_first and nc are contiguous tensors.
 
@@ -112,6 +118,25 @@ def run_case(torch, case, tensors, policy):
                 y = F.batch_norm(leaves[0], running_mean, running_var, leaves[1], leaves[2], True,
                                  0.1, eps)
                 y.backward(dy)
+    elif op in ("group_norm_forward", "group_norm_backward"):
+        groups, n, hxw = 32, dims[0], x.numel() // (dims[0] * c)  # bench.hpp's kBenchGroups
+        if op == "group_norm_forward":
+            fn = lambda: F.group_norm(x, groups, weight, bias, eps)
+        else:
+            _, mean, rstd = torch.ops.aten.native_group_norm(x, weight, bias, n, c, hxw, groups,
+                                                             eps)
+            fn = lambda: torch.ops.aten.native_group_norm_backward(
+                dy, x, mean, rstd, weight, n, c, hxw, groups, [True, True, True])
+    elif op in ("layer_norm_forward", "layer_norm_backward"):
+        shape = list(dims[-1:])
+        weight = 1.0 + 0.01 * (torch.arange(dims[-1]) % 7).float()
+        bias = 0.1 * (torch.arange(dims[-1]) % 5).float()
+        if op == "layer_norm_forward":
+            fn = lambda: F.layer_norm(x, shape, weight, bias, eps)
+        else:
+            _, mean, rstd = torch.ops.aten.native_layer_norm(x, shape, weight, bias, eps)
+            fn = lambda: torch.ops.aten.native_layer_norm_backward(
+                dy, x, shape, mean, rstd, weight, bias, [True, True, True])
     else:
         raise ValueError(f"unknown op {op!r}")
     return time_calls(fn, policy)

@@ -6,6 +6,8 @@
 
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/group_norm.hpp"
+#include "bnlab/layer_norm.hpp"
 #include "kernel_buffers.hpp"
 
 namespace bnlab::bench {
@@ -48,6 +50,24 @@ double max_abs_diff(const AlignedVector<float>& a, const AlignedVector<float>& b
   for (size_t i = 0; i < a.size(); ++i)
     worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
   return worst;
+}
+
+// GroupNorm and LayerNorm: their shapes, and their saved statistics (n*groups
+// or rows floats each, more than KernelBuffers keeps per channel).
+bool is_norm(Op op) {
+  return op == Op::group_norm_forward || op == Op::group_norm_backward ||
+         op == Op::layer_norm_forward || op == Op::layer_norm_backward;
+}
+GroupNormShape group_norm_shape(const BatchNormShape& s) {
+  return {s.n, s.c, s.s, kBenchGroups, s.layout};
+}
+LayerNormShape layer_norm_shape(const Case& c) {  // the table's LayerNorm rows are 2-D
+  return {c.numel() / c.dims.back(), c.dims.back()};
+}
+float* norm_stats(int64_t count) {
+  static AlignedVector<float> stats;
+  if (stats.size() < static_cast<size_t>(2 * count)) stats.resize(static_cast<size_t>(2 * count));
+  return stats.data();
 }
 
 // One call of bnlab's kernel for the case, on the buffers.
@@ -98,6 +118,33 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
       call_bnlab({the_case.dims, the_case.layout, Op::train_forward}, shape, b);
       call_bnlab({the_case.dims, the_case.layout, Op::backward}, shape, b);
       break;
+    case Op::group_norm_forward:
+    case Op::group_norm_backward: {
+      const int64_t count = shape.n * kBenchGroups;
+      float* stats = norm_stats(count);
+      if (the_case.op == Op::group_norm_forward) {
+        group_norm_forward(b.x.data(), group_norm_shape(shape), b.weight.data(), b.bias.data(),
+                           kEps, b.out_bnlab.data(), stats, stats + count);
+      } else {
+        group_norm_backward(b.x.data(), b.dy.data(), group_norm_shape(shape), b.weight.data(),
+                            stats, stats + count, b.out_bnlab.data(), b.dweight.data(),
+                            b.dbias.data());
+      }
+      break;
+    }
+    case Op::layer_norm_forward:
+    case Op::layer_norm_backward: {
+      const LayerNormShape ln = layer_norm_shape(the_case);
+      float* stats = norm_stats(ln.rows);
+      if (the_case.op == Op::layer_norm_forward) {
+        layer_norm_forward(b.x.data(), ln, b.weight.data(), b.bias.data(), kEps,
+                           b.out_bnlab.data(), stats, stats + ln.rows);
+      } else {
+        layer_norm_backward(b.x.data(), b.dy.data(), ln, b.weight.data(), stats, stats + ln.rows,
+                            b.out_bnlab.data(), b.dweight.data(), b.dbias.data());
+      }
+      break;
+    }
   }
 }
 
@@ -128,11 +175,20 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
       forward.op = Op::train_forward;
       call_bnlab(forward, shape, buffers);
     }
+    if (the_case.op == Op::group_norm_backward || the_case.op == Op::layer_norm_backward) {
+      // The saved statistics of the same op's forward on the same x.
+      Case forward = the_case;
+      forward.op = the_case.op == Op::group_norm_backward ? Op::group_norm_forward
+                                                          : Op::layer_norm_forward;
+      call_bnlab(forward, shape, buffers);
+    }
     CaseResult result;
     result.the_case = the_case;
     std::fprintf(stderr, "  %-45s bnlab", the_case.id().c_str());
     result.bnlab = time_calls([&] { call_bnlab(the_case, shape, buffers); }, policy);
-    if (onednn) {
+    if (onednn && is_norm(the_case.op)) {
+      result.onednn.note = "n/a: oneDNN 2.6 has no group normalization; layer norm not wired";
+    } else if (onednn) {
       std::fprintf(stderr, ", oneDNN");
       try {
         result.onednn.timing = time_onednn_case(the_case, buffers, policy);

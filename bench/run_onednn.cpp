@@ -137,6 +137,10 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
           },
           policy);
     }
+    case Op::group_norm_forward:
+    case Op::group_norm_backward:
+    case Op::layer_norm_forward:
+    case Op::layer_norm_backward: break;  // not batch norm: run_bnlab.cpp does not ask
   }
   throw Error("oneDNN peer: unknown op in case " + the_case.id());
 }

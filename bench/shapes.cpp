@@ -17,6 +17,10 @@ const char* op_name(Op op) {
       return "split_forward";
     case Op::split_backward:
       return "split_backward";
+    case Op::group_norm_forward: return "group_norm_forward";
+    case Op::group_norm_backward: return "group_norm_backward";
+    case Op::layer_norm_forward: return "layer_norm_forward";
+    case Op::layer_norm_backward: return "layer_norm_backward";
   }
   return "?";
 }
@@ -32,6 +36,10 @@ int op_passes(Op op) {
       return 3;
     case Op::split_backward:
       return 5;
+    case Op::group_norm_forward:
+    case Op::layer_norm_forward: return 2;
+    case Op::group_norm_backward:
+    case Op::layer_norm_backward: return 3;
   }
   return 0;
 }
@@ -99,6 +107,9 @@ std::vector<ShapeEntry> shape_table(bool quick) {
         {{16, 32}, {nc}, three},
         {{2, 4, 4, 8, 8}, both, three},
         {{2, 16, 4, 4}, {blocked16}, three},
+        // GroupNorm and LayerNorm.
+        {{2, 64, 4, 4}, both, {group_norm_forward, group_norm_backward}},
+        {{16, 64}, {nc}, {layer_norm_forward, layer_norm_backward}},
     };
   }
   return {
@@ -117,6 +128,10 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       {{64, 512}, {nc}, three},
       // BatchNorm3d: a video or volume network's early layer.
       {{8, 32, 16, 32, 32}, both, three},
+      // GroupNorm (32 groups) on the ResNet stage, and a transformer's LayerNorm
+      // (8192 tokens of 1024 features), beside F.group_norm and F.layer_norm.
+      {{32, 256, 56, 56}, both, {group_norm_forward, group_norm_backward}},
+      {{8192, 1024}, {nc}, {layer_norm_forward, layer_norm_backward}},
   };
 }
 

@@ -116,6 +116,51 @@ BNLAB_API const char* bnlab_status_string(bnlab_status status);
 BNLAB_API const char* bnlab_last_error(void); /* message of this thread's last failure */
 BNLAB_API void bnlab_set_num_threads(int threads);
 
+/* ---- GroupNorm, InstanceNorm and LayerNorm (PyTorch's F.group_norm, F.instance_norm,
+ * F.layer_norm). No running statistics: training and eval compute the same. ---- */
+
+/* GroupNorm forward. x holds n * c * s floats in `layout` (as above); its c channels
+ * form `groups` groups of c / groups consecutive channels (groups = c: InstanceNorm).
+ * Per sample i and group g, over the group's M = (c / groups) * s values:
+ *   mean = sum(x) / M;  var = sum((x - mean)^2) / M;  invstd = 1 / sqrt(var + eps)
+ *   y = (x - mean) * invstd * weight[j] + bias[j]          (weight = 1, bias = 0 when NULL)
+ * save_mean and save_invstd (n * groups floats each, index i * groups + g, may be NULL)
+ * keep what backward needs. y may alias x. BNLAB_INVALID_ARGUMENT names groups when
+ * groups < 1 or c is not a multiple of groups. */
+BNLAB_API bnlab_status bnlab_group_norm_forward(
+    const float* x, int64_t n, int64_t c, int64_t s, int64_t groups, bnlab_layout layout,
+    const float* weight, const float* bias,          /* NULL: affine=False */
+    double eps, float* y, float* save_mean, float* save_invstd);   /* save_* may be NULL */
+
+/* Backward of bnlab_group_norm_forward, from its save_mean and save_invstd. With
+ * xhat = (x - mean) * invstd, g = weight[j] * dy, and the sums over a (sample, group)'s M values:
+ *   dx      = invstd * (g - sum(g) / M - xhat * sum(g * xhat) / M)
+ *   dbias   = sum(dy);  dweight = sum(dy * xhat)       (per channel, over samples and positions)
+ * Each output may be NULL; weight NULL means 1. */
+BNLAB_API bnlab_status bnlab_group_norm_backward(
+    const float* x, const float* dy, int64_t n, int64_t c, int64_t s, int64_t groups,
+    bnlab_layout layout, const float* weight, const float* save_mean, const float* save_invstd,
+    float* dx, float* dweight, float* dbias);        /* each output may be NULL */
+
+/* LayerNorm forward: x as `rows` rows of `cols` contiguous floats (cols = the product of
+ * normalized_shape, rows = the product of the leading dimensions). Per row, over cols values:
+ *   mean = sum(x) / cols;  var = sum((x - mean)^2) / cols;  invstd = 1 / sqrt(var + eps)
+ *   y = (x - mean) * invstd * weight[k] + bias[k]      (cols floats each; 1 and 0 when NULL)
+ * save_mean and save_invstd (rows floats each) may be NULL. y may alias x. */
+BNLAB_API bnlab_status bnlab_layer_norm_forward(
+    const float* x, int64_t rows, int64_t cols, const float* weight, const float* bias,
+    double eps, float* y, float* save_mean, float* save_invstd);
+
+/* Backward of bnlab_layer_norm_forward. xhat = (x - mean) * invstd, g = weight[k] * dy,
+ * sums over the row's cols values:
+ *   dx      = invstd * (g - sum(g) / cols - xhat * sum(g * xhat) / cols)
+ *   dbias[k] = sum over rows of dy;  dweight[k] = sum over rows of dy * xhat
+ * Each output may be NULL; weight NULL means 1. */
+BNLAB_API bnlab_status bnlab_layer_norm_backward(
+    const float* x, const float* dy, int64_t rows, int64_t cols, const float* weight,
+    const float* save_mean, const float* save_invstd,
+    float* dx, float* dweight, float* dbias);        /* each output may be NULL */
+
 #ifdef __cplusplus
 }
 #endif

@@ -171,3 +171,9 @@ const char* bnlab_last_error(void) { return t_last_error.c_str(); }
 void bnlab_set_num_threads(int threads) { bnlab::set_num_threads(threads); }
 
 }  // extern "C"
+
+// This file's last-error slot for the other C API files (capi/c_api_status.hpp).
+namespace bnlab::capi {
+bnlab_status fail(bnlab_status status, const char* message) { return ::fail(status, message); }
+void clear_last_error() { t_last_error.clear(); }
+}  // namespace bnlab::capi

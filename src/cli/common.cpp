@@ -70,8 +70,7 @@ Shape example_input_shape(const data::Dataset& d) { return {1, d.channels, d.row
 std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
                                               const data::Dataset& example) {
   Generator generator(seed);
-  std::unique_ptr<nn::Sequential> net = nn::parse_arch(arch, generator);
-  nn::check_shapes(*net, example_input_shape(example));
+  std::unique_ptr<nn::Sequential> net = nn::parse_arch(arch, generator, example_input_shape(example));
   net->fuse_batch_norm_relu();
   return net;
 }

@@ -75,8 +75,8 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
   result.with_bn = spec.with_bn;
 
   Generator gen(spec.seed);
-  std::unique_ptr<nn::Sequential> net = nn::parse_arch(spec.arch, gen);
-  nn::check_shapes(*net, {1, train_data.channels, train_data.rows, train_data.cols});
+  std::unique_ptr<nn::Sequential> net =
+      nn::parse_arch(spec.arch, gen, {1, train_data.channels, train_data.rows, train_data.cols});
   net->fuse_batch_norm_relu(true);  // as the CLI trains: the same math in fewer passes
   if (spec.init_std > 0) {
     for (auto& child : net->children())

@@ -58,20 +58,22 @@ const Tensor& map_backward(const Module& module, const Tensor& grad_output,
 
 }  // namespace
 
-/* ReLU: y = max(x, 0); dx = dy where y > 0, else 0 (PyTorch's mask: x > 0).
+/* ReLU: y = 0 where x < 0, else x; dx = 0 where y <= 0, else dy. Written as
+ * PyTorch's clamp and threshold_backward are, so a NaN passes through both.
  * fused: the BatchNorm before applied it; input and gradient pass through. */
 const Tensor& ReLU::forward(const Tensor& input) {
   if (fused) return input;
-  return map_forward(input, output_, [](float x) { return x > 0.0f ? x : 0.0f; });
+  return map_forward(input, output_, [](float x) { return x < 0.0f ? 0.0f : x; });
 }
 
 const Tensor& ReLU::backward(const Tensor& grad_output) {
   if (fused) return grad_output;
   return map_backward(*this, grad_output, output_, output_, grad_input_,
-                      [](float dy, float y) { return y > 0.0f ? dy : 0.0f; });
+                      [](float dy, float y) { return y <= 0.0f ? 0.0f : dy; });
 }
 
-/* LeakyReLU: y = x if x > 0 else slope * x; dx = dy if x > 0 else slope * dy. */
+/* LeakyReLU: y = x if x > 0 else slope * x; dx = dy if x > 0 else slope * dy
+ * (a NaN gives NaN and slope * dy, as in PyTorch). */
 const Tensor& LeakyReLU::forward(const Tensor& input) {
   input_ = &input;
   const float slope = static_cast<float>(negative_slope);

@@ -11,6 +11,13 @@ namespace bnlab::nn {
 
 BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum,
                      bool affine, bool track_running_stats)
+    : BatchNorm(dims, num_features, eps, momentum, affine, track_running_stats, deferred) {
+  Generator unused(0);
+  reset_parameters(unused);
+}
+
+BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum,
+                     bool affine, bool track_running_stats, Deferred)
     : dims(dims),
       num_features(num_features),
       eps(eps),
@@ -25,6 +32,9 @@ BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<d
   if (!(eps > 0.0))
     throw Error("BatchNorm" + std::to_string(dims) + "d: eps must be positive, got " +
                 python_float(eps));
+}
+
+void BatchNorm::reset_parameters(Generator&) {
   if (affine) {
     weight.value = Tensor({num_features}, 1.0f);
     weight.grad = Tensor({num_features}, 0.0f);
@@ -39,6 +49,35 @@ BatchNorm::BatchNorm(int dims, int64_t num_features, double eps, std::optional<d
   }
   save_mean_.resize({num_features});
   save_invstd_.resize({num_features});
+}
+
+double BatchNorm::state_bytes() const {
+  // weight, bias and their grads and this batch's; running mean and variance; save_mean/invstd
+  const double per_channel = (affine ? 6.0 : 0.0) + (track_running_stats ? 2.0 : 0.0) + 2.0;
+  return per_channel * static_cast<double>(num_features) * sizeof(float);
+}
+
+bool BatchNorm::apply_activation(Activation activation) {
+  fuse_relu = activation == Activation::relu;
+  return fuse_relu;
+}
+
+ChannelAffine BatchNorm::eval_channel_affine() const {
+  if (!track_running_stats)
+    throw Error(repr() +
+                ": it has no running statistics (track_running_stats=False), so eval "
+                "mode normalizes with each batch's statistics");
+  ChannelAffine affine_map;
+  affine_map.scale.assign(static_cast<size_t>(num_features), 0.0);
+  affine_map.shift.assign(static_cast<size_t>(num_features), 0.0);
+  for (int64_t j = 0; j < num_features; ++j) {
+    const double gamma = affine ? weight.value[j] : 1.0;
+    const double beta = affine ? bias.value[j] : 0.0;
+    const double s = gamma / std::sqrt(static_cast<double>(running_var[j]) + eps);
+    affine_map.scale[static_cast<size_t>(j)] = s;
+    affine_map.shift[static_cast<size_t>(j)] = beta - running_mean[j] * s;
+  }
+  return affine_map;
 }
 
 // (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels

@@ -1,36 +1,18 @@
 // Conv2d: 2-D convolution, NCHW, square kernel, through oneDNN's convolution
 // primitives. The module's tensors are plain NCHW, or nChw16c where
-// Sequential's plan hands it or asks for it (see MemoryFormat: then BN, ReLU
-// and pooling run on oneDNN's layout and no reorder separates them from the
-// convolution); inside, a layer whose output channels are a multiple of 16
-// lets oneDNN pick its layouts (nChw16c data, blocked weights: the
-// jit:avx512_core kernels) with reorders from and to the module's formats
-// where they differ, and the others run on plain NCHW (oneDNN's x64:gemm:jit).
-//
-// Why oneDNN's primitive rather than im2col + sgemm: measured on this 2-core
-// machine (N = 64, 3x3, padding 1, the cnn preset's layers; one thread, while
-// the machine was shared, so compare the ratios), the first version of this
-// file (batched im2col, one dnnl_sgemm, col2im; in git history) took, forward /
-// backward, 4.9 / 11.0 ms for 1->32 at 28x28 and 16.9 / 30.7 ms for 32->64 at
-// 14x14; oneDNN's primitive on plain NCHW (it picks x64:gemm:jit) 1.4 / 4.6 ms
-// and 12.6 / 20.7 ms.
-// Why the per-layer choice: blocked layouts with the reorders included, one
-// thread, best of 7: 32->64 at 14x14 forward / backward 5.9 / 12.3 ms against
-// 9.2 / 19.0 ms plain; 1->32 at 28x28 (batch 64, 2 threads, best of 30)
-// forward + backward weights 0.54 ms against 1.36 plain, but with backward
-// data as well 2.73 against 1.67: so backward data runs blocked only when the
-// input channels are a multiple of 16 too (a first layer never needs it in
-// training). 3x3 stride-1 layers blocked on both sides run Winograd F(4x4,
-// 3x3) (jit_wino_4x3): cnn-bn's 32->64 layer, batch 64, 2 threads, forward
-// 1.7 ms and backward 3.3 ms per step against 2.3 and 4.4 direct. Nothing is
-// timed at run time: a layer computes the same bits in every run on the same
-// CPU and thread count.
+// Sequential's plan hands it or asks for it (see MemoryFormat). Inside, a
+// layer whose output channels are a multiple of 16 lets oneDNN pick blocked
+// layouts (reorders where they differ from the module's formats), backward
+// data blocked only when the input channels are too; the others run on plain
+// NCHW. Why, with the measurements: docs/toolkit.md, "Convolutions". Nothing
+// is timed at run time, so a layer computes the same bits in every run.
 #include <algorithm>
 #include <unordered_map>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
 #include "nn/gemm.hpp"
@@ -38,7 +20,7 @@
 
 namespace bnlab::nn {
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
-               int64_t padding, bool has_bias, Generator& gen)
+               int64_t padding, bool has_bias, Deferred)
     : in_channels(in_channels),
       out_channels(out_channels),
       kernel_size(kernel_size),
@@ -49,16 +31,40 @@ Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, i
   if (kernel_size <= 0) throw Error("Conv2d: kernel_size must be positive, got " + std::to_string(kernel_size));
   if (stride <= 0) throw Error("Conv2d: stride must be positive, got " + std::to_string(stride));
   if (padding < 0) throw Error("Conv2d: padding must be >= 0, got " + std::to_string(padding));
+  if (has_bias) bias.emplace();
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+               int64_t padding, bool has_bias, Generator& gen)
+    : Conv2d(in_channels, out_channels, kernel_size, stride, padding, has_bias, deferred) {
+  reset_parameters(gen);
+}
+
+void Conv2d::reset_parameters(Generator& gen) {
   const int64_t fan_in = in_channels * kernel_size * kernel_size;
   weight.value.resize({out_channels, in_channels, kernel_size, kernel_size});
   weight.grad = Tensor(weight.value.shape(), 0.0f);
   fill_uniform_fan_in(weight.value, fan_in, gen);
-  if (has_bias) {
-    bias.emplace();
+  if (bias) {
     bias->value.resize({out_channels});
     bias->grad = Tensor({out_channels}, 0.0f);
     fill_uniform_fan_in(bias->value, fan_in, gen);
   }
+}
+
+double Conv2d::state_bytes() const {
+  const double k = static_cast<double>(kernel_size);
+  const double count =
+      static_cast<double>(out_channels) * static_cast<double>(in_channels) * k * k +
+      (bias ? static_cast<double>(out_channels) : 0.0);
+  return 2.0 * count * sizeof(float);  // values and gradients
+}
+
+ModulePtr Conv2d::absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const {
+  auto folded =
+      std::make_unique<Conv2d>(in_channels, out_channels, kernel_size, stride, padding, true, gen);
+  fold_channel_affine(weight, bias, affine, folded->weight, *folded->bias);
+  return folded;
 }
 
 Shape Conv2d::output_shape(const Shape& input) const {

@@ -1,8 +1,9 @@
 // The matrix products of the toolkit: oneDNN's dnnl_sgemm (row-major),
 // C (M, N) = alpha * op(A) (M, K) * op(B) (K, N) + beta * C, op = transpose
 // when trans_a / trans_b, for Linear's backward; Linear's forward runs
-// oneDNN's matmul primitive (linear.cpp) and Conv2d its convolutions. Threads: oneDNN runs on OpenMP and reads omp_get_max_threads(),
-// so the calling thread's OpenMP count is set to bnlab::num_threads() first.
+// oneDNN's matmul primitive (linear.cpp) and Conv2d its convolutions.
+// Threads: oneDNN runs on OpenMP and reads omp_get_max_threads(), so the
+// calling thread's OpenMP count is set to bnlab::num_threads() first.
 #pragma once
 
 #include <cstdint>

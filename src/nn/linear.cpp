@@ -1,31 +1,11 @@
-// Linear: y = x W^T + b through oneDNN's matmul primitive (forward) and
-// dnnl_sgemm (backward).
-//
-// Why the matmul primitive for the forward: at the mlp preset's shapes (2
-// threads, batch 64, median of 300 calls, bench/gemm_shapes.cpp's shapes)
-// dnnl_sgemm took 0.385 and 0.174 ms for 64x784 by 784x512 and 64x512 by
-// 512x256 (134 and 96 GFLOP/s), the matmul primitive (brg:avx512_core)
-// 0.241 and 0.080 ms (213 and 210); for the backward products the two were
-// level (0.230 against 0.240 ms for dW of the first layer, 0.079 against
-// 0.075 for dx of the second), so those stay dnnl_sgemm calls, which
-// accumulate into the gradient with beta = 1.
-//
-// Why oneDNN: issue 3 measured, 2 threads, fp32, MLP shapes (64x784 by 784x256
-// and the like): Debian's oneDNN 2.6 dnnl_sgemm 330-400 GFLOP/s, OpenBLAS 0.3.21
-// about 92 (Haswell kernels on this Zen 5), BLIS 50-65. Measured again for this
-// file (2026-11-25, one thread, best of 15 windows of 40 ms, while the 2-core
-// machine was shared at load ~10, so absolute figures are low): dnnl_sgemm 52,
-// 45 and 16 GFLOP/s at 64x784 by 784x512, 64x512 by 512x256 and 64x256 by
-// 256x10; Debian's reference BLAS (the only other one installed) 1.4, 1.4, 1.2;
-// a plain -O3 loop 1.4, 1.5, 1.3. Two-thread figures were not meaningful under
-// that load (OpenMP barriers with the cores oversubscribed).
-#include <omp.h>
-#include <oneapi/dnnl/dnnl.h>
-
+// Linear: y = x W^T + b. The forward runs oneDNN's matmul primitive, the
+// backward dnnl_sgemm accumulating into the gradient (beta = 1): the faster of
+// each at the MLP's shapes (docs/toolkit.md, "Matrix products").
 #include <memory>
 #include <unordered_map>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
 #include "core/parallel.hpp"
@@ -33,29 +13,6 @@
 #include "nn/init.hpp"
 
 namespace bnlab::nn {
-
-dnnl::engine& onednn_engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
-
-void sync_onednn_threads() {
-  const int threads = num_threads();
-  if (!omp_in_parallel() && omp_get_max_threads() != threads) omp_set_num_threads(threads);
-}
-
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-           const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
-           int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  sync_onednn_threads();
-  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
-                                          alpha, a, lda, b, ldb, beta, c, ldc);
-  if (status != dnnl_success)
-    throw Error("dnnl_sgemm failed with status " + std::to_string(static_cast<int>(status)) +
-                " for m=" + std::to_string(m) + ", n=" + std::to_string(n) +
-                ", k=" + std::to_string(k));
-}
 
 // The forward's matmul primitive for one batch size and thread count, with
 // memory handles whose data pointers are set on each call.
@@ -70,19 +27,39 @@ struct Linear::Matmul {
 
 Linear::~Linear() = default;
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator& gen)
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Deferred)
     : in_features(in_features), out_features(out_features) {
   if (in_features <= 0) throw Error("Linear: in_features must be positive, got " + std::to_string(in_features));
   if (out_features <= 0) throw Error("Linear: out_features must be positive, got " + std::to_string(out_features));
+  if (has_bias) bias.emplace();
+}
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator& gen)
+    : Linear(in_features, out_features, has_bias, deferred) {
+  reset_parameters(gen);
+}
+
+void Linear::reset_parameters(Generator& gen) {
   weight.value.resize({out_features, in_features});
   weight.grad = Tensor({out_features, in_features});
   fill_uniform_fan_in(weight.value, in_features, gen);
-  if (has_bias) {
-    bias.emplace();
+  if (bias) {
     bias->value.resize({out_features});
     bias->grad = Tensor({out_features});
     fill_uniform_fan_in(bias->value, in_features, gen);
   }
+}
+
+double Linear::state_bytes() const {
+  const double count = static_cast<double>(out_features) * static_cast<double>(in_features) +
+                       (bias ? static_cast<double>(out_features) : 0.0);
+  return 2.0 * count * sizeof(float);  // values and gradients
+}
+
+ModulePtr Linear::absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const {
+  auto folded = std::make_unique<Linear>(in_features, out_features, true, gen);
+  fold_channel_affine(weight, bias, affine, folded->weight, *folded->bias);
+  return folded;
 }
 
 Shape Linear::output_shape(const Shape& input) const {

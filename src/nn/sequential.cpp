@@ -12,25 +12,6 @@ void Sequential::add(ModulePtr module) {
   plan_shape_.clear();
 }
 
-const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
-  if (in != MemoryFormat::plain || out != MemoryFormat::plain)
-    throw Error(repr() + ": takes and gives plain tensors only (no nChw16c)");
-  return forward(input);
-}
-
-void Module::check_blocked16_input(const Shape& input, MemoryFormat in) const {
-  if (in == MemoryFormat::blocked16 && !fits_blocked16(input))
-    throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
-                shape_string(input));
-}
-
-void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const {
-  if (in != out)
-    throw Error(repr() + ": keeps its input's format, asked for " +
-                (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
-  check_blocked16_input(input, in);
-}
-
 /* The plan of formats (see MemoryFormat). A chain starts at a child that can
  * write nChw16c (Conv2d, out_channels a multiple of 16), runs through the
  * children that keep it (BatchNorm2d, activations, MaxPool2d) and must end at a
@@ -39,9 +20,7 @@ void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat
  * next chain. The first child's input and the last child's output are plain. */
 void Sequential::plan_formats(const Shape& input) {
   const size_t count = children_.size();
-  std::vector<Shape> shapes(count + 1);
-  shapes[0] = input;
-  for (size_t i = 0; i < count; ++i) shapes[i + 1] = children_[i]->output_shape(shapes[i]);
+  const std::vector<Shape> shapes = walk_shapes(input);
   in_formats_.assign(count, MemoryFormat::plain);
   out_formats_.assign(count, MemoryFormat::plain);
   for (size_t start = 0; start < count; ++start) {
@@ -67,31 +46,6 @@ const Tensor& Sequential::forward(const Tensor& input) {
   return *x;
 }
 
-namespace {
-
-// The child's own switch for its input gradient, or null for modules without one.
-bool* grad_input_switch(Module& module) {
-  if (auto* linear = dynamic_cast<Linear*>(&module)) return &linear->compute_grad_input;
-  if (auto* conv = dynamic_cast<Conv2d*>(&module)) return &conv->compute_grad_input;
-  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) return &bn->compute_grad_input;
-  return nullptr;
-}
-
-// Whether the module has learnable parameters, without building the list (no
-// allocation in a training step) for the modules of this file.
-bool has_parameters(Module& module) {
-  if (dynamic_cast<Linear*>(&module) || dynamic_cast<Conv2d*>(&module)) return true;
-  if (auto* bn = dynamic_cast<BatchNorm*>(&module)) return bn->affine;
-  if (auto* seq = dynamic_cast<Sequential*>(&module)) {
-    for (auto& child : seq->children())
-      if (has_parameters(*child)) return true;
-    return false;
-  }
-  return !module.parameters().empty();
-}
-
-}  // namespace
-
 const Tensor& Sequential::backward(const Tensor& grad_output) {
   const Tensor* dy = &grad_output;
   if (compute_grad_input) {
@@ -106,9 +60,9 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
   for (size_t i = children_.size(); i-- > 0;) {
     Module& child = *children_[i];
     const bool earliest_learnable = [&] {
-      if (!has_parameters(child)) return false;
+      if (!child.has_parameters()) return false;
       for (size_t j = 0; j < i; ++j)
-        if (has_parameters(*children_[j])) return false;
+        if (children_[j]->has_parameters()) return false;
       return true;
     }();
     if (!earliest_learnable) {
@@ -116,15 +70,10 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
       if (after_child_backward) after_child_backward(child);
       continue;
     }
-    bool* flag = grad_input_switch(child);
-    if (flag == nullptr) {
-      child.backward(*dy);
-    } else {
-      const bool saved = *flag;
-      *flag = false;
-      child.backward(*dy);
-      *flag = saved;
-    }
+    const bool saved = child.compute_grad_input;
+    child.compute_grad_input = false;
+    child.backward(*dy);
+    child.compute_grad_input = saved;
     if (after_child_backward) after_child_backward(child);
     break;
   }
@@ -147,17 +96,33 @@ std::string Sequential::repr() const {
   return out + ")";
 }
 
-Shape Sequential::output_shape(const Shape& input) const {
-  Shape shape = input;
+std::vector<Shape> Sequential::walk_shapes(const Shape& input) const {
+  std::vector<Shape> shapes(children_.size() + 1);
+  shapes[0] = input;
   for (size_t i = 0; i < children_.size(); ++i) {
     try {
-      shape = children_[i]->output_shape(shape);
+      shapes[i + 1] = children_[i]->output_shape(shapes[i]);
     } catch (const Error& e) {
-      throw Error(e.code(), "layer " + std::to_string(i) + " (" + children_[i]->repr() +
-                                "): " + e.what());
+      // Where the child's message already starts with its name
+      // ("BatchNorm1d(11): input has 10 channels ..."), only the index is added.
+      const std::string repr = children_[i]->repr();
+      const std::string type_name = repr.substr(0, repr.find('('));
+      const std::string message = e.what();
+      if (message.rfind(type_name + "(", 0) == 0)
+        throw Error(e.code(), "layer " + std::to_string(i) + ", " + message);
+      throw Error(e.code(), "layer " + std::to_string(i) + ", " + repr + ": input " +
+                                shape_string(shapes[i]) + ": " + message);
     }
   }
-  return shape;
+  return shapes;
+}
+
+Shape Sequential::output_shape(const Shape& input) const {
+  for (int64_t d : input)
+    if (d < 1)
+      throw Error(ErrorCode::invalid_argument,
+                  "input shape " + shape_string(input) + " has a size below 1");
+  return walk_shapes(input).back();
 }
 
 std::vector<std::pair<std::string, Parameter*>> Sequential::parameters() {
@@ -178,6 +143,22 @@ std::vector<Buffer> Sequential::buffers() {
   return result;
 }
 
+bool Sequential::has_parameters() {
+  for (auto& child : children_)
+    if (child->has_parameters()) return true;
+  return false;
+}
+
+void Sequential::reset_parameters(Generator& gen) {
+  for (auto& child : children_) child->reset_parameters(gen);
+}
+
+double Sequential::state_bytes() const {
+  double bytes = 0.0;
+  for (const auto& child : children_) bytes += child->state_bytes();
+  return bytes;
+}
+
 void Sequential::train(bool on) {
   training_ = on;
   for (auto& child : children_) child->train(on);
@@ -185,20 +166,15 @@ void Sequential::train(bool on) {
 
 void Sequential::fuse_batch_norm_relu(bool on) {
   for (size_t i = 0; i < children_.size(); ++i) {
-    if (auto* inner = dynamic_cast<Sequential*>(children_[i].get())) inner->fuse_batch_norm_relu(on);
-    auto* bn = dynamic_cast<BatchNorm*>(children_[i].get());
-    if (bn == nullptr) continue;
-    bn->fuse_relu = false;
-    if (i + 1 < children_.size()) {
-      if (auto* relu = dynamic_cast<ReLU*>(children_[i + 1].get())) {
-        bn->fuse_relu = on;
-        relu->fused = on;
-      }
-    }
+    Module& child = *children_[i];
+    child.fuse_batch_norm_relu(on);
+    Module* next = i + 1 < children_.size() ? children_[i + 1].get() : nullptr;
+    const Activation activation =
+        on && next != nullptr ? next->fusable_activation() : Activation::none;
+    if (child.apply_activation(activation)) next->set_applied_by_previous(true);
   }
   if (!on)
-    for (auto& child : children_)
-      if (auto* relu = dynamic_cast<ReLU*>(child.get())) relu->fused = false;
+    for (auto& child : children_) child->set_applied_by_previous(false);
 }
 
 void Sequential::zero_grad() {

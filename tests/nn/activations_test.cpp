@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "bnlab/nn/layers.hpp"
 #include "grad_check.hpp"
@@ -38,6 +39,46 @@ TEST(ReLU, FusedPassesInputAndGradientThrough) {
   EXPECT_EQ(&relu.forward(x), &x);
   const Tensor dy = random_tensor({2, 3}, 5);
   EXPECT_EQ(&relu.backward(dy), &dy);
+}
+
+// PyTorch 1.13: torch.relu(x) and its backward with dy = 1 for
+// x = [nan, -1, 2, -0.0] give y = [nan, 0, 2, -0.0] and dx = [1, 0, 1, 0];
+// leaky_relu(x, 0.01) gives y = [nan, -0.01, 2, -0.0], dx = [0.01, 0.01, 1, 0.01].
+const float kNan = std::nanf("");
+const std::vector<float> kNanInput = {kNan, -1.0f, 2.0f, -0.0f};
+
+Tensor nan_input() {
+  Tensor x({1, 4});
+  for (int64_t i = 0; i < 4; ++i) x[i] = kNanInput[static_cast<size_t>(i)];
+  return x;
+}
+
+Tensor ones(const Shape& shape) { return Tensor(shape, 1.0f); }
+
+TEST(ReLU, PropagatesNaNAsPyTorchDoes) {
+  ReLU relu;
+  const Tensor x = nan_input();
+  const Tensor& y = relu.forward(x);
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_EQ(y[1], 0.0f);
+  EXPECT_EQ(y[2], 2.0f);
+  EXPECT_EQ(y[3], 0.0f);
+  const Tensor& dx = relu.backward(ones(x.shape()));
+  const float expected[] = {1.0f, 0.0f, 1.0f, 0.0f};
+  for (int64_t i = 0; i < 4; ++i) EXPECT_EQ(dx[i], expected[i]) << i;
+}
+
+TEST(LeakyReLU, PropagatesNaNAsPyTorchDoes) {
+  LeakyReLU leaky(0.01);
+  const Tensor x = nan_input();
+  const Tensor& y = leaky.forward(x);
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_FLOAT_EQ(y[1], -0.01f);
+  EXPECT_EQ(y[2], 2.0f);
+  EXPECT_EQ(y[3], 0.0f);
+  const Tensor& dx = leaky.backward(ones(x.shape()));
+  const float expected[] = {0.01f, 0.01f, 1.0f, 0.01f};
+  for (int64_t i = 0; i < 4; ++i) EXPECT_FLOAT_EQ(dx[i], expected[i]) << i;
 }
 
 TEST(LeakyReLU, ForwardScalesNegatives) {

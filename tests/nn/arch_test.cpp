@@ -173,7 +173,7 @@ TEST(Arch, AcceptsWhatPrintModelShows) {
   EXPECT_EQ(child<Conv2d>(*net, 0).padding, 1);
   EXPECT_FALSE(child<Conv2d>(*net, 0).bias.has_value());
   EXPECT_EQ(child<MaxPool2d>(*net, 3).stride, 2);
-  EXPECT_EQ(check_shapes(*net, {2, 1, 28, 28}), (Shape{2, 10}));
+  EXPECT_EQ(net->output_shape({2, 1, 28, 28}), (Shape{2, 10}));
 
   // And bnlab's own repr reads back into the same network.
   auto reparsed = parse(net->repr());
@@ -330,7 +330,7 @@ TEST(Arch, PresetsParseAndMapImagesToTenClasses) {
   EXPECT_EQ(preset_names(), (std::vector<std::string>{"mlp", "mlp-bn", "cnn", "cnn-bn"}));
   for (const std::string& name : preset_names()) {
     auto net = parse(preset_arch(name));
-    EXPECT_EQ(check_shapes(*net, {5, 1, 28, 28}), (Shape{5, 10})) << name;
+    EXPECT_EQ(net->output_shape({5, 1, 28, 28}), (Shape{5, 10})) << name;
   }
 }
 
@@ -397,7 +397,7 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   // The issue's example: Linear gives 10 features, BatchNorm1d expects 11.
   auto net = parse("Linear(784, 10), BatchNorm1d(11)");
   try {
-    check_shapes(*net, {64, 784});
+    net->output_shape({64, 784});
     FAIL() << "no error";
   } catch (const Error& e) {
     const std::string message = e.what();
@@ -409,7 +409,7 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   // A Linear after Flatten that expects the wrong number of pixels.
   auto mlp = parse("Flatten(), Linear(700, 10)");
   try {
-    check_shapes(*mlp, {2, 1, 28, 28});
+    mlp->output_shape({2, 1, 28, 28});
     FAIL() << "no error";
   } catch (const Error& e) {
     const std::string message = e.what();
@@ -418,8 +418,126 @@ TEST(Arch, CheckShapesNamesTheFirstLayerThatDoesNotFit) {
   }
   // A convolution that gets the wrong number of channels.
   auto cnn = parse("Conv2d(3, 8, 3), ReLU()");
-  EXPECT_THROW(check_shapes(*cnn, {2, 1, 28, 28}), Error);
-  EXPECT_THROW(check_shapes(*mlp, {0, 1, 28, 28}), Error);
+  EXPECT_THROW(cnn->output_shape({2, 1, 28, 28}), Error);
+  EXPECT_THROW(mlp->output_shape({0, 1, 28, 28}), Error);
+}
+
+TEST(Arch, DeepNestingIsRefusedNamingTheLimit) {
+  // 30,000 parentheses crashed the recursive parser (issue 13).
+  const std::string deep =
+      "Linear(" + std::string(30000, '(') + "1" + std::string(30000, ')') + ", 2)";
+  const std::string message = arch_error(deep);
+  EXPECT_NE(message.find("nested deeper than 100"), std::string::npos) << message.substr(0, 300);
+  EXPECT_LT(message.size(), 1000u);
+  // The limit itself still parses.
+  const std::string at_limit =
+      "Linear(" + std::string(99, '(') + "1" + std::string(99, ')') + ", 2)";
+  EXPECT_EQ(arch_error(at_limit), "");
+}
+
+TEST(Arch, IntegerArithmeticIsPythons) {
+  auto net = parse(
+      "Linear(64*7*7, 128), Linear(2 + 3*4, (1 + 1) * 5), Linear(7 // 2, -7 // 2 + 10), "
+      "Linear(7 // -2 + 10, -(7 // 2) + 10), LeakyReLU(1/4), LeakyReLU(-7.0 // 2), "
+      "Linear(10 - 2 - 3, 2 * -3 * -1)");
+  const std::pair<int64_t, int64_t> sizes[] = {{3136, 128}, {14, 10}, {3, 6}, {6, 7}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(child<Linear>(*net, i).in_features, sizes[i].first) << i;
+    EXPECT_EQ(child<Linear>(*net, i).out_features, sizes[i].second) << i;
+  }
+  EXPECT_EQ(child<LeakyReLU>(*net, 4).negative_slope, 0.25);
+  EXPECT_EQ(child<LeakyReLU>(*net, 5).negative_slope, -4.0);  // floor, as Python's -7.0 // 2
+  EXPECT_EQ(child<Linear>(*net, 6).in_features, 5);           // left to right
+  EXPECT_EQ(child<Linear>(*net, 6).out_features, 6);
+}
+
+TEST(Arch, ArithmeticErrorsAreNamed) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"Linear(9223372036854775807 + 1, 2)", "overflows a 64-bit integer"},
+      {"Linear(4611686018427387904 * 2, 2)", "overflows a 64-bit integer"},
+      {"Linear((-9223372036854775807 - 1) // -1, 2)", "overflows a 64-bit integer"},
+      {"Linear(1 // 0, 2)", "division by zero"},
+      {"Linear(64 / 2, 2)", "in_features must be an integer, got 64 / 2"},
+      {"Linear(True + 1, 2)", "True is not a number"},
+      {"Linear(3 +, 2)", "expected a value"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const std::string message = arch_error(text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "\n" << message;
+  }
+}
+
+TEST(Arch, MistypedNamesGetASuggestion) {
+  const std::pair<const char*, const char*> cases[] = {
+      {"Linaer(3, 4)", "unknown layer 'Linaer' (did you mean Linear?); known layers: Linear"},
+      {"relu()", "(did you mean ReLU?)"},
+      {"Conv2D(1, 2, 3)", "(did you mean Conv2d?)"},
+      {"BatchNorm(4)", "(did you mean BatchNorm1d, BatchNorm2d or BatchNorm3d?)"},
+      {"Dropuot(0.1)", "(did you mean Dropout?)"},
+      {"Linear(3, 4, bais=False)", "unexpected keyword 'bais' (did you mean 'bias'?)"},
+  };
+  for (const auto& [text, expected] : cases) {
+    const std::string message = arch_error(text);
+    EXPECT_NE(message.find(expected), std::string::npos) << text << "\n" << message;
+  }
+  // Nothing close: no suggestion.
+  EXPECT_EQ(arch_error("Transformer(4)").find("did you mean"), std::string::npos);
+  EXPECT_EQ(arch_error("Linear(3, 4, foo=2)").find("did you mean"), std::string::npos);
+}
+
+TEST(Arch, MessagesQuoteAtMostAnExcerptOfLongInput) {
+  const std::string huge_name(100000, 'x');
+  std::string long_tuple = "(";
+  for (int i = 0; i < 50000; ++i) long_tuple += "1, ";
+  long_tuple += ")";
+  const std::string cases[] = {
+      "Linear(" + huge_name + ", 2)",                  // not a value
+      std::string(100000, 'A') + "(3)",                // unknown layer
+      "Linear(" + std::string(100000, '1') + ", 2)",   // integer out of range
+      "Linear(3, 4, " + huge_name + "=1)",             // unexpected keyword
+      "Linear(" + long_tuple + ", 2)",                 // wrong type, quoted value
+      "Linear(3, 4) " + huge_name,                     // unexpected token after a layer
+      "Linear(" + std::string(100000, '9') + "a, 2)",  // malformed number
+  };
+  for (const std::string& text : cases) {
+    const std::string message = arch_error(text);
+    ASSERT_FALSE(message.empty()) << text.substr(0, 80);
+    EXPECT_LT(message.size(), 600u) << message.substr(0, 800);
+    EXPECT_NE(message.find("..."), std::string::npos) << message;
+  }
+  try {
+    preset_arch(huge_name);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_LT(std::string(e.what()).size(), 200u);
+  }
+}
+
+TEST(Arch, ShapesAndMemoryAreCheckedBeforeAllocating) {
+  // 6.3 PB of weights and gradients: refused with the figure, not std::bad_alloc.
+  const std::string message = arch_error("Flatten(), Linear(784, 1000000000000)");
+  EXPECT_NE(message.find("need 6280000.0 GB"), std::string::npos) << message;
+  EXPECT_NE(message.find("this machine has"), std::string::npos) << message;
+  EXPECT_NE(message.find("layer 1, Linear(in_features=784"), std::string::npos) << message;
+  // With an input shape the shape walk comes first: the 80 GB layer that does
+  // not fit its input is named without a byte allocated.
+  Generator gen(0);
+  try {
+    parse_arch("Flatten(), Linear(10000000000, 1)", gen, {1, 1, 28, 28});
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string shape_message = e.what();
+    EXPECT_EQ(shape_message.rfind("layer 1, Linear(in_features=10000000000", 0), 0u)
+        << shape_message;
+    EXPECT_NE(shape_message.find("(1, 784)"), std::string::npos) << shape_message;
+  }
+}
+
+TEST(Arch, StateBytesCountValuesGradientsAndBuffers) {
+  auto net = parse("Linear(3, 4), BatchNorm1d(4), Conv2d(2, 5, 3, bias=False)");
+  // Linear: 2 x (12 + 4) floats; BatchNorm: (6 affine + 2 running + 2 saved) x 4;
+  // Conv2d: 2 x 5 * 2 * 3 * 3.
+  EXPECT_EQ(net->state_bytes(), 4.0 * (2 * 16 + 10 * 4 + 2 * 90));
 }
 
 }  // namespace

@@ -178,5 +178,74 @@ TEST(Sequential, ZeroGradClearsEveryParameter) {
     for (int64_t i = 0; i < param->grad.numel(); ++i) EXPECT_EQ(param->grad[i], 0.0f) << name;
 }
 
+// A layer Sequential has never heard of: y = x * scale per feature, with the
+// gradient-input switch it honours. Only Module's virtuals describe it.
+class Scale : public Module {
+ public:
+  explicit Scale(int64_t features) {
+    scale.value = Tensor({features}, 2.0f);
+    scale.grad = Tensor({features}, 0.0f);
+  }
+  const Tensor& forward(const Tensor& input) override {
+    input_ = &input;
+    output_.resize(input.shape());
+    const int64_t features = scale.value.numel();
+    for (int64_t i = 0; i < input.numel(); ++i) output_[i] = input[i] * scale.value[i % features];
+    return output_;
+  }
+  const Tensor& backward(const Tensor& grad_output) override {
+    const int64_t features = scale.value.numel();
+    for (int64_t i = 0; i < grad_output.numel(); ++i)
+      scale.grad[i % features] += grad_output[i] * (*input_)[i];
+    ++backward_calls;
+    if (!compute_grad_input) {
+      grad_input_.resize({0});
+      return grad_input_;
+    }
+    grad_input_.resize(grad_output.shape());
+    for (int64_t i = 0; i < grad_output.numel(); ++i)
+      grad_input_[i] = grad_output[i] * scale.value[i % features];
+    return grad_input_;
+  }
+  std::string repr() const override { return "Scale()"; }
+  Shape output_shape(const Shape& input) const override { return input; }
+  std::vector<std::pair<std::string, Parameter*>> parameters() override {
+    return {{"scale", &scale}};
+  }
+
+  Parameter scale;
+  int backward_calls = 0;
+
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+TEST(Sequential, ANewLayerNeedsNoChangeInSequential) {
+  Sequential net;
+  net.add(std::make_unique<ReLU>());
+  net.add(std::make_unique<Scale>(3));
+  net.add(std::make_unique<ReLU>());
+  auto& scale = dynamic_cast<Scale&>(net[1]);  // the test's own type, not Sequential's
+  // Its parameters get Sequential's names, and has_parameters' default finds them.
+  ASSERT_EQ(net.parameters().size(), 1u);
+  EXPECT_EQ(net.parameters()[0].first, "1.scale");
+  EXPECT_TRUE(net.has_parameters());
+  EXPECT_EQ(net.output_shape({4, 3}), (Shape{4, 3}));
+  // As the first learnable child it gets no input gradient to compute.
+  net.compute_grad_input = false;
+  const Tensor x = random_tensor({4, 3}, 17);
+  net.forward(x);
+  EXPECT_EQ(net.backward(random_tensor({4, 3}, 18)).numel(), 0);
+  EXPECT_EQ(scale.backward_calls, 1);
+  EXPECT_TRUE(scale.compute_grad_input);  // restored after the call
+  EXPECT_NE(scale.scale.grad[0] + scale.scale.grad[1] + scale.scale.grad[2], 0.0f);
+  // The whole network's gradients match central differences with it inside.
+  net.compute_grad_input = true;
+  Tensor away = random_tensor({4, 3}, 19);  // no input within 0.1 of ReLU's kink
+  for (int64_t i = 0; i < away.numel(); ++i) away[i] += away[i] >= 0 ? 0.1f : -0.1f;
+  check_gradients(net, away, 20);
+}
+
 }  // namespace
 }  // namespace bnlab::nn

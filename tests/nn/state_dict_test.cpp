@@ -573,5 +573,22 @@ TEST(StateDict, BnlabCheckpointsLoadIntoPyTorch) {
   }
 }
 
+TEST_F(CheckpointFiles, DeeplyNestedStoredArchitectureIsAnErrorNotACrash) {
+  // A checkpoint's stored text goes through the same parser (issue 13).
+  auto net = parse("Linear(1, 2)", 0);
+  const std::string deep =
+      "Linear(" + std::string(30000, '(') + "1" + std::string(30000, ')') + ", 2)";
+  save_checkpoint(path("deep.safetensors"), *net, deep);
+  const std::string stored = checkpoint_arch(io::read_safetensors(path("deep.safetensors")));
+  ASSERT_EQ(stored, deep);
+  Generator gen(0);
+  try {
+    parse_arch(stored, gen);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("nested deeper than"), std::string::npos);
+  }
+}
+
 }  // namespace
 }  // namespace bnlab::nn

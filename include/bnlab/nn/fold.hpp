@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bnlab/nn/layers.hpp"
@@ -22,9 +23,17 @@ struct FoldResult {
   int kept = 0;                     // BatchNorm layers that had no Linear/Conv2d before them
 };
 
-// Throws Error naming the layer when a BatchNorm has no running statistics
+// Asks each module whether it folds into the one before it and that one
+// whether it can absorb it (Module's virtuals). Throws Error naming the layer
+// when a BatchNorm has no running statistics
 // (track_running_stats=False normalizes with batch statistics even in eval).
 FoldResult fold_batch_norm(Sequential& net);
+
+// Scales weight row o (out, ...) by affine.scale[o] into new_weight and sets
+// new_bias[o] = bias[o] * scale[o] + shift[o] (bias 0 when absent): the
+// Linear and Conv2d overrides of Module::absorb_channel_affine.
+void fold_channel_affine(const Parameter& weight, const std::optional<Parameter>& bias,
+                         const ChannelAffine& affine, Parameter& new_weight, Parameter& new_bias);
 
 // Architecture text for a network: its layers' PyTorch reprs, which parse_arch reads back.
 std::string arch_text(Sequential& net);

@@ -22,19 +22,22 @@ namespace bnlab::nn {
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias, Generator& gen);
+  Linear(int64_t in_features, int64_t out_features, bool bias, Deferred);
   ~Linear() override;
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  bool has_parameters() override { return true; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool can_absorb_channel_affine() const override { return true; }
+  ModulePtr absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const override;
 
   int64_t in_features, out_features;
   Parameter weight;           // (out, in)
   std::optional<Parameter> bias;  // (out)
-  // false: backward fills the parameter grads only and returns an empty tensor
-  // (the first layer of a network, whose input is data; Sequential sets it).
-  bool compute_grad_input = true;
  private:
   struct Matmul;  // oneDNN's matmul primitive for the last batch size (linear.cpp)
   std::unique_ptr<Matmul> matmul_;
@@ -51,6 +54,8 @@ class Conv2d : public Module {
  public:
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
          int64_t padding, bool bias, Generator& gen);
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride,
+         int64_t padding, bool bias, Deferred);
   ~Conv2d() override;
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
@@ -61,11 +66,16 @@ class Conv2d : public Module {
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  bool has_parameters() override { return true; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool can_absorb_channel_affine() const override { return true; }
+  ModulePtr absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const override;
 
   int64_t in_channels, out_channels, kernel_size, stride, padding;
   Parameter weight;
   std::optional<Parameter> bias;
-  bool compute_grad_input = true;  // as Linear's
+
  private:
   struct Primitives;  // oneDNN's primitives for the last input shape and formats (conv2d.cpp)
   Primitives& primitives_for(const Shape& input, MemoryFormat in, MemoryFormat out);
@@ -101,6 +111,8 @@ class BatchNorm : public Module {
   BatchNorm(int dims, int64_t num_features, double eps = 1e-5,
             std::optional<double> momentum = 0.1, bool affine = true,
             bool track_running_stats = true);
+  BatchNorm(int dims, int64_t num_features, double eps, std::optional<double> momentum, bool affine,
+            bool track_running_stats, Deferred);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   // BatchNorm2d keeps nChw16c when num_features is a multiple of 16.
@@ -110,6 +122,14 @@ class BatchNorm : public Module {
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
   std::vector<Buffer> buffers() override;  // running_mean, running_var, num_batches_tracked
+  bool has_parameters() override { return affine; }
+  // Starts at weight 1, bias 0, running_mean 0, running_var 1 (gen unused).
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool apply_activation(Activation activation) override;  // ReLU only
+  bool folds_into_previous() const override { return true; }
+  // scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale
+  ChannelAffine eval_channel_affine() const override;
 
   int dims;  // 1, 2 or 3
   int64_t num_features;
@@ -117,7 +137,6 @@ class BatchNorm : public Module {
   std::optional<double> momentum;
   bool affine, track_running_stats;
   bool fuse_relu = false;
-  bool compute_grad_input = true;    // as Linear's
   Parameter weight, bias;            // empty tensors when !affine
   Tensor running_mean, running_var;  // empty when !track_running_stats
   int64_t num_batches_tracked = 0;
@@ -151,6 +170,8 @@ class ReLU : public Module {
   Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "ReLU()"; }
   Shape output_shape(const Shape& input) const override { return input; }
+  Activation fusable_activation() const override { return Activation::relu; }
+  void set_applied_by_previous(bool on) override { fused = on; }
   bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
  private:
   Tensor output_, grad_input_;
@@ -253,7 +274,7 @@ class Flatten : public Module {
 };
 
 // Runs its children in order; state-dict names are "<index>.<name>" as in
-// PyTorch's nn.Sequential. add() fuses BatchNorm + ReLU pairs when asked.
+// PyTorch's nn.Sequential. Everything it asks a child is a virtual of Module.
 class Sequential : public Module {
  public:
   void add(ModulePtr module);
@@ -262,17 +283,23 @@ class Sequential : public Module {
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
   std::string repr() const override;  // PyTorch's multi-line repr
-  Shape output_shape(const Shape& input) const override;  // names the failing child
+  // The shape walk: throws Error naming the first child whose input does not
+  // fit, with its index (as in the state-dict keys), repr and input shape
+  // ("layer 1, BatchNorm1d(11): input has 10 channels ...").
+  Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
   std::vector<Buffer> buffers() override;
+  bool has_parameters() override;
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
   void train(bool on = true) override;
-  // Marks each BatchNorm directly followed by ReLU as fused (see BatchNorm).
-  void fuse_batch_norm_relu(bool on = true);
-  // false: backward stops at the first child with parameters and skips that
-  // child's input gradient (nobody reads the gradient w.r.t. the data), which
-  // saves the largest product of the first Linear or Conv2d; backward then
-  // returns an empty tensor. Trainers set it; gradient checks leave it true.
-  bool compute_grad_input = true;
+  // Marks each child that can apply the activation of the child after it as
+  // fusing it (BatchNorm followed by ReLU, see BatchNorm), in nested containers too.
+  void fuse_batch_norm_relu(bool on = true) override;
+  // compute_grad_input = false: backward stops at the first child with
+  // parameters and skips that child's input gradient (nobody reads the
+  // gradient w.r.t. the data); backward then returns an empty tensor.
+  // Trainers set it; gradient checks leave it true.
   void zero_grad();
   // Called with each child right after its backward (a data-parallel run starts
   // summing a bucket of gradients as soon as the children holding it are done).
@@ -293,6 +320,8 @@ class Sequential : public Module {
   Shape plan_shape_;
   std::vector<MemoryFormat> in_formats_, out_formats_;
   void plan_formats(const Shape& input);
+  // shapes[0] = input, shapes[i + 1] = child i's output shape.
+  std::vector<Shape> walk_shapes(const Shape& input) const;
   Tensor no_grad_input_;  // the empty tensor returned when !compute_grad_input
 };
 

@@ -2,6 +2,8 @@
 // what training needs). forward/backward return references to tensors the
 // module owns and reuses, so a training step allocates nothing once shapes are
 // known. backward must follow the forward whose input it differentiates.
+// Containers and passes (Sequential, fold_batch_norm) ask a module only
+// through these virtuals, so a new layer needs no change in them.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "bnlab/batch_norm.hpp"
+#include "bnlab/random.hpp"
 #include "bnlab/tensor.hpp"
 
 namespace bnlab::nn {
@@ -50,6 +54,21 @@ enum class Blocked16Use {
   ends,   // takes it, and writes its output in the format asked (Conv2d) or plain (Flatten)
 };
 
+// The per-channel affine map y[c] = scale[c] * x[c] + shift[c] that an
+// eval-mode BatchNorm computes, which folding moves into the layer before it.
+struct ChannelAffine {
+  std::vector<double> scale, shift;
+};
+
+// Passed to a layer's constructor to record its settings and leave its
+// parameters and buffers unallocated until reset_parameters: the arch reader
+// checks shapes and memory before it allocates anything.
+struct Deferred {};
+inline constexpr Deferred deferred{};
+
+class Module;
+using ModulePtr = std::unique_ptr<Module>;
+
 class Module {
  public:
   virtual ~Module() = default;
@@ -74,6 +93,40 @@ class Module {
   // State-dict entries, PyTorch's names relative to this module ("weight", "bias", ...).
   virtual std::vector<std::pair<std::string, Parameter*>> parameters() { return {}; }
   virtual std::vector<Buffer> buffers() { return {}; }
+  // Whether parameters() is non-empty, asked in each training step without building the list.
+  virtual bool has_parameters() { return !parameters().empty(); }
+  // Allocates and initialises the parameters and buffers as at construction
+  // (a layer built with `deferred` has none before this).
+  virtual void reset_parameters(Generator& gen) {}
+  // The bytes the parameters, their gradients and the buffers take once allocated.
+  virtual double state_bytes() const { return 0.0; }
+
+  // false: backward fills the parameter grads only and returns an empty tensor
+  // (the first learnable layer of a network, whose input is data: Sequential
+  // sets it, which saves the largest product of a training step). Modules
+  // that have no cheaper path ignore it.
+  bool compute_grad_input = true;
+
+  // Activation fusion (BatchNorm + ReLU in one pass, see BatchNorm): the
+  // activation this module is, when the module before it may apply it instead;
+  virtual Activation fusable_activation() const { return Activation::none; }
+  // asks this module to apply `activation` to its own output (none: stop);
+  // returns whether it does;
+  virtual bool apply_activation(Activation activation) { return false; }
+  // the module before applies this one's activation: forward and backward pass through;
+  virtual void set_applied_by_previous(bool on) {}
+  // containers: fuse each child that can apply the activation after it.
+  virtual void fuse_batch_norm_relu(bool on = true) {}
+
+  // Folding (fold.hpp): whether this module is a per-channel affine map in
+  // eval mode that folds into the layer before it (BatchNorm);
+  virtual bool folds_into_previous() const { return false; }
+  // that map; throws Error naming the module when it has none;
+  virtual ChannelAffine eval_channel_affine() const;
+  // whether this layer can absorb such a map into its weights (Linear, Conv2d),
+  virtual bool can_absorb_channel_affine() const { return false; }
+  // and a copy of this layer with `affine` applied to its output channels.
+  virtual ModulePtr absorb_channel_affine(const ChannelAffine& affine, Generator& gen) const;
 
   virtual void train(bool on = true) { training_ = on; }
   void eval() { train(false); }
@@ -88,7 +141,5 @@ class Module {
 
   bool training_ = true;
 };
-
-using ModulePtr = std::unique_ptr<Module>;
 
 }  // namespace bnlab::nn

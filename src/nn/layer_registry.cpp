@@ -1,0 +1,191 @@
+// The layer registry: PyTorch's signatures, and arguments bnlab does not
+// implement (dilation, groups, ceil_mode, ...) accepted at their default only.
+// Note the signatures' order: Conv2d's sixth positional argument is dilation,
+// not bias, as in PyTorch.
+#include "nn/layer_registry.hpp"
+
+#include <memory>
+#include <optional>
+
+#include "bnlab/nn/layers.hpp"
+
+namespace bnlab::nn {
+namespace {
+
+using call_syntax::BoundArgs;
+using call_syntax::Value;
+using call_syntax::ValueKind;
+
+bool is_one(const Value& v) {
+  if (v.kind == ValueKind::integer) return v.int_value == 1;
+  if (v.kind == ValueKind::tuple) {
+    for (const Value& item : v.items)
+      if (item.kind != ValueKind::integer || item.int_value != 1) return false;
+    return !v.items.empty();
+  }
+  return false;
+}
+bool is_false(const Value& v) { return v.kind == ValueKind::boolean && !v.bool_value; }
+bool is_zeros(const Value& v) { return v.kind == ValueKind::string && v.string_value == "zeros"; }
+bool is_none(const Value& v) { return v.kind == ValueKind::none; }
+bool is_start_dim_one(const Value& v) { return v.kind == ValueKind::integer && v.int_value == 1; }
+bool is_end_dim_last(const Value& v) { return v.kind == ValueKind::integer && v.int_value == -1; }
+
+// device and dtype are accepted as None, as PyTorch's factory arguments.
+void check_factory_args(const BoundArgs& args) {
+  args.require_default("device", "None", is_none);
+  args.require_default("dtype", "None", is_none);
+}
+
+ModulePtr build_linear(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  return std::make_unique<Linear>(args.size("in_features", 0, 1), args.size("out_features", 0, 1),
+                                  args.flag("bias", true), deferred);
+}
+
+ModulePtr build_conv2d(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  args.require_default("dilation", "1", is_one);
+  args.require_default("groups", "1", is_one);
+  args.require_default("padding_mode", "'zeros'", is_zeros);
+  const int64_t kernel_size = args.size("kernel_size", 0, 1, true);
+  const int64_t stride = args.size("stride", 1, 1, true);
+  int64_t padding = 0;
+  const Value* padding_value = args.find("padding");
+  if (padding_value && padding_value->kind == ValueKind::string) {
+    // PyTorch's padding='valid' (none) and padding='same' (output size = input size).
+    if (padding_value->string_value == "valid") {
+      padding = 0;
+    } else if (padding_value->string_value == "same") {
+      if (stride != 1) args.fail("padding", "padding='same' needs stride=1");
+      if (kernel_size % 2 == 0)
+        args.fail("padding", "padding='same' with an even kernel_size is not supported");
+      padding = (kernel_size - 1) / 2;
+    } else {
+      args.fail("padding",
+                "padding must be an integer, 'same' or 'valid', got " + padding_value->text);
+    }
+  } else {
+    padding = args.size("padding", 0, 0, true);
+  }
+  return std::make_unique<Conv2d>(args.size("in_channels", 0, 1), args.size("out_channels", 0, 1),
+                                  kernel_size, stride, padding, args.flag("bias", true), deferred);
+}
+
+template <int dims>
+ModulePtr build_batch_norm(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  const double eps = args.number("eps", 1e-5);
+  if (!(eps > 0.0)) args.fail("eps", "eps must be positive, got " + args.find("eps")->text);
+  const std::optional<double> momentum = args.optional_number("momentum", 0.1);
+  if (momentum && !(*momentum >= 0.0 && *momentum <= 1.0))
+    args.fail("momentum", "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
+  return std::make_unique<BatchNorm>(dims, args.size("num_features", 0, 1), eps, momentum,
+                                     args.flag("affine", true),
+                                     args.flag("track_running_stats", true), deferred);
+}
+
+ModulePtr build_relu(const BoundArgs& args, Generator&) {
+  args.flag("inplace", false);  // in-place or not, the values are the same
+  return std::make_unique<ReLU>();
+}
+
+ModulePtr build_leaky_relu(const BoundArgs& args, Generator&) {
+  args.flag("inplace", false);
+  return std::make_unique<LeakyReLU>(args.number("negative_slope", 0.01));
+}
+
+ModulePtr build_sigmoid(const BoundArgs&, Generator&) { return std::make_unique<Sigmoid>(); }
+
+ModulePtr build_tanh(const BoundArgs&, Generator&) { return std::make_unique<Tanh>(); }
+
+ModulePtr build_max_pool2d(const BoundArgs& args, Generator&) {
+  args.require_default("dilation", "1", is_one);
+  args.require_default("return_indices", "False", is_false);
+  args.require_default("ceil_mode", "False", is_false);
+  const int64_t kernel_size = args.size("kernel_size", 0, 1, true);
+  std::optional<int64_t> stride;
+  const Value* stride_value = args.find("stride");
+  if (stride_value && stride_value->kind != ValueKind::none)
+    stride = args.size("stride", 0, 1, true);
+  const int64_t padding = args.size("padding", 0, 0, true);
+  // PyTorch's rule: each window must hold at least one input element.
+  if (padding > kernel_size / 2)
+    args.fail("padding", "padding should be at most half of kernel_size, got padding=" +
+                             std::to_string(padding) +
+                             " with kernel_size=" + std::to_string(kernel_size));
+  return std::make_unique<MaxPool2d>(kernel_size, stride, padding);
+}
+
+ModulePtr build_dropout(const BoundArgs& args, Generator& gen) {
+  args.flag("inplace", false);
+  const double p = args.number("p", 0.5);
+  if (!(p >= 0.0 && p < 1.0)) args.fail("p", "p must be in [0, 1), got " + args.find("p")->text);
+  return std::make_unique<Dropout>(p, gen);
+}
+
+ModulePtr build_flatten(const BoundArgs& args, Generator&) {
+  args.require_default("start_dim", "1", is_start_dim_one);
+  args.require_default("end_dim", "-1", is_end_dim_last);
+  return std::make_unique<Flatten>();
+}
+
+}  // namespace
+
+const std::vector<LayerEntry>& layer_registry() {
+  static const std::vector<LayerEntry> kLayers = {
+      {"Linear", {{"in_features", "out_features", "bias", "device", "dtype"}, 2}, build_linear},
+      {"Conv2d",
+       {{"in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+         "bias", "padding_mode", "device", "dtype"},
+        3},
+       build_conv2d},
+      {"BatchNorm1d",
+       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
+       build_batch_norm<1>},
+      {"BatchNorm2d",
+       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
+       build_batch_norm<2>},
+      {"BatchNorm3d",
+       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
+       build_batch_norm<3>},
+      {"ReLU", {{"inplace"}, 0}, build_relu},
+      {"LeakyReLU", {{"negative_slope", "inplace"}, 0}, build_leaky_relu},
+      {"Sigmoid", {{}, 0}, build_sigmoid},
+      {"Tanh", {{}, 0}, build_tanh},
+      {"MaxPool2d",
+       {{"kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"}, 1},
+       build_max_pool2d},
+      {"Dropout", {{"p", "inplace"}, 0}, build_dropout},
+      {"Flatten", {{"start_dim", "end_dim"}, 0}, build_flatten},
+  };
+  return kLayers;
+}
+
+const LayerEntry* find_layer(std::string_view name) {
+  for (const LayerEntry& entry : layer_registry())
+    if (name == entry.name) return &entry;
+  return nullptr;
+}
+
+const std::vector<std::pair<std::string, std::string>>& presets() {
+  // Must equal PRESETS in bench/train_vs_pytorch.py. mlp and mlp-bn are the
+  // tutorial's network; with BN the hidden linears lose their bias (BN's shift
+  // replaces it) and BN sits between the layer and its activation.
+  static const std::vector<std::pair<std::string, std::string>> kPresets = {
+      {"mlp", "Flatten(), Linear(784, 512), ReLU(), Linear(512, 256), ReLU(), Linear(256, 10)"},
+      {"mlp-bn",
+       "Flatten(), Linear(784, 512, bias=False), BatchNorm1d(512), ReLU(), "
+       "Linear(512, 256, bias=False), BatchNorm1d(256), ReLU(), Linear(256, 10)"},
+      {"cnn",
+       "Conv2d(1, 32, 3, padding=1), ReLU(), MaxPool2d(2), Conv2d(32, 64, 3, padding=1), "
+       "ReLU(), MaxPool2d(2), Flatten(), Linear(3136, 128), ReLU(), Linear(128, 10)"},
+      {"cnn-bn",
+       "Conv2d(1, 32, 3, padding=1, bias=False), BatchNorm2d(32), ReLU(), MaxPool2d(2), "
+       "Conv2d(32, 64, 3, padding=1, bias=False), BatchNorm2d(64), ReLU(), MaxPool2d(2), "
+       "Flatten(), Linear(3136, 128, bias=False), BatchNorm1d(128), ReLU(), Linear(128, 10)"},
+  };
+  return kPresets;
+}
+
+}  // namespace bnlab::nn
