@@ -140,19 +140,19 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   std::fflush(stdout);
 
   if (o.json && root) {
-    nlohmann::json result = {{"arch", arch},
-                              {"optimizer", options.optimizer},
-                              {"batch", options.batch},
-                              {"lr", options.lr},
-                              {"seed", o.seed},
-                              {"epochs", epochs},
-                              {"train_loss", losses},
-                              {"diverged", diverged},
-                              {"test_accuracy", test.accuracy},
-                              {"test_loss", test.loss},
-                              {"seconds", train_seconds},
-                              {"images_per_second",
-                               train_seconds > 0 ? train_images / train_seconds : 0.0}};
+    nlohmann::json result = {
+        {"arch", arch},
+        {"optimizer", options.optimizer},
+        {"batch", options.batch},
+        {"lr", options.lr},
+        {"seed", o.seed},
+        {"epochs", epochs},
+        {"train_loss", losses},
+        {"diverged", diverged},
+        {"test_accuracy", test.accuracy},
+        {"test_loss", test.loss},
+        {"seconds", train_seconds},
+        {"images_per_second", train_seconds > 0 ? train_images / train_seconds : 0.0}};
     if (replicas)
       result["distributed"] = {
           {"processes", ranks},
@@ -177,9 +177,11 @@ void add_train_command(CLI::App& app) {
   arch->excludes(model);
   command->add_option("--epochs", o->epochs, "Passes over the training split")
       ->capture_default_str()->check(positive());
-  command->add_option("--batch", o->train.batch,
-                      "Batch size (under mpirun: per process, as in PyTorch's DDP)")
-      ->capture_default_str()->check(positive());
+  command
+      ->add_option("--batch", o->train.batch,
+                   "Batch size (under mpirun: per process, as in PyTorch's DDP)")
+      ->capture_default_str()
+      ->check(positive());
   command->add_option("--lr", o->train.lr, "Learning rate")
       ->capture_default_str()->check(positive());
   command->add_option("--optimizer", o->train.optimizer, "sgd or adam")
@@ -201,10 +203,12 @@ void add_train_command(CLI::App& app) {
       "(SyncBatchNorm), so K processes x batch B train as one process with batch K*B. Without "
       "it each process normalizes its own B examples (noisier statistics, a different model), "
       "and eval and --save use the running statistics averaged over the processes");
-  command->add_option("--bucket-kb", o->bucket_kb,
-                      "Under mpirun: gradient bucket size; each bucket is summed while the "
-                      "backward goes on")
-      ->capture_default_str()->check(positive());
+  command
+      ->add_option("--bucket-kb", o->bucket_kb,
+                   "Under mpirun: gradient bucket size; each bucket is summed while the "
+                   "backward goes on")
+      ->capture_default_str()
+      ->check(positive());
   command->add_flag("--no-overlap", o->no_overlap,
                     "Under mpirun: sum the gradients after the backward instead of during it "
                     "(for measuring the overlap)");

@@ -101,11 +101,12 @@ struct MpiReplicas::Buckets {
       Bucket& b = buckets[next_gather];
       // The summed block lands at the buffer's start; the allgather takes it from its place.
       if (rank > 0)
-        std::memmove(b.buffer.data() + rank * b.block, b.buffer.data(), sizeof(float) * size_t(b.block));
-      check(MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buffer.data(),
-                           static_cast<int>(b.block), MPI_FLOAT, gather_comm,
-                           &gathers[next_gather]),
-            "MPI_Iallgather of a gradient bucket");
+        std::memmove(b.buffer.data() + rank * b.block, b.buffer.data(),
+                     sizeof(float) * size_t(b.block));
+      check(
+          MPI_Iallgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, b.buffer.data(),
+                         static_cast<int>(b.block), MPI_FLOAT, gather_comm, &gathers[next_gather]),
+          "MPI_Iallgather of a gradient bucket");
       ++next_gather;
     }
   }
@@ -124,7 +125,9 @@ MpiReplicas::~MpiReplicas() {
   MPI_Comm_free(&buckets_->gather_comm);
 }
 
-void MpiReplicas::keep(std::unique_ptr<nn::BatchNormSync> sync) { syncs_.push_back(std::move(sync)); }
+void MpiReplicas::keep(std::unique_ptr<nn::BatchNormSync> sync) {
+  syncs_.push_back(std::move(sync));
+}
 
 void MpiReplicas::sum(double* values, int64_t count) {
   check(MPI_Allreduce(MPI_IN_PLACE, values, static_cast<int>(count), MPI_DOUBLE, MPI_SUM,

@@ -90,8 +90,6 @@ void convert(nn::Sequential& net, MpiReplicas& replicas) {
 
 }  // namespace
 
-void convert_sync_batch_norm(nn::Sequential& net, MpiReplicas& replicas) {
-  convert(net, replicas);
-}
+void convert_sync_batch_norm(nn::Sequential& net, MpiReplicas& replicas) { convert(net, replicas); }
 
 }  // namespace bnlab::dist

@@ -157,10 +157,9 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
     batch_norm_stats(input.data(), shape, sync_mean_.data(), sync_m2_.data());
     sync_count_ = shape.per_channel();
     sync->merge_stats(num_features, sync_count_, sync_mean_.data(), sync_m2_.data());
-    status = batch_norm_forward_with_stats(input.data(), shape, w, b, sync_mean_.data(),
-                                           sync_m2_.data(), sync_count_, running, eps,
-                                           output_.data(), save_mean_.data(),
-                                           save_invstd_.data(), activation);
+    status = batch_norm_forward_with_stats(
+        input.data(), shape, w, b, sync_mean_.data(), sync_m2_.data(), sync_count_, running, eps,
+        output_.data(), save_mean_.data(), save_invstd_.data(), activation);
   } else {
     status = batch_norm_forward_training(input.data(), shape, w, b, running, eps, output_.data(),
                                          save_mean_.data(), save_invstd_.data(), activation);
@@ -194,8 +193,8 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
     sync_sum_dy_xhat_.resize(size_t(num_features));
     const float* y = fuse_relu ? output_.data() : nullptr;
     batch_norm_backward_reduce(input_->data(), grad_output.data(), shape, save_mean_.data(),
-                               save_invstd_.data(), sync_sum_dy_.data(),
-                               sync_sum_dy_xhat_.data(), activation, y);
+                               save_invstd_.data(), sync_sum_dy_.data(), sync_sum_dy_xhat_.data(),
+                               activation, y);
     for (int64_t j = 0; affine && j < num_features; ++j) {
       dweight[j] = static_cast<float>(sync_sum_dy_xhat_[size_t(j)]);
       dbias[j] = static_cast<float>(sync_sum_dy_[size_t(j)]);

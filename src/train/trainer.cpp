@@ -236,8 +236,8 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
    layers in training mode (batch statistics; Dropout stays off) and restores
    their running statistics and num_batches_tracked afterwards, so evaluating
    leaves the model exactly as it was. */
-EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batch,
-                    bool train_mode, Replicas* replicas) {
+EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batch, bool train_mode,
+                    Replicas* replicas) {
   if (replicas != nullptr && train_mode)
     throw Error("evaluate: train_mode (batch statistics) is not split over processes");
   if (batch <= 0) throw Error("evaluate: batch must be > 0, got " + std::to_string(batch));

@@ -47,7 +47,8 @@ std::string read_text(const std::string& path) {
 }
 
 std::string scratch_dir(const std::string& name) {
-  const std::string dir = testing::TempDir() + "bnlab_dist_" + name + "_" + std::to_string(getpid());
+  const std::string dir =
+      testing::TempDir() + "bnlab_dist_" + name + "_" + std::to_string(getpid());
   ::mkdir(dir.c_str(), 0755);
   return dir;
 }
@@ -86,9 +87,9 @@ bool have_data() {
          ::stat((dir + "/train-images-idx3-ubyte").c_str(), &st) == 0;
 }
 
-#define REQUIRE_DATA()                                                                       \
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST is not installed in "                     \
-                                 << bnlab::data::default_data_dir()
+#define REQUIRE_DATA() \
+  if (!have_data())    \
+  GTEST_SKIP() << "Fashion-MNIST is not installed in " << bnlab::data::default_data_dir()
 
 std::vector<float> floats(const bnlab::io::NamedTensor& t) {
   std::vector<float> values(t.bytes.size() / sizeof(float));
@@ -115,7 +116,8 @@ double max_weight_difference(const std::string& a_path, const std::string& b_pat
     }
     const std::vector<float> va = floats(ta), vb = floats(*tb);
     for (size_t i = 0; i < va.size(); ++i)
-      worst = std::max(worst, std::fabs(double(va[i]) - vb[i]) / std::max(1.0, std::fabs(double(vb[i]))));
+      worst = std::max(worst,
+                       std::fabs(double(va[i]) - vb[i]) / std::max(1.0, std::fabs(double(vb[i]))));
   }
   return worst;
 }
@@ -209,7 +211,8 @@ TEST(DataParallel, WithoutSyncBnTheRunsDiffer) {
 TEST(DataParallel, EvalOverThreeProcessesScoresLikeOne) {
   REQUIRE_DATA();
   const Trained trained = train("mlp-bn", 0, 64, "", "--limit 600 --epochs 1");
-  const std::string args = " eval --weights '" + trained.weights + "' --limit 500 --threads 1 --json";
+  const std::string args =
+      " eval --weights '" + trained.weights + "' --limit 500 --threads 1 --json";
   const Finished one = run_shell("OMP_NUM_THREADS=1 " + kExe + args);
   const Finished three = run_shell(mpirun(3) + kExe + args);
   ASSERT_EQ(one.status, 0) << one.err;
@@ -256,13 +259,19 @@ TEST(DataParallel, KillingOneRankEndsTheRunWithinSeconds) {
   const std::string tag = "BNLAB_KILL_TEST=" + std::to_string(getpid());
   const std::string script =
       mpirun(2) + "-x " + tag + " " + kExe +
-      " train --model mlp-bn --limit 4000 --epochs 200 --threads 1 > '" + dir +
-      "/out.txt' 2>'" + dir + "/err.txt' & pid=$!\n"
-      "for i in $(seq 1 200); do grep -q '^epoch 1/' '" + dir + "/out.txt' && break; sleep 0.1; done\n"
+      " train --model mlp-bn --limit 4000 --epochs 200 --threads 1 > '" + dir + "/out.txt' 2>'" +
+      dir +
+      "/err.txt' & pid=$!\n"
+      "for i in $(seq 1 200); do grep -q '^epoch 1/' '" +
+      dir +
+      "/out.txt' && break; sleep 0.1; done\n"
       "victim=''\n"
-      "for p in $(pgrep -f -- '" BNLAB_EXE " train'); do\n"
+      "for p in $(pgrep -f -- '" BNLAB_EXE
+      " train'); do\n"
       "  grep -qz '^OMPI_COMM_WORLD_RANK=1$' /proc/$p/environ 2>/dev/null &&\n"
-      "    grep -qz '^" + tag + "$' /proc/$p/environ && victim=$p\n"
+      "    grep -qz '^" +
+      tag +
+      "$' /proc/$p/environ && victim=$p\n"
       "done\n"
       "[ -n \"$victim\" ] || { echo 'no rank 1'; kill $pid; exit 3; }\n"
       "kill -9 $victim; start=$(date +%s.%N)\n"

@@ -13,7 +13,7 @@
 namespace bnlab::nn {
 class Sequential;
 class BatchNormSync;
-}
+}  // namespace bnlab::nn
 
 namespace bnlab::dist {
 
@@ -22,11 +22,11 @@ bool launched_by_mpirun();
 
 // Where the communication of the steps so far went (summed over steps).
 struct CollectiveTimes {
-  int64_t sync_bn_calls = 0;        // SyncBatchNorm collectives (2 per layer per step)
-  double sync_bn_seconds = 0.0;     // inside them
+  int64_t sync_bn_calls = 0;            // SyncBatchNorm collectives (2 per layer per step)
+  double sync_bn_seconds = 0.0;         // inside them
   double gradient_start_seconds = 0.0;  // packing and starting buckets during the backward
   double gradient_wait_seconds = 0.0;   // finish_gradients: the sums the backward did not hide
-  int64_t gradient_floats = 0;      // parameters summed per step
+  int64_t gradient_floats = 0;          // parameters summed per step
   int64_t buckets = 0;
 };
 

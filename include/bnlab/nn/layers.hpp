@@ -146,6 +146,7 @@ class BatchNorm : public Module {
   // batch over every process (SyncBatchNorm); weight/bias grads get this
   // process's share, which the data-parallel gradient sum completes.
   BatchNormSync* sync = nullptr;
+
  private:
   const Tensor* input_ = nullptr;
   Shape checked_input_shape_;  // as Linear's
