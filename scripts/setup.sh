@@ -13,6 +13,7 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libhwy-dev libdnnl-dev libcli11-dev nlohmann-json3-dev zlib1g-dev libdeflate-dev
   libgtest-dev libbenchmark-dev
+  openmpi-bin libopenmpi-dev
   dataset-fashion-mnist
   chromium
 )

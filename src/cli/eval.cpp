@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "bnlab/dist/mpi_replicas.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/state_dict.hpp"
@@ -29,7 +30,8 @@ void run_eval(const EvalCommandOptions& o) {
   const data::Split split = load_data(o.data, 1, o.data.limit);
   std::unique_ptr<nn::Sequential> net = build_network(arch, 0, split.test);
   nn::load_state_dict(*net, file);
-  const train::EvalResult test = train::evaluate(*net, split.test, o.batch);
+  // Under mpirun each process scores its part of the test set; the counts are summed.
+  const train::EvalResult test = train::evaluate(*net, split.test, o.batch, false, dist::world());
   std::printf("%s\n  test: accuracy %s  loss %s  (%lld images of %s, eval mode)\n",
               arch.c_str(), percent(test.accuracy).c_str(), loss_text(test.loss).c_str(),
               static_cast<long long>(test.count), o.data.dir.c_str());

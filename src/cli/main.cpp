@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "bnlab/dist/mpi_replicas.hpp"
 #include "bnlab/error.hpp"
 #include "benefits.hpp"
 #include "common.hpp"
@@ -16,6 +17,8 @@ constexpr int kExitUsage = 2;
 }  // namespace
 
 int main(int argc, char** argv) {
+  // MPI only under mpirun (data-parallel train and eval; docs/distributed.md).
+  bnlab::dist::Launch launch(argc, argv);
   CLI::App app{"bnlab: batch normalization in C++, with a training toolkit and a lab", "bnlab"};
   app.require_subcommand(1);
   app.footer(
@@ -38,6 +41,12 @@ int main(int argc, char** argv) {
     return status == 0 ? 0 : kExitUsage;
   } catch (const std::exception& e) {
     std::fflush(stdout);
+    if (launch.active()) {
+      // Named, then every rank ended: the others may be waiting in a collective.
+      std::fprintf(stderr, "bnlab: error: rank %d of %d: %s\n", launch.replicas()->rank(),
+                   launch.replicas()->size(), e.what());
+      launch.abort(kExitError);
+    }
     std::fprintf(stderr, "bnlab: error: %s\n", e.what());
     return kExitError;
   }

@@ -4,9 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "bnlab/dist/mpi_replicas.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/state_dict.hpp"
@@ -26,7 +28,26 @@ struct TrainCommandOptions {
   bool json = false;
   DataOptions data;
   int threads = 0;
+  bool sync_bn = false;
+  int64_t bucket_kb = 512;
+  bool no_overlap = false;
 };
+
+// Per-step times of a data-parallel run, for --json (rank 0's clock).
+nlohmann::json step_timing(const train::StepTimes& t, const dist::CollectiveTimes& c) {
+  const double steps = t.steps > 0 ? double(t.steps) : 1.0;
+  return {{"steps", t.steps},
+          {"forward", t.forward / steps},
+          {"loss", t.loss / steps},
+          {"backward", t.backward / steps},
+          {"gradient_wait", t.gradient_wait / steps},
+          {"update", t.update / steps},
+          {"sync_bn", c.sync_bn_seconds / steps},
+          {"sync_bn_collectives", double(c.sync_bn_calls) / steps},
+          {"gradient_start", c.gradient_start_seconds / steps},
+          {"gradient_floats", c.gradient_floats},
+          {"buckets", c.buckets}};
+}
 
 void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
                CLI::Option* model_option) {
@@ -40,12 +61,29 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
 
   train::TrainOptions options = o.train;
   options.seed = o.seed;
+  // Under mpirun: one model over every process (stdout is rank 0's alone).
+  dist::MpiReplicas* replicas = dist::world();
+  const int ranks = replicas ? replicas->size() : 1;
+  const bool root = replicas == nullptr || replicas->rank() == 0;
+  if (replicas) {
+    replicas->set_bucket_bytes(o.bucket_kb * 1024);
+    replicas->set_overlap(!o.no_overlap);
+    if (o.sync_bn) dist::convert_sync_batch_norm(*net, *replicas);
+    options.replicas = replicas;
+  }
   train::Trainer trainer(*net, options);
   std::printf("training %s\n  on %lld images of %s, batch %lld, %s lr %g, %lld epochs\n",
               arch.c_str(), static_cast<long long>(split.train.count), o.data.dir.c_str(),
               static_cast<long long>(options.batch), options.optimizer.c_str(), options.lr,
               static_cast<long long>(o.epochs));
+  if (replicas)
+    std::printf("  on %d processes: global batch %lld, BatchNorm %s\n", ranks,
+                static_cast<long long>(options.batch * ranks),
+                o.sync_bn ? "synchronized (SyncBatchNorm)" : "per process (no --sync-bn)");
   std::fflush(stdout);
+  const int64_t global_batch = options.batch * ranks;
+  train::TrainOptions counting = options;
+  counting.batch = global_batch;
 
   nlohmann::json epochs = nlohmann::json::array();
   std::vector<double> losses;
@@ -55,18 +93,21 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   for (int64_t epoch = 0; epoch < o.epochs && !diverged; ++epoch) {
     const std::string label =
         "epoch " + std::to_string(epoch + 1) + "/" + std::to_string(o.epochs);
-    Progress progress(label, steps_per_epoch(split.train.count, options), "img");
+    // Progress lines (stderr) from rank 0 only.
+    std::optional<Progress> progress;
+    if (root) progress.emplace(label, steps_per_epoch(split.train.count, counting), "img");
     char status[48];
     auto on_step = [&](int64_t step, int64_t, double loss) {
+      if (!progress) return;
       std::snprintf(status, sizeof status, "loss %.3f", loss);
-      progress.update(step, std::min(step * options.batch, split.train.count), status);
+      progress->update(step, std::min(step * global_batch, split.train.count), status);
     };
     const train::EpochResult r = trainer.train_epoch(split.train, epoch, on_step);
-    const int64_t images = std::min(r.steps * options.batch, split.train.count);
+    const int64_t images = std::min(r.steps * global_batch, split.train.count);
     const double rate = r.seconds > 0 ? double(images) / r.seconds : 0.0;
     std::snprintf(status, sizeof status, "loss %s, %.0f img/s", loss_text(r.mean_loss).c_str(),
                   rate);
-    progress.finish(status);
+    if (progress) progress->finish(status);
     train_seconds += r.seconds;
     train_images += images;
     losses.push_back(r.mean_loss);
@@ -86,28 +127,41 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     std::fprintf(stderr, "bnlab: warning: the loss became non-finite; training stopped (try a "
                          "smaller --lr)\n");
 
-  const train::EvalResult test = train::evaluate(*net, split.test, kEvalBatch);
+  // Without --sync-bn each rank's running statistics saw only its slices:
+  // evaluate and save their mean over the ranks (docs/distributed.md).
+  if (replicas && !o.sync_bn) train::average_running_statistics(*net, *replicas);
+  const train::EvalResult test = train::evaluate(*net, split.test, kEvalBatch, false, replicas);
   std::printf("test: accuracy %s  loss %s  (%lld images, eval mode)\n",
               percent(test.accuracy).c_str(), loss_text(test.loss).c_str(), static_cast<long long>(test.count));
-  if (!o.save.empty()) {
+  if (!o.save.empty() && root) {
     nn::save_checkpoint(o.save, *net, arch);
     std::printf("saved %s\n", o.save.c_str());
   }
   std::fflush(stdout);
 
-  if (o.json) {
-    print_json_line({{"arch", arch},
-                     {"optimizer", options.optimizer},
-                     {"batch", options.batch},
-                     {"lr", options.lr},
-                     {"seed", o.seed},
-                     {"epochs", epochs},
-                     {"train_loss", losses},
-                     {"diverged", diverged},
-                     {"test_accuracy", test.accuracy},
-                     {"test_loss", test.loss},
-                     {"seconds", train_seconds},
-                     {"images_per_second", train_seconds > 0 ? train_images / train_seconds : 0.0}});
+  if (o.json && root) {
+    nlohmann::json result = {
+        {"arch", arch},
+        {"optimizer", options.optimizer},
+        {"batch", options.batch},
+        {"lr", options.lr},
+        {"seed", o.seed},
+        {"epochs", epochs},
+        {"train_loss", losses},
+        {"diverged", diverged},
+        {"test_accuracy", test.accuracy},
+        {"test_loss", test.loss},
+        {"seconds", train_seconds},
+        {"images_per_second", train_seconds > 0 ? train_images / train_seconds : 0.0}};
+    if (replicas)
+      result["distributed"] = {
+          {"processes", ranks},
+          {"global_batch", global_batch},
+          {"sync_bn", o.sync_bn},
+          {"overlap", !o.no_overlap},
+          {"bucket_kb", o.bucket_kb},
+          {"per_step_seconds", step_timing(trainer.times(), replicas->times())}};
+    print_json_line(result);
   }
 }
 
@@ -123,8 +177,11 @@ void add_train_command(CLI::App& app) {
   arch->excludes(model);
   command->add_option("--epochs", o->epochs, "Passes over the training split")
       ->capture_default_str()->check(positive());
-  command->add_option("--batch", o->train.batch, "Batch size")
-      ->capture_default_str()->check(positive());
+  command
+      ->add_option("--batch", o->train.batch,
+                   "Batch size (under mpirun: per process, as in PyTorch's DDP)")
+      ->capture_default_str()
+      ->check(positive());
   command->add_option("--lr", o->train.lr, "Learning rate")
       ->capture_default_str()->check(positive());
   command->add_option("--optimizer", o->train.optimizer, "sgd or adam")
@@ -140,12 +197,29 @@ void add_train_command(CLI::App& app) {
   add_data_options(*command, o->data,
                    "Train on the first N examples and test on the first N/6 (quick runs)");
   add_threads_option(*command, o->threads);
+  command->add_flag(
+      "--sync-bn", o->sync_bn,
+      "Under mpirun: every BatchNorm normalizes with the statistics of the whole global batch "
+      "(SyncBatchNorm), so K processes x batch B train as one process with batch K*B. Without "
+      "it each process normalizes its own B examples (noisier statistics, a different model), "
+      "and eval and --save use the running statistics averaged over the processes");
+  command
+      ->add_option("--bucket-kb", o->bucket_kb,
+                   "Under mpirun: gradient bucket size; each bucket is summed while the "
+                   "backward goes on")
+      ->capture_default_str()
+      ->check(positive());
+  command->add_flag("--no-overlap", o->no_overlap,
+                    "Under mpirun: sum the gradients after the backward instead of during it "
+                    "(for measuring the overlap)");
   command->footer(
       "Examples:\n"
       "  bnlab train --model mlp-bn --epochs 2\n"
       "  bnlab train --arch \"Flatten(), Linear(784, 100, bias=False), BatchNorm1d(100), ReLU(), "
       "Linear(100, 10)\" --optimizer adam --lr 0.001 --save small.safetensors\n"
-      "  bnlab train --model cnn-bn --data /usr/share/datasets/mnist --json");
+      "  bnlab train --model cnn-bn --data /usr/share/datasets/mnist --json\n"
+      "  mpirun -np 2 bnlab train --model cnn-bn --batch 32 --sync-bn   (2 processes, global "
+      "batch 64; docs/distributed.md)");
   command->callback([o, arch, model] { run_train(*o, arch, model); });
 }
 

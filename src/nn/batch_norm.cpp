@@ -148,9 +148,22 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
     running.var = running_var.data();
     running.momentum = momentum ? *momentum : 1.0 / static_cast<double>(num_batches_tracked);
   }
-  const BatchNormStatus status =
-      batch_norm_forward_training(input.data(), shape, w, b, running, eps, output_.data(),
-                                  save_mean_.data(), save_invstd_.data(), activation);
+  synced_ = training_ && sync != nullptr;
+  BatchNormStatus status;
+  if (synced_) {
+    // SyncBatchNorm: this process's statistics, merged with every process's.
+    sync_mean_.resize(size_t(num_features));
+    sync_m2_.resize(size_t(num_features));
+    batch_norm_stats(input.data(), shape, sync_mean_.data(), sync_m2_.data());
+    sync_count_ = shape.per_channel();
+    sync->merge_stats(num_features, sync_count_, sync_mean_.data(), sync_m2_.data());
+    status = batch_norm_forward_with_stats(
+        input.data(), shape, w, b, sync_mean_.data(), sync_m2_.data(), sync_count_, running, eps,
+        output_.data(), save_mean_.data(), save_invstd_.data(), activation);
+  } else {
+    status = batch_norm_forward_training(input.data(), shape, w, b, running, eps, output_.data(),
+                                         save_mean_.data(), save_invstd_.data(), activation);
+  }
   if (training_) last_batch_non_finite = status == BatchNormStatus::non_finite;
   return output_;
 }
@@ -172,7 +185,29 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   float* dweight = affine ? batch_grad_weight_.data() : nullptr;
   float* dbias = affine ? batch_grad_bias_.data() : nullptr;
-  if (used_batch_stats_) {
+  if (synced_) {
+    /* SyncBatchNorm: this process's sums; dweight/dbias take them as this
+       process's share (the data-parallel gradient sum adds the others', so
+       nothing is counted twice), dx the sums over every process. */
+    sync_sum_dy_.resize(size_t(num_features));
+    sync_sum_dy_xhat_.resize(size_t(num_features));
+    const float* y = fuse_relu ? output_.data() : nullptr;
+    batch_norm_backward_reduce(input_->data(), grad_output.data(), shape, save_mean_.data(),
+                               save_invstd_.data(), sync_sum_dy_.data(), sync_sum_dy_xhat_.data(),
+                               activation, y);
+    for (int64_t j = 0; affine && j < num_features; ++j) {
+      dweight[j] = static_cast<float>(sync_sum_dy_xhat_[size_t(j)]);
+      dbias[j] = static_cast<float>(sync_sum_dy_[size_t(j)]);
+    }
+    // Every process skips dx alike (the first layer), and with it the collective.
+    if (dx_out != nullptr) {
+      sync->sum_grad_sums(num_features, sync_sum_dy_.data(), sync_sum_dy_xhat_.data());
+      batch_norm_backward_with_sums(input_->data(), grad_output.data(), shape,
+                                    affine ? weight.value.data() : nullptr, save_mean_.data(),
+                                    save_invstd_.data(), sync_sum_dy_.data(),
+                                    sync_sum_dy_xhat_.data(), sync_count_, dx_out, activation, y);
+    }
+  } else if (used_batch_stats_) {
     batch_norm_backward(input_->data(), grad_output.data(), shape,
                         affine ? weight.value.data() : nullptr, save_mean_.data(),
                         save_invstd_.data(), dx_out, dweight, dbias, activation,

@@ -49,7 +49,10 @@ const Tensor& Sequential::forward(const Tensor& input) {
 const Tensor& Sequential::backward(const Tensor& grad_output) {
   const Tensor* dy = &grad_output;
   if (compute_grad_input) {
-    for (size_t i = children_.size(); i-- > 0;) dy = &children_[i]->backward(*dy);
+    for (size_t i = children_.size(); i-- > 0;) {
+      dy = &children_[i]->backward(*dy);
+      if (after_child_backward) after_child_backward(*children_[i]);
+    }
     return *dy;
   }
   // Children before the first one with parameters get no gradient at all; that
@@ -64,12 +67,14 @@ const Tensor& Sequential::backward(const Tensor& grad_output) {
     }();
     if (!earliest_learnable) {
       dy = &child.backward(*dy);
+      if (after_child_backward) after_child_backward(child);
       continue;
     }
     const bool saved = child.compute_grad_input;
     child.compute_grad_input = false;
     child.backward(*dy);
     child.compute_grad_input = saved;
+    if (after_child_backward) after_child_backward(child);
     break;
   }
   return no_grad_input_;

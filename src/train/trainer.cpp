@@ -99,7 +99,18 @@ Trainer::Trainer(nn::Sequential& net, const TrainOptions& options)
   skip_data_gradient(net_);
   if (options_.batch <= 0)
     throw Error("TrainOptions.batch: must be > 0, got " + std::to_string(options_.batch));
+  if (options_.replicas) options_.replicas->attach(net_);
 }
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point& mark) {
+  const Clock::time_point now = Clock::now();
+  const double s = std::chrono::duration<double>(now - mark).count();
+  mark = now;
+  return s;
+}
+}  // namespace
 
 StepResult Trainer::step(const float* images, const int32_t* labels, int64_t batch) {
   if (batch <= 0) throw Error("Trainer::step: batch must be > 0, got " + std::to_string(batch));
@@ -112,16 +123,49 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
   // The previous step's update left the gradients zero (step_and_zero_grad);
   // only the first step, or one after a failed step, clears them here.
   if (!grads_zero_) optimizer_->zero_grad();
+  Clock::time_point mark = Clock::now();
   const Tensor& logits = net_.forward(batch_images_);
+  times_.forward += seconds_since(mark);
   StepResult result;
   result.loss = loss_.forward(logits, labels);
   result.correct = loss_.correct();
+  Replicas* replicas = options_.replicas;
+  const Tensor* grad_logits = nullptr;
+  if (replicas != nullptr) {
+    /* The global batch's mean loss is sum_r(B_r * loss_r) / B with B = sum_r B_r,
+       so rank r's loss gradient is weighted by B_r / B: the summed gradients are
+       then the global batch's, however unequal the slices. */
+    double sums[4] = {result.loss * double(batch), double(result.correct), double(batch),
+                      std::isfinite(result.loss) ? 0.0 : 1.0};
+    replicas->sum(sums, 4);
+    if (sums[3] > 0.0) {
+      // Every process stops here together: no rank is left waiting in the backward.
+      const int bad = replicas->first_rank_with(!std::isfinite(result.loss));
+      throw Error("the loss became non-finite on rank " + std::to_string(bad) + " of " +
+                  std::to_string(replicas->size()) +
+                  "; training stopped on every rank (try a smaller --lr)");
+    }
+    result.loss = sums[0] / sums[2];
+    result.correct = static_cast<int64_t>(sums[1]);
+    const Tensor& local = loss_.backward();
+    const float share = static_cast<float>(double(batch) / sums[2]);
+    scaled_grad_.resize(local.shape());
+    for (int64_t i = 0; i < local.numel(); ++i) scaled_grad_[i] = local[i] * share;
+    grad_logits = &scaled_grad_;
+  }
+  times_.loss += seconds_since(mark);
   // A non-finite loss means the run diverged: no update, the caller stops.
   if (!std::isfinite(result.loss)) return result;
   grads_zero_ = false;
-  net_.backward(loss_.backward());
+  if (replicas != nullptr) replicas->start_gradients();
+  net_.backward(grad_logits != nullptr ? *grad_logits : loss_.backward());
+  times_.backward += seconds_since(mark);
+  if (replicas != nullptr) replicas->finish_gradients();
+  times_.gradient_wait += seconds_since(mark);
   optimizer_->step_and_zero_grad();
   grads_zero_ = true;
+  times_.update += seconds_since(mark);
+  ++times_.steps;
   return result;
 }
 
@@ -129,20 +173,34 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
                                  const StepCallback& on_step) {
   const auto start = std::chrono::steady_clock::now();
   example_shape_ = gathered_example_shape(net_, data);
-  const int64_t batch = options_.batch;
+  // With replicas, each step takes a global batch of batch * size examples and
+  // this rank trains on its part of it.
+  const int rank = options_.replicas ? options_.replicas->rank() : 0;
+  const int ranks = options_.replicas ? options_.replicas->size() : 1;
+  const int64_t batch = options_.batch * ranks;
   const int64_t steps =
       options_.drop_last ? data.count / batch : (data.count + batch - 1) / batch;
+  const int64_t last = data.count % batch;
+  if (!options_.drop_last && last > 0 && last < ranks)
+    throw Error("the last global batch has " + std::to_string(last) + " examples (" +
+                std::to_string(data.count) + " examples in batches of " + std::to_string(batch) +
+                "), fewer than the " + std::to_string(ranks) +
+                " processes: change the batch or the example count so each process gets one");
   const std::vector<int64_t> order =
       data::shuffled_indices(data.count, options_.seed + static_cast<uint64_t>(epoch));
-  batch_labels_.resize(static_cast<size_t>(batch));
+  batch_labels_.resize(static_cast<size_t>(options_.batch));
   net_.train(true);
 
   EpochResult result;
   double loss_sum = 0.0;
   int64_t correct = 0, seen = 0;
   for (int64_t s = 0; s < steps; ++s) {
-    const int64_t begin = s * batch;
-    const int64_t size = std::min(batch, data.count - begin);
+    const int64_t global_begin = s * batch;
+    const int64_t global_size = std::min(batch, data.count - global_begin);
+    int64_t part_begin = 0, part_end = global_size;
+    rank_part(global_size, rank, ranks, part_begin, part_end);
+    const int64_t begin = global_begin + part_begin;
+    const int64_t size = part_end - part_begin;
     fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
     StepResult r;
@@ -152,7 +210,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
       // Say where: a short last batch of one example is the usual cause.
       throw Error(e.code(), "epoch " + std::to_string(epoch + 1) + ", step " +
                                 std::to_string(s + 1) + " of " + std::to_string(steps) +
-                                " (a batch of " + std::to_string(size) + " of " +
+                                " (a batch of " + std::to_string(global_size) + " of " +
                                 std::to_string(data.count) + " examples): " + e.what());
     }
     ++result.steps;
@@ -163,7 +221,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     }
     loss_sum += r.loss;
     correct += r.correct;
-    seen += size;
+    seen += global_size;
     if (on_step) on_step(s + 1, steps, r.loss);
   }
   result.mean_loss = result.steps > 0 ? loss_sum / double(result.steps) : 0.0;
@@ -178,8 +236,10 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
    layers in training mode (batch statistics; Dropout stays off) and restores
    their running statistics and num_batches_tracked afterwards, so evaluating
    leaves the model exactly as it was. */
-EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batch,
-                    bool train_mode) {
+EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batch, bool train_mode,
+                    Replicas* replicas) {
+  if (replicas != nullptr && train_mode)
+    throw Error("evaluate: train_mode (batch statistics) is not split over processes");
   if (batch <= 0) throw Error("evaluate: batch must be > 0, got " + std::to_string(batch));
   const bool was_training = net.is_training();
   std::vector<nn::BatchNorm*> batch_norms;
@@ -213,9 +273,11 @@ EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batc
   const Shape example = gathered_example_shape(net, data);
   double loss_sum = 0.0;
   int64_t correct = 0;
+  int64_t first = 0, end = data.count;
+  if (replicas != nullptr) rank_part(data.count, replicas->rank(), replicas->size(), first, end);
   try {
-    for (int64_t begin = 0; begin < data.count; begin += batch) {
-      const int64_t size = std::min(batch, data.count - begin);
+    for (int64_t begin = first; begin < end; begin += batch) {
+      const int64_t size = std::min(batch, end - begin);
       fit_batch(images, size, example);
       data::copy_examples(data, begin, size, images.data());
       const Tensor& logits = net.forward(images);
@@ -227,11 +289,34 @@ EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batc
     throw;
   }
   restore();
+  if (replicas != nullptr) {
+    double sums[2] = {loss_sum, double(correct)};
+    replicas->sum(sums, 2);
+    loss_sum = sums[0];
+    correct = static_cast<int64_t>(sums[1]);
+  }
   if (data.count > 0) {
     result.loss = loss_sum / double(data.count);
     result.accuracy = double(correct) / double(data.count);
   }
   return result;
+}
+
+/* running_mean = sum_r(running_mean_r) / K, running_var likewise (the mean of
+   the per-rank variances: the spread between the ranks' means is not in it). */
+void average_running_statistics(nn::Sequential& net, Replicas& replicas) {
+  std::vector<nn::BatchNorm*> batch_norms;
+  collect_batch_norms(net, batch_norms);
+  std::vector<double> values;
+  for (nn::BatchNorm* bn : batch_norms)
+    for (Tensor* t : {&bn->running_mean, &bn->running_var})
+      values.insert(values.end(), t->data(), t->data() + t->numel());
+  replicas.sum(values.data(), static_cast<int64_t>(values.size()));
+  size_t at = 0;
+  const double share = 1.0 / double(replicas.size());
+  for (nn::BatchNorm* bn : batch_norms)
+    for (Tensor* t : {&bn->running_mean, &bn->running_var})
+      for (int64_t j = 0; j < t->numel(); ++j) (*t)[j] = static_cast<float>(values[at++] * share);
 }
 
 }  // namespace bnlab::train

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,6 +87,19 @@ class Conv2d : public Module {
   Tensor output_, grad_input_, grad_weight_, grad_bias_, scratchpad_;
 };
 
+// What makes a BatchNorm a SyncBatchNorm: the statistics and the backward's
+// sums of every process's part of the batch, combined in rank order so the
+// result is the same on each (bnlab_dist implements it over MPI).
+class BatchNormSync {
+ public:
+  virtual ~BatchNormSync() = default;
+  // In: this process's count and per-channel mean and m2 (c each); out: those of
+  // the whole batch over every process (batch_norm_merge_stats in rank order).
+  virtual void merge_stats(int64_t c, int64_t& count, double* mean, double* m2) = 0;
+  // sum_dy and sum_dy_xhat (c each) summed over every process, in place.
+  virtual void sum_grad_sums(int64_t c, double* sum_dy, double* sum_dy_xhat) = 0;
+};
+
 // BatchNorm1d (input (N, C) or (N, C, L)), BatchNorm2d (N, C, H, W),
 // BatchNorm3d (N, C, D, H, W), over the kernels of batch_norm.hpp.
 // momentum = nullopt: cumulative moving average (factor 1/num_batches_tracked).
@@ -128,15 +142,24 @@ class BatchNorm : public Module {
   int64_t num_batches_tracked = 0;
   // Set when the last training batch had non-finite statistics (running stats untouched).
   bool last_batch_non_finite = false;
+  // Non-null: a training forward normalizes with the statistics of the whole
+  // batch over every process (SyncBatchNorm); weight/bias grads get this
+  // process's share, which the data-parallel gradient sum completes.
+  BatchNormSync* sync = nullptr;
+
  private:
   const Tensor* input_ = nullptr;
   Shape checked_input_shape_;  // as Linear's
   bool used_batch_stats_ = true;
+  bool synced_ = false;  // the last forward used the statistics over every process
   MemoryFormat format_ = MemoryFormat::plain;  // the last forward's
   Tensor output_, grad_input_, save_mean_, save_invstd_;
   // The kernel writes this batch's dweight/dbias here; backward adds them into the grads.
   Tensor batch_grad_weight_, batch_grad_bias_;
   BatchNormShape kernel_shape(const Shape& input, MemoryFormat format) const;
+  // SyncBatchNorm's per-channel doubles, and the batch's value count over every process.
+  std::vector<double> sync_mean_, sync_m2_, sync_sum_dy_, sync_sum_dy_xhat_;
+  int64_t sync_count_ = 0;
 };
 
 class ReLU : public Module {
@@ -279,6 +302,9 @@ class Sequential : public Module {
   // gradient w.r.t. the data); backward then returns an empty tensor.
   // Trainers set it; gradient checks leave it true.
   void zero_grad();
+  // Called with each child right after its backward (a data-parallel run starts
+  // summing a bucket of gradients as soon as the children holding it are done).
+  std::function<void(Module& child)> after_child_backward;
 
   size_t size() const { return children_.size(); }
   Module& operator[](size_t i) { return *children_[i]; }

@@ -12,6 +12,7 @@
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/nn/loss.hpp"
 #include "bnlab/optim/optimizer.hpp"
+#include "bnlab/train/replicas.hpp"
 
 namespace bnlab::train {
 
@@ -23,11 +24,25 @@ struct TrainOptions {
   double weight_decay = 0.0;
   uint64_t seed = 0;              // shuffling (weights are drawn by the caller's Generator)
   bool drop_last = false;         // PyTorch's DataLoader default keeps the short last batch
+  // Data parallel (null: one process). batch is then the per-process batch, as
+  // in PyTorch's DDP: a global batch of batch * size examples, rank r taking its
+  // part of it (rank_part) from the same seeded order.
+  Replicas* replicas = nullptr;
 };
 
+// With replicas, loss and correct are the global batch's (over every process).
 struct StepResult {
   double loss = 0.0;     // NaN or Inf: the run diverged
   int64_t correct = 0;   // argmax == label in this batch
+};
+
+// Where a step's time goes, summed over the steps since the trainer was made.
+// backward includes starting the gradient sums and SyncBN's backward
+// collectives; gradient_wait is the part of the gradient sum the backward did
+// not hide (waiting for the last buckets).
+struct StepTimes {
+  int64_t steps = 0;
+  double forward = 0.0, loss = 0.0, backward = 0.0, gradient_wait = 0.0, update = 0.0;
 };
 
 struct EpochResult {
@@ -56,6 +71,7 @@ class Trainer {
   EpochResult train_epoch(const data::Dataset& data, int64_t epoch,
                           const StepCallback& on_step = nullptr);
   optim::Optimizer& optimizer() { return *optimizer_; }
+  const StepTimes& times() const { return times_; }
   // The shape of one example, e.g. {1, 28, 28}, for step() on a network that
   // starts with a convolution (train_epoch takes it from the data set; a
   // network starting with Linear needs nothing).
@@ -68,13 +84,23 @@ class Trainer {
   nn::CrossEntropyLoss loss_;
   Tensor batch_images_;
   std::vector<int32_t> batch_labels_;
+  Tensor scaled_grad_;  // the loss gradient weighted by this process's share of the global batch
+  StepTimes times_;
   Shape example_shape_;
   bool grads_zero_ = false;  // the gradients are zero (the last step's update cleared them)
 };
 
 // Test loss and accuracy in batches of `batch`. train_mode = true evaluates with
 // batch statistics (BN in train mode, running statistics left as they were).
+// With replicas (eval mode only), rank r scores its part of the data set
+// (rank_part) and the loss and counts are summed over the processes.
 EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batch = 1000,
-                    bool train_mode = false);
+                    bool train_mode = false, Replicas* replicas = nullptr);
+
+// Replaces each BatchNorm's running_mean and running_var by their mean over
+// the processes (num_batches_tracked is the same on each): what a data-parallel
+// run without SyncBatchNorm saves and evaluates with, since each process's
+// running statistics saw only its own slices.
+void average_running_statistics(nn::Sequential& net, Replicas& replicas);
 
 }  // namespace bnlab::train
