@@ -7,7 +7,9 @@
 
 namespace bnlab {
 
-enum class ErrorCode { invalid_argument = 1, too_few_values = 2, non_finite = 3, io = 4 };
+// Non-finite statistics are not an error: the kernels report them as
+// BatchNormStatus::non_finite, so no code 3 is thrown.
+enum class ErrorCode { invalid_argument = 1, too_few_values = 2, io = 4 };
 
 class Error : public std::runtime_error {
  public:

@@ -8,8 +8,9 @@
 #include "bnlab/bnlab.h"
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
+#include "capi/c_api_status.hpp"
 
-namespace {
+namespace bnlab::capi {
 
 thread_local std::string t_last_error;
 
@@ -18,35 +19,15 @@ bnlab_status fail(bnlab_status status, const char* message) {
   return status;
 }
 
-// Runs body, turning exceptions into statuses.
-template <class Body>
-bnlab_status guarded(Body&& body) {
-  t_last_error.clear();
-  try {
-    return body();
-  } catch (const bnlab::Error& e) {
-    switch (e.code()) {
-      case bnlab::ErrorCode::too_few_values: return fail(BNLAB_TOO_FEW_VALUES, e.what());
-      case bnlab::ErrorCode::non_finite: return fail(BNLAB_NON_FINITE, e.what());
-      default: return fail(BNLAB_INVALID_ARGUMENT, e.what());
-    }
-  } catch (const std::exception& e) {
-    return fail(BNLAB_INVALID_ARGUMENT, e.what());
-  } catch (...) {
-    return fail(BNLAB_INVALID_ARGUMENT, "unknown error");
-  }
-}
+void clear_last_error() { t_last_error.clear(); }
 
-// A C caller may pass any int as an enum; in C++ a value outside the enum's
-// range must not be loaded as the enum type, so its bytes are read as an int
-// (the C++ API then rejects values other than 0, 1 and 2).
-template <class Enum>
-int enum_bits(const Enum& value) {
-  static_assert(sizeof(Enum) == sizeof(int));
-  int bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  return bits;
-}
+}  // namespace bnlab::capi
+
+namespace {
+
+using bnlab::capi::enum_bits;
+using bnlab::capi::fail;
+using bnlab::capi::guarded;
 
 constexpr const char* kNonFinite =
     "the batch's statistics are not finite (NaN or Inf in x); the running statistics were left "
@@ -166,14 +147,8 @@ const char* bnlab_status_string(bnlab_status status) {
   return "unknown status";
 }
 
-const char* bnlab_last_error(void) { return t_last_error.c_str(); }
+const char* bnlab_last_error(void) { return bnlab::capi::t_last_error.c_str(); }
 
 void bnlab_set_num_threads(int threads) { bnlab::set_num_threads(threads); }
 
 }  // extern "C"
-
-// This file's last-error slot for the other C API files (capi/c_api_status.hpp).
-namespace bnlab::capi {
-bnlab_status fail(bnlab_status status, const char* message) { return ::fail(status, message); }
-void clear_last_error() { t_last_error.clear(); }
-}  // namespace bnlab::capi

@@ -1,5 +1,5 @@
-// What the C API's files share: this thread's bnlab_last_error() slot (it
-// lives in bnlab_c_api.cpp, beside bnlab_last_error), the try/catch that turns
+// What the C API's files share: this thread's bnlab_last_error() slot (defined
+// in bnlab_c_api.cpp, beside bnlab_last_error), the try/catch that turns
 // a C++ exception into a status and a message, and reading a C enum's bits.
 #pragma once
 
@@ -25,8 +25,6 @@ bnlab_status guarded(Body&& body) {
     switch (e.code()) {
       case ErrorCode::too_few_values:
         return fail(BNLAB_TOO_FEW_VALUES, e.what());
-      case ErrorCode::non_finite:
-        return fail(BNLAB_NON_FINITE, e.what());
       default:
         return fail(BNLAB_INVALID_ARGUMENT, e.what());
     }
