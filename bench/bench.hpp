@@ -190,8 +190,6 @@ struct Report {
 };
 std::string format_table(const Report& report);
 std::string report_json(const Report& report);  // pretty-printed JSON text
-// Writes text to path through path + ".tmp" and a rename; throws bnlab::Error naming the path.
-void write_file_atomically(const std::string& path, const std::string& text);
 // Reads a JSON report back and checks its keys; throws bnlab::Error naming what is missing.
 void check_report_file(const std::string& path);
 

@@ -15,6 +15,7 @@
 #include "bench.hpp"
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/io/atomic_file.hpp"
 #include "bnlab/threading.hpp"
 
 #ifndef BNLAB_BENCH_SOURCE_DIR
@@ -120,7 +121,7 @@ int main(int argc, char** argv) {
     report.load_after = load_average();
     std::fputs(format_table(report).c_str(), stdout);
     if (!json_path.empty()) {
-      write_file_atomically(json_path, report_json(report));
+      bnlab::io::write_file_atomic(json_path, report_json(report));
       std::printf("\nwrote %s\n", json_path.c_str());
     }
     return 0;

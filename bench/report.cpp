@@ -155,21 +155,6 @@ std::string report_json(const Report& report) {
   return j.dump(2) + "\n";
 }
 
-void write_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(ErrorCode::io, "--json: cannot open " + tmp + " for writing");
-    out << text;
-    out.flush();
-    if (!out) throw Error(ErrorCode::io, "--json: writing " + tmp + " failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw Error(ErrorCode::io, "--json: cannot rename " + tmp + " to " + path);
-  }
-}
-
 void check_report_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(ErrorCode::io, "--check-json: cannot open " + path);

@@ -10,6 +10,7 @@
 
 #include "bench.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/io/atomic_file.hpp"
 
 namespace bnlab::bench {
 namespace {
@@ -142,7 +143,7 @@ TEST(BenchReport, TablePrintsPeerOverBnlabRatio) {
 
 TEST(BenchReport, AtomicWriteLeavesAFileTheCheckAccepts) {
   const std::string path = ::testing::TempDir() + "bench_report_test.json";
-  write_file_atomically(path, report_json(sample_report()));
+  bnlab::io::write_file_atomic(path, report_json(sample_report()));
   EXPECT_NO_THROW(check_report_file(path));
   std::ifstream tmp(path + ".tmp");
   EXPECT_FALSE(tmp.good());  // renamed away
@@ -151,17 +152,17 @@ TEST(BenchReport, AtomicWriteLeavesAFileTheCheckAccepts) {
 
 TEST(BenchReport, CheckNamesTheMissingKey) {
   const std::string path = ::testing::TempDir() + "bench_report_bad.json";
-  write_file_atomically(path, "{\"machine\": {}, \"threads\": 2}");
+  bnlab::io::write_file_atomic(path, "{\"machine\": {}, \"threads\": 2}");
   try {
     check_report_file(path);
     FAIL() << "a report without bandwidth was accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("bandwidth"), std::string::npos) << e.what();
   }
-  write_file_atomically(path, "not json");
+  bnlab::io::write_file_atomic(path, "not json");
   EXPECT_THROW(check_report_file(path), Error);
   std::remove(path.c_str());
-  EXPECT_THROW(write_file_atomically("/nonexistent-dir/x.json", "{}"), Error);
+  EXPECT_THROW(bnlab::io::write_file_atomic("/nonexistent-dir/x.json", "{}"), Error);
 }
 
 std::vector<CaseResult> results_for(const std::vector<Case>& cases) {
