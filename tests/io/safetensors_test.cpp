@@ -321,6 +321,36 @@ TEST_F(SafetensorsFiles, BadJsonOrNonObjectHeaderIsAnError) {
   expect_read_error(make_file("utf8", "{\"\xff\": 1}"), {"bad JSON"});
 }
 
+TEST_F(SafetensorsFiles, DeeplyNestedHeaderIsRefusedNotACrash) {
+  // 70,000 nested arrays overflowed the stack inside the JSON parser (SIGSEGV).
+  const std::string deep = "{\"w\":" + std::string(70'000, '[') + std::string(70'000, ']') + "}";
+  expect_read_error(make_file("deep", deep), {"deep", "more than 64 levels", "limit is 64"});
+  const std::string objects = [] {
+    std::string text;
+    for (int i = 0; i < 70'000; ++i) text += "{\"a\":";
+    return text + "1" + std::string(70'000, '}');
+  }();
+  expect_read_error(make_file("objects", objects), {"objects", "more than 64 levels"});
+  // Brackets inside strings do not count; 64 levels are still read.
+  const std::string in_name = "{\"[[[\\\"[[\":" + std::string(62, '[') + std::string(62, ']') + "}";
+  expect_read_error(make_file("in_name", in_name), {"'[[[\"[['", "not a JSON object"});
+}
+
+TEST_F(SafetensorsFiles, ByteOrderMarkOrNulPaddingIsRefused) {
+  // nlohmann-json skips a BOM and stops at a NUL; the format allows neither.
+  expect_read_error(make_file("bom", "\xEF\xBB\xBF" + kOneF32, std::string(8, '\1')),
+                    {"bom", "byte order mark"});
+  expect_read_error(make_file("nul", kOneF32 + std::string(6, '\0'), std::string(8, '\1')),
+                    {"nul", "NUL byte at offset " + std::to_string(kOneF32.size()), "spaces"});
+  expect_read_error(make_file("space", " " + kOneF32, std::string(8, '\1')),
+                    {"space", "must start with '{'"});
+  // Space padding, as the reference writer pads, is read.
+  EXPECT_EQ(bnlab::io::read_safetensors(make_file("padded", kOneF32 + "      ",
+                                                  std::string(8, '\1')))
+                .tensors.size(),
+            1u);
+}
+
 TEST_F(SafetensorsFiles, UnknownDtypeIsNamed) {
   expect_read_error(
       make_file("dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})",
@@ -406,6 +436,33 @@ TEST_F(SafetensorsFiles, MetadataMustMapStringsToStrings) {
   const auto ok =
       bnlab::io::read_safetensors(make_file("meta3", R"({"__metadata__":{"epochs":"10"}}  )"));
   EXPECT_EQ(ok.metadata.at("epochs"), "10");
+}
+
+TEST_F(SafetensorsFiles, MessagesQuoteOnlyAnExcerptOfLongNames) {
+  // A 1 MB tensor name (or dtype, or number) is cut in the message, not echoed whole.
+  const std::string name(1 << 20, 'n');
+  const auto expect_short = [&](const std::string& file, const std::string& fragment) {
+    try {
+      bnlab::io::read_safetensors(file);
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_LT(message.size(), 400u + file.size()) << message.substr(0, 400);
+      EXPECT_NE(message.find(fragment), std::string::npos) << message.substr(0, 400);
+    }
+  };
+  expect_short(make_file("name", "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[1]}}"),
+               "(1048576 bytes)");
+  expect_short(make_file("dtype", "{\"w\":{\"dtype\":\"" + name +
+                                       "\",\"shape\":[1],\"data_offsets\":[0,4]}}"),
+               "unknown dtype 'nnnn");
+  expect_short(make_file("number", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-" +
+                                        std::string(1 << 20, '9') + "],\"data_offsets\":[0,4]}}"),
+               "number overflow");
+  expect_short(make_file("string", "{\"w\":{\"dtype\":\"F32\",\"shape\":[\"" + name +
+                                        "\"],\"data_offsets\":[0,4]}}"),
+               "shape[0] must be a non-negative integer, got \"nnn");
+  expect_short(make_file("json", "{\"w\": " + name + "}"), "bad JSON");
 }
 
 TEST(Dtypes, NamesAndSizesFollowTheFormat) {
