@@ -27,6 +27,7 @@
 
 #include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/io/regular_file.hpp"
 
 namespace bnlab::data {
 namespace {
@@ -87,7 +88,9 @@ int64_t file_size(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw io_error(path, "not a regular file");
+  // stat, not open: a FIFO is refused without waiting for a writer.
+  if (!S_ISREG(st.st_mode))
+    throw io_error(path, std::string("is ") + io::file_kind(st.st_mode) + ", not a regular file");
   return static_cast<int64_t>(st.st_size);
 }
 

@@ -9,6 +9,7 @@
 // trusts it: the offsets must tile the data area exactly (no gap, no overlap,
 // nothing past the end), as the reference implementation requires.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -24,6 +25,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/io/safetensors.hpp"
 #include "bnlab/io/atomic_file.hpp"
+#include "bnlab/io/regular_file.hpp"
 
 namespace bnlab::io {
 namespace {
@@ -286,11 +288,16 @@ const NamedTensor* SafetensorsFile::find(const std::string& name) const {
    sorted [begin, end) ranges tile [0, data_size) exactly, then reads each
    tensor's bytes in data order. Memory: the header plus the tensors. */
 SafetensorsFile read_safetensors(const std::string& path) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+  // A FIFO is refused at once (a plain fopen would wait for a writer).
+  const int fd = open_regular_file(path);
+  std::unique_ptr<std::FILE, FileCloser> file(::fdopen(fd, "rb"));
+  if (!file) {
+    const int error_number = errno;
+    ::close(fd);
+    throw io_error(path, std::string("cannot open: ") + std::strerror(error_number));
+  }
   struct stat st {};
-  if (::fstat(fileno(file.get()), &st) != 0 || !S_ISREG(st.st_mode))
-    throw io_error(path, "not a regular file");
+  if (::fstat(fd, &st) != 0) throw io_error(path, std::string("cannot stat: ") + std::strerror(errno));
   const auto file_bytes = static_cast<uint64_t>(st.st_size);
   if (file_bytes < 8)
     throw io_error(path, "file has " + std::to_string(file_bytes) +

@@ -4,6 +4,7 @@
 #include "bnlab/data/idx.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -226,6 +227,16 @@ TEST_F(IdxTest, GzipMissingItsLastBytesIsTruncatedNotTooLong) {
       expect_io_error(write_plain("cut.gz", cut), labels, {"cut.gz", "truncated"});
     }
   }
+}
+
+TEST_F(IdxTest, FilesThatAreNotRegularAreRefusedAtOnce) {
+  // A FIFO would block a reader's open() until a writer came.
+  const std::string labels = write_plain("lbl", labels_bytes(1, {0}));
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0644), 0);
+  expect_io_error(path("fifo"), labels, {"fifo", "is a FIFO, not a regular file"});
+  fs::create_directory(path("folder"));
+  expect_io_error(path("folder"), labels, {"folder", "is a directory, not a regular file"});
+  expect_io_error("/dev/null", labels, {"/dev/null", "is a character device"});
 }
 
 TEST_F(IdxTest, WrongMagicIsAnError) {

@@ -3,9 +3,11 @@
 // tests/golden/make_safetensors_goldens.py, with a JSON dump of their values;
 // corrupt files are made here, byte by byte, in a temporary folder.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -507,6 +509,33 @@ TEST_F(SafetensorsFiles, FailedWriteNamesThePathAndKeepsThePreviousFile) {
     EXPECT_EQ(e.code(), ErrorCode::io);
     EXPECT_NE(std::string(e.what()).find("no/such/folder/model.safetensors"), std::string::npos);
   }
+}
+
+// ---- special files -------------------------------------------
+
+// Expects fn to throw Error(io) with every fragment in its message.
+template <typename Fn>
+void expect_io_error(Fn fn, const std::vector<std::string>& fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected " << fragments.front();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io) << e.what();
+    for (const auto& fragment : fragments)
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << fragment << "'";
+  }
+}
+
+TEST_F(SafetensorsFiles, InputsThatAreNotRegularFilesAreRefusedAtOnce) {
+  // open() of a FIFO without a writer blocked forever.
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0644), 0);
+  const auto start = std::chrono::steady_clock::now();
+  expect_read_error(path("fifo"), {path("fifo"), "is a FIFO, not a regular file"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  fs::create_directory(path("folder"));
+  expect_read_error(path("folder"), {"is a directory, not a regular file"});
+  expect_read_error("/dev/null", {"is a character device"});
 }
 
 }  // namespace
