@@ -34,9 +34,8 @@ inline std::string excerpt(std::string_view text, size_t max = 60) {
     const bool control = byte < 0x20 || byte == 0x7f;
     if (out.size() + (control ? 4 : 1) > max) break;
     if (control) {
-      out += "\\x";
-      out += kHex[byte >> 4];
-      out += kHex[byte & 0xf];
+      // Characters one by one: GCC 12 warns falsely (-Wrestrict) on += "\\x".
+      for (const char c : {'\\', 'x', kHex[byte >> 4], kHex[byte & 0xf]}) out.push_back(c);
     } else {
       out += static_cast<char>(byte);
     }
