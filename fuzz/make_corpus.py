@@ -99,6 +99,11 @@ write("arch", "bad_keyword", "Linear(784, 10, bais=False)")
 write("arch", "unbalanced", "Flatten(), Linear(784, 10")
 write("arch", "shape_mismatch", "Flatten(), Linear(10, 10)")
 write("arch", "nested_parens", "Linear(((784)), 10)")
+write("arch", "arithmetic", "Flatten(), Linear(28*28, (64 - 4) // 3 + 2*5), ReLU(), Linear(30, 10 // 1)")
+write("arch", "torch_repr", "Sequential(\n  (0): Flatten(start_dim=1, end_dim=-1)\n"
+                            "  (1): Linear(in_features=784, out_features=10, bias=True)\n)")
+write("arch", "tuples_strings", "torch.nn.Conv2d(1, 4, (3, 3), stride=(1, 1), padding='same'), "
+                                "MaxPool2d(kernel_size=2, stride=2), Flatten(), Linear(784, 10)")
 
 
 # ---- C API: FuzzedDataProvider bytes; any bytes are a valid input -----------
