@@ -114,6 +114,8 @@ BNLAB_API bnlab_status bnlab_batch_norm_backward_with_sums(
 
 BNLAB_API const char* bnlab_status_string(bnlab_status status);
 BNLAB_API const char* bnlab_last_error(void); /* message of this thread's last failure */
+/* threads <= 0: all cores (OpenMP's default). At most 1024 threads: a larger
+ * count is clamped to 1024 and bnlab_last_error() says so. */
 BNLAB_API void bnlab_set_num_threads(int threads);
 
 /* ---- GroupNorm, InstanceNorm and LayerNorm (PyTorch's F.group_norm, F.instance_norm,

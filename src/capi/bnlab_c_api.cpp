@@ -149,6 +149,16 @@ const char* bnlab_status_string(bnlab_status status) {
 
 const char* bnlab_last_error(void) { return bnlab::capi::t_last_error.c_str(); }
 
-void bnlab_set_num_threads(int threads) { bnlab::set_num_threads(threads); }
+void bnlab_set_num_threads(int threads) {
+  // void in the ABI: a count above the maximum is clamped to it (and named in
+  // bnlab_last_error()) rather than thrown across the C boundary.
+  t_last_error.clear();
+  try {
+    bnlab::set_num_threads(threads);
+  } catch (const bnlab::Error& e) {
+    t_last_error = e.what();
+    bnlab::set_num_threads(bnlab::kMaxThreads);
+  }
+}
 
 }  // extern "C"

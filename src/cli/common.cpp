@@ -47,7 +47,7 @@ data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t t
 
 void add_threads_option(CLI::App& command, int& threads) {
   command.add_option("--threads", threads, "Threads (default: all cores, or OMP_NUM_THREADS)")
-      ->check(non_negative());
+      ->check(CLI::Range(0, kMaxThreads));
 }
 
 void apply_threads(int threads) {

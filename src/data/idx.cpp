@@ -27,6 +27,7 @@
 
 #include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/io/regular_file.hpp"
 
 namespace bnlab::data {
 namespace {
@@ -87,7 +88,9 @@ int64_t file_size(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
     throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) throw io_error(path, "not a regular file");
+  // stat, not open: a FIFO is refused without waiting for a writer.
+  if (!S_ISREG(st.st_mode))
+    throw io_error(path, std::string("is ") + io::file_kind(st.st_mode) + ", not a regular file");
   return static_cast<int64_t>(st.st_size);
 }
 
@@ -123,14 +126,15 @@ class MappedFile {
 // zcat), into a buffer of at most `bound` bytes. Concatenated members are read
 // one after another, as gzip does; bytes after the last member that do not
 // start another are ignored, as zlib's gzread ignores them. A stream that
-// overflows the buffer yields `bound` bytes when bound is the caller's limit
-// plus one (the caller sees it too long); past the deflate ratio's bound it is
-// corrupt.
-std::vector<uint8_t> inflate_whole(const std::string& path, int64_t stored_bytes, int64_t bound,
-                                   bool bound_is_limit) {
+// overflows the buffer returns false when bound is the caller's limit plus one
+// (too long, or truncated: libdeflate decodes past a cut end as if zeros
+// followed, so the caller asks zlib which); past the deflate ratio's bound it
+// is corrupt.
+bool inflate_whole(const std::string& path, int64_t stored_bytes, int64_t bound,
+                   bool bound_is_limit, std::vector<uint8_t>& content) {
   // The compressed bytes are mapped, not read: no buffer to fault in and fill.
   const MappedFile compressed(path, stored_bytes);
-  std::vector<uint8_t> content;
+  content.clear();
   reserve_with_huge_pages(content, static_cast<size_t>(bound));
   content.resize(static_cast<size_t>(bound));
   std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> inflater(
@@ -144,19 +148,20 @@ std::vector<uint8_t> inflate_whole(const std::string& path, int64_t stored_bytes
     const libdeflate_result r = libdeflate_gzip_decompress_ex(
         inflater.get(), in + in_at, in_size - in_at,
         content.data() + out_at, content.size() - out_at, &in_used, &out_written);
-    if (r == LIBDEFLATE_INSUFFICIENT_SPACE && bound_is_limit) return content;  // too long
+    if (r == LIBDEFLATE_INSUFFICIENT_SPACE && bound_is_limit) return false;  // too long or cut
     if (r != LIBDEFLATE_SUCCESS) throw io_error(path, "corrupt or truncated gzip data");
     in_at += in_used;
     out_at += out_written;
   }
   content.resize(out_at);
-  return content;
+  return true;
 }
 
 // The whole (decompressed) content of a file, but never more than max_bytes + 1
 // bytes: one byte past the limit is enough to tell that the file is too long.
 // A gzip file is inflated in chunks through zlib when only a little is wanted
-// (the header), else whole through libdeflate.
+// (the header), else whole through libdeflate, and through zlib again when
+// libdeflate finds more than max_bytes (to tell too long from cut short).
 std::vector<uint8_t> read_content(const std::string& path, int64_t max_bytes) {
   const int64_t stored_bytes = file_size(path);
   std::vector<uint8_t> content;
@@ -170,7 +175,10 @@ std::vector<uint8_t> read_content(const std::string& path, int64_t max_bytes) {
                                " bytes) is larger than the " + std::to_string(max_bytes) +
                                " bytes of content expected could compress to");
     const int64_t bound = std::min(max_bytes + 1, stored_bytes * kMaxDeflateRatio);
-    return inflate_whole(path, stored_bytes, bound, bound == max_bytes + 1);
+    if (inflate_whole(path, stored_bytes, bound, bound == max_bytes + 1, content)) return content;
+    // Past the limit: zlib, which stops at a cut end, tells a stream that is
+    // really too long from one that is truncated (the rare, failing case).
+    content = std::vector<uint8_t>();
   }
   if (!gzip) {
     // Plain: one read of the whole file, whose real size is known.

@@ -9,6 +9,7 @@
 // trusts it: the offsets must tile the data area exactly (no gap, no overlap,
 // nothing past the end), as the reference implementation requires.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -24,6 +25,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/io/safetensors.hpp"
 #include "bnlab/io/atomic_file.hpp"
+#include "bnlab/io/regular_file.hpp"
 
 namespace bnlab::io {
 namespace {
@@ -99,9 +101,9 @@ int64_t non_negative_integer(const Json& value, const std::string& path, const s
     if (v <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
       return static_cast<int64_t>(v);
   } else if (value.is_number_integer()) {
-    throw io_error(path, where + " is negative (" + value.dump() + ")");
+    throw io_error(path, where + " is negative (" + excerpt(value.dump()) + ")");
   }
-  throw io_error(path, where + " must be a non-negative integer, got " + value.dump());
+  throw io_error(path, where + " must be a non-negative integer, got " + excerpt(value.dump()));
 }
 
 struct TensorEntry {
@@ -110,11 +112,11 @@ struct TensorEntry {
 };
 
 TensorEntry parse_tensor_entry(const std::string& path, const std::string& name, const Json& info) {
-  const std::string where = "tensor '" + name + "'";
+  const std::string where = "tensor '" + excerpt(name) + "'";
   if (!info.is_object()) throw io_error(path, where + ": entry is not a JSON object");
   for (const auto& [field, value] : info.items()) {
     if (field != "dtype" && field != "shape" && field != "data_offsets")
-      throw io_error(path, where + ": unexpected field '" + field + "'");
+      throw io_error(path, where + ": unexpected field '" + excerpt(field) + "'");
   }
   for (const char* field : {"dtype", "shape", "data_offsets"}) {
     if (!info.contains(field)) throw io_error(path, where + ": missing '" + field + "'");
@@ -128,7 +130,7 @@ TensorEntry parse_tensor_entry(const std::string& path, const std::string& name,
   const DType* found = std::find_if(std::begin(kAllDTypes), std::end(kAllDTypes),
                                     [&](DType d) { return dtype_text == dtype_name(d); });
   if (found == std::end(kAllDTypes))
-    throw io_error(path, where + ": unknown dtype '" + dtype_text + "'");
+    throw io_error(path, where + ": unknown dtype '" + excerpt(dtype_text) + "'");
   entry.tensor.dtype = *found;
 
   const Json& shape = info["shape"];
@@ -157,6 +159,47 @@ TensorEntry parse_tensor_entry(const std::string& path, const std::string& name,
   return entry;
 }
 
+// The deepest nesting of arrays and objects a header may have. A safetensors
+// header needs 3 (header, tensor entry, shape); nlohmann-json parses by
+// recursion, and about 70,000 levels overflow the stack.
+constexpr int kMaxHeaderDepth = 64;
+
+// Checks what nlohmann-json would accept but the format does not, before the
+// parser sees the text: the header starts with '{' (so no byte order mark,
+// which nlohmann skips), holds no NUL byte (nlohmann stops at one, so NUL
+// padding passed; the format pads with spaces), and nests at most
+// kMaxHeaderDepth deep (counted outside strings, in one pass).
+void check_header_text(const std::string& path, const std::string& text) {
+  if (text.rfind("\xEF\xBB\xBF", 0) == 0)
+    throw io_error(path, "the header starts with a UTF-8 byte order mark; it must start with '{'");
+  if (text.empty() || text[0] != '{')
+    throw io_error(path, "header is not a JSON object: it must start with '{', got '" +
+                             excerpt(text.substr(0, 1)) + "'");
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch == '\0')
+      throw io_error(path, "the header holds a NUL byte at offset " + std::to_string(i) +
+                               " (the format pads the header with spaces)");
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (ch == '\\') escaped = true;
+      else if (ch == '"') in_string = false;
+    } else if (ch == '"') {
+      in_string = true;
+    } else if (ch == '[' || ch == '{') {
+      if (++depth > kMaxHeaderDepth)
+        throw io_error(path, "the header nests arrays and objects more than " +
+                                 std::to_string(kMaxHeaderDepth) + " levels deep (at offset " +
+                                 std::to_string(i) + "); the limit is " +
+                                 std::to_string(kMaxHeaderDepth));
+    } else if (ch == ']' || ch == '}') {
+      --depth;
+    }
+  }
+}
+
 // Parses the header text, refusing a key repeated within one object (JSON
 // parsers keep one of them silently; a tensor would vanish).
 Json parse_header(const std::string& path, const std::string& text) {
@@ -174,14 +217,15 @@ Json parse_header(const std::string& path, const std::string& text) {
     }
     return true;
   };
+  check_header_text(path, text);
   Json header;
   try {
     header = Json::parse(text, refuse_duplicates);
   } catch (const Json::exception& e) {
-    throw io_error(path, std::string("bad JSON header: ") + e.what());
+    throw io_error(path, "bad JSON header: " + excerpt(e.what(), 200));
   }
   if (!duplicate.empty())
-    throw io_error(path, "key '" + duplicate + "' appears twice in the header");
+    throw io_error(path, "key '" + excerpt(duplicate) + "' appears twice in the header");
   if (!header.is_object()) throw io_error(path, "header is not a JSON object");
   return header;
 }
@@ -244,11 +288,16 @@ const NamedTensor* SafetensorsFile::find(const std::string& name) const {
    sorted [begin, end) ranges tile [0, data_size) exactly, then reads each
    tensor's bytes in data order. Memory: the header plus the tensors. */
 SafetensorsFile read_safetensors(const std::string& path) {
-  std::unique_ptr<std::FILE, FileCloser> file(std::fopen(path.c_str(), "rb"));
-  if (!file) throw io_error(path, std::string("cannot open: ") + std::strerror(errno));
+  // A FIFO is refused at once (a plain fopen would wait for a writer).
+  const int fd = open_regular_file(path);
+  std::unique_ptr<std::FILE, FileCloser> file(::fdopen(fd, "rb"));
+  if (!file) {
+    const int error_number = errno;
+    ::close(fd);
+    throw io_error(path, std::string("cannot open: ") + std::strerror(error_number));
+  }
   struct stat st {};
-  if (::fstat(fileno(file.get()), &st) != 0 || !S_ISREG(st.st_mode))
-    throw io_error(path, "not a regular file");
+  if (::fstat(fd, &st) != 0) throw io_error(path, std::string("cannot stat: ") + std::strerror(errno));
   const auto file_bytes = static_cast<uint64_t>(st.st_size);
   if (file_bytes < 8)
     throw io_error(path, "file has " + std::to_string(file_bytes) +
@@ -278,7 +327,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
       if (!value.is_object()) throw io_error(path, "'__metadata__' is not a JSON object");
       for (const auto& [name, text] : value.items()) {
         if (!text.is_string())
-          throw io_error(path, "'__metadata__' value of key '" + name + "' is not a string");
+          throw io_error(path, "'__metadata__' value of key '" + excerpt(name) + "' is not a string");
         result.metadata[name] = text.get<std::string>();
       }
       continue;
@@ -294,7 +343,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
   int64_t covered = 0;
   std::string previous = "the start of the data";
   for (const TensorEntry& e : entries) {
-    const std::string where = "tensor '" + e.tensor.name + "'";
+    const std::string where = "tensor '" + excerpt(e.tensor.name) + "'";
     if (e.end > data_bytes)
       throw io_error(path, where + ": data_offsets end at byte " + std::to_string(e.end) +
                                ", past the end of the " + std::to_string(data_bytes) +
@@ -320,7 +369,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
     e.tensor.bytes.resize(static_cast<size_t>(e.end - e.begin));
     if (!e.tensor.bytes.empty() && std::fread(e.tensor.bytes.data(), 1, e.tensor.bytes.size(),
                                               file.get()) != e.tensor.bytes.size())
-      throw io_error(path, "read failed in tensor '" + e.tensor.name + "'");
+      throw io_error(path, "read failed in tensor '" + excerpt(e.tensor.name) + "'");
     result.tensors.push_back(std::move(e.tensor));
   }
   return result;
@@ -335,7 +384,7 @@ SafetensorsFile read_safetensors(const std::string& path) {
 void write_safetensors(const std::string& path, const SafetensorsFile& file) {
   std::set<std::string> names;
   for (const NamedTensor& t : file.tensors) {
-    const std::string where = path + ": tensor '" + t.name + "'";
+    const std::string where = path + ": tensor '" + excerpt(t.name) + "'";
     if (t.name.empty()) throw Error(ErrorCode::io, path + ": a tensor has an empty name");
     if (t.name == kMetadataKey)
       throw Error(ErrorCode::io, where + ": the name is reserved for the metadata");

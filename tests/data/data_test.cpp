@@ -4,6 +4,7 @@
 #include "bnlab/data/idx.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -207,6 +208,35 @@ TEST_F(IdxTest, TruncatedGzipStreamIsAnError) {
   std::vector<uint8_t> labels(50, 1);
   expect_io_error(write_plain("cut.gz", cut), write_plain("lbl", labels_bytes(50, labels)),
                   {"cut.gz", "truncated"});
+}
+
+TEST_F(IdxTest, GzipMissingItsLastBytesIsTruncatedNotTooLong) {
+  // Cut inside the 8-byte trailer (CRC-32, size) or the last deflate block,
+  // the stream used to read as more data than the header accounts for.
+  for (const int count : {3, 50}) {  // zlib's path (small) and libdeflate's (whole)
+    const auto bytes = images_bytes(static_cast<uint32_t>(count), 20, 20, sample_pixels(400 * count));
+    const std::string whole = write_gzip("whole.gz", bytes);
+    std::vector<char> compressed(fs::file_size(whole));
+    std::ifstream(whole, std::ios::binary)
+        .read(compressed.data(), static_cast<std::streamsize>(compressed.size()));
+    const std::string labels =
+        write_plain("lbl", labels_bytes(static_cast<uint32_t>(count), std::vector<uint8_t>(count, 1)));
+    for (const size_t missing : {1, 4, 7, 8, 9, 12, 20}) {
+      SCOPED_TRACE("count " + std::to_string(count) + ", missing " + std::to_string(missing));
+      const std::vector<uint8_t> cut(compressed.begin(), compressed.end() - static_cast<long>(missing));
+      expect_io_error(write_plain("cut.gz", cut), labels, {"cut.gz", "truncated"});
+    }
+  }
+}
+
+TEST_F(IdxTest, FilesThatAreNotRegularAreRefusedAtOnce) {
+  // A FIFO would block a reader's open() until a writer came.
+  const std::string labels = write_plain("lbl", labels_bytes(1, {0}));
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0644), 0);
+  expect_io_error(path("fifo"), labels, {"fifo", "is a FIFO, not a regular file"});
+  fs::create_directory(path("folder"));
+  expect_io_error(path("folder"), labels, {"folder", "is a directory, not a regular file"});
+  expect_io_error("/dev/null", labels, {"/dev/null", "is a character device"});
 }
 
 TEST_F(IdxTest, WrongMagicIsAnError) {

@@ -3,9 +3,15 @@
 // tests/golden/make_safetensors_goldens.py, with a JSON dump of their values;
 // corrupt files are made here, byte by byte, in a temporary folder.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +21,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -321,6 +328,36 @@ TEST_F(SafetensorsFiles, BadJsonOrNonObjectHeaderIsAnError) {
   expect_read_error(make_file("utf8", "{\"\xff\": 1}"), {"bad JSON"});
 }
 
+TEST_F(SafetensorsFiles, DeeplyNestedHeaderIsRefusedNotACrash) {
+  // 70,000 nested arrays overflowed the stack inside the JSON parser (SIGSEGV).
+  const std::string deep = "{\"w\":" + std::string(70'000, '[') + std::string(70'000, ']') + "}";
+  expect_read_error(make_file("deep", deep), {"deep", "more than 64 levels", "limit is 64"});
+  const std::string objects = [] {
+    std::string text;
+    for (int i = 0; i < 70'000; ++i) text += "{\"a\":";
+    return text + "1" + std::string(70'000, '}');
+  }();
+  expect_read_error(make_file("objects", objects), {"objects", "more than 64 levels"});
+  // Brackets inside strings do not count; 64 levels are still read.
+  const std::string in_name = "{\"[[[\\\"[[\":" + std::string(62, '[') + std::string(62, ']') + "}";
+  expect_read_error(make_file("in_name", in_name), {"'[[[\"[['", "not a JSON object"});
+}
+
+TEST_F(SafetensorsFiles, ByteOrderMarkOrNulPaddingIsRefused) {
+  // nlohmann-json skips a BOM and stops at a NUL; the format allows neither.
+  expect_read_error(make_file("bom", "\xEF\xBB\xBF" + kOneF32, std::string(8, '\1')),
+                    {"bom", "byte order mark"});
+  expect_read_error(make_file("nul", kOneF32 + std::string(6, '\0'), std::string(8, '\1')),
+                    {"nul", "NUL byte at offset " + std::to_string(kOneF32.size()), "spaces"});
+  expect_read_error(make_file("space", " " + kOneF32, std::string(8, '\1')),
+                    {"space", "must start with '{'"});
+  // Space padding, as the reference writer pads, is read.
+  EXPECT_EQ(bnlab::io::read_safetensors(make_file("padded", kOneF32 + "      ",
+                                                  std::string(8, '\1')))
+                .tensors.size(),
+            1u);
+}
+
 TEST_F(SafetensorsFiles, UnknownDtypeIsNamed) {
   expect_read_error(
       make_file("dtype", R"({"w":{"dtype":"F128","shape":[1],"data_offsets":[0,16]}})",
@@ -408,6 +445,33 @@ TEST_F(SafetensorsFiles, MetadataMustMapStringsToStrings) {
   EXPECT_EQ(ok.metadata.at("epochs"), "10");
 }
 
+TEST_F(SafetensorsFiles, MessagesQuoteOnlyAnExcerptOfLongNames) {
+  // A 1 MB tensor name (or dtype, or number) is cut in the message, not echoed whole.
+  const std::string name(1 << 20, 'n');
+  const auto expect_short = [&](const std::string& file, const std::string& fragment) {
+    try {
+      bnlab::io::read_safetensors(file);
+      ADD_FAILURE() << "no error for " << fragment;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_LT(message.size(), 400u + file.size()) << message.substr(0, 400);
+      EXPECT_NE(message.find(fragment), std::string::npos) << message.substr(0, 400);
+    }
+  };
+  expect_short(make_file("name", "{\"" + name + "\":{\"dtype\":\"F32\",\"shape\":[1]}}"),
+               "(1048576 bytes)");
+  expect_short(make_file("dtype", "{\"w\":{\"dtype\":\"" + name +
+                                       "\",\"shape\":[1],\"data_offsets\":[0,4]}}"),
+               "unknown dtype 'nnnn");
+  expect_short(make_file("number", "{\"w\":{\"dtype\":\"F32\",\"shape\":[-" +
+                                        std::string(1 << 20, '9') + "],\"data_offsets\":[0,4]}}"),
+               "number overflow");
+  expect_short(make_file("string", "{\"w\":{\"dtype\":\"F32\",\"shape\":[\"" + name +
+                                        "\"],\"data_offsets\":[0,4]}}"),
+               "shape[0] must be a non-negative integer, got \"nnn");
+  expect_short(make_file("json", "{\"w\": " + name + "}"), "bad JSON");
+}
+
 TEST(Dtypes, NamesAndSizesFollowTheFormat) {
   const std::vector<std::tuple<DType, std::string, int64_t>> table = {
       {DType::F32, "F32", 4},   {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
@@ -450,6 +514,126 @@ TEST_F(SafetensorsFiles, FailedWriteNamesThePathAndKeepsThePreviousFile) {
     EXPECT_EQ(e.code(), ErrorCode::io);
     EXPECT_NE(std::string(e.what()).find("no/such/folder/model.safetensors"), std::string::npos);
   }
+}
+
+// ---- special files and leftovers ---------------------------------------------
+
+// Expects fn to throw Error(io) with every fragment in its message.
+template <typename Fn>
+void expect_io_error(Fn fn, const std::vector<std::string>& fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected " << fragments.front();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), ErrorCode::io) << e.what();
+    for (const auto& fragment : fragments)
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << "message '" << e.what() << "' lacks '" << fragment << "'";
+  }
+}
+
+TEST_F(SafetensorsFiles, OutputsThatAreNotRegularFilesAreRefusedUntouched) {
+  // rename() would replace a FIFO or a device node with a regular file.
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0644), 0);
+  expect_io_error([&] { bnlab::io::write_file_atomic(path("fifo"), "data"); },
+                  {path("fifo"), "is a FIFO", "regular files or new paths"});
+  EXPECT_TRUE(fs::is_fifo(path("fifo")));
+  expect_io_error([&] { bnlab::io::write_safetensors(path("fifo"), SafetensorsFile{}); },
+                  {"is a FIFO"});
+  // A device node: /dev/null itself only where a broken writer could not replace it.
+  std::string device = "/dev/null";
+  if (::geteuid() == 0) {
+    device = path("null");
+    ASSERT_EQ(::mknod(device.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  }
+  expect_io_error([&] { bnlab::io::write_file_atomic(device, "data"); },
+                  {device, "is a character device"});
+  EXPECT_TRUE(fs::is_character_file(device));
+  fs::create_directory(path("folder"));
+  expect_io_error([&] { bnlab::io::write_file_atomic(path("folder"), "data"); },
+                  {path("folder"), "is a directory"});
+  // A symbolic link to a device is the device.
+  fs::create_symlink(device, path("link"));
+  expect_io_error([&] { bnlab::io::write_file_atomic(path("link"), "data"); },
+                  {"is a character device"});
+  EXPECT_TRUE(fs::is_symlink(path("link")));
+}
+
+TEST_F(SafetensorsFiles, InputsThatAreNotRegularFilesAreRefusedAtOnce) {
+  // open() of a FIFO without a writer blocked forever.
+  ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0644), 0);
+  const auto start = std::chrono::steady_clock::now();
+  expect_read_error(path("fifo"), {path("fifo"), "is a FIFO, not a regular file"});
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  fs::create_directory(path("folder"));
+  expect_read_error(path("folder"), {"is a directory, not a regular file"});
+  expect_read_error("/dev/null", {"is a character device"});
+}
+
+TEST_F(SafetensorsFiles, LongFileNamesCanBeSaved) {
+  // 252 characters: the old ".tmp.<pid>" suffix passed NAME_MAX (255).
+  const std::string name(252, 'm');
+  SafetensorsFile file;
+  file.tensors.push_back(make_tensor("w", DType::F32, {3}));
+  bnlab::io::write_safetensors(path(name), file);
+  EXPECT_EQ(bnlab::io::read_safetensors(path(name)).tensors[0].bytes, file.tensors[0].bytes);
+  bnlab::io::write_safetensors(path(name), file);  // over an existing file too
+  EXPECT_TRUE(only_file_in_dir_is(name));
+}
+
+TEST_F(SafetensorsFiles, FileSizeLimitIsAnErrorNotSigxfsz) {
+  // Under ulimit -f the write used to kill the process with SIGXFSZ and leave
+  // its partial temporary file. In a child, so the limit stays there.
+  bnlab::io::write_file_atomic(path("model"), "old");
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const rlimit limit{4096, 4096};
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(3);
+    try {
+      bnlab::io::write_file_atomic(path("model"), std::string(1 << 20, 'x'));
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      const bool named = message.find(path("model")) != std::string::npos &&
+                         message.find("File too large") != std::string::npos;
+      ::_exit(named ? 0 : 2);
+    }
+    ::_exit(1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "1: no error, 2: message, 3: setrlimit";
+  EXPECT_EQ(read_bytes(path("model")), "old");
+  EXPECT_TRUE(only_file_in_dir_is("model"));
+}
+
+TEST_F(SafetensorsFiles, KillDuringASaveLeavesNothingOnceTheNextSaveRuns) {
+  // A child saves 16 MB over and over until it is killed with SIGKILL.
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    const std::string contents(16 << 20, 'k');
+    for (;;) bnlab::io::write_file_atomic(path("model"), contents);
+  }
+  for (int i = 0; i < 500 && !fs::exists(path("model")); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  // Unnamed temporaries vanish with the process; a named one can remain only
+  // if the kill fell between naming and renaming. Left over by a process that
+  // is gone, another's temporary is removed by the next write in the folder;
+  // one of a live process (pid 1) and names not of this form stay.
+  std::ofstream(path(".bnlab-" + std::to_string(child) + "-7.tmp")) << "stale";
+  std::ofstream(path(".bnlab-1-0.tmp")) << "live";
+  std::ofstream(path(".bnlab-x-0.tmp")) << "other";
+  bnlab::io::write_file_atomic(path("report"), "new");
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir_)) names.push_back(entry.path().filename());
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{".bnlab-1-0.tmp", ".bnlab-x-0.tmp", "model", "report"}));
+  EXPECT_EQ(fs::file_size(path("model")), size_t{16} << 20);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Atomic writes: a temporary file in the same folder, synced, then renamed
 // over the target, so an interrupted write never destroys the previous file.
+// Outputs go only to regular files or new paths.
 #pragma once
 
 #include <cstddef>
@@ -16,9 +17,13 @@ struct ByteChunk {
   size_t size;
 };
 
-// Writes the chunks, in order, to "<path>.tmp.<pid>", syncs it and renames it
-// over path. On failure removes the temporary file and throws Error(io) naming
-// path.
+// Writes the chunks, in order, to a temporary file in path's folder (unnamed
+// where the file system allows, else ".bnlab-<pid>-<n>.tmp"), syncs it and
+// renames it over path. Throws Error(io) naming path, before writing anything,
+// when path exists and is not a regular file (a device, a FIFO, a folder). On
+// a failed write (a full disk, a file-size limit: EFBIG, not SIGXFSZ) removes
+// the temporary file and throws Error(io) naming path. Removes the
+// temporaries that killed processes left in the folder.
 void write_chunks_atomic(const std::string& path, const std::vector<ByteChunk>& chunks);
 
 // The same atomic write for any bytes (reports, JSON, CSV).
