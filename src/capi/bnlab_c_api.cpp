@@ -152,11 +152,11 @@ const char* bnlab_last_error(void) { return bnlab::capi::t_last_error.c_str(); }
 void bnlab_set_num_threads(int threads) {
   // void in the ABI: a count above the maximum is clamped to it (and named in
   // bnlab_last_error()) rather than thrown across the C boundary.
-  t_last_error.clear();
+  bnlab::capi::clear_last_error();
   try {
     bnlab::set_num_threads(threads);
   } catch (const bnlab::Error& e) {
-    t_last_error = e.what();
+    fail(BNLAB_INVALID_ARGUMENT, e.what());
     bnlab::set_num_threads(bnlab::kMaxThreads);
   }
 }
