@@ -49,11 +49,12 @@ HWY_INLINE int64_t HeadToAlign(D d, const float* p) {
 // barrier, then other threads' reads).
 void StoreFence() { hwy::FlushStream(); }
 
-// g = dy, or 0 where the fused ReLU's output is not positive.
+// g = dy, or 0 where the fused ReLU's output relu_y[at] is not positive.
+// relu_y is null without the ReLU, so the offset is taken only with it.
 template <bool kRelu>
-HWY_INLINE V Grad(D d, V dy, const float* relu_y) {
+HWY_INLINE V Grad(D d, V dy, const float* relu_y, int64_t at) {
   if constexpr (kRelu) {
-    return hn::IfThenElseZero(hn::Gt(hn::LoadU(d, relu_y), hn::Zero(d)), dy);
+    return hn::IfThenElseZero(hn::Gt(hn::LoadU(d, relu_y + at), hn::Zero(d)), dy);
   } else {
     return dy;
   }
@@ -150,8 +151,8 @@ void SpanGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
   V s0 = hn::Zero(d), s1 = hn::Zero(d), p0 = hn::Zero(d), p1 = hn::Zero(d);
   int64_t i = 0;
   for (; i + 2 * n <= len; i += 2 * n) {
-    const V g0 = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
-    const V g1 = Grad<kRelu>(d, hn::LoadU(d, dy + i + n), relu_y + i + n);
+    const V g0 = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
+    const V g1 = Grad<kRelu>(d, hn::LoadU(d, dy + i + n), relu_y, i + n);
     s0 = hn::Add(s0, g0);
     s1 = hn::Add(s1, g1);
     p0 = hn::MulAdd(g0, hn::Sub(hn::LoadU(d, x + i), mean), p0);
@@ -199,7 +200,7 @@ void SpanGradInputT(const float* x, const float* dy, const float* relu_y, float*
                        dx);
   }
   for (; i + n <= len; i += n) {
-    const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
+    const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
     const V xmu = hn::Sub(hn::LoadU(d, x + i), mean);
     StoreOut<kStream>(hn::MulAdd(a, g, hn::MulAdd(b, xmu, c)), d, dx + i);
   }
@@ -262,7 +263,7 @@ HWY_INLINE void NarrowGradSums(D d, const float* x, const float* dy, const float
   const auto add_row = [&](int64_t row, V* sk, V* pk) {
     for (int k = 0; k < kVectors; ++k) {
       const int64_t i = row + k * n;
-      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y + i);
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
       sk[k] = hn::Add(sk[k], g);
       pk[k] = hn::MulAdd(g, hn::Sub(hn::LoadU(d, x + i), mean[k]), pk[k]);
     }
@@ -418,7 +419,7 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
       const int64_t row = r * stride;
       int64_t w = 0;
       for (; w + n <= width; w += n) {
-        const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
+        const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y, row + w);
         const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
         hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
         hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
@@ -478,7 +479,7 @@ void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float*
             c = hn::LoadU(d, c_p);
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t row = r * stride;
-      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row), relu_y + row);
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row), relu_y, row);
       StoreOut<kStream>(hn::MulAdd(a, g, hn::MulAdd(b, hn::Sub(hn::LoadU(d, x + row), mean), c)),
                         d, dx + row);
     }
@@ -488,7 +489,7 @@ void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float*
     const int64_t row = r * stride;
     int64_t w = 0;
     for (; w + n <= width; w += n) {
-      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y + row + w);
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + row + w), relu_y, row + w);
       const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
       const V out = hn::MulAdd(hn::LoadU(d, a_p + w), g,
                                hn::MulAdd(hn::LoadU(d, b_p + w), xmu, hn::LoadU(d, c_p + w)));
