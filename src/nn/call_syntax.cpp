@@ -618,18 +618,6 @@ void BoundArgs::fail(const char* name, const std::string& message) const {
   throw ArchProblem{v ? v->pos : call_.name_pos, message};
 }
 
-std::string excerpt(std::string_view text, size_t max_length) {
-  std::string s(text.substr(0, text.size() > max_length ? max_length - 3 : text.size()));
-  // Cut at a character boundary, not inside a UTF-8 sequence.
-  if (text.size() > max_length) {
-    while (!s.empty() && is_utf8_continuation(text[s.size()])) s.pop_back();
-    s += "...";
-  }
-  for (char& c : s)
-    if (std::isspace(static_cast<unsigned char>(c))) c = ' ';
-  return s;
-}
-
 namespace {
 
 // Optimal string alignment distance (Levenshtein with adjacent swaps), ignoring case.

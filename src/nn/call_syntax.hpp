@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "bnlab/error.hpp"
+
 namespace bnlab::nn::call_syntax {
 
 // How deep values may nest (a tuple in a tuple, parentheses around a number):
@@ -114,10 +116,9 @@ class BoundArgs {
 std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
                          const char* quote = "");
 
-// Error excerpts. The text itself when short, else its first characters and
-// "...": a message never echoes unbounded input.
-inline constexpr size_t kExcerptLength = 60;
-std::string excerpt(std::string_view text, size_t max_length = kExcerptLength);
+// Error excerpts: bnlab::excerpt (error.hpp), so a message never echoes
+// unbounded input.
+using bnlab::excerpt;
 // "  <the line holding pos>\n  <spaces>^ column C" (plus
 // "line L, " for multi-line text); long lines are cut to a window around pos.
 std::string caret_excerpt(const std::string& text, size_t pos);
