@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/nn/norm_layers.hpp"
 
 namespace bnlab::nn {
 namespace {
@@ -72,17 +73,70 @@ ModulePtr build_conv2d(const BoundArgs& args, Generator&) {
                                   kernel_size, stride, padding, args.flag("bias", true), deferred);
 }
 
+double positive_eps(const BoundArgs& args) {
+  const double eps = args.number("eps", 1e-5);
+  if (!(eps > 0.0)) args.fail("eps", "eps must be positive, got " + args.find("eps")->text);
+  return eps;
+}
+
 template <int dims>
 ModulePtr build_batch_norm(const BoundArgs& args, Generator&) {
   check_factory_args(args);
-  const double eps = args.number("eps", 1e-5);
-  if (!(eps > 0.0)) args.fail("eps", "eps must be positive, got " + args.find("eps")->text);
+  const double eps = positive_eps(args);
   const std::optional<double> momentum = args.optional_number("momentum", 0.1);
   if (momentum && !(*momentum >= 0.0 && *momentum <= 1.0))
     args.fail("momentum", "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
   return std::make_unique<BatchNorm>(dims, args.size("num_features", 0, 1), eps, momentum,
                                      args.flag("affine", true),
                                      args.flag("track_running_stats", true), deferred);
+}
+
+ModulePtr build_group_norm(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  const int64_t groups = args.size("num_groups", 0, 1);
+  const int64_t channels = args.size("num_channels", 0, 1);
+  if (channels % groups != 0)
+    args.fail("num_channels", "num_channels (" + std::to_string(channels) +
+                                  ") must be divisible by num_groups (" + std::to_string(groups) +
+                                  ")");
+  return std::make_unique<GroupNorm>(groups, channels, positive_eps(args),
+                                     args.flag("affine", true), deferred);
+}
+
+// normalized_shape: an integer or a tuple of positive integers (the trailing dims).
+ModulePtr build_layer_norm(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  const Value* value = args.find("normalized_shape");
+  Shape normalized_shape;
+  auto positive = [&](const Value& v) {
+    if (v.kind != ValueKind::integer || v.int_value < 1)
+      args.fail("normalized_shape",
+                "normalized_shape must be a positive integer or a tuple of "
+                "them, got " +
+                    value->text);
+    return v.int_value;
+  };
+  if (value->kind == ValueKind::tuple) {
+    for (const Value& item : value->items) normalized_shape.push_back(positive(item));
+    if (normalized_shape.empty())
+      args.fail("normalized_shape", "normalized_shape must name at least one dimension");
+  } else {
+    normalized_shape.push_back(positive(*value));
+  }
+  return std::make_unique<LayerNorm>(normalized_shape, positive_eps(args),
+                                     args.flag("elementwise_affine", true), args.flag("bias", true),
+                                     deferred);
+}
+
+template <int dims>
+ModulePtr build_instance_norm(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  const double momentum = args.number("momentum", 0.1);
+  if (!(momentum >= 0.0 && momentum <= 1.0))
+    args.fail("momentum", "momentum must be in [0, 1], got " + args.find("momentum")->text);
+  return std::make_unique<InstanceNorm>(dims, args.size("num_features", 0, 1), positive_eps(args),
+                                        momentum, args.flag("affine", false),
+                                        args.flag("track_running_stats", false), deferred);
 }
 
 ModulePtr build_relu(const BoundArgs& args, Generator&) {
@@ -133,6 +187,9 @@ ModulePtr build_flatten(const BoundArgs& args, Generator&) {
 }  // namespace
 
 const std::vector<LayerEntry>& layer_registry() {
+  // BatchNorm's and InstanceNorm's signature.
+  static const std::vector<const char*> kNormSignature = {
+      "num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"};
   static const std::vector<LayerEntry> kLayers = {
       {"Linear", {{"in_features", "out_features", "bias", "device", "dtype"}, 2}, build_linear},
       {"Conv2d",
@@ -140,15 +197,18 @@ const std::vector<LayerEntry>& layer_registry() {
          "bias", "padding_mode", "device", "dtype"},
         3},
        build_conv2d},
-      {"BatchNorm1d",
-       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
-       build_batch_norm<1>},
-      {"BatchNorm2d",
-       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
-       build_batch_norm<2>},
-      {"BatchNorm3d",
-       {{"num_features", "eps", "momentum", "affine", "track_running_stats", "device", "dtype"}, 1},
-       build_batch_norm<3>},
+      {"BatchNorm1d", {kNormSignature, 1}, build_batch_norm<1>},
+      {"BatchNorm2d", {kNormSignature, 1}, build_batch_norm<2>},
+      {"BatchNorm3d", {kNormSignature, 1}, build_batch_norm<3>},
+      {"GroupNorm",
+       {{"num_groups", "num_channels", "eps", "affine", "device", "dtype"}, 2},
+       build_group_norm},
+      // bias: PyTorch 2.1's; 1.13 has no such argument.
+      {"LayerNorm",
+       {{"normalized_shape", "eps", "elementwise_affine", "bias", "device", "dtype"}, 1},
+       build_layer_norm},
+      {"InstanceNorm1d", {kNormSignature, 1}, build_instance_norm<1>},
+      {"InstanceNorm2d", {kNormSignature, 1}, build_instance_norm<2>},
       {"ReLU", {{"inplace"}, 0}, build_relu},
       {"LeakyReLU", {{"negative_slope", "inplace"}, 0}, build_leaky_relu},
       {"Sigmoid", {{}, 0}, build_sigmoid},

@@ -1,0 +1,108 @@
+// The normalization layers beside BatchNorm (issue 14), PyTorch's (and
+// torchvision's) names, arguments, defaults, reprs and state-dict keys:
+// GroupNorm, LayerNorm, InstanceNorm1d/2d over the kernels of group_norm.hpp
+// and layer_norm.hpp; FrozenBatchNorm2d, GhostBatchNorm1d/2d and
+// BatchRenorm1d/2d over BatchNorm's kernels. Affine parameters start at
+// weight 1, bias 0; running statistics at mean 0, var 1.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bnlab/nn/module.hpp"
+
+namespace bnlab::nn {
+
+// GroupNorm(num_groups, num_channels, eps, affine): input (N, C, *), each
+// sample's channels split into num_groups groups of consecutive channels,
+// each normalized over its channels and positions; weight/bias (C) per channel.
+class GroupNorm : public Module {
+ public:
+  GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true);
+  GroupNorm(int64_t num_groups, int64_t num_channels, double eps, bool affine, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "GroupNorm(2, 4, eps=1e-05, affine=True)"
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  bool has_parameters() override { return affine; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+
+  int64_t num_groups, num_channels;
+  double eps;
+  bool affine;
+  Parameter weight, bias;  // empty when !affine
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
+};
+
+// LayerNorm(normalized_shape, eps, elementwise_affine, bias): each input's
+// trailing dims equal to normalized_shape are normalized together;
+// weight/bias have normalized_shape (bias only with bias=True, PyTorch 2.1).
+class LayerNorm : public Module {
+ public:
+  LayerNorm(Shape normalized_shape, double eps = 1e-5, bool elementwise_affine = true,
+            bool bias = true);
+  LayerNorm(Shape normalized_shape, double eps, bool elementwise_affine, bool bias, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "LayerNorm((4,), eps=1e-05, elementwise_affine=True)"
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  bool has_parameters() override { return elementwise_affine; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+
+  Shape normalized_shape;
+  double eps;
+  bool elementwise_affine, has_bias;
+  Parameter weight, bias;  // empty when absent
+ private:
+  int64_t cols() const;
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
+};
+
+// InstanceNorm1d (N, C, L) / InstanceNorm2d (N, C, H, W) (or without N):
+// each (sample, channel) normalized over its positions, GroupNorm with one
+// channel per group. With track_running_stats, training folds the mean over
+// the batch of the per-instance means and unbiased variances into
+// running_mean/var (PyTorch's rule; num_batches_tracked is kept but, as in
+// PyTorch, never counts), and eval normalizes with them.
+class InstanceNorm : public Module {
+ public:
+  InstanceNorm(int dims, int64_t num_features, double eps = 1e-5, double momentum = 0.1,
+               bool affine = false, bool track_running_stats = false);
+  InstanceNorm(int dims, int64_t num_features, double eps, double momentum, bool affine,
+               bool track_running_stats, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  // "InstanceNorm2d(4, eps=1e-05, momentum=0.1, affine=False, track_running_stats=False)"
+  std::string repr() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  std::vector<Buffer> buffers() override;  // running_mean, running_var, num_batches_tracked
+  bool has_parameters() override { return affine; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+
+  int dims;  // 1 or 2
+  int64_t num_features;
+  double eps, momentum;
+  bool affine, track_running_stats;
+  Parameter weight, bias;            // empty when !affine
+  Tensor running_mean, running_var;  // empty when !track_running_stats
+  int64_t num_batches_tracked = 0;
+
+ private:
+  BatchNormShape kernel_shape(const Shape& input) const;  // (n, c, s) channels first
+  const Tensor* input_ = nullptr;
+  bool used_running_stats_ = false;
+  Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
+};
+
+}  // namespace bnlab::nn
