@@ -139,6 +139,12 @@ ModulePtr build_instance_norm(const BoundArgs& args, Generator&) {
                                         args.flag("track_running_stats", false), deferred);
 }
 
+// torchvision's (torchvision.ops.misc.FrozenBatchNorm2d).
+ModulePtr build_frozen_batch_norm(const BoundArgs& args, Generator&) {
+  return std::make_unique<FrozenBatchNorm2d>(args.size("num_features", 0, 1), positive_eps(args),
+                                             deferred);
+}
+
 ModulePtr build_relu(const BoundArgs& args, Generator&) {
   args.flag("inplace", false);  // in-place or not, the values are the same
   return std::make_unique<ReLU>();
@@ -209,6 +215,7 @@ const std::vector<LayerEntry>& layer_registry() {
        build_layer_norm},
       {"InstanceNorm1d", {kNormSignature, 1}, build_instance_norm<1>},
       {"InstanceNorm2d", {kNormSignature, 1}, build_instance_norm<2>},
+      {"FrozenBatchNorm2d", {{"num_features", "eps"}, 1}, build_frozen_batch_norm},
       {"ReLU", {{"inplace"}, 0}, build_relu},
       {"LeakyReLU", {{"negative_slope", "inplace"}, 0}, build_leaky_relu},
       {"Sigmoid", {{}, 0}, build_sigmoid},

@@ -187,6 +187,65 @@ TEST(InstanceNormLayer, ReprAndShapeErrorsArePyTorchs) {
   EXPECT_THROW(in.output_shape({2, 5, 3, 3}), Error);
 }
 
+// ---------------------------------------------------------------- FrozenBatchNorm2d
+
+void randomise_frozen(FrozenBatchNorm2d& frozen, uint64_t seed) {
+  Generator gen(seed);
+  for (int64_t j = 0; j < frozen.num_features; ++j) {
+    frozen.weight[j] = gen.uniform(0.5f, 1.5f);
+    frozen.bias[j] = gen.uniform(-0.5f, 0.5f);
+    frozen.running_mean[j] = gen.uniform(-0.5f, 0.5f);
+    frozen.running_var[j] = gen.uniform(0.5f, 2.0f);
+  }
+}
+
+TEST(FrozenBatchNorm2dLayer, IsTorchvisionsFixedMapInTrainingAndEval) {
+  FrozenBatchNorm2d frozen(3, 1e-3);
+  randomise_frozen(frozen, 40);
+  const FrozenBatchNorm2d before = frozen;
+  const Tensor x = random_tensor({2, 3, 4, 2}, 41, 2.0f, 1.0f);
+  std::vector<double> y(static_cast<size_t>(x.numel()));
+  for (int64_t at = 0; at < x.numel(); ++at) {
+    const int64_t j = (at / 8) % 3;
+    const double scale = frozen.weight[j] / std::sqrt(frozen.running_var[j] + 1e-3);
+    y[at] = x[at] * scale + (frozen.bias[j] - frozen.running_mean[j] * scale);
+  }
+  frozen.train();
+  expect_near_all(frozen.forward(x), y, 1e-5);
+  frozen.backward(random_tensor(x.shape(), 42));
+  frozen.eval();
+  expect_near_all(frozen.forward(x), y, 1e-5);
+  // Nothing moved, bit for bit.
+  for (int64_t j = 0; j < 3; ++j) {
+    EXPECT_EQ(frozen.weight[j], before.weight[j]);
+    EXPECT_EQ(frozen.bias[j], before.bias[j]);
+    EXPECT_EQ(frozen.running_mean[j], before.running_mean[j]);
+    EXPECT_EQ(frozen.running_var[j], before.running_var[j]);
+  }
+  EXPECT_TRUE(frozen.parameters().empty());  // the optimizer sees none
+  const ChannelAffine map = frozen.eval_channel_affine();
+  EXPECT_NEAR(map.scale[1], frozen.weight[1] / std::sqrt(frozen.running_var[1] + 1e-3), 1e-12);
+}
+
+TEST(FrozenBatchNorm2dLayer, InputGradientMatchesCentralDifferences) {
+  FrozenBatchNorm2d frozen(3);
+  randomise_frozen(frozen, 43);
+  check_gradients(frozen, random_tensor({2, 3, 2, 3}, 44), 45);
+}
+
+TEST(FrozenBatchNorm2dLayer, ReprBuffersAndTextAreTorchvisions) {
+  EXPECT_EQ(FrozenBatchNorm2d(64).repr(), "FrozenBatchNorm2d(64, eps=1e-05)");
+  FrozenBatchNorm2d frozen(4);
+  std::vector<std::string> names;
+  for (const Buffer& b : frozen.buffers()) names.push_back(b.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"weight", "bias", "running_mean", "running_var"}));
+  Generator gen(0);
+  EXPECT_EQ(parse_arch("FrozenBatchNorm2d(8, eps=0.001)", gen)->repr(),
+            "Sequential(\n  (0): FrozenBatchNorm2d(8, eps=0.001)\n)");
+  EXPECT_THROW(parse_arch("FrozenBatchNorm2d(8, momentum=0.1)", gen), Error);
+  EXPECT_THROW(frozen.output_shape({2, 4, 3}), Error);
+}
+
 // ---------------------------------------------------------------- the text
 
 TEST(NormLayerText, ArchitectureTextBuildsThemWithPyTorchsArguments) {
@@ -230,6 +289,10 @@ const std::vector<Case> kCases = {
      "LayerNorm(8, elementwise_affine=False), GroupNorm(3, 3), Flatten(), "
      "Linear(24, 6), GroupNorm(2, 6, affine=False), Tanh(), Linear(6, 5)",
      {4, 3, 8}},
+    {"frozen_bn",
+     "Conv2d(2, 4, 3, padding=1, bias=False), FrozenBatchNorm2d(4), ReLU(), "
+     "Conv2d(4, 4, 3), FrozenBatchNorm2d(4, eps=0.001), Flatten(), Linear(64, 3)",
+     {4, 2, 6, 6}},
 };
 
 Tensor to_tensor(const io::NamedTensor& named) {
@@ -298,6 +361,9 @@ TEST(NormLayerGoldens, BnlabCheckpointsLoadIntoPyTorch) {
       Shape batch = c.input;
       batch[0] = 16;
       for (int step = 0; step < 3; ++step) net->forward(random_tensor(batch, 2025 + step));
+      for (size_t i = 0; i < net->size(); ++i)  // a pretrained network's values, not 1 and 0
+        if (auto* frozen = dynamic_cast<FrozenBatchNorm2d*>(&(*net)[i]))
+          randomise_frozen(*frozen, i);
       const Tensor input = random_tensor(c.input, 2030);
       net->eval();
       save_checkpoint(std::string(write_dir) + "/bnlab_" + c.name + ".safetensors", *net, c.arch);

@@ -1,7 +1,7 @@
 // The normalization layers beside BatchNorm (issue 14), PyTorch's (and
 // torchvision's) names, arguments, defaults, reprs and state-dict keys:
 // GroupNorm, LayerNorm, InstanceNorm1d/2d over the kernels of group_norm.hpp
-// and layer_norm.hpp; FrozenBatchNorm2d, GhostBatchNorm1d/2d and
+// and layer_norm.hpp; torchvision's FrozenBatchNorm2d, GhostBatchNorm1d/2d and
 // BatchRenorm1d/2d over BatchNorm's kernels. Affine parameters start at
 // weight 1, bias 0; running statistics at mean 0, var 1.
 #pragma once
@@ -103,6 +103,40 @@ class InstanceNorm : public Module {
   const Tensor* input_ = nullptr;
   bool used_running_stats_ = false;
   Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
+};
+
+// FrozenBatchNorm2d(num_features, eps) as torchvision defines it
+// (torchvision.ops.misc): BatchNorm2d with every tensor fixed, in training
+// too: y = x * scale + shift, scale = weight / sqrt(running_var + eps),
+// shift = bias - running_mean * scale. weight, bias, running_mean and
+// running_var are buffers (the state dict has them, the optimizer does not).
+class FrozenBatchNorm2d : public Module {
+ public:
+  explicit FrozenBatchNorm2d(int64_t num_features, double eps = 1e-5);
+  FrozenBatchNorm2d(int64_t num_features, double eps, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;  // dx = dy * scale
+  // Keeps nChw16c when num_features is a multiple of 16, as BatchNorm2d.
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
+  std::string repr() const override;  // "FrozenBatchNorm2d(64, eps=1e-05)"
+  Shape output_shape(const Shape& input) const override;
+  std::vector<Buffer> buffers() override;  // weight, bias, running_mean, running_var
+  bool has_parameters() override { return false; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool folds_into_previous() const override { return true; }
+  ChannelAffine eval_channel_affine() const override;
+
+  int64_t num_features;
+  double eps;
+  Tensor weight, bias, running_mean, running_var;
+
+ private:
+  BatchNormShape kernel_shape(const Shape& input) const;
+  const Tensor* input_ = nullptr;
+  MemoryFormat format_ = MemoryFormat::plain;
+  Tensor output_, grad_input_;
 };
 
 }  // namespace bnlab::nn
