@@ -53,13 +53,8 @@ Shape FrozenBatchNorm2d::output_shape(const Shape& input) const {
 }
 
 ChannelAffine FrozenBatchNorm2d::eval_channel_affine() const {
-  ChannelAffine map;
-  for (int64_t j = 0; j < num_features; ++j) {
-    const double scale = weight[j] / std::sqrt(static_cast<double>(running_var[j]) + eps);
-    map.scale.push_back(scale);
-    map.shift.push_back(bias[j] - running_mean[j] * scale);
-  }
-  return map;
+  return running_stats_affine(num_features, weight.data(), bias.data(), running_mean.data(),
+                              running_var.data(), eps);
 }
 
 BatchNormShape FrozenBatchNorm2d::kernel_shape(const Shape& input) const {

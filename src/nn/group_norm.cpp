@@ -91,7 +91,7 @@ const Tensor& GroupNorm::backward(const Tensor& grad_output) {
 
 std::vector<std::pair<std::string, Parameter*>> GroupNorm::parameters() {
   if (!affine) return {};
-  return {{"weight", &weight}, {"bias", &bias}};
+  return affine_parameters(weight, bias);
 }
 
 }  // namespace bnlab::nn

@@ -162,14 +162,12 @@ const Tensor& InstanceNorm::backward(const Tensor& grad_output) {
 
 std::vector<std::pair<std::string, Parameter*>> InstanceNorm::parameters() {
   if (!affine) return {};
-  return {{"weight", &weight}, {"bias", &bias}};
+  return affine_parameters(weight, bias);
 }
 
 std::vector<Buffer> InstanceNorm::buffers() {
   if (!track_running_stats) return {};
-  return {{"running_mean", &running_mean, nullptr},
-          {"running_var", &running_var, nullptr},
-          {"num_batches_tracked", nullptr, &num_batches_tracked}};
+  return running_stats_buffers(running_mean, running_var, num_batches_tracked);
 }
 
 }  // namespace bnlab::nn

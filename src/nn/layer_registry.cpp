@@ -79,13 +79,18 @@ double positive_eps(const BoundArgs& args) {
   return eps;
 }
 
+std::optional<double> batch_norm_momentum(const BoundArgs& args, double default_value) {
+  const std::optional<double> momentum = args.optional_number("momentum", default_value);
+  if (momentum && !(*momentum >= 0.0 && *momentum <= 1.0))
+    args.fail("momentum", "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
+  return momentum;
+}
+
 template <int dims>
 ModulePtr build_batch_norm(const BoundArgs& args, Generator&) {
   check_factory_args(args);
   const double eps = positive_eps(args);
-  const std::optional<double> momentum = args.optional_number("momentum", 0.1);
-  if (momentum && !(*momentum >= 0.0 && *momentum <= 1.0))
-    args.fail("momentum", "momentum must be in [0, 1] or None, got " + args.find("momentum")->text);
+  const std::optional<double> momentum = batch_norm_momentum(args, 0.1);
   return std::make_unique<BatchNorm>(dims, args.size("num_features", 0, 1), eps, momentum,
                                      args.flag("affine", true),
                                      args.flag("track_running_stats", true), deferred);
@@ -143,6 +148,15 @@ ModulePtr build_instance_norm(const BoundArgs& args, Generator&) {
 ModulePtr build_frozen_batch_norm(const BoundArgs& args, Generator&) {
   return std::make_unique<FrozenBatchNorm2d>(args.size("num_features", 0, 1), positive_eps(args),
                                              deferred);
+}
+
+// bnlab's own (no PyTorch class): BatchNorm's arguments after virtual_batch_size.
+template <int dims>
+ModulePtr build_ghost_batch_norm(const BoundArgs& args, Generator&) {
+  return std::make_unique<GhostBatchNorm>(dims, args.size("num_features", 0, 1),
+                                          args.size("virtual_batch_size", 0, 1), positive_eps(args),
+                                          batch_norm_momentum(args, 0.1), args.flag("affine", true),
+                                          args.flag("track_running_stats", true), deferred);
 }
 
 ModulePtr build_relu(const BoundArgs& args, Generator&) {
@@ -216,6 +230,14 @@ const std::vector<LayerEntry>& layer_registry() {
       {"InstanceNorm1d", {kNormSignature, 1}, build_instance_norm<1>},
       {"InstanceNorm2d", {kNormSignature, 1}, build_instance_norm<2>},
       {"FrozenBatchNorm2d", {{"num_features", "eps"}, 1}, build_frozen_batch_norm},
+      {"GhostBatchNorm1d",
+       {{"num_features", "virtual_batch_size", "eps", "momentum", "affine", "track_running_stats"},
+        2},
+       build_ghost_batch_norm<1>},
+      {"GhostBatchNorm2d",
+       {{"num_features", "virtual_batch_size", "eps", "momentum", "affine", "track_running_stats"},
+        2},
+       build_ghost_batch_norm<2>},
       {"ReLU", {{"inplace"}, 0}, build_relu},
       {"LeakyReLU", {{"negative_slope", "inplace"}, 0}, build_leaky_relu},
       {"Sigmoid", {{}, 0}, build_sigmoid},

@@ -139,4 +139,49 @@ class FrozenBatchNorm2d : public Module {
   Tensor output_, grad_input_;
 };
 
+// GhostBatchNorm1d/2d(num_features, virtual_batch_size, eps, momentum, affine,
+// track_running_stats) (Hoffer et al. 2017; Keras's virtual_batch_size):
+// training normalizes each consecutive slice of virtual_batch_size examples
+// (the last one may be shorter) with its own statistics, and the running
+// statistics take every slice in order, as BatchNorm takes a batch
+// (num_batches_tracked counts slices); eval is BatchNorm's, whole batch.
+// Its state dict has BatchNorm's keys: a BatchNorm1d/2d loads it.
+class GhostBatchNorm : public Module {
+ public:
+  GhostBatchNorm(int dims, int64_t num_features, int64_t virtual_batch_size, double eps = 1e-5,
+                 std::optional<double> momentum = 0.1, bool affine = true,
+                 bool track_running_stats = true);
+  GhostBatchNorm(int dims, int64_t num_features, int64_t virtual_batch_size, double eps,
+                 std::optional<double> momentum, bool affine, bool track_running_stats, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  // "GhostBatchNorm2d(16, virtual_batch_size=32, eps=1e-05, momentum=0.1, affine=True,
+  // track_running_stats=True)"
+  std::string repr() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  std::vector<Buffer> buffers() override;  // running_mean, running_var, num_batches_tracked
+  bool has_parameters() override { return affine; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool folds_into_previous() const override { return track_running_stats; }
+  ChannelAffine eval_channel_affine() const override;
+
+  int dims;  // 1 or 2
+  int64_t num_features, virtual_batch_size;
+  double eps;
+  std::optional<double> momentum;
+  bool affine, track_running_stats;
+  Parameter weight, bias;
+  Tensor running_mean, running_var;
+  int64_t num_batches_tracked = 0;
+  bool last_batch_non_finite = false;  // as BatchNorm's, for any slice
+ private:
+  BatchNormShape kernel_shape(const Shape& input) const;  // the whole batch
+  const Tensor* input_ = nullptr;
+  bool used_batch_stats_ = true;
+  int64_t slice_ = 0;  // the last forward's slice size
+  Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
+};
+
 }  // namespace bnlab::nn
