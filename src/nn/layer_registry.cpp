@@ -159,6 +159,21 @@ ModulePtr build_ghost_batch_norm(const BoundArgs& args, Generator&) {
                                           args.flag("track_running_stats", true), deferred);
 }
 
+// bnlab's own: Ioffe's r_max and d_max after BatchNorm's eps and momentum.
+template <int dims>
+ModulePtr build_batch_renorm(const BoundArgs& args, Generator&) {
+  const std::optional<double> momentum = batch_norm_momentum(args, 0.01);
+  if (!momentum) args.fail("momentum", "BatchRenorm needs a momentum (None is not supported)");
+  const double r_max = args.number("r_max", 3.0), d_max = args.number("d_max", 5.0);
+  if (!(r_max >= 1.0))
+    args.fail("r_max", "r_max must be at least 1, got " + args.find("r_max")->text);
+  if (!(d_max >= 0.0))
+    args.fail("d_max", "d_max must be at least 0, got " + args.find("d_max")->text);
+  return std::make_unique<BatchRenorm>(dims, args.size("num_features", 0, 1), positive_eps(args),
+                                       *momentum, r_max, d_max, args.flag("affine", true),
+                                       deferred);
+}
+
 ModulePtr build_relu(const BoundArgs& args, Generator&) {
   args.flag("inplace", false);  // in-place or not, the values are the same
   return std::make_unique<ReLU>();
@@ -238,6 +253,12 @@ const std::vector<LayerEntry>& layer_registry() {
        {{"num_features", "virtual_batch_size", "eps", "momentum", "affine", "track_running_stats"},
         2},
        build_ghost_batch_norm<2>},
+      {"BatchRenorm1d",
+       {{"num_features", "eps", "momentum", "r_max", "d_max", "affine"}, 1},
+       build_batch_renorm<1>},
+      {"BatchRenorm2d",
+       {{"num_features", "eps", "momentum", "r_max", "d_max", "affine"}, 1},
+       build_batch_renorm<2>},
       {"ReLU", {{"inplace"}, 0}, build_relu},
       {"LeakyReLU", {{"negative_slope", "inplace"}, 0}, build_leaky_relu},
       {"Sigmoid", {{}, 0}, build_sigmoid},

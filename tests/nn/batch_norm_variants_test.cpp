@@ -122,5 +122,166 @@ TEST(GhostBatchNorm, ReprTextAndErrors) {
   EXPECT_THROW(ghost.forward(random_tensor({3, 2}, 1)), Error);  // a last slice of one value
 }
 
+// ---------------------------------------------------------------- BatchRenorm
+
+// y = ((x - mu_B) / sigma_B * r + d) * w + b in double, with r, d from the
+// running statistics before the step; returns r and d per channel too.
+struct RenormReference {
+  std::vector<double> y, r, d, xhat;
+};
+RenormReference renorm_reference(const Tensor& x, const BatchRenorm& renorm,
+                                 const std::vector<double>& old_mean,
+                                 const std::vector<double>& old_var) {
+  const int64_t n = x.size(0), c = x.size(1), s = x.numel() / (n * c);
+  RenormReference ref{std::vector<double>(x.numel()), {}, {}, std::vector<double>(x.numel())};
+  for (int64_t j = 0; j < c; ++j) {
+    const Stats st = channel_stats(x, 0, n, j);
+    const double sigma_b = std::sqrt(st.var + renorm.eps);
+    const double sigma = std::sqrt(old_var[j] + renorm.eps);
+    const double r = std::clamp(sigma_b / sigma, 1.0 / renorm.r_max, renorm.r_max);
+    const double d = std::clamp((st.mean - old_mean[j]) / sigma, -renorm.d_max, renorm.d_max);
+    ref.r.push_back(r);
+    ref.d.push_back(d);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < s; ++k) {
+        const int64_t at = (i * c + j) * s + k;
+        ref.xhat[at] = (x[at] - st.mean) / sigma_b;
+        ref.y[at] = (ref.xhat[at] * r + d) * renorm.weight.value[j] + renorm.bias.value[j];
+      }
+  }
+  return ref;
+}
+
+void set_running(BatchRenorm& renorm, const std::vector<double>& mean,
+                 const std::vector<double>& var) {
+  for (int64_t j = 0; j < renorm.num_features; ++j) {
+    renorm.running_mean[j] = static_cast<float>(mean[j]);
+    renorm.running_var[j] = static_cast<float>(var[j]);
+  }
+}
+
+TEST(BatchRenorm, TrainingForwardMatchesIoffesFormulaAndRunningStatsAreBatchNorms) {
+  BatchRenorm renorm(2, 3, 1e-5, 0.01, 1.5, 0.5);
+  randomise(renorm.weight, 20, 1.0f);
+  randomise(renorm.bias, 21, 0.0f);
+  // Channel 0 within the bounds, 1 with r clipped high and d low, 2 with r low and d high.
+  const std::vector<double> mean{0.9, 3.0, -2.0}, var{1.5, 0.2, 20.0};
+  set_running(renorm, mean, var);
+  const Tensor x = random_tensor({6, 3, 2, 2}, 22, 1.2f, 1.0f);
+  const RenormReference ref = renorm_reference(x, renorm, mean, var);
+  const Tensor& y = renorm.forward(x);
+  for (int64_t at = 0; at < x.numel(); ++at) ASSERT_NEAR(y[at], ref.y[at], 2e-5) << "at " << at;
+  EXPECT_LT(ref.r[0], 1.5);
+  EXPECT_GT(ref.r[0], 1.0 / 1.5);
+  EXPECT_DOUBLE_EQ(ref.r[1], 1.5);
+  EXPECT_DOUBLE_EQ(ref.d[1], -0.5);
+  EXPECT_DOUBLE_EQ(ref.r[2], 1.0 / 1.5);
+  EXPECT_DOUBLE_EQ(ref.d[2], 0.5);
+  for (int64_t j = 0; j < 3; ++j) {
+    EXPECT_NEAR(renorm.last_r[j], ref.r[j], 1e-6);
+    EXPECT_NEAR(renorm.last_d[j], ref.d[j], 1e-6);
+  }
+  // BatchNorm's update from the same state, with the same momentum.
+  BatchNorm bn(2, 3, 1e-5, 0.01);
+  for (int64_t j = 0; j < 3; ++j) {
+    bn.running_mean[j] = static_cast<float>(mean[j]);
+    bn.running_var[j] = static_cast<float>(var[j]);
+  }
+  bn.forward(x);
+  for (int64_t j = 0; j < 3; ++j) {
+    EXPECT_EQ(renorm.running_mean[j], bn.running_mean[j]);
+    EXPECT_EQ(renorm.running_var[j], bn.running_var[j]);
+  }
+  EXPECT_EQ(renorm.num_batches_tracked, 1);
+}
+
+TEST(BatchRenorm, RMaxOneDMaxZeroIsBatchNormAndEvalIsBatchNorms) {
+  BatchRenorm renorm(1, 4, 1e-5, 0.01, 1.0, 0.0);
+  BatchNorm bn(1, 4, 1e-5, 0.01);
+  const Tensor x = random_tensor({5, 4}, 23, 2.0f, 3.0f);
+  const Tensor renorm_y = renorm.forward(x);
+  const Tensor& bn_y = bn.forward(x);
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_NEAR(renorm_y[i], bn_y[i], 1e-6);
+  renorm.eval();
+  bn.eval();
+  const Tensor renorm_eval = renorm.forward(x);
+  const Tensor& bn_eval = bn.forward(x);
+  for (int64_t i = 0; i < x.numel(); ++i) ASSERT_EQ(renorm_eval[i], bn_eval[i]);
+  // Its state dict is BatchNorm's.
+  Generator gen(0);
+  auto renorm_net = parse_arch("BatchRenorm2d(3)", gen);
+  auto bn_net = parse_arch("BatchNorm2d(3)", gen);
+  renorm_net->forward(random_tensor({4, 3, 2, 2}, 24, 1.0f, 2.0f));
+  const Tensor probe = random_tensor({4, 3, 2, 2}, 25);
+  const Tensor loaded = eval_after_loading(*renorm_net, *bn_net, probe);
+  renorm_net->eval();
+  const Tensor& own = renorm_net->forward(probe);
+  for (int64_t i = 0; i < probe.numel(); ++i) ASSERT_EQ(own[i], loaded[i]);
+}
+
+TEST(BatchRenorm, BackwardHoldsRAndDConstantAgainstFloat64) {
+  BatchRenorm renorm(2, 2, 1e-5, 0.01, 3.0, 5.0);
+  randomise(renorm.weight, 26, 1.0f);
+  randomise(renorm.bias, 27, 0.0f);
+  const std::vector<double> mean{0.4, -0.3}, var{0.7, 2.0};  // r and d inside their bounds
+  set_running(renorm, mean, var);
+  const Tensor x = random_tensor({4, 2, 3, 1}, 28);
+  const Tensor dy = random_tensor(x.shape(), 29);
+  const RenormReference ref = renorm_reference(x, renorm, mean, var);
+  renorm.forward(x);
+  for (auto& [name, p] : renorm.parameters()) p->grad.fill(0.0f);
+  const Tensor& dx = renorm.backward(dy);
+  const int64_t n = 4, c = 2, s = 3;
+  for (int64_t j = 0; j < c; ++j) {
+    double sum_dy = 0.0, sum_dy_xhat = 0.0;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < s; ++k) {
+        const int64_t at = (i * c + j) * s + k;
+        sum_dy += dy[at];
+        sum_dy_xhat += dy[at] * ref.xhat[at];
+      }
+    EXPECT_NEAR(renorm.bias.grad[j], sum_dy, 1e-5);
+    EXPECT_NEAR(renorm.weight.grad[j], ref.r[j] * sum_dy_xhat + ref.d[j] * sum_dy, 1e-5);
+    const double sigma_b = std::sqrt(channel_stats(x, 0, n, j).var + 1e-5);
+    const double m = static_cast<double>(n * s);
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t k = 0; k < s; ++k) {
+        const int64_t at = (i * c + j) * s + k;
+        const double expected = renorm.weight.value[j] * ref.r[j] / sigma_b *
+                                (dy[at] - sum_dy / m - ref.xhat[at] * sum_dy_xhat / m);
+        EXPECT_NEAR(dx[at], expected, 1e-5) << "at " << at;
+      }
+  }
+}
+
+TEST(BatchRenorm, GradientsMatchCentralDifferencesWhereRAndDAreClipped) {
+  // r and d clipped, so constant near x: the central differences of the
+  // whole map are the backward's. momentum 0: the running statistics stay.
+  BatchRenorm renorm(2, 2, 1e-5, 0.0, 3.0, 1.0);
+  randomise(renorm.weight, 30, 1.0f);
+  randomise(renorm.bias, 31, 0.0f);
+  renorm.running_mean.fill(50.0f);
+  renorm.running_var.fill(100.0f);
+  check_gradients(renorm, random_tensor({3, 2, 2, 2}, 32), 33);
+  EXPECT_DOUBLE_EQ(renorm.last_r[0], 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(renorm.last_d[1], -1.0);
+  renorm.eval();
+  check_gradients(renorm, random_tensor({3, 2, 2, 2}, 34), 35);
+}
+
+TEST(BatchRenorm, ReprTextAndErrors) {
+  EXPECT_EQ(BatchRenorm(2, 16).repr(),
+            "BatchRenorm2d(16, eps=1e-05, momentum=0.01, r_max=3.0, d_max=5.0, affine=True)");
+  Generator gen(0);
+  EXPECT_EQ(parse_arch("BatchRenorm1d(8, r_max=2, d_max=0.5, affine=False)", gen)->repr(),
+            "Sequential(\n  (0): BatchRenorm1d(8, eps=1e-05, momentum=0.01, r_max=2.0, "
+            "d_max=0.5, affine=False)\n)");
+  for (const char* bad : {"BatchRenorm1d(8, r_max=0.5)", "BatchRenorm1d(8, d_max=-1)",
+                          "BatchRenorm1d(8, momentum=None)", "BatchRenorm2d(8, momentum=1.5)"})
+    EXPECT_THROW(parse_arch(bad, gen), Error) << bad;
+  BatchRenorm renorm(2, 3);
+  EXPECT_THROW(renorm.forward(random_tensor({2, 3, 4}, 1)), Error);
+}
+
 }  // namespace
 }  // namespace bnlab::nn

@@ -2,7 +2,7 @@
 //   "Flatten(), Linear(784, 512, bias=False), BatchNorm1d(512), ReLU(), Linear(512, 10)"
 // Layers: Linear, Conv2d, BatchNorm1d/2d/3d, ReLU, LeakyReLU, Sigmoid, Tanh,
 // MaxPool2d, Dropout, Flatten, and norm_layers.hpp's GroupNorm, LayerNorm,
-// InstanceNorm1d/2d, FrozenBatchNorm2d, GhostBatchNorm1d/2d;
+// InstanceNorm1d/2d, FrozenBatchNorm2d, GhostBatchNorm1d/2d, BatchRenorm1d/2d;
 // positional and keyword arguments as in PyTorch
 // (bias=False, momentum=0.3, momentum=None, affine=False,
 // track_running_stats=False, eps=1e-3, stride=2, padding=1, p=0.5,

@@ -184,4 +184,50 @@ class GhostBatchNorm : public Module {
   Tensor output_, grad_input_, save_mean_, save_invstd_, batch_grad_weight_, batch_grad_bias_;
 };
 
+// BatchRenorm1d/2d(num_features, eps, momentum, r_max, d_max, affine)
+// (Ioffe 2017). Training, per channel, with sigma_B = sqrt(var_B + eps) and
+// sigma = sqrt(running_var + eps) from before this batch's update:
+//   r = clip(sigma_B / sigma, 1/r_max, r_max),  d = clip((mu_B - running_mean) / sigma, -d_max,
+//   d_max) y = ((x - mu_B) / sigma_B * r + d) * weight + bias
+// with r and d constants in the backward; running statistics and
+// num_batches_tracked as BatchNorm's (the same keys: a BatchNorm loads it);
+// eval is BatchNorm's. momentum defaults to 0.01 (see docs/toolkit.md). The
+// paper starts at r_max = 1, d_max = 0 (plain BN) and relaxes them: they
+// are members, which a training loop may change between steps.
+class BatchRenorm : public Module {
+ public:
+  BatchRenorm(int dims, int64_t num_features, double eps = 1e-5, double momentum = 0.01,
+              double r_max = 3.0, double d_max = 5.0, bool affine = true);
+  BatchRenorm(int dims, int64_t num_features, double eps, double momentum, double r_max,
+              double d_max, bool affine, Deferred);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  // "BatchRenorm2d(16, eps=1e-05, momentum=0.01, r_max=3.0, d_max=5.0, affine=True)"
+  std::string repr() const override;
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  std::vector<Buffer> buffers() override;  // running_mean, running_var, num_batches_tracked
+  bool has_parameters() override { return affine; }
+  void reset_parameters(Generator& gen) override;
+  double state_bytes() const override;
+  bool folds_into_previous() const override { return true; }
+  ChannelAffine eval_channel_affine() const override;
+
+  int dims;  // 1 or 2
+  int64_t num_features;
+  double eps, momentum, r_max, d_max;
+  bool affine;
+  Parameter weight, bias;
+  Tensor running_mean, running_var;
+  int64_t num_batches_tracked = 0;
+  std::vector<double> last_r, last_d;  // the last training forward's, per channel
+ private:
+  BatchNormShape kernel_shape(const Shape& input) const;
+  const Tensor* input_ = nullptr;
+  bool used_batch_stats_ = true;
+  // scale_ = weight * r (the backward's weight), shift_ = weight * d + bias.
+  Tensor output_, grad_input_, save_mean_, save_invstd_, scale_, shift_, batch_grad_weight_,
+      batch_grad_bias_;
+};
+
 }  // namespace bnlab::nn
