@@ -31,6 +31,7 @@ struct TrainCommandOptions {
   bool sync_bn = false;
   int64_t bucket_kb = 512;
   bool no_overlap = false;
+  bool freeze_bn = false, freeze_bn_affine = false;
 };
 
 // Per-step times of a data-parallel run, for --json (rank 0's clock).
@@ -58,6 +59,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
   const data::Split split = load_data(o.data, o.data.limit, test_limit);
   std::unique_ptr<nn::Sequential> net = build_network(arch, o.seed, split.train);
+  if (o.freeze_bn || o.freeze_bn_affine) net->freeze_batch_norm(o.freeze_bn_affine);
 
   train::TrainOptions options = o.train;
   options.seed = o.seed;
@@ -193,6 +195,10 @@ void add_train_command(CLI::App& app) {
   command->add_option("--seed", o->seed, "Seed for the weights and the shuffling")
       ->capture_default_str();
   command->add_option("--save", o->save, "Write a safetensors checkpoint (with the architecture)");
+  command->add_flag("--freeze-bn", o->freeze_bn,
+                    "BatchNorm normalizes with its running statistics and never updates them");
+  command->add_flag("--freeze-bn-affine", o->freeze_bn_affine,
+                    "--freeze-bn, and BatchNorm's weight and bias stop training too");
   command->add_flag("--json", o->json, "End with one JSON line: losses, test accuracy, speed");
   add_data_options(*command, o->data,
                    "Train on the first N examples and test on the first N/6 (quick runs)");

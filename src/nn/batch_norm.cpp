@@ -62,6 +62,13 @@ bool BatchNorm::apply_activation(Activation activation) {
   return fuse_relu;
 }
 
+void BatchNorm::freeze_batch_norm(bool freeze_affine) {
+  if (!track_running_stats)
+    throw Error(repr() + ": freezing needs running statistics (track_running_stats=True)");
+  freeze_statistics = true;
+  weight.requires_grad = bias.requires_grad = !freeze_affine;
+}
+
 ChannelAffine BatchNorm::eval_channel_affine() const {
   if (!track_running_stats)
     throw Error(repr() +
@@ -135,7 +142,7 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
   const float* w = affine ? weight.value.data() : nullptr;
   const float* b = affine ? bias.value.data() : nullptr;
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
-  used_batch_stats_ = training_ || !track_running_stats;
+  used_batch_stats_ = (training_ && !freeze_statistics) || !track_running_stats;
   if (!used_batch_stats_) {
     batch_norm_forward_inference(input.data(), shape, w, b, running_mean.data(),
                                  running_var.data(), eps, output_.data(), activation);

@@ -164,6 +164,10 @@ void Sequential::train(bool on) {
   for (auto& child : children_) child->train(on);
 }
 
+void Sequential::freeze_batch_norm(bool freeze_affine) {
+  for (auto& child : children_) child->freeze_batch_norm(freeze_affine);
+}
+
 void Sequential::fuse_batch_norm_relu(bool on) {
   for (size_t i = 0; i < children_.size(); ++i) {
     Module& child = *children_[i];

@@ -22,12 +22,16 @@
 namespace bnlab::train {
 namespace {
 
+// The optimizer over the parameters that train (requires_grad: a frozen
+// BatchNorm's weight and bias stay as they are, even under weight decay).
 std::unique_ptr<optim::Optimizer> make_optimizer(nn::Sequential& net, const TrainOptions& o) {
+  std::vector<std::pair<std::string, nn::Parameter*>> params;
+  for (auto& entry : net.parameters())
+    if (entry.second->requires_grad) params.push_back(entry);
   if (o.optimizer == "sgd")
-    return std::make_unique<optim::SGD>(net.parameters(), o.lr, o.momentum, o.weight_decay);
+    return std::make_unique<optim::SGD>(params, o.lr, o.momentum, o.weight_decay);
   if (o.optimizer == "adam")
-    return std::make_unique<optim::Adam>(net.parameters(), o.lr, 0.9, 0.999, 1e-8,
-                                         o.weight_decay);
+    return std::make_unique<optim::Adam>(params, o.lr, 0.9, 0.999, 1e-8, o.weight_decay);
   throw Error("TrainOptions.optimizer: expected \"sgd\" or \"adam\", got \"" + o.optimizer + "\"");
 }
 

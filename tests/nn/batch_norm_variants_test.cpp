@@ -283,5 +283,25 @@ TEST(BatchRenorm, ReprTextAndErrors) {
   EXPECT_THROW(renorm.forward(random_tensor({2, 3, 4}, 1)), Error);
 }
 
+// ---------------------------------------------------------------- frozen BatchNorm
+
+TEST(FrozenStatisticsBatchNorm, TrainingGradientsAreEvalsAndMatchCentralDifferences) {
+  // freeze_batch_norm: training uses the running statistics, whose backward
+  // (batch_norm_backward_inference) has no term through the batch.
+  BatchNorm bn(2, 3);
+  randomise(bn.weight, 40, 1.0f);
+  randomise(bn.bias, 41, 0.0f);
+  for (int64_t j = 0; j < 3; ++j) {
+    bn.running_mean[j] = 0.3f * static_cast<float>(j);
+    bn.running_var[j] = 0.5f + static_cast<float>(j);
+  }
+  bn.freeze_batch_norm(false);
+  check_gradients(bn, random_tensor({2, 3, 2, 2}, 42), 43);
+  EXPECT_EQ(bn.num_batches_tracked, 0);
+  EXPECT_TRUE(bn.weight.requires_grad);
+  bn.freeze_batch_norm(true);
+  EXPECT_FALSE(bn.bias.requires_grad);
+}
+
 }  // namespace
 }  // namespace bnlab::nn

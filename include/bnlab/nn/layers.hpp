@@ -127,6 +127,7 @@ class BatchNorm : public Module {
   void reset_parameters(Generator& gen) override;
   double state_bytes() const override;
   bool apply_activation(Activation activation) override;  // ReLU only
+  void freeze_batch_norm(bool freeze_affine) override;    // sets freeze_statistics
   bool folds_into_previous() const override { return true; }
   // scale = gamma / sqrt(running_var + eps), shift = beta - running_mean * scale
   ChannelAffine eval_channel_affine() const override;
@@ -137,6 +138,7 @@ class BatchNorm : public Module {
   std::optional<double> momentum;
   bool affine, track_running_stats;
   bool fuse_relu = false;
+  bool freeze_statistics = false;    // training normalizes as eval does (freeze_batch_norm)
   Parameter weight, bias;            // empty tensors when !affine
   Tensor running_mean, running_var;  // empty when !track_running_stats
   int64_t num_batches_tracked = 0;
@@ -297,6 +299,7 @@ class Sequential : public Module {
   // Marks each child that can apply the activation of the child after it as
   // fusing it (BatchNorm followed by ReLU, see BatchNorm), in nested containers too.
   void fuse_batch_norm_relu(bool on = true) override;
+  void freeze_batch_norm(bool freeze_affine) override;
   // compute_grad_input = false: backward stops at the first child with
   // parameters and skips that child's input gradient (nobody reads the
   // gradient w.r.t. the data); backward then returns an empty tensor.

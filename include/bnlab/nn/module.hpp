@@ -22,6 +22,8 @@ namespace bnlab::nn {
 struct Parameter {
   Tensor value;
   Tensor grad;
+  // false: the trainer's optimizer leaves it alone (PyTorch's requires_grad_(False)).
+  bool requires_grad = true;
 };
 
 // A named non-learnable state tensor (running_mean, ...) or the int64
@@ -117,6 +119,11 @@ class Module {
   virtual void set_applied_by_previous(bool on) {}
   // containers: fuse each child that can apply the activation after it.
   virtual void fuse_batch_norm_relu(bool on = true) {}
+
+  // Fine-tuning (bnlab train --freeze-bn): every BatchNorm normalizes with its
+  // running statistics in training too and never updates them; with
+  // freeze_affine its weight and bias stop training as well. Containers recurse.
+  virtual void freeze_batch_norm(bool freeze_affine) {}
 
   // Folding (fold.hpp): whether this module is a per-channel affine map in
   // eval mode that folds into the layer before it (BatchNorm);
