@@ -19,6 +19,8 @@ enum class TokenKind {
   string,
   lparen,
   rparen,
+  lbracket,
+  rbracket,
   comma,
   equals,
   colon,
@@ -102,11 +104,11 @@ std::vector<Token> tokenize(std::string_view text) {
       token.kind = TokenKind::floor_divide;
       i += 2;
     } else {
-      constexpr std::string_view kPunctuation = "(),=:.+-*/";
+      constexpr std::string_view kPunctuation = "(),=:.+-*/[]";
       constexpr TokenKind kPunctuationKinds[] = {
-          TokenKind::lparen, TokenKind::rparen, TokenKind::comma, TokenKind::equals,
-          TokenKind::colon,  TokenKind::dot,    TokenKind::plus,  TokenKind::minus,
-          TokenKind::times,  TokenKind::divide};
+          TokenKind::lparen, TokenKind::rparen, TokenKind::comma,    TokenKind::equals,
+          TokenKind::colon,  TokenKind::dot,    TokenKind::plus,     TokenKind::minus,
+          TokenKind::times,  TokenKind::divide, TokenKind::lbracket, TokenKind::rbracket};
       const size_t which = kPunctuation.find(c);
       if (which == std::string_view::npos) {
         // Name the whole UTF-8 character (text pasted from a web page often
@@ -448,22 +450,27 @@ class Parser {
                                                             "None or a string)")};
         }
         break;
-      case TokenKind::lparen: {
-        // As in Python, "(3)" is the number 3 and "(3,)" a tuple of one.
+      case TokenKind::lparen:
+      case TokenKind::lbracket: {
+        // As in Python, "(3)" is the number 3 and "(3,)" a tuple of one; a
+        // list "[3]" is read as a tuple (LayerNorm([6, 6]) as LayerNorm((6, 6))).
+        const bool list = token.kind == TokenKind::lbracket;
+        const TokenKind close = list ? TokenKind::rbracket : TokenKind::rparen;
         value.kind = ValueKind::tuple;
         bool saw_comma = false;
-        while (peek().kind != TokenKind::rparen) {
+        while (peek().kind != close) {
           value.items.push_back(parse_value());
           if (peek().kind == TokenKind::comma) {
             take();
             saw_comma = true;
-          } else if (peek().kind != TokenKind::rparen) {
+          } else if (peek().kind != close) {
             throw ArchProblem{peek().pos,
-                              "expected ',' or ')' in a tuple, found " + describe(peek())};
+                              list ? "expected ',' or ']' in a list, found " + describe(peek())
+                                   : "expected ',' or ')' in a tuple, found " + describe(peek())};
           }
         }
         take();
-        if (value.items.size() == 1 && !saw_comma) {
+        if (!list && value.items.size() == 1 && !saw_comma) {
           Value inner = std::move(value.items[0]);
           inner.pos = value.pos;
           value = std::move(inner);

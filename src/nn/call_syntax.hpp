@@ -10,6 +10,7 @@
 //   arg    := [NAME "="] value
 //   value  := atom | value ("+" | "-" | "*" | "/" | "//") value | ("+" | "-") value
 //   atom   := NUMBER | "True" | "False" | "None" | STRING | "(" value {"," value} [","] ")"
+//           | "[" [value {"," value} [","]] "]"      (a list, read as a tuple)
 // Arithmetic is Python's: its precedence, integers of 64 bits (overflow is an
 // error), floor division toward minus infinity, "/" and float operands give floats.
 // The "(0): " item prefix and the line-break separator accept what

@@ -263,8 +263,14 @@ TEST(NormLayerText, ArchitectureTextBuildsThemWithPyTorchsArguments) {
   EXPECT_EQ((*net)[3].repr(),
             "InstanceNorm1d(4, eps=1e-05, momentum=0.2, affine=True, track_running_stats=True)");
   EXPECT_EQ((*net)[4].parameters().size(), 1u);
-  for (const char* bad : {"GroupNorm(3, 4)", "GroupNorm(2)", "LayerNorm((0, 3))", "LayerNorm(2.5)",
-                          "InstanceNorm2d(4, momentum=2)", "GroupNorm(1, 2, eps=0)"})
+  // A Python list reads as the tuple.
+  EXPECT_EQ(parse_arch("LayerNorm([6, 6])", gen)->repr(),
+            parse_arch("LayerNorm((6, 6))", gen)->repr());
+  EXPECT_EQ(parse_arch("LayerNorm([8])", gen)->repr(),
+            "Sequential(\n  (0): LayerNorm((8,), eps=1e-05, elementwise_affine=True)\n)");
+  for (const char* bad :
+       {"GroupNorm(3, 4)", "GroupNorm(2)", "LayerNorm((0, 3))", "LayerNorm([])", "LayerNorm([6, 6)",
+        "LayerNorm(2.5)", "InstanceNorm2d(4, momentum=2)", "GroupNorm(1, 2, eps=0)"})
     EXPECT_THROW(parse_arch(bad, gen), Error) << bad;
 }
 
