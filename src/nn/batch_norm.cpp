@@ -144,6 +144,7 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   used_batch_stats_ = (training_ && !freeze_statistics) || !track_running_stats;
   if (!used_batch_stats_) {
+    synced_ = false;  // the backward that follows is the inference one, with no collective
     batch_norm_forward_inference(input.data(), shape, w, b, running_mean.data(),
                                  running_var.data(), eps, output_.data(), activation);
     return output_;

@@ -303,5 +303,33 @@ TEST(FrozenStatisticsBatchNorm, TrainingGradientsAreEvalsAndMatchCentralDifferen
   EXPECT_FALSE(bn.bias.requires_grad);
 }
 
+// A single-process stand-in for MPI: merges nothing, counts the collectives.
+struct CountingSync : BatchNormSync {
+  void merge_stats(int64_t, int64_t&, double*, double*) override { ++merges; }
+  void sum_grad_sums(int64_t, double*, double*) override { ++grad_sums; }
+  int merges = 0, grad_sums = 0;
+};
+
+TEST(FrozenStatisticsBatchNorm, ASyncedBatchNormFrozenAfterTrainingRunsNoCollective) {
+  CountingSync sync;
+  BatchNorm bn(1, 3);
+  bn.sync = &sync;
+  const Tensor x = random_tensor({4, 3}, 44);
+  const Tensor dy = random_tensor({4, 3}, 45);
+  bn.forward(x);
+  bn.backward(dy);
+  EXPECT_EQ(sync.grad_sums, 1);
+  bn.freeze_batch_norm(false);
+  bn.forward(x);
+  const Tensor frozen_dx = bn.backward(dy);
+  EXPECT_EQ(sync.merges, 1);
+  EXPECT_EQ(sync.grad_sums, 1);  // the inference backward, not the synced one
+  bn.sync = nullptr;
+  bn.eval();
+  bn.forward(x);
+  const Tensor& eval_dx = bn.backward(dy);
+  for (int64_t i = 0; i < x.numel(); ++i) EXPECT_EQ(frozen_dx[i], eval_dx[i]);
+}
+
 }  // namespace
 }  // namespace bnlab::nn
