@@ -59,8 +59,7 @@ struct GzCloser {
 };
 
 // Reserves n elements and asks Linux to back the untouched allocation with
-// 2 MiB pages. Faulting in Fashion-MNIST's 188 MB of floats page by page costs
-// about 0.1 s, a third of the load; with huge pages it is about 0.025 s. Only
+// 2 MiB pages, so a large data set faults in a few pages instead of many. Only
 // advice: where it is refused nothing changes.
 template <typename T>
 void reserve_with_huge_pages(std::vector<T>& v, size_t n) {
@@ -122,9 +121,8 @@ class MappedFile {
 };
 
 // The gzip file's whole content in one call of libdeflate (about 3x zlib's
-// speed: Fashion-MNIST's 26 MB training images in 0.09 s against 0.27 s for
-// zcat), into a buffer of at most `bound` bytes. Concatenated members are read
-// one after another, as gzip does; bytes after the last member that do not
+// speed: docs/toolkit.md, Data loading), into a buffer of at most `bound`
+// bytes. Concatenated members are read one after another, as gzip does; bytes after the last member that do not
 // start another are ignored, as zlib's gzread ignores them. A stream that
 // overflows the buffer returns false when bound is the caller's limit plus one
 // (too long, or truncated: libdeflate decodes past a cut end as if zeros

@@ -329,9 +329,8 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
 }
 
 // Row by row, so that memory is read in order (this is the pass that goes to
-// DRAM), the per-column sums in L1 arrays: measured against walking down
-// each column, the channels-last 32x256x56x56 backward took 16 ms of CPU
-// time per call instead of 23 (1 thread).
+// DRAM), the per-column sums in L1 arrays: faster than walking down each
+// column (docs/performance.md, 'Kernel choices').
 void RowsGradSums(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t width,
                   const float* mean_p, double* sum_dy, double* sum_dy_xmu) {
   const D d;

@@ -15,9 +15,8 @@ namespace bnlab::data {
 // float32, torchvision's ToTensor) or `images` (floats, for data made in
 // code); the other is empty. Read them through value(), copy_examples() or
 // gather_batch(), which serve both. Keeping the u8 bytes and converting a
-// batch at a time keeps a quarter of the float array's memory, and no 188 MB
-// float array is faulted in at start-up (a `bnlab train` process's peak: 100
-// MB instead of 238 MB, measured with /usr/bin/time).
+// batch at a time holds a quarter of the float array's memory (docs/toolkit.md,
+// Data loading).
 struct Dataset {
   int64_t count = 0;                // examples
   int64_t channels = 1, rows = 0, cols = 0;
