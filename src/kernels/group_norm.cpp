@@ -37,14 +37,15 @@
 #include "bnlab/aligned.hpp"
 #include "bnlab/error.hpp"
 #include "core/parallel.hpp"
+#include "kernels/batch_norm_validation.hpp"
+#include "kernels/batch_norm_walks.hpp"
 #include "kernels/group_norm_loops.hpp"
 
 namespace bnlab {
 namespace kernels {
 namespace {
 
-constexpr int64_t kLastLevelCacheBytes = int64_t{32} << 20;  // the machines we measure
-
+// The same rule as batch norm's (batch_norm_walks.hpp).
 bool streams(const GroupNormShape& sh) {
   return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
 }
@@ -110,15 +111,6 @@ void span_sums(const float* x, const float* dy, const float* w, int64_t len, flo
   for (int64_t off = 0; off < len; off += kNormBlock)
     loops().span_grad_sums(x + off, dy + off, w == nullptr ? nullptr : w + off,
                            std::min(kNormBlock, len - off), mean, sum_g, sum_g_xmu);
-}
-
-void check_not_null(const void* p, const char* name) {
-  if (p == nullptr) throw Error(std::string(name) + " must not be null");
-}
-
-void check_eps(double eps) {
-  if (!(eps > 0.0) || !std::isfinite(eps))
-    throw Error("eps must be positive and finite, got " + std::to_string(eps));
 }
 
 // Rows a rows block takes at least: each block ends in scalar work per column
@@ -478,28 +470,13 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
 }  // namespace kernels
 
 void validate(const GroupNormShape& shape) {
-  const std::pair<const char*, int64_t> sizes[] = {{"n", shape.n}, {"c", shape.c}, {"s", shape.s}};
-  for (const auto& [name, value] : sizes)
-    if (value < 0)
-      throw Error(std::string(name) + " must be non-negative, got " + std::to_string(value));
+  // Sizes, layout and overflow as batch norm checks them, then the groups.
+  validate(BatchNormShape{shape.n, shape.c, shape.s, shape.layout});
   if (shape.groups < 1)
     throw Error("groups must be at least 1, got " + std::to_string(shape.groups));
   if (shape.c % shape.groups != 0)
     throw Error("c must be a multiple of groups, got c=" + std::to_string(shape.c) +
                 ", groups=" + std::to_string(shape.groups));
-  if (shape.layout != Layout::channels_first && shape.layout != Layout::channels_last &&
-      shape.layout != Layout::blocked16)
-    throw Error("layout must be channels_first (0), channels_last (1) or blocked16 (2), got " +
-                std::to_string(static_cast<int>(shape.layout)));
-  if (shape.layout == Layout::blocked16 && shape.c % 16 != 0)
-    throw Error("layout blocked16 needs c to be a multiple of 16, got c=" +
-                std::to_string(shape.c));
-  int64_t product = 0;
-  if (__builtin_mul_overflow(shape.n, shape.c, &product) ||
-      __builtin_mul_overflow(product, shape.s, &product) ||
-      product > std::numeric_limits<int64_t>::max() / 8)
-    throw Error("n*c*s overflows: n=" + std::to_string(shape.n) + ", c=" + std::to_string(shape.c) +
-                ", s=" + std::to_string(shape.s));
 }
 
 void group_norm_forward(const float* x, const GroupNormShape& shape, const float* weight,
