@@ -7,6 +7,8 @@
 #                              and OpenBLAS: without it Debian's PyTorch runs its
 #                              matrix products on the reference BLAS (about
 #                              1 GFLOP/s), which would make any comparison unfair
+#   scripts/setup.sh --fuzz    also clang (with libFuzzer's runtime), for the
+#                              `fuzz` preset
 set -euo pipefail
 
 packages=(
@@ -18,9 +20,10 @@ packages=(
   chromium
 )
 
-if [ "${1:-}" = "--peers" ]; then
-  packages+=(python3-torch python3-numpy python3-onnx libopenblas0-pthread)
-fi
+case "${1:-}" in
+  --peers) packages+=(python3-torch python3-numpy python3-onnx libopenblas0-pthread) ;;
+  --fuzz) packages+=(clang) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do
