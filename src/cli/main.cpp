@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   bnlab::dist::Launch launch(argc, argv);
   CLI::App app{"bnlab: batch normalization in C++, with a training toolkit and a lab", "bnlab"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", "bnlab " BNLAB_VERSION);
   app.footer(
       "Examples:\n"
       "  bnlab demo                        the tutorial's MLP with and without BN\n"

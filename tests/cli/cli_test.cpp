@@ -73,6 +73,12 @@ bool have_data() {
   if (!have_data()) GTEST_SKIP() << "Fashion-MNIST is not installed in "                     \
                                  << bnlab::data::default_data_dir()
 
+TEST(Cli, VersionPrintsTheProjectVersion) {
+  const Finished run = run_bnlab("--version");
+  EXPECT_EQ(run.status, 0);
+  EXPECT_EQ(run.out, "bnlab " BNLAB_VERSION "\n");
+}
+
 TEST(Cli, DemoJsonLastLineHasBothRunsAndTheChartIsWritten) {
   REQUIRE_DATA();
   const std::string svg = scratch_dir("demo") + "/loss.svg";
