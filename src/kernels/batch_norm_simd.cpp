@@ -542,11 +542,8 @@ HWY_EXPORT(GetLoops);
 namespace {
 // The tables of every compiled target this CPU supports, best first.
 const std::vector<const BatchNormLoops*>& supported_tables() {
-  static const std::vector<const BatchNormLoops*> tables = [] {
-    std::vector<const BatchNormLoops*> out;
-    for_each_simd_target([&](const char*) { out.push_back(HWY_DYNAMIC_DISPATCH(GetLoops)()); });
-    return out;
-  }();
+  static const std::vector<const BatchNormLoops*> tables =
+      simd_tables([] { return HWY_DYNAMIC_DISPATCH(GetLoops)(); });
   return tables;
 }
 }  // namespace

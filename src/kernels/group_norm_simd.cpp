@@ -499,11 +499,8 @@ HWY_EXPORT(GetNormLoops);
 namespace {
 // The tables of every compiled target this CPU supports, best first.
 const std::vector<const NormLoops*>& supported_tables() {
-  static const std::vector<const NormLoops*> tables = [] {
-    std::vector<const NormLoops*> out;
-    for_each_simd_target([&](const char*) { out.push_back(HWY_DYNAMIC_DISPATCH(GetNormLoops)()); });
-    return out;
-  }();
+  static const std::vector<const NormLoops*> tables =
+      simd_tables([] { return HWY_DYNAMIC_DISPATCH(GetNormLoops)(); });
   return tables;
 }
 }  // namespace

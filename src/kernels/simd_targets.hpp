@@ -6,6 +6,7 @@
 #include <hwy/targets.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace bnlab::kernels {
 
@@ -22,6 +23,14 @@ void for_each_simd_target(Fetch&& fetch) {
     fetch(hwy::TargetName(target));
   }
   hwy::SetSupportedTargetsForTest(0);
+}
+
+// What fetch() returns (a file's table of loops) for each of those targets, best first.
+template <class Fetch>
+auto simd_tables(Fetch&& fetch) {
+  std::vector<decltype(fetch())> tables;
+  for_each_simd_target([&](const char*) { tables.push_back(fetch()); });
+  return tables;
 }
 
 }  // namespace bnlab::kernels
