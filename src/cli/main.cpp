@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add_eval_command(app);
   add_benefits_command(app);
   add_fold_command(app);
+  make_numbers_strict(app);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {
