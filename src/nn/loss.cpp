@@ -1,10 +1,11 @@
 // Cross-entropy over logits, PyTorch's nn.CrossEntropyLoss(label_smoothing=eps)
 // (mean reduction, no class weights).
+#include "bnlab/nn/loss.hpp"
+
 #include <cmath>
 #include <string>
 
 #include "bnlab/error.hpp"
-#include "bnlab/nn/loss.hpp"
 #include "core/parallel.hpp"
 
 namespace bnlab::nn {

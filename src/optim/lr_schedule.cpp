@@ -98,8 +98,10 @@ LrSchedule::LrSchedule(const std::string& text, double base_lr, int64_t epochs,
     throw Error("LrSchedule: warmup epochs must be in [0, epochs = " + std::to_string(epochs) +
                 "), got " + std::to_string(warmup_epochs));
   if (warmup_epochs > 0 && kind_ == Kind::onecycle)
-    throw Error("LrSchedule: onecycle has its own warmup (the first 30% of the steps); warmup "
-                "epochs must be 0 with it, got " + std::to_string(warmup_epochs));
+    throw Error(
+        "LrSchedule: onecycle has its own warmup (the first 30% of the steps); warmup "
+        "epochs must be 0 with it, got " +
+        std::to_string(warmup_epochs));
 }
 
 // The schedule's factor of the base lr at epoch e' = e - W (stepped per epoch).
@@ -144,10 +146,12 @@ double LrSchedule::lr(int64_t epoch, int64_t step, int64_t steps_per_epoch) cons
   if (steps_per_epoch < 1 || step < 0 || step >= steps_per_epoch)
     throw Error("LrSchedule::lr: step must be in [0, steps_per_epoch = " +
                 std::to_string(steps_per_epoch) + "), got " + std::to_string(step));
-  if (kind_ == Kind::onecycle) return one_cycle(epoch * steps_per_epoch + step, epochs_ * steps_per_epoch);
+  if (kind_ == Kind::onecycle)
+    return one_cycle(epoch * steps_per_epoch + step, epochs_ * steps_per_epoch);
   if (epoch < warmup_epochs_)
-    return base_lr_ * (kWarmupStartFactor + (1.0 - kWarmupStartFactor) * static_cast<double>(epoch) /
-                                                static_cast<double>(warmup_epochs_));
+    return base_lr_ *
+           (kWarmupStartFactor + (1.0 - kWarmupStartFactor) * static_cast<double>(epoch) /
+                                     static_cast<double>(warmup_epochs_));
   return base_lr_ * main_factor(epoch - warmup_epochs_);
 }
 

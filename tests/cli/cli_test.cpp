@@ -234,4 +234,78 @@ TEST(Cli, MissingCheckpointExitsWithOneAndNamesTheFile) {
   EXPECT_NE(run.err.find("/nonexistent/model.safetensors"), std::string::npos) << run.err;
 }
 
+// Each case: the arguments and the text the message must hold (the option and
+// the value). Numbers are checked for every command at once (make_numbers_strict).
+TEST(Cli, BadNumbersAndOptimizerOptionsAreUsageErrorsNamingTheOption) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"train --model mlp --lr inf", "--lr: must be a finite number, got inf"},
+      {"train --model mlp --lr 1e400", "--lr: must be a finite number, got 1e400"},
+      {"train --model mlp --lr nan", "--lr: must be > 0, got nan"},
+      {"train --model mlp --momentum inf", "--momentum: must be a finite number, got inf"},
+      {"train --model mlp --weight-decay nan", "--weight-decay: must be >= 0, got nan"},
+      {"train --model mlp --weight-decay 1e999", "--weight-decay: must be a finite number"},
+      {"train --model mlp --clip-grad-norm inf", "--clip-grad-norm: must be a finite number"},
+      {"train --model mlp --optimizer adam --eps -inf", "--eps"},
+      {"train --model mlp --epochs 99999999999999999999", "--epochs: out of range"},
+      {"train --model mlp --seed -1", "--seed: out of range"},
+      {"train --model mlp --seed 18446744073709551616", "--seed: out of range"},
+      {"train --model mlp --batch 0", "--batch: must be > 0, got 0"},
+      {"train --model mlp --epochs 0x10", "--epochs: expected a decimal integer, got 0x10"},
+      {"train --model mlp --threads 5000", "--threads"},
+      {"benefits --threads 5000", "--threads"},
+      {"demo --limit 99999999999999999999", "--limit: out of range"},
+      {"eval --weights x --threads 99999999999", "--threads"},
+      {"train --model mlp --optimizer adam --momentum 0.9",
+       "--momentum 0.9: applies to --optimizer sgd only"},
+      {"train --model mlp --optimizer adamw --nesterov",
+       "--nesterov: applies to --optimizer sgd only"},
+      {"train --model mlp --optimizer adamw --dampening 0.1", "--dampening 0.1: applies"},
+      {"train --model mlp --betas 0.8,0.9",
+       "--betas 0.8,0.9: applies to --optimizer adam and adamw"},
+      {"train --model mlp --nesterov", "--nesterov: needs --momentum > 0"},
+      {"train --model mlp --momentum 0.9 --nesterov --dampening 0.5", "--nesterov: needs"},
+      {"train --model mlp --optimizer adam --betas 0.9,1", "--betas: must be in [0, 1), got 1"},
+      {"train --model mlp --label-smoothing 2", "--label-smoothing: must be in [0, 1], got 2"},
+      {"train --model mlp --lr-schedule step:0:0.1", "--lr-schedule: lr schedule \"step:0:0.1\""},
+      {"train --model mlp --lr-schedule multistep:5,2:0.1", "increase"},
+      {"train --model mlp --lr-schedule warm", "unknown schedule"},
+      {"train --model mlp --lr-schedule onecycle --warmup-epochs 1", "--warmup-epochs 1"},
+      {"train --model mlp --epochs 3 --warmup-epochs 3", "--warmup-epochs 3 (--epochs 3)"}};
+  for (const auto& [args, expected] : cases) {
+    const Finished run = run_bnlab(args);
+    EXPECT_EQ(run.status, 2) << "bnlab " << args << "\n" << run.err;
+    EXPECT_NE(run.err.find(expected), std::string::npos) << "bnlab " << args << "\n" << run.err;
+  }
+}
+
+// README's and --help's example, shortened: AdamW, cosine after one warmup
+// epoch, clipping, label smoothing; each epoch's lr in the JSON.
+TEST(Cli, TrainWithAdamWCosineWarmupClippingAndSmoothing) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab(
+      "train --model mlp-bn --epochs 3 --optimizer adamw --lr 0.002 --lr-schedule cosine "
+      "--warmup-epochs 1 --clip-grad-norm 1 --label-smoothing 0.1 --limit 600 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(result["optimizer"], "adamw");
+  EXPECT_EQ(result["lr_schedule"], "cosine");
+  EXPECT_EQ(result["warmup_epochs"], 1);
+  ASSERT_EQ(result["epochs"].size(), 3u);
+  EXPECT_DOUBLE_EQ(result["epochs"][0]["lr"].get<double>(), 0.002 * 0.01);  // warmup
+  EXPECT_DOUBLE_EQ(result["epochs"][1]["lr"].get<double>(), 0.002);         // cosine starts
+  EXPECT_NEAR(result["epochs"][2]["lr"].get<double>(), 0.001, 1e-15);       // half way
+  EXPECT_FALSE(result["diverged"].get<bool>());
+  EXPECT_LT(result["train_loss"].back().get<double>(), result["train_loss"][0].get<double>());
+  EXPECT_NE(run.out.find("adamw lr 0.002 (cosine, warmup 1 epochs)"), std::string::npos) << run.out;
+}
+
+TEST(Cli, TrainHelpListsTheOptimizerOptions) {
+  const Finished run = run_bnlab("train --help");
+  ASSERT_EQ(run.status, 0);
+  for (const char* option :
+       {"--optimizer", "adamw", "--betas", "--eps", "--nesterov", "--dampening", "--clip-grad-norm",
+        "--label-smoothing", "--lr-schedule", "--warmup-epochs", "--lr-schedule cosine"})
+    EXPECT_NE(run.out.find(option), std::string::npos) << option;
+}
+
 }  // namespace

@@ -1,5 +1,7 @@
 // The learning-rate schedules against their formulas written out in double
 // here, and the schedule text's checks.
+#include "bnlab/optim/lr_schedule.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include <numbers>
 
 #include "bnlab/error.hpp"
-#include "bnlab/optim/lr_schedule.hpp"
 
 namespace bnlab::optim {
 namespace {
@@ -47,9 +48,10 @@ TEST(LrSchedule, CosineAnnealsOverTheEpochsAfterTheWarmup) {
   for (int64_t e = 0; e < warmup; ++e)
     EXPECT_NEAR(schedule.lr(e, 0, 3), 0.1 * (0.01 + 0.99 * double(e) / warmup), 1e-15) << e;
   for (int64_t e = warmup; e < epochs; ++e)
-    EXPECT_NEAR(schedule.lr(e, 2, 3),
-                0.1 * (1 + std::cos(std::numbers::pi * double(e - warmup) / double(epochs - warmup))) / 2,
-                1e-15)
+    EXPECT_NEAR(
+        schedule.lr(e, 2, 3),
+        0.1 * (1 + std::cos(std::numbers::pi * double(e - warmup) / double(epochs - warmup))) / 2,
+        1e-15)
         << e;
   EXPECT_EQ(schedule.lr(warmup, 0, 3), 0.1);  // the warmup ends at the base lr
 }
@@ -66,8 +68,10 @@ TEST(LrSchedule, OneCycleRisesToTheBaseLrAndEndsFarBelowIt) {
   double previous = 0.0;
   for (int64_t t = 0; t < total; ++t) {
     const double lr = schedule.lr(t / steps, t % steps, steps);
-    if (t <= peak) EXPECT_GT(lr, previous) << t;
-    else EXPECT_LT(lr, previous) << t;
+    if (t <= peak)
+      EXPECT_GT(lr, previous) << t;
+    else
+      EXPECT_LT(lr, previous) << t;
     previous = lr;
   }
 }
@@ -84,11 +88,16 @@ TEST(LrSchedule, TheLrDependsOnlyOnThePosition) {
 
 TEST(LrSchedule, BadTextIsNamedWithWhatIsWrong) {
   const std::vector<std::pair<std::string, std::string>> cases{
-      {"exponential", "unknown schedule"},  {"step:0:0.1", "positive integer"},
-      {"step:2", "2 ':'-separated"},        {"step:2:inf", "finite number > 0"},
-      {"step:2:-1", "finite number > 0"},   {"step:x:0.1", "positive integer"},
-      {"multistep:3,2:0.1", "increase"},    {"multistep:1,,2:0.1", "positive integer"},
-      {"multistep::0.1", "positive integer"}, {"cosine:3", "0 ':'-separated"},
+      {"exponential", "unknown schedule"},
+      {"step:0:0.1", "positive integer"},
+      {"step:2", "2 ':'-separated"},
+      {"step:2:inf", "finite number > 0"},
+      {"step:2:-1", "finite number > 0"},
+      {"step:x:0.1", "positive integer"},
+      {"multistep:3,2:0.1", "increase"},
+      {"multistep:1,,2:0.1", "positive integer"},
+      {"multistep::0.1", "positive integer"},
+      {"cosine:3", "0 ':'-separated"},
       {"step:99999999999999999999:0.5", "positive integer"}};
   for (const auto& [text, why] : cases) {
     const std::string message = error_of([&] { LrSchedule::check_text(text); });
@@ -101,7 +110,8 @@ TEST(LrSchedule, BadTextIsNamedWithWhatIsWrong) {
 TEST(LrSchedule, WarmupMustFitTheRunAndIsRefusedWithOneCycle) {
   EXPECT_NE(error_of([] { LrSchedule("cosine", 0.1, 5, 5); }).find("warmup"), std::string::npos);
   EXPECT_NE(error_of([] { LrSchedule("", 0.1, 5, -1); }).find("warmup"), std::string::npos);
-  EXPECT_NE(error_of([] { LrSchedule("onecycle", 0.1, 5, 1); }).find("onecycle"), std::string::npos);
+  EXPECT_NE(error_of([] { LrSchedule("onecycle", 0.1, 5, 1); }).find("onecycle"),
+            std::string::npos);
   EXPECT_NE(error_of([] { LrSchedule("", INFINITY, 5); }).find("lr"), std::string::npos);
   EXPECT_THROW(LrSchedule("", 0.1, 5).lr(5, 0, 1), Error);
   EXPECT_THROW(LrSchedule("", 0.1, 5).lr(0, 1, 1), Error);

@@ -24,7 +24,8 @@ json load(const std::string& name) {
   return json::parse(in);
 }
 
-std::unique_ptr<Optimizer> make(const json& s, std::vector<std::pair<std::string, nn::Parameter*>> params) {
+std::unique_ptr<Optimizer> make(const json& s,
+                                std::vector<std::pair<std::string, nn::Parameter*>> params) {
   const std::string name = s.at("name");
   const double lr = s.at("lr"), wd = s.at("weight_decay");
   if (name == "sgd")
@@ -68,7 +69,8 @@ TEST(OptimizerGolden, EveryVariantMatchesPyTorchStepByStep) {
       for (size_t i = 0; i < owned.size(); ++i) {
         const auto expected = c.at("values")[step][i].get<std::vector<double>>();
         for (size_t j = 0; j < expected.size(); ++j)
-          ASSERT_NEAR(owned[i]->value[int64_t(j)], expected[j], 1e-5 * (1.0 + std::fabs(expected[j])))
+          ASSERT_NEAR(owned[i]->value[int64_t(j)], expected[j],
+                      1e-5 * (1.0 + std::fabs(expected[j])))
               << "step " << step << ", parameter " << i << ", value " << j;
       }
     }
@@ -106,7 +108,8 @@ TEST(LrScheduleGolden, EveryScheduleMatchesPyTorchEpochByEpoch) {
     ASSERT_EQ(int64_t(lrs.size()), epochs * steps);
     for (int64_t e = 0; e < epochs; ++e)
       for (int64_t s = 0; s < steps; ++s)
-        EXPECT_NEAR(schedule.lr(e, s, steps), lrs[size_t(e * steps + s)], 1e-12 * lrs[size_t(e * steps + s)] + 1e-15)
+        EXPECT_NEAR(schedule.lr(e, s, steps), lrs[size_t(e * steps + s)],
+                    1e-12 * lrs[size_t(e * steps + s)] + 1e-15)
             << "epoch " << e << ", step " << s;
   }
 }

@@ -138,10 +138,18 @@ TEST(Optimizer, StepAndZeroGradEqualsStepThenZeroGrad) {
     SCOPED_TRACE("rule " + std::to_string(rule));
     auto a = make(), b = make();
     const auto optimizer = [&](nn::Parameter& p) -> std::unique_ptr<Optimizer> {
-      if (rule == 3) return std::make_unique<AdamW>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.01);
-      if (rule == 4) return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.1, 0.9, 0.01, 0.0, true);
-      if (rule == 0) return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.1);
-      if (rule == 1) return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.1, 0.9, 0.01);
+      if (rule == 3)
+        return std::make_unique<AdamW>(
+            std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.01);
+      if (rule == 4)
+        return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}},
+                                     0.1, 0.9, 0.01, 0.0, true);
+      if (rule == 0)
+        return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}},
+                                     0.1);
+      if (rule == 1)
+        return std::make_unique<SGD>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}},
+                                     0.1, 0.9, 0.01);
       return std::make_unique<Adam>(std::vector<std::pair<std::string, nn::Parameter*>>{{"p", &p}}, 0.01);
     };
     auto oa = optimizer(*a), ob = optimizer(*b);
@@ -197,7 +205,9 @@ TEST(SGD, NesterovWithoutMomentumOrWithDampeningIsRefused) {
 }
 
 // AdamW: p *= 1 - lr * wd, then the Adam step on the raw gradient.
-TEST(AdamW, DecaysTheWeightsApartFromTheMoments) { expect_adam_steps(true, 0.01, 0.85, 0.98, 1e-6, 0.1); }
+TEST(AdamW, DecaysTheWeightsApartFromTheMoments) {
+  expect_adam_steps(true, 0.01, 0.85, 0.98, 1e-6, 0.1);
+}
 
 TEST(AdamW, DefaultWeightDecayIsPyTorchs) {
   OneParameter p;
