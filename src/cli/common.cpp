@@ -69,12 +69,13 @@ void make_option_strict(CLI::Option& option) {
   // ":" and the validators' descriptions).
   const std::string full = option.get_type_name();
   const std::string type = full.substr(0, full.find(':'));
+  // transform: runs before the option's own checks and may rewrite the text.
   if (type == "INT")
-    option.check(CLI::Validator(strict_integer<int64_t>, ""));
+    option.transform(CLI::Validator(strict_integer<int64_t>, ""));
   else if (type == "UINT")
-    option.check(CLI::Validator(strict_integer<uint64_t>, ""));
+    option.transform(CLI::Validator(strict_integer<uint64_t>, ""));
   else if (type == "FLOAT")
-    option.check(CLI::Validator(finite_number, ""));
+    option.transform(CLI::Validator(finite_number, ""));
 }
 
 }  // namespace

@@ -240,9 +240,10 @@ TEST(Cli, BadNumbersAndOptimizerOptionsAreUsageErrorsNamingTheOption) {
   const std::vector<std::pair<std::string, std::string>> cases{
       {"train --model mlp --lr inf", "--lr: must be a finite number, got inf"},
       {"train --model mlp --lr 1e400", "--lr: must be a finite number, got 1e400"},
-      {"train --model mlp --lr nan", "--lr: must be > 0, got nan"},
+      {"train --model mlp --lr nan", "--lr: must be a finite number, got nan"},
       {"train --model mlp --momentum inf", "--momentum: must be a finite number, got inf"},
-      {"train --model mlp --weight-decay nan", "--weight-decay: must be >= 0, got nan"},
+      {"train --model mlp --weight-decay nan", "--weight-decay: must be a finite number, got nan"},
+      {"train --model mlp --optimizer adam --betas 0.9,inf", "--betas: must be a finite number, got inf"},
       {"train --model mlp --weight-decay 1e999", "--weight-decay: must be a finite number"},
       {"train --model mlp --clip-grad-norm inf", "--clip-grad-norm: must be a finite number"},
       {"train --model mlp --optimizer adam --eps -inf", "--eps"},
@@ -276,6 +277,14 @@ TEST(Cli, BadNumbersAndOptimizerOptionsAreUsageErrorsNamingTheOption) {
     EXPECT_EQ(run.status, 2) << "bnlab " << args << "\n" << run.err;
     EXPECT_NE(run.err.find(expected), std::string::npos) << "bnlab " << args << "\n" << run.err;
   }
+}
+
+// CLI11 alone reads 010 as octal (8 epochs); bnlab reads decimal.
+TEST(Cli, IntegersAreDecimal) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab("train --model mlp --epochs 010 --limit 64 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.last_line())["epochs"].size(), 10u);
 }
 
 // README's and --help's example, shortened: AdamW, cosine after one warmup
