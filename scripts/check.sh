@@ -47,7 +47,7 @@ for target in safetensors idx arch capi; do
   cp -r "fuzz/corpus/${target}" "$work/${target}"
   echo "-- fuzz_${target}"
   "$binary" "$work/${target}" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
-    -artifact_prefix="$work/crash-${target}-" 2>&1 | grep -E '^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' || true
+    -artifact_prefix="$work/crash-${target}-" 2>&1 | grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' || true
   if ls "$work"/crash-"${target}"-* >/dev/null 2>&1; then
     kept="fuzz-crash-${target}-$(date +%s)"
     cp "$(ls "$work"/crash-"${target}"-* | head -1)" "$kept"
