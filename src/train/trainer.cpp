@@ -227,7 +227,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
     if (schedule_) optimizer_->lr = schedule_->lr(epoch, s, steps);
-    if (s == 0) result.lr = optimizer_->lr;
+    if (result.steps == 0) result.lr = optimizer_->lr;  // the first step this call runs
     StepResult r;
     try {
       r = step(batch_images_.data(), batch_labels_.data(), size);
