@@ -16,7 +16,9 @@ double clip_grad_norm_(const std::vector<std::pair<std::string, nn::Parameter*>>
                        double max_norm) {
   check_at_least("clip_grad_norm_", "max_norm", max_norm, 0.0, false);
   double total_squares = 0.0;
-  std::vector<double> chunk_squares;
+  // Reused from call to call: a training step allocates nothing once sizes are known.
+  thread_local std::vector<double> workspace;
+  std::vector<double>& chunk_squares = workspace;  // the caller's, also inside the threads
   for (const auto& [name, param] : params) {
     check_grad_size("clip_grad_norm_", name, *param);
     const int64_t numel = param->grad.numel();
