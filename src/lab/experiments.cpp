@@ -12,7 +12,9 @@
 #include "bnlab/lab/chart.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/train/trainer.hpp"
+#include "experiment_parts.hpp"
 #include "runner.hpp"
+#include "statistics_experiments.hpp"
 
 namespace bnlab::lab {
 namespace {
@@ -37,7 +39,11 @@ Budget budget(const LabContext& c) {
 // The paper's MNIST network: three hidden layers of 100.
 const std::vector<int> kThreeBy100 = {100, 100, 100};
 
-std::string fmt(double v, int decimals = 3) {
+}  // namespace
+
+// --- shared with the other experiment files (experiment_parts.hpp) ---
+
+std::string fmt(double v, int decimals) {
   if (std::isnan(v)) return "diverged";
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -56,7 +62,7 @@ const char* bn_color(bool with_bn) { return with_bn ? kColorWithBn : kColorWitho
 std::vector<double> to_double(const std::vector<int64_t>& v) { return {v.begin(), v.end()}; }
 
 Series accuracy_series(const RunResult& r, const std::string& name, const std::string& color,
-                       bool dashed = false) {
+                       bool dashed) {
   return {name, to_double(r.eval_steps), r.test_accuracy, color, dashed};
 }
 
@@ -127,6 +133,8 @@ std::string curves_csv(const Table& summary, const std::vector<RunResult>& resul
   }
   return out + table_csv(t);
 }
+
+namespace {
 
 RunSpec base_run(const LabContext& c, const std::string& label, const std::vector<int>& widths,
                  const std::string& activation, bool with_bn, double lr) {
@@ -870,8 +878,9 @@ Experiment inference_mode(const LabContext& c) {
 }  // namespace
 
 std::vector<std::string> all_experiment_names() {
-  return {"convergence", "learning_rate",  "initialization",  "activations",
-          "depth",       "regularization", "covariate_shift", "inference_mode"};
+  return {"convergence",     "learning_rate",  "initialization", "activations",
+          "depth",           "regularization", "covariate_shift", "inference_mode",
+          "ghost_batch",     "precise_bn",     "small_batch"};
 }
 
 Experiment plan_experiment(const std::string& name, const LabContext& context) {
@@ -883,6 +892,9 @@ Experiment plan_experiment(const std::string& name, const LabContext& context) {
   if (name == "regularization") return regularization(context);
   if (name == "covariate_shift") return covariate_shift(context);
   if (name == "inference_mode") return inference_mode(context);
+  if (name == "ghost_batch") return ghost_batch_experiment(context);
+  if (name == "precise_bn") return precise_bn_experiment(context);
+  if (name == "small_batch") return small_batch_experiment(context);
   throw Error("unknown experiment \"" + name + "\"");
 }
 

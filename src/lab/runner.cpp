@@ -88,6 +88,7 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
   options.seed = spec.seed;
   options.drop_last = true;
   train::Trainer trainer(*net, options);
+  trainer.set_example_shape({train_data.channels, train_data.rows, train_data.cols});  // a CNN's input
 
   const int64_t batches_per_epoch = train_data.count / spec.batch;
   if (batches_per_epoch < 1)

@@ -12,6 +12,11 @@
 //   covariate_shift  the paper's Figure 1: 15/50/85th percentiles of a
 //                    sigmoid's input in the last hidden layer over training
 //   inference_mode   eval mode against batch statistics at inference
+//   ghost_batch      Ghost BN's normalization batch 2..128 at global batch
+//                    128: error with batch and population statistics
+//   precise_bn       eval accuracy with the moving averages and with precise BN
+//   small_batch      BN, BatchRenorm, GroupNorm, LayerNorm, BN over 4 batches
+//                    at per-batch sizes 2..32 on a small CNN
 #pragma once
 
 #include <cstdint>
