@@ -33,7 +33,7 @@ struct StatisticsBudget {
 
 StatisticsBudget statistics_budget(const LabContext& c) {
   if (c.quick) return {{2, 8, 128}, 60, 30, 1000, 10, 4, 2000, {2, 8}};
-  return {{2, 4, 8, 16, 32, 64, 128}, 800, 200, 10000, 100, 8, 30000, {2, 4, 8, 16, 32}};
+  return {{2, 4, 8, 16, 32, 64, 128}, 400, 100, 10000, 100, 8, 30000, {2, 4, 8, 16, 32}};
 }
 
 constexpr int64_t kGlobalBatch = 128;
@@ -362,7 +362,7 @@ const std::vector<NormChoice>& norm_choices() {
       {"BatchRenorm", "BatchRenorm2d(8)", "BatchRenorm2d(16)", 1},
       {"GroupNorm", "GroupNorm(4, 8)", "GroupNorm(4, 16)", 1},
       {"LayerNorm", "LayerNorm((8, 28, 28))", "LayerNorm((16, 14, 14))", 1},
-      {"BN over 4 batches (SyncBN)", "BatchNorm2d(8)", "BatchNorm2d(16)", 4}};
+      {"BN over 4 (SyncBN)", "BatchNorm2d(8)", "BatchNorm2d(16)", 4}};
   return choices;
 }
 
@@ -456,7 +456,7 @@ Experiment small_batch_experiment(const LabContext& c) {
     }
     curves.y_min = nice_floor(all);
     curves.y_max = 1;
-    r.charts = {{line_chart_svg(curves), "Dashed: BN over 4 batches (SyncBN's statistics)."},
+    r.charts = {{line_chart_svg(curves), "Dashed: BN over 4 batches at once (SyncBN over 4 processes)."},
                 {bar_chart_svg(drops), "Accuracy at the largest per-batch size minus at the "
                                        "smallest."}};
     const NormChoice& bn = norm_choices()[0];

@@ -82,6 +82,18 @@ VerdictResult paired_verdict(const std::vector<Comparison>& comparisons, double 
 VerdictResult convergence_verdict(int64_t steps_without, int64_t steps_with, int64_t steps_run,
                                   double target);
 
+/* "BN makes an activation train about as well as `reference`": each
+   comparison holds the shortfall against the reference in the same network
+   (the reference's accuracy minus the activation's; NaN: diverged), without
+   and with BN. Per activation: a win when with BN it is within `tolerance`
+   and without BN it is not (BN made it viable), a loss when with BN it is
+   not within tolerance, a tie when it is within tolerance either way.
+     supported      wins in at least half, no loss
+     not supported  no win
+     mixed          anything else */
+VerdictResult about_as_well_verdict(const std::vector<Comparison>& shortfalls, double tolerance,
+                                    const std::string& reference);
+
 /* Inference mode: BN with population statistics (eval) against batch
    statistics at batch 64, and the single-example mistake (every input
    normalises to beta: constant output).
