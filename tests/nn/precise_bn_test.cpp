@@ -1,14 +1,19 @@
 // Precise BN: the running statistics become the mean and unbiased variance of
 // every value each BN's input held over all the batches, computed here in
 // float64 from the same inputs (earlier BNs normalizing with batch statistics,
-// as in training); state that a training forward moves is put back.
+// as in training), and by PyTorch from train-mode hooks
+// (tests/golden/make_precise_bn_goldens.py); state that a training forward
+// moves is put back.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "bnlab/error.hpp"
+#include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/state_dict.hpp"
 #include "bnlab/nn/norm_layers.hpp"
 #include "bnlab/nn/precise_bn.hpp"
 
@@ -205,6 +210,43 @@ TEST(PreciseBn, NoBatchIsAnErrorAndLeavesTheNetworkAsItWas) {
   EXPECT_EQ(bn.running_mean[1], 0.25f);
   EXPECT_EQ(bn.running_var[0], 1.0f);
   EXPECT_FALSE(net->is_training());
+}
+
+Tensor golden_tensor(const io::SafetensorsFile& file, const std::string& name) {
+  const io::NamedTensor* found = file.find(name);
+  if (found == nullptr) throw Error("precise_bn golden: no tensor " + name);
+  Tensor t(found->shape);
+  std::memcpy(t.data(), found->bytes.data(), found->bytes.size());
+  return t;
+}
+
+TEST(PreciseBnGolden, MatchesPyTorchsStatisticsOfTheTrainModeInputs) {
+  const std::string dir = std::string(BNLAB_GOLDEN_DIR) + "/precise_bn";
+  const io::SafetensorsFile file = io::read_safetensors(dir + "/pytorch_precise_bn.safetensors");
+  const io::SafetensorsFile io_file =
+      io::read_safetensors(dir + "/pytorch_precise_bn_io.safetensors");
+  Generator gen(0);
+  auto net = parse_arch(checkpoint_arch(file), gen, {1, 2, 6, 6});
+  load_state_dict(*net, file);
+  net->fuse_batch_norm_relu(true);
+  std::vector<Tensor> batches;
+  for (const char* name : {"batch0", "batch1", "batch2"}) batches.push_back(golden_tensor(io_file, name));
+  EXPECT_EQ(recalibrate_batch_norm(*net, batches_of(batches)).layers, 3);
+  for (int index : {1, 5, 8}) {
+    const auto& bn = dynamic_cast<BatchNorm&>((*net)[size_t(index)]);
+    const std::string prefix = "expected." + std::to_string(index) + ".";
+    const Tensor mean = golden_tensor(io_file, prefix + "running_mean");
+    const Tensor var = golden_tensor(io_file, prefix + "running_var");
+    const Tensor averaged = golden_tensor(io_file, "update_bn." + std::to_string(index) + ".running_var");
+    double apart = 0;
+    for (int64_t j = 0; j < mean.numel(); ++j) {
+      EXPECT_NEAR(bn.running_mean[j], mean[j], 1e-5 * (1 + std::fabs(mean[j]))) << index << " " << j;
+      EXPECT_NEAR(bn.running_var[j], var[j], 1e-5 * var[j]) << index << " " << j;
+      apart = std::max(apart, double(std::fabs(averaged[j] - var[j]) / var[j]));
+    }
+    // update_bn's mean of batch variances is another estimate: the golden tells them apart.
+    EXPECT_GT(apart, 1e-3) << "layer " << index;
+  }
 }
 
 }  // namespace
