@@ -38,14 +38,14 @@ void run_recalibrate(const RecalibrateOptions& o) {
       train::recalibrate_batch_norm(*net, split.train, o.batches, o.batch, o.seed);
   const train::EvalResult after = train::evaluate(*net, split.test, kEvalBatch);
   nn::save_checkpoint(o.out, *net, arch);
-  std::printf("recalibrated %lld normalization layer(s) on %lld batches (%lld training images "
-              "of %s)\n  test accuracy %s before, %s after  (loss %s, %s; %lld images, eval "
-              "mode)\nwrote %s\n",
-              static_cast<long long>(r.layers), static_cast<long long>(r.batches),
-              static_cast<long long>(r.examples), o.data.dir.c_str(),
-              percent(before.accuracy).c_str(), percent(after.accuracy).c_str(),
-              loss_text(before.loss).c_str(), loss_text(after.loss).c_str(),
-              static_cast<long long>(after.count), o.out.c_str());
+  std::printf(
+      "recalibrated %lld normalization layer(s) on %lld batches (%lld training images "
+      "of %s)\n  test accuracy %s before, %s after  (loss %s, %s; %lld images, eval "
+      "mode)\nwrote %s\n",
+      static_cast<long long>(r.layers), static_cast<long long>(r.batches),
+      static_cast<long long>(r.examples), o.data.dir.c_str(), percent(before.accuracy).c_str(),
+      percent(after.accuracy).c_str(), loss_text(before.loss).c_str(),
+      loss_text(after.loss).c_str(), static_cast<long long>(after.count), o.out.c_str());
   std::fflush(stdout);
   if (o.json)
     print_json_line({{"layers", r.layers},
@@ -71,9 +71,11 @@ void add_recalibrate_command(CLI::App& app) {
   cmd->add_option("--arch", o->arch, "Architecture text, for files that do not carry one");
   cmd->add_option("--batches", o->batches,
                   "Training batches K whose statistics replace the running ones")
-      ->capture_default_str()->check(positive());
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--batch", o->batch, "Examples per batch B (the training batch size)")
-      ->capture_default_str()->check(positive());
+      ->capture_default_str()
+      ->check(positive());
   cmd->add_option("--seed", o->seed, "Seed for the order the batches are drawn in")
       ->capture_default_str();
   cmd->add_flag("--json", o->json,

@@ -3,10 +3,9 @@
 // experiments.cpp and shared with the experiments in other files.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bnlab/lab/chart.hpp"
 #include "bnlab/lab/report.hpp"

@@ -80,7 +80,8 @@ double batch_statistics_accuracy(nn::Sequential& net, const data::Dataset& d, in
     const int64_t k = logits.numel() / size;
     for (int64_t i = 0; i < size; ++i) {
       const float* row = logits.data() + i * k;
-      if (std::max_element(row, row + k) - row == d.labels[static_cast<size_t>(begin + i)]) ++correct;
+      if (std::max_element(row, row + k) - row == d.labels[static_cast<size_t>(begin + i)])
+        ++correct;
     }
   }
   snapshot.restore();
@@ -143,7 +144,8 @@ Experiment ghost_batch_experiment(const LabContext& c) {
     spec.seed = c.seed;
     spec.finish = [b, train, test, seed](nn::Sequential& net, RunResult& r) {
       const int64_t scored = std::min(b.scored_train_examples, train->count);
-      r.extra["train_batch_statistics"] = batch_statistics_accuracy(net, *train, scored, kGlobalBatch);
+      r.extra["train_batch_statistics"] =
+          batch_statistics_accuracy(net, *train, scored, kGlobalBatch);
       r.extra["heldout_batch_statistics"] =
           batch_statistics_accuracy(net, *test, test->count, kGlobalBatch);
       r.extra["heldout_moving_average"] = r.last_test_accuracy;
@@ -156,22 +158,29 @@ Experiment ghost_batch_experiment(const LabContext& c) {
     ExperimentReport r;
     r.name = "ghost_batch";
     r.title = "9. Batch size and the statistics (a): the normalization batch";
-    r.claim = "A network trained with small normalization batches does worse when it is "
-              "evaluated with population statistics than with the batch statistics it was "
-              "trained with: the train-test inconsistency grows as the normalization batch "
-              "shrinks (Wu & Johnson 2021, \"Rethinking 'Batch' in BatchNorm\").";
-    r.setup = "The small CNN of the small-batch section with GhostBatchNorm2d(C, virtual_batch_size=v) for "
-              "v = " + fmt_g(double(b.virtual_batches.front())) + " to " +
-              fmt_g(double(b.virtual_batches.back())) + ", every step a batch of " + std::to_string(kGlobalBatch) +
-              " (so only the normalization batch changes), plain SGD lr 0.1, " +
-              std::to_string(b.ghost_steps) + " steps; then the error on the first " +
-              std::to_string(b.scored_train_examples) + " training images and on the test set "
-              "with batch statistics (training mode, batches of 128 in slices of v), and on the "
-              "test set with population statistics: precise BN over " +
-              std::to_string(b.precise_batches) + " batches of 128 (and, for comparison, the "
-              "moving averages). Inconsistency = held-out error with population statistics "
-              "minus with batch statistics. " + std::to_string(b.virtual_batches.size()) +
-              " runs of the CNN.";
+    r.claim =
+        "A network trained with small normalization batches does worse when it is "
+        "evaluated with population statistics than with the batch statistics it was "
+        "trained with: the train-test inconsistency grows as the normalization batch "
+        "shrinks (Wu & Johnson 2021, \"Rethinking 'Batch' in BatchNorm\").";
+    r.setup =
+        "The small CNN of the small-batch section with GhostBatchNorm2d(C, virtual_batch_size=v) "
+        "for "
+        "v = " +
+        fmt_g(double(b.virtual_batches.front())) + " to " +
+        fmt_g(double(b.virtual_batches.back())) + ", every step a batch of " +
+        std::to_string(kGlobalBatch) +
+        " (so only the normalization batch changes), plain SGD lr 0.1, " +
+        std::to_string(b.ghost_steps) + " steps; then the error on the first " +
+        std::to_string(b.scored_train_examples) +
+        " training images and on the test set "
+        "with batch statistics (training mode, batches of 128 in slices of v), and on the "
+        "test set with population statistics: precise BN over " +
+        std::to_string(b.precise_batches) +
+        " batches of 128 (and, for comparison, the "
+        "moving averages). Inconsistency = held-out error with population statistics "
+        "minus with batch statistics. " +
+        std::to_string(b.virtual_batches.size()) + " runs of the CNN.";
     const std::vector<std::pair<std::string, std::string>> measures = {
         {"train_batch_statistics", "training data, batch statistics"},
         {"heldout_batch_statistics", "held-out, batch statistics"},
@@ -219,11 +228,13 @@ Experiment ghost_batch_experiment(const LabContext& c) {
       per_batch[std::to_string(v)] = x;
     }
     r.charts = {{line_chart_svg(errors), "Dashed: the moving averages instead of precise BN."},
-                {bar_chart_svg(gap), "Above 0: population statistics cost accuracy against the "
-                                     "batch statistics the network was trained with."}};
+                {bar_chart_svg(gap),
+                 "Above 0: population statistics cost accuracy against the "
+                 "batch statistics the network was trained with."}};
     r.verdict = inconsistency_verdict(b.virtual_batches, inconsistency);
-    r.notes.push_back("Ghost BN at v normalizes over v x H x W values per channel: at v = 2, 1568 "
-                      "in the first layer and 392 in the second.");
+    r.notes.push_back(
+        "Ghost BN at v normalizes over v x H x W values per channel: at v = 2, 1568 "
+        "in the first layer and 392 in the second.");
     for (const RunResult& run : results)
       if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
     r.csv = curves_csv(r.table, results);
@@ -277,15 +288,20 @@ Experiment precise_bn_experiment(const LabContext& c) {
     ExperimentReport r;
     r.name = "precise_bn";
     r.title = "10. Batch size and the statistics (b): moving averages against precise BN";
-    r.claim = "The moving averages BN keeps lag the weights; population statistics recomputed "
-              "for the current weights (precise BN) give better eval accuracy, most of all "
-              "while the weights still move fast (Wu & Johnson 2021).";
-    r.setup = "784-100-100-100-10 ReLU with BatchNorm1d (momentum 0.1), plain SGD at lr 0.1 and "
-              "1, batch 64, " + std::to_string(b.precise_epochs) + " epochs. After every epoch "
-              "the test set in eval mode twice: with the moving averages, and with precise BN "
-              "(the population statistics of " + std::to_string(b.precise_batches) +
-              " training batches of 64, computed on the side: training goes on with the moving "
-              "averages). The verdict compares the mean over the epochs. 2 runs of the MLP.";
+    r.claim =
+        "The moving averages BN keeps lag the weights; population statistics recomputed "
+        "for the current weights (precise BN) give better eval accuracy, most of all "
+        "while the weights still move fast (Wu & Johnson 2021).";
+    r.setup =
+        "784-100-100-100-10 ReLU with BatchNorm1d (momentum 0.1), plain SGD at lr 0.1 and "
+        "1, batch 64, " +
+        std::to_string(b.precise_epochs) +
+        " epochs. After every epoch "
+        "the test set in eval mode twice: with the moving averages, and with precise BN "
+        "(the population statistics of " +
+        std::to_string(b.precise_batches) +
+        " training batches of 64, computed on the side: training goes on with the moving "
+        "averages). The verdict compares the mean over the epochs. 2 runs of the MLP.";
     std::vector<StatisticsComparison> settings;
     std::vector<double> all;
     for (const RunResult& run : results) {
@@ -309,9 +325,8 @@ Experiment precise_bn_experiment(const LabContext& c) {
       Series ema{"moving averages", {}, {}, kColorWithBn, false};
       Series precise{"precise BN", {}, {}, "#ff7f0e", true};
       const nlohmann::json empty = nlohmann::json::array();
-      const auto& values = run.extra.contains("precise_test_accuracy")
-                               ? run.extra["precise_test_accuracy"]
-                               : empty;
+      const auto& values =
+          run.extra.contains("precise_test_accuracy") ? run.extra["precise_test_accuracy"] : empty;
       double sum_ema = 0, sum_precise = 0;
       int64_t n = 0;
       std::vector<double> epochs, ema_values, precise_values;
@@ -407,23 +422,25 @@ Experiment small_batch_experiment(const LabContext& c) {
     ExperimentReport r;
     r.name = "small_batch";
     r.title = "11. Batch size and the statistics (c): small batches and the remedies";
-    r.claim = "BN's accuracy falls when each batch is small, because its statistics get noisy; "
-              "GroupNorm and LayerNorm do not depend on the batch, Batch Renormalization "
-              "corrects the batch statistics towards the population's, and SyncBN computes "
-              "them over the batches of several processes (Wu & He 2018; Ioffe 2017).";
+    r.claim =
+        "BN's accuracy falls when each batch is small, because its statistics get noisy; "
+        "GroupNorm and LayerNorm do not depend on the batch, Batch Renormalization "
+        "corrects the batch statistics towards the population's, and SyncBN computes "
+        "them over the batches of several processes (Wu & He 2018; Ioffe 2017).";
     const int64_t small = b.small_batches.front(), large = b.small_batches.back();
-    r.setup = "A small CNN (Conv2d 1-8, norm, ReLU, MaxPool, Conv2d 8-16, norm, ReLU, MaxPool, "
-              "Linear 784-10) with BatchNorm2d, BatchRenorm2d (r_max 3, d_max 5 from the first "
-              "step), GroupNorm(4 groups), LayerNorm over (C, H, W), or, as 4 data-parallel "
-              "processes train (each step takes 4 batches), BatchNorm2d over the 4 batches at "
-              "once (what SyncBN computes) or over each batch on its own (GhostBatchNorm2d, "
-              "what each process computes without SyncBN), at "
-              "per-batch sizes " + fmt_g(double(small)) + " to " + fmt_g(double(large)) +
-              "; each run sees " + std::to_string(b.small_examples) +
-              " training images with lr 0.1 x (examples per step) / 32; final test accuracy in "
-              "eval mode (the moving averages for BN). " +
-              std::to_string(norm_choices().size() * b.small_batches.size()) +
-              " runs of the CNN.";
+    r.setup =
+        "A small CNN (Conv2d 1-8, norm, ReLU, MaxPool, Conv2d 8-16, norm, ReLU, MaxPool, "
+        "Linear 784-10) with BatchNorm2d, BatchRenorm2d (r_max 3, d_max 5 from the first "
+        "step), GroupNorm(4 groups), LayerNorm over (C, H, W), or, as 4 data-parallel "
+        "processes train (each step takes 4 batches), BatchNorm2d over the 4 batches at "
+        "once (what SyncBN computes) or over each batch on its own (GhostBatchNorm2d, "
+        "what each process computes without SyncBN), at "
+        "per-batch sizes " +
+        fmt_g(double(small)) + " to " + fmt_g(double(large)) + "; each run sees " +
+        std::to_string(b.small_examples) +
+        " training images with lr 0.1 x (examples per step) / 32; final test accuracy in "
+        "eval mode (the moving averages for BN). " +
+        std::to_string(norm_choices().size() * b.small_batches.size()) + " runs of the CNN.";
     ChartSpec curves;
     curves.title = "Final test accuracy by per-batch size";
     curves.x_label = "log2 of the per-batch size";
@@ -435,7 +452,8 @@ Experiment small_batch_experiment(const LabContext& c) {
     drops.value_decimals = 3;
     drops.series = {{"accuracy drop", {}, kColorWithoutBn}};
     r.table.header = {"normalization"};
-    for (int64_t batch : b.small_batches) r.table.header.push_back("batch " + std::to_string(batch));
+    for (int64_t batch : b.small_batches)
+      r.table.header.push_back("batch " + std::to_string(batch));
     r.table.header.push_back("drop");
     nlohmann::json accuracy = nlohmann::json::object();
     std::vector<double> all;
@@ -465,21 +483,23 @@ Experiment small_batch_experiment(const LabContext& c) {
       curves.series.push_back(s);
       drops.categories.push_back(norm.name);
       drops.series[0].values.push_back(drop);
-      accuracy[norm.name] = {{"batches", b.small_batches}, {"final_test_accuracy", values},
-                             {"drop", drop}};
+      accuracy[norm.name] = {
+          {"batches", b.small_batches}, {"final_test_accuracy", values}, {"drop", drop}};
       at_small += (at_small.empty() ? "" : ", ") + norm.name + " " + fmt(values.front());
     }
     curves.y_min = nice_floor(all);
     curves.y_max = 1;
-    r.charts = {{line_chart_svg(curves), "Dashed: 4 batches per step (4 processes), "
-                                              "normalized together (SyncBN) or each on its own."},
-                {bar_chart_svg(drops), "Accuracy at the largest per-batch size minus at the "
-                                       "smallest."}};
+    r.charts = {{line_chart_svg(curves),
+                 "Dashed: 4 batches per step (4 processes), "
+                 "normalized together (SyncBN) or each on its own."},
+                {bar_chart_svg(drops),
+                 "Accuracy at the largest per-batch size minus at the "
+                 "smallest."}};
     const NormChoice& bn = norm_choices()[0];
     const NormChoice& gn = norm_choices()[2];
-    r.verdict = small_batch_verdict(small, large, final_accuracy(bn, small),
-                                    final_accuracy(bn, large), final_accuracy(gn, small),
-                                    final_accuracy(gn, large), kChance);
+    r.verdict =
+        small_batch_verdict(small, large, final_accuracy(bn, small), final_accuracy(bn, large),
+                            final_accuracy(gn, small), final_accuracy(gn, large), kChance);
     r.notes.push_back("Final test accuracy at per-batch size " + std::to_string(small) + ": " +
                       at_small + ".");
     // SyncBN against its pair, at the same steps and examples: only the statistics differ.
@@ -489,13 +509,17 @@ Experiment small_batch_experiment(const LabContext& c) {
     for (int64_t batch : b.small_batches)
       pairs += (pairs.empty() ? "" : "; ") + std::to_string(batch) + ": " +
                fmt(final_accuracy(sync, batch)) + " vs " + fmt(final_accuracy(per_process, batch));
-    r.notes.push_back("4 processes, SyncBN against each process normalizing its own batch, by "
-                      "per-batch size: " + pairs + ".");
-    r.notes.push_back("Each BN here normalizes over b x H x W values per channel (at b = 2: 1568 "
-                      "in the first layer, 392 in the second), far more than b alone: a CNN's "
-                      "small-batch regime needs small maps as well as small batches.");
+    r.notes.push_back(
+        "4 processes, SyncBN against each process normalizing its own batch, by "
+        "per-batch size: " +
+        pairs + ".");
+    r.notes.push_back(
+        "Each BN here normalizes over b x H x W values per channel (at b = 2: 1568 "
+        "in the first layer, 392 in the second), far more than b alone: a CNN's "
+        "small-batch regime needs small maps as well as small batches.");
     for (const RunResult& run : results)
-      if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + "), counted as chance");
+      if (run.diverged)
+        r.notes.push_back(run.label + ": diverged (" + run.divergence + "), counted as chance");
     r.csv = curves_csv(r.table, results);
     r.results = {{"per_batch_sizes", b.small_batches},
                  {"examples_per_run", b.small_examples},

@@ -65,8 +65,8 @@ VerdictResult small_batch_verdict(int64_t small, int64_t large, double bn_small,
   const double e = bn_drop - gn_drop;
   VerdictResult r;
   r.verdict = bn_drop >= 0.02 && e >= 0.02 ? Verdict::supported
-              : bn_drop <= 0 || e <= 0       ? Verdict::not_supported
-                                             : Verdict::mixed;
+              : bn_drop <= 0 || e <= 0     ? Verdict::not_supported
+                                           : Verdict::mixed;
   char buf[400];
   std::snprintf(buf, sizeof buf,
                 "from per-batch size %lld to %lld BN's test accuracy drops by %.3f (%.3f to "

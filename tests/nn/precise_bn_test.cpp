@@ -4,6 +4,8 @@
 // as in training), and by PyTorch from train-mode hooks
 // (tests/golden/make_precise_bn_goldens.py); state that a training forward
 // moves is put back.
+#include "bnlab/nn/precise_bn.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -13,9 +15,8 @@
 #include "bnlab/error.hpp"
 #include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/arch.hpp"
-#include "bnlab/nn/state_dict.hpp"
 #include "bnlab/nn/norm_layers.hpp"
-#include "bnlab/nn/precise_bn.hpp"
+#include "bnlab/nn/state_dict.hpp"
 
 namespace bnlab::nn {
 namespace {
@@ -37,8 +38,8 @@ std::vector<std::pair<double, double>> population(const Matrix& rows) {
 }
 
 // Training-mode BN of a group of rows with the group's own (biased) statistics.
-void normalize_rows(Matrix& rows, size_t begin, size_t end, const Tensor& gamma,
-                    const Tensor& beta, double eps) {
+void normalize_rows(Matrix& rows, size_t begin, size_t end, const Tensor& gamma, const Tensor& beta,
+                    double eps) {
   for (size_t j = 0; j < rows[0].size(); ++j) {
     double sum = 0, sq = 0;
     for (size_t i = begin; i < end; ++i) sum += rows[i][j];
@@ -230,17 +231,20 @@ TEST(PreciseBnGolden, MatchesPyTorchsStatisticsOfTheTrainModeInputs) {
   load_state_dict(*net, file);
   net->fuse_batch_norm_relu(true);
   std::vector<Tensor> batches;
-  for (const char* name : {"batch0", "batch1", "batch2"}) batches.push_back(golden_tensor(io_file, name));
+  for (const char* name : {"batch0", "batch1", "batch2"})
+    batches.push_back(golden_tensor(io_file, name));
   EXPECT_EQ(recalibrate_batch_norm(*net, batches_of(batches)).layers, 3);
   for (int index : {1, 5, 8}) {
     const auto& bn = dynamic_cast<BatchNorm&>((*net)[size_t(index)]);
     const std::string prefix = "expected." + std::to_string(index) + ".";
     const Tensor mean = golden_tensor(io_file, prefix + "running_mean");
     const Tensor var = golden_tensor(io_file, prefix + "running_var");
-    const Tensor averaged = golden_tensor(io_file, "update_bn." + std::to_string(index) + ".running_var");
+    const Tensor averaged =
+        golden_tensor(io_file, "update_bn." + std::to_string(index) + ".running_var");
     double apart = 0;
     for (int64_t j = 0; j < mean.numel(); ++j) {
-      EXPECT_NEAR(bn.running_mean[j], mean[j], 1e-5 * (1 + std::fabs(mean[j]))) << index << " " << j;
+      EXPECT_NEAR(bn.running_mean[j], mean[j], 1e-5 * (1 + std::fabs(mean[j])))
+          << index << " " << j;
       EXPECT_NEAR(bn.running_var[j], var[j], 1e-5 * var[j]) << index << " " << j;
       apart = std::max(apart, double(std::fabs(averaged[j] - var[j]) / var[j]));
     }

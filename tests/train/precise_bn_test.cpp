@@ -1,13 +1,14 @@
 // Precise BN over a data set: the batches come from one seeded order, as
 // many as asked or as the data holds; over the whole set, a BatchNorm right
 // after Flatten gets each pixel's mean and unbiased variance, in float64 here.
+#include "bnlab/train/precise_bn.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
-#include "bnlab/train/precise_bn.hpp"
 
 namespace bnlab::train {
 namespace {
