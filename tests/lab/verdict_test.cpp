@@ -78,6 +78,14 @@ TEST(AboutAsWellVerdict, BnMustCloseTheGapToTheReferenceWhereItWasOpen) {
   const VerdictResult narrowed =
       about_as_well_verdict({{"Sigmoid", 0.30, 0.10}, {"Tanh", 0.05, 0.01}}, 0.02, "ReLU");
   EXPECT_EQ(narrowed.verdict, Verdict::mixed);  // Tanh made viable, Sigmoid still short
+  // Only narrowed (Sigmoid), the other viable either way: mixed, not a refutation.
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.30, 0.025}, {"Tanh", 0.0, 0.0}}, 0.02, "ReLU")
+                .verdict,
+            Verdict::mixed);
+  // Short with BN and not narrowed: no help at all.
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.05, 0.04}, {"Tanh", 0.0, 0.0}}, 0.02, "ReLU")
+                .verdict,
+            Verdict::not_supported);
   EXPECT_NE(narrowed.reason.find("Sigmoid 0.100 with BN, 0.300 without"), std::string::npos)
       << narrowed.reason;
   EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.01, 0.0}}, 0.02, "ReLU").verdict,

@@ -86,11 +86,12 @@ VerdictResult convergence_verdict(int64_t steps_without, int64_t steps_with, int
    comparison holds the shortfall against the reference in the same network
    (the reference's accuracy minus the activation's; NaN: diverged), without
    and with BN. Per activation: a win when with BN it is within `tolerance`
-   and without BN it is not (BN made it viable), a loss when with BN it is
-   not within tolerance, a tie when it is within tolerance either way.
-     supported      wins in at least half, no loss
-     not supported  no win
-     mixed          anything else */
+   and without BN it is not (BN made it viable), a tie when it is within
+   tolerance either way; short with BN, it is a partial when BN narrowed the
+   shortfall by >= tolerance, a loss otherwise.
+     supported      wins in at least half, no partial and no loss
+     not supported  no win and no partial
+     mixed          anything else (e.g. BN narrows the gap but does not close it) */
 VerdictResult about_as_well_verdict(const std::vector<Comparison>& shortfalls, double tolerance,
                                     const std::string& reference);
 
