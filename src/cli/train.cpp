@@ -13,6 +13,7 @@
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/optim/lr_schedule.hpp"
+#include "bnlab/train/precise_bn.hpp"
 #include "bnlab/train/progress.hpp"
 #include "bnlab/train/trainer.hpp"
 #include "common.hpp"
@@ -34,6 +35,7 @@ struct TrainCommandOptions {
   bool no_overlap = false;
   bool freeze_bn = false, freeze_bn_affine = false;
   std::vector<double> betas{0.9, 0.999};
+  int64_t precise_bn = 0;  // batches; 0: keep the moving averages
 };
 
 // The options given on the command line that the chosen optimizer has no use
@@ -174,6 +176,13 @@ void run_train(const TrainCommandOptions& o, const CLI::App& command, CLI::Optio
                 static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
                 loss_text(r.mean_loss).c_str(),
                 percent(r.accuracy).c_str(), r.seconds, rate, r.diverged ? "  DIVERGED" : "");
+    if (o.precise_bn > 0 && !r.diverged) {
+      // Precise BN: the same batches on every process (same seed), so they agree.
+      const nn::RecalibrationResult p = train::recalibrate_batch_norm(
+          *net, split.train, o.precise_bn, options.batch, o.seed + uint64_t(epoch));
+      std::printf("  precise BN: %lld layer(s) recalibrated on %lld images\n",
+                  static_cast<long long>(p.layers), static_cast<long long>(p.examples));
+    }
     std::fflush(stdout);
     epochs.push_back({{"epoch", epoch + 1},
                       {"train_loss", r.mean_loss},
@@ -311,6 +320,11 @@ void add_train_command(CLI::App& app) {
                     "BatchNorm normalizes with its running statistics and never updates them");
   command->add_flag("--freeze-bn-affine", o->freeze_bn_affine,
                     "--freeze-bn, and BatchNorm's weight and bias stop training too");
+  command
+      ->add_option("--precise-bn", o->precise_bn,
+                   "After each epoch, set every BatchNorm's running statistics to the population "
+                   "statistics of K training batches (precise BN; see bnlab recalibrate)")
+      ->check(positive());
   command->add_flag("--json", o->json, "End with one JSON line: losses, test accuracy, speed");
   add_data_options(*command, o->data,
                    "Train on the first N examples and test on the first N/6 (quick runs)");

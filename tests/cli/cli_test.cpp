@@ -151,6 +151,40 @@ TEST(Cli, FoldRemovesBatchNormAndKeepsTheOutputs) {
                    result["accuracy_after"].get<double>());
 }
 
+TEST(Cli, RecalibrateReplacesTheRunningStatisticsAndReportsBothAccuracies) {
+  REQUIRE_DATA();
+  const std::string dir = scratch_dir("recalibrate");
+  const std::string weights = dir + "/mlp-bn.safetensors", out = dir + "/precise.safetensors";
+  // --precise-bn recalibrates after the epoch: the saved file holds population statistics.
+  const Finished train = run_bnlab("train --model mlp-bn --epochs 1 --limit 640 --threads 1 "
+                                   "--precise-bn 4 --save '" + weights + "'");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.out.find("precise BN: 2 layer(s) recalibrated on 256 images"), std::string::npos)
+      << train.out;
+  const Finished run = run_bnlab("recalibrate --weights '" + weights + "' --out '" + out +
+                                 "' --batches 3 --batch 50 --limit 200 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(result["layers"].get<int>(), 2);
+  EXPECT_EQ(result["batches"].get<int>(), 3);
+  EXPECT_EQ(result["examples"].get<int>(), 150);
+  EXPECT_GT(result["test_accuracy_after"].get<double>(), 0.3);
+  // The written file scores as the command said, and its statistics changed.
+  const Finished eval = run_bnlab("eval --weights '" + out + "' --limit 200 --threads 1 --json");
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.last_line())["test_accuracy"].get<double>(),
+                   result["test_accuracy_after"].get<double>());
+  const auto before = bnlab::io::read_safetensors(weights), after = bnlab::io::read_safetensors(out);
+  ASSERT_NE(before.find("2.running_var"), nullptr);
+  ASSERT_NE(after.find("2.running_var"), nullptr);
+  EXPECT_NE(before.find("2.running_var")->bytes, after.find("2.running_var")->bytes);
+  EXPECT_EQ(before.find("1.weight")->bytes, after.find("1.weight")->bytes);
+
+  const Finished bad = run_bnlab("recalibrate --weights '" + weights + "' --out '" + out +
+                                 "' --batches 0");
+  EXPECT_EQ(bad.status, 2) << bad.err;
+}
+
 TEST(Cli, ADivergedRunIsReportedNotCrashed) {
   REQUIRE_DATA();
   const Finished run =
@@ -195,7 +229,8 @@ TEST(Cli, UsageErrorsExitWithTwo) {
 }
 
 TEST(Cli, HelpOfEachCommandExitsWithZeroAndShowsExamples) {
-  for (const char* args : {"--help", "demo --help", "train --help", "eval --help"}) {
+  for (const char* args : {"--help", "demo --help", "train --help", "eval --help",
+                           "recalibrate --help"}) {
     const Finished run = run_bnlab(args);
     EXPECT_EQ(run.status, 0) << "bnlab " << args;
     EXPECT_NE(run.out.find("Examples:"), std::string::npos) << "bnlab " << args << "\n" << run.out;
