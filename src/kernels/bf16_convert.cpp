@@ -1,0 +1,89 @@
+// The plain bf16 conversions, the choice among the variants, and the public
+// conversion functions (bnlab/batch_norm_bf16.hpp).
+#include "kernels/bf16_convert.hpp"
+
+#include <atomic>
+#include <cstring>
+
+#include "bnlab/batch_norm_bf16.hpp"
+#include "bnlab/error.hpp"
+
+namespace bnlab {
+namespace kernels {
+namespace {
+
+void plain_to_float(const uint16_t* in, float* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_float(in[i]);
+}
+
+void plain_from_float(const float* in, uint16_t* out, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]);
+}
+
+const Bf16Conversions kPlain{"plain", plain_to_float, plain_from_float};
+
+std::atomic<const Bf16Conversions*> g_conversions{nullptr};
+
+const Bf16Conversions* best_conversions() {
+  if (const Bf16Conversions* native = native_bf16_conversions()) return native;
+  return simd_bf16_variant_count() > 0 ? simd_bf16_conversions(0) : &kPlain;
+}
+
+}  // namespace
+
+const Bf16Conversions* plain_bf16_conversions() { return &kPlain; }
+
+const Bf16Conversions& bf16_conversions() {
+  const Bf16Conversions* v = g_conversions.load(std::memory_order_acquire);
+  if (v == nullptr) {
+    v = best_conversions();
+    g_conversions.store(v, std::memory_order_release);
+  }
+  return *v;
+}
+
+}  // namespace kernels
+
+// Round to nearest even on the float's bits: adding 0x7fff plus the kept
+// part's lowest bit carries into the kept half exactly when the dropped half
+// is above one half, or equal to it with an odd kept half.
+uint16_t float_to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7f800000u) == 0) return static_cast<uint16_t>((bits >> 16) & 0x8000u);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+void floats_to_bf16(const float* in, uint16_t* out, int64_t count) {
+  kernels::bf16_conversions().from_float(in, out, count);
+}
+
+void bf16_to_floats(const uint16_t* in, float* out, int64_t count) {
+  kernels::bf16_conversions().to_float(in, out, count);
+}
+
+std::string bf16_conversion_variant() { return kernels::bf16_conversions().name; }
+
+std::string bf16_conversion_variants() {
+  using namespace kernels;
+  std::string out = "auto";
+  if (const Bf16Conversions* native = native_bf16_conversions()) out += std::string(",") + native->name;
+  for (int i = 0; i < simd_bf16_variant_count(); ++i)
+    out += std::string(",") + simd_bf16_conversions(i)->name;
+  return out + ",plain";
+}
+
+void set_bf16_conversion_variant(const std::string& name) {
+  using namespace kernels;
+  if (name == "auto") return g_conversions.store(best_conversions());
+  if (name == "plain") return g_conversions.store(&kPlain);
+  const Bf16Conversions* native = native_bf16_conversions();
+  if (native != nullptr && name == native->name) return g_conversions.store(native);
+  for (int i = 0; i < simd_bf16_variant_count(); ++i)
+    if (name == simd_bf16_conversions(i)->name) return g_conversions.store(simd_bf16_conversions(i));
+  throw Error("unknown bf16 conversion variant '" + name +
+              "'; this CPU runs: " + bf16_conversion_variants());
+}
+
+}  // namespace bnlab

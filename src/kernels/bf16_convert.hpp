@@ -1,0 +1,27 @@
+// The bf16 <-> float conversion loops the bf16 kernels run, one table per
+// variant: the plain loops (bf16_convert.cpp), Highway's per-target ones
+// (bf16_convert_simd.cpp) and AVX512-BF16's own instruction
+// (bf16_convert_native.cpp). Every variant gives the same bits.
+#pragma once
+
+#include <cstdint>
+
+namespace bnlab::kernels {
+
+struct Bf16Conversions {
+  const char* name;
+  void (*to_float)(const uint16_t* in, float* out, int64_t count);
+  void (*from_float)(const float* in, uint16_t* out, int64_t count);  // nearest, ties to even
+};
+
+const Bf16Conversions* plain_bf16_conversions();
+// VCVTNEPS2BF16 when the CPU has AVX512-BF16, else null.
+const Bf16Conversions* native_bf16_conversions();
+// Highway's variants this CPU runs, best first.
+int simd_bf16_variant_count();
+const Bf16Conversions* simd_bf16_conversions(int index);
+
+// The selected variant (the best this CPU runs unless set_bf16_conversion_variant chose one).
+const Bf16Conversions& bf16_conversions();
+
+}  // namespace bnlab::kernels
