@@ -32,6 +32,7 @@ struct TrainCommandOptions {
   int64_t bucket_kb = 512;
   bool no_overlap = false;
   bool freeze_bn = false, freeze_bn_affine = false;
+  std::string precision = "fp32";
 };
 
 // Per-step times of a data-parallel run, for --json (rank 0's clock).
@@ -55,6 +56,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   if (arch_option->count() == 0 && model_option->count() == 0)
     throw CLI::RequiredError("--arch TEXT or --model PRESET");
   apply_threads(o.threads);
+  apply_precision(o.precision);  // refuses bf16 on a CPU without it
   const std::string arch = o.arch.empty() ? nn::preset_arch(o.model) : o.arch;
   const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
   const data::Split split = load_data(o.data, o.data.limit, test_limit);
@@ -148,6 +150,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
         {"batch", options.batch},
         {"lr", options.lr},
         {"seed", o.seed},
+        {"precision", o.precision},
         {"epochs", epochs},
         {"train_loss", losses},
         {"diverged", diverged},
@@ -215,6 +218,7 @@ void add_train_command(CLI::App& app) {
                    "backward goes on")
       ->capture_default_str()
       ->check(positive());
+  add_precision_option(*command, o->precision);
   command->add_flag("--no-overlap", o->no_overlap,
                     "Under mpirun: sum the gradients after the backward instead of during it "
                     "(for measuring the overlap)");
