@@ -31,7 +31,7 @@ namespace bnlab::bench {
 //   split_forward       3: train_forward from the split kernels of a synchronized
 //                          BN on one part: stats, merge, forward_with_stats
 //   split_backward      5: backward as backward_reduce then backward_with_sums
-//   train_forward_bf16, inference_forward_bf16, backward_bf16  3, 2, 5: the
+//   bf16_train_forward, bf16_inference_forward, bf16_backward  3, 2, 5: the
 //                          same ops on bf16 tensors (float weight and statistics),
 //                          whose passes move numel * 2 bytes (element_bytes)
 // The split ops' peers are the fused ones (oneDNN's train_forward and backward;
@@ -48,9 +48,9 @@ enum class Op {
   layer_norm_backward,
   split_forward,
   split_backward,
-  train_forward_bf16,
-  inference_forward_bf16,
-  backward_bf16
+  bf16_train_forward,
+  bf16_inference_forward,
+  bf16_backward
 };
 constexpr int64_t kBenchGroups = 32;  // GroupNorm's groups in the bench (Wu & He's default)
 

@@ -148,19 +148,19 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
       }
       break;
     }
-    case Op::train_forward_bf16: {
+    case Op::bf16_train_forward: {
       RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
       batch_norm_forward_training_bf16(b.x_bf16.data(), shape, b.weight.data(), b.bias.data(),
                                        running, kEps, b.out_bnlab_bf16.data(), b.save_mean.data(),
                                        b.save_invstd.data());
       break;
     }
-    case Op::inference_forward_bf16:
+    case Op::bf16_inference_forward:
       batch_norm_forward_inference_bf16(b.x_bf16.data(), shape, b.weight.data(), b.bias.data(),
                                         b.running_mean.data(), b.running_var.data(), kEps,
                                         b.out_bnlab_bf16.data());
       break;
-    case Op::backward_bf16:
+    case Op::bf16_backward:
       batch_norm_backward_bf16(b.x_bf16.data(), b.dy_bf16.data(), shape, b.weight.data(),
                                b.save_mean.data(), b.save_invstd.data(), b.out_bnlab_bf16.data(),
                                b.dweight.data(), b.dbias.data());
@@ -202,9 +202,9 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
     }
     const BatchNormShape shape = the_case.batch_norm_shape();
     if (is_bf16(the_case.op)) allocate_bf16(buffers);
-    if (the_case.op == Op::backward_bf16) {
+    if (the_case.op == Op::bf16_backward) {
       // The saved statistics of the bf16 forward on the same x.
-      call_bnlab({the_case.dims, the_case.layout, Op::train_forward_bf16}, shape, buffers);
+      call_bnlab({the_case.dims, the_case.layout, Op::bf16_train_forward}, shape, buffers);
     }
     if (the_case.op == Op::backward || the_case.op == Op::forward_backward ||
         the_case.op == Op::split_backward) {

@@ -146,9 +146,9 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
     case Op::group_norm_backward:
     case Op::layer_norm_forward:
     case Op::layer_norm_backward:
-    case Op::train_forward_bf16:
-    case Op::inference_forward_bf16:
-    case Op::backward_bf16: break;  // not batch norm, or mapped to float_op above
+    case Op::bf16_train_forward:
+    case Op::bf16_inference_forward:
+    case Op::bf16_backward: break;  // not batch norm, or mapped to float_op above
   }
   throw Error("oneDNN peer: unknown op in case " + the_case.id());
 }

@@ -19,9 +19,9 @@ const char* op_name(Op op) {
     case Op::layer_norm_backward: return "layer_norm_backward";
     case Op::split_forward: return "split_forward";
     case Op::split_backward: return "split_backward";
-    case Op::train_forward_bf16: return "train_forward_bf16";
-    case Op::inference_forward_bf16: return "inference_forward_bf16";
-    case Op::backward_bf16: return "backward_bf16";
+    case Op::bf16_train_forward: return "bf16_train_forward";
+    case Op::bf16_inference_forward: return "bf16_inference_forward";
+    case Op::bf16_backward: return "bf16_backward";
   }
   return "?";
 }
@@ -39,24 +39,24 @@ int op_passes(Op op) {
     case Op::layer_norm_backward: return 3;
     case Op::split_forward: return 3;
     case Op::split_backward: return 5;
-    case Op::train_forward_bf16:
-    case Op::inference_forward_bf16:
-    case Op::backward_bf16: return op_passes(float_op(op));
+    case Op::bf16_train_forward:
+    case Op::bf16_inference_forward:
+    case Op::bf16_backward: return op_passes(float_op(op));
   }
   return 0;
 }
 
 bool is_bf16(Op op) {
-  return op == Op::train_forward_bf16 || op == Op::inference_forward_bf16 ||
-         op == Op::backward_bf16;
+  return op == Op::bf16_train_forward || op == Op::bf16_inference_forward ||
+         op == Op::bf16_backward;
 }
 
 int element_bytes(Op op) { return is_bf16(op) ? 2 : 4; }
 
 Op float_op(Op op) {
-  if (op == Op::train_forward_bf16) return Op::train_forward;
-  if (op == Op::inference_forward_bf16) return Op::inference_forward;
-  if (op == Op::backward_bf16) return Op::backward;
+  if (op == Op::bf16_train_forward) return Op::train_forward;
+  if (op == Op::bf16_inference_forward) return Op::inference_forward;
+  if (op == Op::bf16_backward) return Op::backward;
   return op;
 }
 
@@ -113,7 +113,7 @@ std::vector<ShapeEntry> shape_table(bool quick) {
   const std::vector<BenchLayout> both = {channels_first, channels_last};
   const std::vector<BenchLayout> all = {channels_first, channels_last, blocked16};
   const std::vector<Op> three = {train_forward, inference_forward, backward};
-  const std::vector<Op> three_bf16 = {train_forward_bf16, inference_forward_bf16, backward_bf16};
+  const std::vector<Op> three_bf16 = {bf16_train_forward, bf16_inference_forward, bf16_backward};
   if (quick) {
     // Small enough for a sanitizer build in CI; every path of the program runs once.
     return {
