@@ -155,11 +155,48 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
   merge_tasks(per_task, tasks.count, c, mean, m2);
 }
 
+// Runs of one channel (channels-first spans) or of consecutive channels
+// (channels-last rows, blocked16 rows) at least this long are normalized in
+// registers; shorter ones go through the float buffer.
+constexpr int64_t kRegisterRun = 16;
+
+// y = bf16((x - mean)*scale + shift) of one piece (x, y at its offset)
+// widened, computed and rounded in registers, when its runs are long enough
+// (true); else false.
+bool normalize_in_registers(const uint16_t* x, uint16_t* y, const Piece& piece, const float* mean,
+                            const float* scale, const float* shift) {
+  const BatchNormShape& s = piece.shape;
+  const Bf16Conversions& v = bf16_conversions();
+  const int64_t j0 = piece.first_channel;
+  switch (s.layout) {
+    case Layout::channels_last:
+      if (s.c < kRegisterRun) return false;
+      v.rows_normalize(x, y, s.n * s.s, s.c, mean + j0, scale + j0, shift + j0);
+      return true;
+    case Layout::blocked16:
+      for (int64_t u = 0; u < s.n * (s.c / 16); ++u) {  // unit u: s rows of 16 channels
+        const int64_t j = j0 + 16 * (u % (s.c / 16));
+        v.rows_normalize(x + u * 16 * s.s, y + u * 16 * s.s, s.s, 16, mean + j, scale + j, shift + j);
+      }
+      return true;
+    case Layout::channels_first:
+      if (s.s < kRegisterRun) return false;
+      for (int64_t r = 0; r < s.n * s.c; ++r) {  // row r: channel j0 + r % c
+        const int64_t j = j0 + r % s.c;
+        v.span_normalize(x + r * s.s, y + r * s.s, s.s, mean[j], scale[j], shift[j]);
+      }
+      return true;
+  }
+  return false;
+}
+
 // y = (x - mean)*scale + shift per channel, piece by piece.
 void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* mean,
                      const float* scale, const float* shift) {
   parallel_for(plan.count, plan.sh.numel(), [&](int64_t p) {
     const Piece piece = plan.piece(p);
+    if (normalize_in_registers(x + piece.offset, y + piece.offset, piece, mean, scale, shift))
+      return;
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
     float* xf = Workspace::grown(piece_buffers().x, values);
     bf16_conversions().to_float(x + piece.offset, xf, values);

@@ -20,7 +20,21 @@ void plain_from_float(const float* in, uint16_t* out, int64_t count) {
   for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]);
 }
 
-const Bf16Conversions kPlain{"plain", plain_to_float, plain_from_float};
+void plain_span_normalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
+                          float shift) {
+  for (int64_t i = 0; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
+}
+
+void plain_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
+                          const float* mean, const float* scale, const float* shift) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t w = 0; w < width; ++w)
+      y[r * width + w] =
+          float_to_bf16((bf16_to_float(x[r * width + w]) - mean[w]) * scale[w] + shift[w]);
+}
+
+const Bf16Conversions kPlain{"plain", plain_to_float, plain_from_float, plain_span_normalize,
+                             plain_rows_normalize};
 
 std::atomic<const Bf16Conversions*> g_conversions{nullptr};
 

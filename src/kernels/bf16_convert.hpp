@@ -12,6 +12,12 @@ struct Bf16Conversions {
   const char* name;
   void (*to_float)(const uint16_t* in, float* out, int64_t count);
   void (*from_float)(const float* in, uint16_t* out, int64_t count);  // nearest, ties to even
+  // y = bf16((x - mean)*scale + shift): a span of one channel, or `rows`
+  // contiguous rows of `width` columns, column w channel w of the arrays.
+  void (*span_normalize)(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
+                         float shift);
+  void (*rows_normalize)(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
+                         const float* mean, const float* scale, const float* shift);
 };
 
 const Bf16Conversions* plain_bf16_conversions();

@@ -38,12 +38,12 @@ const Bf16Conversions* native_bf16_conversions() {
                           __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl");
   if (!has) return nullptr;
-  // Widening is a shift, exact in every variant: the best Highway one does it.
-  static const Bf16Conversions native{
-      "avx512_bf16",
-      simd_bf16_variant_count() > 0 ? simd_bf16_conversions(0)->to_float
-                                    : plain_bf16_conversions()->to_float,
-      native_from_float};
+  // Widening is a shift, exact in every variant, and the fused normalize
+  // rounds in registers: the best Highway variant does both.
+  const Bf16Conversions* rest =
+      simd_bf16_variant_count() > 0 ? simd_bf16_conversions(0) : plain_bf16_conversions();
+  static const Bf16Conversions native{"avx512_bf16", rest->to_float, native_from_float,
+                                      rest->span_normalize, rest->rows_normalize};
   return &native;
 #else
   return nullptr;

@@ -1,4 +1,5 @@
-// The bf16 conversions written once with Google Highway and compiled for each
+// The bf16 conversions, and the bf16 normalize that widens, computes and
+// rounds in registers, written once with Google Highway and compiled for each
 // x86 instruction set; each gives the bits of the plain loops in
 // bf16_convert.cpp (Highway 1.0's own DemoteTo truncates, so the rounding is
 // done here on the integer bits). Tails shorter than a vector go through the
@@ -21,47 +22,80 @@ using DU32 = hn::RebindToUnsigned<DF>;
 using DI32 = hn::RebindToSigned<DF>;
 using DU16 = hn::Rebind<uint16_t, DF>;  // half-width: one u16 lane per float lane
 
-void ToFloat(const uint16_t* in, float* out, int64_t count) {
-  const DF df;
-  const DU32 du32;
-  const DU16 du16;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  int64_t i = 0;
-  for (; i + lanes <= count; i += lanes) {
-    const auto wide = hn::PromoteTo(du32, hn::LoadU(du16, in + i));
-    hn::StoreU(hn::BitCast(df, hn::ShiftLeft<16>(wide)), df, out + i);
-  }
-  for (; i < count; ++i) out[i] = bf16_to_float(in[i]);
-}
 
 // float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
 // half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
-void FromFloat(const float* in, uint16_t* out, int64_t count) {
-  const DF df;
+// float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
+// half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
+HWY_INLINE hn::Vec<DU16> RoundToBf16(hn::Vec<DF> v) {
   const DU32 du32;
   const DI32 di32;
   const DU16 du16;
-  const auto exponent_mask = hn::Set(du32, 0x7f800000u);
-  const auto round_bias = hn::Set(du32, 0x7fffu);
-  const auto one = hn::Set(du32, 1u);
-  const auto quiet = hn::Set(du32, 0x0040u);
-  const auto sign = hn::Set(du32, 0x8000u);
+  const auto bits = hn::BitCast(du32, v);
+  const auto top = hn::ShiftRight<16>(bits);
+  auto r = hn::ShiftRight<16>(hn::Add(hn::Add(bits, hn::Set(du32, 0x7fffu)),
+                                      hn::And(top, hn::Set(du32, 1u))));
+  r = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Or(top, hn::Set(du32, 0x0040u)), r);
+  r = hn::IfThenElse(hn::Eq(hn::And(bits, hn::Set(du32, 0x7f800000u)), hn::Zero(du32)),
+                     hn::And(top, hn::Set(du32, 0x8000u)), r);
+  return hn::DemoteTo(du16, hn::BitCast(di32, r));
+}
+
+HWY_INLINE hn::Vec<DF> Widen(const uint16_t* in) {
+  const DF df;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(DU32(), hn::LoadU(DU16(), in))));
+}
+
+void ToFloat(const uint16_t* in, float* out, int64_t count) {
+  const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
-  for (; i + lanes <= count; i += lanes) {
-    const auto v = hn::LoadU(df, in + i);
-    const auto bits = hn::BitCast(du32, v);
-    const auto top = hn::ShiftRight<16>(bits);
-    auto r = hn::ShiftRight<16>(hn::Add(hn::Add(bits, round_bias), hn::And(top, one)));
-    r = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Or(top, quiet), r);
-    r = hn::IfThenElse(hn::Eq(hn::And(bits, exponent_mask), hn::Zero(du32)), hn::And(top, sign), r);
-    hn::StoreU(hn::DemoteTo(du16, hn::BitCast(di32, r)), du16, out + i);
-  }
+  for (; i + lanes <= count; i += lanes) hn::StoreU(Widen(in + i), df, out + i);
+  for (; i < count; ++i) out[i] = bf16_to_float(in[i]);
+}
+
+void FromFloat(const float* in, uint16_t* out, int64_t count) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) hn::StoreU(RoundToBf16(hn::LoadU(df, in + i)), DU16(), out + i);
   for (; i < count; ++i) out[i] = float_to_bf16(in[i]);
 }
 
+// y = bf16((x - mean)*scale + shift) on a span of one channel, in registers.
+void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
+                   float shift) {
+  const DF df;
+  const auto m = hn::Set(df, mean), sc = hn::Set(df, scale), sh = hn::Set(df, shift);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= len; i += lanes)
+    hn::StoreU(RoundToBf16(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh)), DU16(), y + i);
+  for (; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
+}
+
+// The same on `rows` contiguous rows of `width` columns, column w its own channel.
+void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
+                   const float* scale, const float* shift) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* xr = x + r * width;
+    uint16_t* yr = y + r * width;
+    int64_t w = 0;
+    for (; w + lanes <= width; w += lanes) {
+      const auto v = hn::MulAdd(hn::Sub(Widen(xr + w), hn::LoadU(df, mean + w)),
+                                hn::LoadU(df, scale + w), hn::LoadU(df, shift + w));
+      hn::StoreU(RoundToBf16(v), DU16(), yr + w);
+    }
+    for (; w < width; ++w)
+      yr[w] = float_to_bf16((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w]);
+  }
+}
+
 const Bf16Conversions* GetConversions() {
-  static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat};
+  static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
+                                           SpanNormalize, RowsNormalize};
   return &conversions;
 }
 

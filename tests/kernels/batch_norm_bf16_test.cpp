@@ -211,6 +211,32 @@ std::string shape_name(const ::testing::TestParamInfo<BatchNormShape>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Kernels, ::testing::ValuesIn(bf16_shapes()), shape_name);
 
+// Each conversion variant (its rounding and its in-register normalize) on the
+// shapes whose pieces take the register path: spans, channels-last rows,
+// blocked16 units, and a channels-last row too narrow for it.
+TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
+  const BatchNormShape shapes[] = {{4, 3, 70, Layout::channels_first},
+                                   {3, 32, 9, Layout::channels_last},
+                                   {3, 32, 9, Layout::blocked16},
+                                   {5, 3, 7, Layout::channels_last}};
+  for (const std::string& name : split_commas(bf16_conversion_variants())) {
+    set_bf16_conversion_variant(name);
+    for (const BatchNormShape& sh : shapes) {
+      const std::vector<uint16_t> x = to_bf16(channel_data(sh, 71));
+      const std::vector<float> weight = random_vector(sh.c, 72, 1.0f, 0.5f);
+      const std::vector<float> bias = random_vector(sh.c, 73);
+      std::vector<uint16_t> y(x.size());
+      batch_norm_forward_training_bf16(x.data(), sh, weight.data(), bias.data(), {}, 1e-5,
+                                       y.data(), nullptr, nullptr);
+      EXPECT_TRUE(bf16_close(name + " " + describe(sh), y,
+                             reference_forward_training(widen(x), sh, weight.data(), bias.data(),
+                                                        1e-5)
+                                 .y));
+    }
+  }
+  set_bf16_conversion_variant("auto");
+}
+
 // d/dx of L = sum(dy * y(x)) by central differences of the float64 forward,
 // against the kernel's dx (bf16) and dweight, dbias (float).
 TEST(Bf16Kernels, BackwardMatchesCentralDifferences) {
