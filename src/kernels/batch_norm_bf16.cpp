@@ -157,37 +157,62 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
 
 // Runs of one channel (channels-first spans) or of consecutive channels
 // (channels-last rows, blocked16 rows) at least this long are normalized in
-// registers; shorter ones go through the float buffer.
+// registers (normalize, gradient input); shorter ones go through the float buffer.
 constexpr int64_t kRegisterRun = 16;
 
-// y = bf16((x - mean)*scale + shift) of one piece (x, y at its offset)
-// widened, computed and rounded in registers, when its runs are long enough
-// (true); else false.
-bool normalize_in_registers(const uint16_t* x, uint16_t* y, const Piece& piece, const float* mean,
-                            const float* scale, const float* shift) {
+// A piece's runs for the register loops: span(at, j, len) for each
+// channels-first run of channel j, rows(at, rows, width, j) for each block of
+// rows whose columns are channels j, j+1, ... (at: values from the piece's
+// start), when the runs are at least kRegisterRun long (true); else false.
+template <class Span, class Rows>
+bool for_each_register_run(const Piece& piece, Span&& span, Rows&& rows) {
   const BatchNormShape& s = piece.shape;
-  const Bf16Conversions& v = bf16_conversions();
   const int64_t j0 = piece.first_channel;
   switch (s.layout) {
     case Layout::channels_last:
       if (s.c < kRegisterRun) return false;
-      v.rows_normalize(x, y, s.n * s.s, s.c, mean + j0, scale + j0, shift + j0);
+      rows(0, s.n * s.s, s.c, j0);
       return true;
     case Layout::blocked16:
-      for (int64_t u = 0; u < s.n * (s.c / 16); ++u) {  // unit u: s rows of 16 channels
-        const int64_t j = j0 + 16 * (u % (s.c / 16));
-        v.rows_normalize(x + u * 16 * s.s, y + u * 16 * s.s, s.s, 16, mean + j, scale + j, shift + j);
-      }
+      for (int64_t u = 0; u < s.n * (s.c / 16); ++u)  // unit u: s rows of 16 channels
+        rows(u * 16 * s.s, s.s, 16, j0 + 16 * (u % (s.c / 16)));
       return true;
     case Layout::channels_first:
       if (s.s < kRegisterRun) return false;
-      for (int64_t r = 0; r < s.n * s.c; ++r) {  // row r: channel j0 + r % c
-        const int64_t j = j0 + r % s.c;
-        v.span_normalize(x + r * s.s, y + r * s.s, s.s, mean[j], scale[j], shift[j]);
-      }
+      for (int64_t r = 0; r < s.n * s.c; ++r) span(r * s.s, j0 + r % s.c, s.s);  // channel j0 + r % c
       return true;
   }
   return false;
+}
+
+// y = bf16((x - mean)*scale + shift) of one piece (x, y at its offset)
+// widened, computed and rounded in registers, when its runs are long enough.
+bool normalize_in_registers(const uint16_t* x, uint16_t* y, const Piece& piece, const float* mean,
+                            const float* scale, const float* shift) {
+  const Bf16Conversions& v = bf16_conversions();
+  return for_each_register_run(
+      piece,
+      [&](int64_t at, int64_t j, int64_t len) {
+        v.span_normalize(x + at, y + at, len, mean[j], scale[j], shift[j]);
+      },
+      [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
+        v.rows_normalize(x + at, y + at, rows, width, mean + j, scale + j, shift + j);
+      });
+}
+
+// dx = bf16(a*dy + b*(x - mean) + c) of one piece in registers, likewise.
+bool grad_input_in_registers(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
+                             const Piece& piece, const float* mean, const float* a,
+                             const float* b, const float* c) {
+  const Bf16Conversions& v = bf16_conversions();
+  return for_each_register_run(
+      piece,
+      [&](int64_t at, int64_t j, int64_t len) {
+        v.span_grad_input(x + at, dy + at, dx + at, len, mean[j], a[j], b[j], c[j]);
+      },
+      [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
+        v.rows_grad_input(x + at, dy + at, dx + at, rows, width, mean + j, a + j, b + j, c + j);
+      });
 }
 
 // y = (x - mean)*scale + shift per channel, piece by piece.
@@ -240,8 +265,11 @@ void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& pla
 void piece_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, const PiecePlan& plan,
                       const float* mean, const float* a, const float* b, const float* c) {
   parallel_for(plan.count, 3 * plan.sh.numel(), [&](int64_t p) {
-    PieceBuffers& buf = piece_buffers();
     const Piece piece = plan.piece(p);
+    if (grad_input_in_registers(x + piece.offset, dy + piece.offset, dx + piece.offset, piece,
+                                mean, a, b, c))
+      return;
+    PieceBuffers& buf = piece_buffers();
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
     widen_piece(x, dy, piece, buf);
     float* dxf = Workspace::grown(buf.out, values);

@@ -33,8 +33,29 @@ void plain_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t 
           float_to_bf16((bf16_to_float(x[r * width + w]) - mean[w]) * scale[w] + shift[w]);
 }
 
-const Bf16Conversions kPlain{"plain", plain_to_float, plain_from_float, plain_span_normalize,
-                             plain_rows_normalize};
+void plain_span_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len,
+                           float mean, float a, float b, float c) {
+  for (int64_t i = 0; i < len; ++i)
+    dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
+}
+
+void plain_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
+                           int64_t width, const float* mean, const float* a, const float* b,
+                           const float* c) {
+  for (int64_t e = 0; e < rows * width; ++e) {
+    const int64_t w = e % width;
+    dx[e] = float_to_bf16(a[w] * bf16_to_float(dy[e]) + b[w] * (bf16_to_float(x[e]) - mean[w]) +
+                          c[w]);
+  }
+}
+
+const Bf16Conversions kPlain{"plain",
+                             plain_to_float,
+                             plain_from_float,
+                             plain_span_normalize,
+                             plain_rows_normalize,
+                             plain_span_grad_input,
+                             plain_rows_grad_input};
 
 std::atomic<const Bf16Conversions*> g_conversions{nullptr};
 

@@ -18,6 +18,12 @@ struct Bf16Conversions {
                          float shift);
   void (*rows_normalize)(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
                          const float* mean, const float* scale, const float* shift);
+  // dx = bf16(a*dy + b*(x - mean) + c), on the same two shapes of run.
+  void (*span_grad_input)(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len,
+                          float mean, float a, float b, float c);
+  void (*rows_grad_input)(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
+                          int64_t width, const float* mean, const float* a, const float* b,
+                          const float* c);
 };
 
 const Bf16Conversions* plain_bf16_conversions();

@@ -1,5 +1,5 @@
-// The bf16 conversions, and the bf16 normalize that widens, computes and
-// rounds in registers, written once with Google Highway and compiled for each
+// The bf16 conversions, and the bf16 normalize and gradient-input loops that
+// widen, compute and round in registers, written once with Google Highway and compiled for each
 // x86 instruction set; each gives the bits of the plain loops in
 // bf16_convert.cpp (Highway 1.0's own DemoteTo truncates, so the rounding is
 // done here on the integer bits). Tails shorter than a vector go through the
@@ -93,9 +93,46 @@ void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, 
   }
 }
 
+// dx = bf16(a*dy + b*(x - mean) + c) on a span of one channel, in registers.
+void SpanGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len, float mean,
+                   float a, float b, float c) {
+  const DF df;
+  const auto m = hn::Set(df, mean), va = hn::Set(df, a), vb = hn::Set(df, b), vc = hn::Set(df, c);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= len; i += lanes) {
+    const auto v = hn::MulAdd(va, Widen(dy + i), hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc));
+    hn::StoreU(RoundToBf16(v), DU16(), dx + i);
+  }
+  for (; i < len; ++i)
+    dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
+}
+
+// The same on `rows` contiguous rows of `width` columns, column w its own channel.
+void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
+                   int64_t width, const float* mean, const float* a, const float* b,
+                   const float* c) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * width;
+    int64_t w = 0;
+    for (; w + lanes <= width; w += lanes) {
+      const auto xm = hn::Sub(Widen(x + o + w), hn::LoadU(df, mean + w));
+      const auto v = hn::MulAdd(hn::LoadU(df, a + w), Widen(dy + o + w),
+                                hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w)));
+      hn::StoreU(RoundToBf16(v), DU16(), dx + o + w);
+    }
+    for (; w < width; ++w)
+      dx[o + w] = float_to_bf16(a[w] * bf16_to_float(dy[o + w]) +
+                                b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
+  }
+}
+
 const Bf16Conversions* GetConversions() {
   static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
-                                           SpanNormalize, RowsNormalize};
+                                           SpanNormalize, RowsNormalize, SpanGradInput,
+                                           RowsGradInput};
   return &conversions;
 }
 

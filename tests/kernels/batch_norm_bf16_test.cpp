@@ -211,9 +211,9 @@ std::string shape_name(const ::testing::TestParamInfo<BatchNormShape>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Kernels, ::testing::ValuesIn(bf16_shapes()), shape_name);
 
-// Each conversion variant (its rounding and its in-register normalize) on the
-// shapes whose pieces take the register path: spans, channels-last rows,
-// blocked16 units, and a channels-last row too narrow for it.
+// Each conversion variant (its rounding, its in-register normalize and
+// gradient input) on the shapes whose pieces take the register path: spans,
+// channels-last rows, blocked16 units, and a channels-last row too narrow.
 TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
   const BatchNormShape shapes[] = {{4, 3, 70, Layout::channels_first},
                                    {3, 32, 9, Layout::channels_last},
@@ -225,13 +225,21 @@ TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
       const std::vector<uint16_t> x = to_bf16(channel_data(sh, 71));
       const std::vector<float> weight = random_vector(sh.c, 72, 1.0f, 0.5f);
       const std::vector<float> bias = random_vector(sh.c, 73);
-      std::vector<uint16_t> y(x.size());
+      const std::vector<uint16_t> dy = to_bf16(random_vector(sh.numel(), 74));
+      std::vector<uint16_t> y(x.size()), dx(x.size());
+      std::vector<float> mean(sh.c), invstd(sh.c);
       batch_norm_forward_training_bf16(x.data(), sh, weight.data(), bias.data(), {}, 1e-5,
-                                       y.data(), nullptr, nullptr);
-      EXPECT_TRUE(bf16_close(name + " " + describe(sh), y,
+                                       y.data(), mean.data(), invstd.data());
+      EXPECT_TRUE(bf16_close(name + " y " + describe(sh), y,
                              reference_forward_training(widen(x), sh, weight.data(), bias.data(),
                                                         1e-5)
                                  .y));
+      batch_norm_backward_bf16(x.data(), dy.data(), sh, weight.data(), mean.data(), invstd.data(),
+                               dx.data(), nullptr, nullptr);
+      EXPECT_TRUE(bf16_close(name + " dx " + describe(sh), dx,
+                             reference_backward(widen(x), widen(dy), sh, weight.data(),
+                                                mean.data(), invstd.data())
+                                 .dx));
     }
   }
   set_bf16_conversion_variant("auto");
