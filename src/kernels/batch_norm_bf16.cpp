@@ -157,7 +157,7 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
 
 // Runs of one channel (channels-first spans) or of consecutive channels
 // (channels-last rows, blocked16 rows) at least this long are normalized in
-// registers (normalize, gradient input); shorter ones go through the float buffer.
+// registers (normalize, gradient sums and input); shorter ones go through the float buffer.
 constexpr int64_t kRegisterRun = 16;
 
 // A piece's runs for the register loops: span(at, j, len) for each
@@ -215,6 +215,25 @@ bool grad_input_in_registers(const uint16_t* x, const uint16_t* dy, uint16_t* dx
       });
 }
 
+// sum(dy) and sum(dy*(x - mean)) of one piece's channels into sum_dy[j -
+// first_channel], sum_dy_xmu[...] (set here), in registers, likewise.
+bool grad_sums_in_registers(const uint16_t* x, const uint16_t* dy, const Piece& piece,
+                            const float* mean, double* sum_dy, double* sum_dy_xmu) {
+  const Bf16Conversions& v = bf16_conversions();
+  const int64_t j0 = piece.first_channel, c = piece.shape.c;
+  std::fill(sum_dy, sum_dy + c, 0.0);
+  std::fill(sum_dy_xmu, sum_dy_xmu + c, 0.0);
+  return for_each_register_run(
+      piece,
+      [&](int64_t at, int64_t j, int64_t len) {
+        v.span_grad_sums(x + at, dy + at, len, mean[j], sum_dy + (j - j0), sum_dy_xmu + (j - j0));
+      },
+      [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
+        v.rows_grad_sums(x + at, dy + at, rows, width, mean + j, sum_dy + (j - j0),
+                         sum_dy_xmu + (j - j0));
+      });
+}
+
 // y = (x - mean)*scale + shift per channel, piece by piece.
 void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* mean,
                      const float* scale, const float* shift) {
@@ -250,10 +269,12 @@ void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& pla
     double* psx = Workspace::grown(buf.b, width);
     for (int64_t p = tasks.begin(t); p < tasks.begin(t + 1); ++p) {
       const Piece piece = plan.piece(p);
-      widen_piece(x, dy, piece, buf);
-      const GradInput g{buf.x.data(), buf.dy.data(), nullptr, nullptr,
-                        mean + piece.first_channel, nullptr, nullptr, nullptr};
-      channel_grad_sums(g, piece.shape, ps, psx);
+      if (!grad_sums_in_registers(x + piece.offset, dy + piece.offset, piece, mean, ps, psx)) {
+        widen_piece(x, dy, piece, buf);
+        const GradInput g{buf.x.data(), buf.dy.data(), nullptr, nullptr,
+                          mean + piece.first_channel, nullptr, nullptr, nullptr};
+        channel_grad_sums(g, piece.shape, ps, psx);
+      }
       GradSums* total = per_task + t * c + piece.first_channel;
       for (int64_t j = 0; j < piece.shape.c; ++j) total[j].merge(GradSums{ps[j], psx[j]});
     }

@@ -2,6 +2,7 @@
 // conversion functions (bnlab/batch_norm_bf16.hpp).
 #include "kernels/bf16_convert.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -49,13 +50,36 @@ void plain_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, 
   }
 }
 
+// Per column, in float blocks of 256 rows added in double (the vector loops' blocks).
+void plain_rows_grad_sums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
+                          const float* mean, double* sum_dy, double* sum_dy_xmu) {
+  for (int64_t w = 0; w < width; ++w)
+    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
+      float s = 0.0f, sx = 0.0f;
+      for (int64_t r = r0; r < std::min(rows, r0 + 256); ++r) {
+        const float g = bf16_to_float(dy[r * width + w]);
+        s += g;
+        sx += g * (bf16_to_float(x[r * width + w]) - mean[w]);
+      }
+      sum_dy[w] += s;
+      sum_dy_xmu[w] += sx;
+    }
+}
+
+void plain_span_grad_sums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean,
+                          double* sum_dy, double* sum_dy_xmu) {
+  plain_rows_grad_sums(x, dy, len, 1, &mean, sum_dy, sum_dy_xmu);  // a span: one column
+}
+
 const Bf16Conversions kPlain{"plain",
                              plain_to_float,
                              plain_from_float,
                              plain_span_normalize,
                              plain_rows_normalize,
                              plain_span_grad_input,
-                             plain_rows_grad_input};
+                             plain_rows_grad_input,
+                             plain_span_grad_sums,
+                             plain_rows_grad_sums};
 
 std::atomic<const Bf16Conversions*> g_conversions{nullptr};
 

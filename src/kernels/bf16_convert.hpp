@@ -24,6 +24,12 @@ struct Bf16Conversions {
   void (*rows_grad_input)(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
                           int64_t width, const float* mean, const float* a, const float* b,
                           const float* c);
+  // sum_dy += sum(dy), sum_dy_xmu += sum(dy*(x - mean)) per channel (per column
+  // of rows), in float blocks added in double.
+  void (*span_grad_sums)(const uint16_t* x, const uint16_t* dy, int64_t len, float mean,
+                         double* sum_dy, double* sum_dy_xmu);
+  void (*rows_grad_sums)(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
+                         const float* mean, double* sum_dy, double* sum_dy_xmu);
 };
 
 const Bf16Conversions* plain_bf16_conversions();

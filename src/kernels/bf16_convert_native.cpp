@@ -39,13 +39,14 @@ const Bf16Conversions* native_bf16_conversions() {
                           __builtin_cpu_supports("avx512vl");
   if (!has) return nullptr;
   // Widening is a shift, exact in every variant, and the fused normalize
-  // and gradient-input loops round in registers: the best Highway variant's.
+  // loops work in registers: the best Highway variant's.
   const Bf16Conversions* rest =
       simd_bf16_variant_count() > 0 ? simd_bf16_conversions(0) : plain_bf16_conversions();
   static const Bf16Conversions native{"avx512_bf16",        rest->to_float,
                                       native_from_float,    rest->span_normalize,
                                       rest->rows_normalize, rest->span_grad_input,
-                                      rest->rows_grad_input};
+                                      rest->rows_grad_input, rest->span_grad_sums,
+                                      rest->rows_grad_sums};
   return &native;
 #else
   return nullptr;

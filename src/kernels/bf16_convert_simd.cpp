@@ -1,5 +1,5 @@
-// The bf16 conversions, and the bf16 normalize and gradient-input loops that
-// widen, compute and round in registers, written once with Google Highway and compiled for each
+// The bf16 conversions, and the bf16 normalize, gradient-sum and
+// gradient-input loops that widen, compute and round in registers, written once with Google Highway and compiled for each
 // x86 instruction set; each gives the bits of the plain loops in
 // bf16_convert.cpp (Highway 1.0's own DemoteTo truncates, so the rounding is
 // done here on the integer bits). Tails shorter than a vector go through the
@@ -9,8 +9,11 @@
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
+#include <algorithm>
+
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
+#include "kernels/load_tail-inl.h"  // kMaxLanes
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -129,10 +132,71 @@ void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t 
   }
 }
 
+// Rows (or values) summed in float before they are added to the double sums.
+constexpr int64_t kFloatBlock = 256;
+
+// sum_dy += sum(dy), sum_dy_xmu += sum(dy*(x - mean)) over a span of one
+// channel, in float blocks of kFloatBlock vectors added in double.
+void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean, double* sum_dy,
+                  double* sum_dy_xmu) {
+  const DF df;
+  const auto m = hn::Set(df, mean);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = len / lanes * lanes;
+  for (int64_t b = 0; b < whole; b += kFloatBlock * lanes) {
+    auto s = hn::Zero(df), sx = hn::Zero(df);
+    for (int64_t i = b; i < std::min(whole, b + kFloatBlock * lanes); i += lanes) {
+      const auto g = Widen(dy + i);
+      s = hn::Add(s, g);
+      sx = hn::MulAdd(g, hn::Sub(Widen(x + i), m), sx);
+    }
+    *sum_dy += hn::GetLane(hn::SumOfLanes(df, s));
+    *sum_dy_xmu += hn::GetLane(hn::SumOfLanes(df, sx));
+  }
+  for (int64_t i = whole; i < len; ++i) {
+    const float g = bf16_to_float(dy[i]);
+    *sum_dy += g;
+    *sum_dy_xmu += g * (bf16_to_float(x[i]) - mean);
+  }
+}
+
+// The same per column of `rows` contiguous rows of `width` columns: column w
+// adds to sum_dy[w] and sum_dy_xmu[w], float blocks of kFloatBlock rows.
+void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
+                  const float* mean, double* sum_dy, double* sum_dy_xmu) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float lane_s[kMaxLanes], lane_sx[kMaxLanes];
+  int64_t w = 0;
+  for (; w + lanes <= width; w += lanes) {
+    const auto m = hn::LoadU(df, mean + w);
+    for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+      auto s = hn::Zero(df), sx = hn::Zero(df);
+      for (int64_t r = r0; r < std::min(rows, r0 + kFloatBlock); ++r) {
+        const auto g = Widen(dy + r * width + w);
+        s = hn::Add(s, g);
+        sx = hn::MulAdd(g, hn::Sub(Widen(x + r * width + w), m), sx);
+      }
+      hn::Store(s, df, lane_s);
+      hn::Store(sx, df, lane_sx);
+      for (int64_t k = 0; k < lanes; ++k) {
+        sum_dy[w + k] += lane_s[k];
+        sum_dy_xmu[w + k] += lane_sx[k];
+      }
+    }
+  }
+  for (; w < width; ++w)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float g = bf16_to_float(dy[r * width + w]);
+      sum_dy[w] += g;
+      sum_dy_xmu[w] += g * (bf16_to_float(x[r * width + w]) - mean[w]);
+    }
+}
+
 const Bf16Conversions* GetConversions() {
   static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
                                            SpanNormalize, RowsNormalize, SpanGradInput,
-                                           RowsGradInput};
+                                           RowsGradInput, SpanGradSums,  RowsGradSums};
   return &conversions;
 }
 

@@ -211,8 +211,8 @@ std::string shape_name(const ::testing::TestParamInfo<BatchNormShape>& info) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Kernels, ::testing::ValuesIn(bf16_shapes()), shape_name);
 
-// Each conversion variant (its rounding, its in-register normalize and
-// gradient input) on the shapes whose pieces take the register path: spans,
+// Each conversion variant (its rounding, its in-register normalize, gradient
+// sums and gradient input) on the shapes whose pieces take the register path: spans,
 // channels-last rows, blocked16 units, and a channels-last row too narrow.
 TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
   const BatchNormShape shapes[] = {{4, 3, 70, Layout::channels_first},
@@ -234,12 +234,15 @@ TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
                              reference_forward_training(widen(x), sh, weight.data(), bias.data(),
                                                         1e-5)
                                  .y));
+      std::vector<float> dweight(sh.c), dbias(sh.c);
       batch_norm_backward_bf16(x.data(), dy.data(), sh, weight.data(), mean.data(), invstd.data(),
-                               dx.data(), nullptr, nullptr);
-      EXPECT_TRUE(bf16_close(name + " dx " + describe(sh), dx,
-                             reference_backward(widen(x), widen(dy), sh, weight.data(),
-                                                mean.data(), invstd.data())
-                                 .dx));
+                               dx.data(), dweight.data(), dbias.data());
+      const ReferenceBackward r = reference_backward(widen(x), widen(dy), sh, weight.data(),
+                                                     mean.data(), invstd.data());
+      EXPECT_TRUE(bf16_close(name + " dx " + describe(sh), dx, r.dx));
+      EXPECT_TRUE(all_close(name + " dweight", dweight.data(), r.dweight, kTolerance,
+                            &r.dweight_scale));
+      EXPECT_TRUE(all_close(name + " dbias", dbias.data(), r.dbias, kTolerance, &r.dbias_scale));
     }
   }
   set_bf16_conversion_variant("auto");
