@@ -99,6 +99,7 @@ struct Tasks {
 struct PieceBuffers {
   AlignedVector<float> x, dy, out;
   AlignedVector<double> a, b;  // a piece's per-channel results
+  AlignedVector<Moments> moments;
 };
 PieceBuffers& piece_buffers() {
   thread_local PieceBuffers buffers;
@@ -130,34 +131,9 @@ void merge_tasks(const Total* per_task, int64_t tasks, int64_t c, double* out_a,
       0, c, tasks, [&](int64_t j, int64_t t) { return per_task[t * c + j]; }, out_a, out_b);
 }
 
-// Per-channel mean and m2 over the whole tensor: each piece's by the fp32
-// walks (float blocks merged in double), merged piece by piece in each task.
-void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, double* m2) {
-  const Tasks tasks(plan);
-  const int64_t c = plan.sh.c;
-  Moments* per_task = zeroed(bf16_workspace().task_moments, tasks.count * c);
-  parallel_for(tasks.count, plan.sh.numel(), [&](int64_t t) {
-    PieceBuffers& buf = piece_buffers();
-    const int64_t width = plan.piece_channels();
-    double* pm = Workspace::grown(buf.a, width);
-    double* pq = Workspace::grown(buf.b, width);
-    for (int64_t p = tasks.begin(t); p < tasks.begin(t + 1); ++p) {
-      const Piece piece = plan.piece(p);
-      const int64_t values = piece.shape.numel();
-      float* xf = Workspace::grown(buf.x, values);
-      bf16_conversions().to_float(x + piece.offset, xf, values);
-      channel_moments(xf, piece.shape, pm, pq);
-      Moments* total = per_task + t * c + piece.first_channel;
-      const double count = static_cast<double>(piece.shape.per_channel());
-      for (int64_t j = 0; j < piece.shape.c; ++j) total[j].merge(Moments{count, pm[j], pq[j]});
-    }
-  });
-  merge_tasks(per_task, tasks.count, c, mean, m2);
-}
-
 // Runs of one channel (channels-first spans) or of consecutive channels
 // (channels-last rows, blocked16 rows) at least this long are normalized in
-// registers (normalize, gradient sums and input); shorter ones go through the float buffer.
+// registers; shorter ones go through the float buffer and the fp32 walks.
 constexpr int64_t kRegisterRun = 16;
 
 // A piece's runs for the register loops: span(at, j, len) for each
@@ -232,6 +208,49 @@ bool grad_sums_in_registers(const uint16_t* x, const uint16_t* dy, const Piece& 
         v.rows_grad_sums(x + at, dy + at, rows, width, mean + j, sum_dy + (j - j0),
                          sum_dy_xmu + (j - j0));
       });
+}
+
+// Count, mean and m2 of one piece's channels into moments[j - first_channel]
+// (set here), in registers, likewise.
+bool moments_in_registers(const uint16_t* x, const Piece& piece, Moments* moments) {
+  const Bf16Conversions& v = bf16_conversions();
+  const int64_t j0 = piece.first_channel;
+  std::fill(moments, moments + piece.shape.c, Moments{});
+  return for_each_register_run(
+      piece, [&](int64_t at, int64_t j, int64_t len) { moments[j - j0].merge(v.span_moments(x + at, len)); },
+      [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
+        v.rows_moments(x + at, rows, width, moments + (j - j0));
+      });
+}
+
+// Per-channel mean and m2 over the whole tensor: each piece's by the fp32
+// walks (float blocks merged in double), merged piece by piece in each task.
+void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, double* m2) {
+  const Tasks tasks(plan);
+  const int64_t c = plan.sh.c;
+  Moments* per_task = zeroed(bf16_workspace().task_moments, tasks.count * c);
+  parallel_for(tasks.count, plan.sh.numel(), [&](int64_t t) {
+    PieceBuffers& buf = piece_buffers();
+    const int64_t width = plan.piece_channels();
+    double* pm = Workspace::grown(buf.a, width);
+    double* pq = Workspace::grown(buf.b, width);
+    Moments* piece_m = Workspace::grown(buf.moments, width);
+    for (int64_t p = tasks.begin(t); p < tasks.begin(t + 1); ++p) {
+      const Piece piece = plan.piece(p);
+      Moments* total = per_task + t * c + piece.first_channel;
+      if (moments_in_registers(x + piece.offset, piece, piece_m)) {
+        for (int64_t j = 0; j < piece.shape.c; ++j) total[j].merge(piece_m[j]);
+        continue;
+      }
+      const int64_t values = piece.shape.numel();
+      float* xf = Workspace::grown(buf.x, values);
+      bf16_conversions().to_float(x + piece.offset, xf, values);
+      channel_moments(xf, piece.shape, pm, pq);
+      const double count = static_cast<double>(piece.shape.per_channel());
+      for (int64_t j = 0; j < piece.shape.c; ++j) total[j].merge(Moments{count, pm[j], pq[j]});
+    }
+  });
+  merge_tasks(per_task, tasks.count, c, mean, m2);
 }
 
 // y = (x - mean)*scale + shift per channel, piece by piece.

@@ -71,6 +71,28 @@ void plain_span_grad_sums(const uint16_t* x, const uint16_t* dy, int64_t len, fl
   plain_rows_grad_sums(x, dy, len, 1, &mean, sum_dy, sum_dy_xmu);  // a span: one column
 }
 
+// Per column, blocks of 256 rows: the mean, then the deviations, in double.
+void plain_rows_moments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
+  for (int64_t w = 0; w < width; ++w)
+    for (int64_t r0 = 0; r0 < rows; r0 += 256) {
+      const int64_t n = std::min<int64_t>(256, rows - r0);
+      double sum = 0.0, m2 = 0.0;
+      for (int64_t r = r0; r < r0 + n; ++r) sum += bf16_to_float(x[r * width + w]);
+      const double mean = sum / n;
+      for (int64_t r = r0; r < r0 + n; ++r) {
+        const double d = bf16_to_float(x[r * width + w]) - mean;
+        m2 += d * d;
+      }
+      out[w].merge({static_cast<double>(n), mean, m2});
+    }
+}
+
+Moments plain_span_moments(const uint16_t* x, int64_t len) {
+  Moments m;
+  plain_rows_moments(x, len, 1, &m);  // a span: one column
+  return m;
+}
+
 const Bf16Conversions kPlain{"plain",
                              plain_to_float,
                              plain_from_float,
@@ -79,7 +101,9 @@ const Bf16Conversions kPlain{"plain",
                              plain_span_grad_input,
                              plain_rows_grad_input,
                              plain_span_grad_sums,
-                             plain_rows_grad_sums};
+                             plain_rows_grad_sums,
+                             plain_span_moments,
+                             plain_rows_moments};
 
 std::atomic<const Bf16Conversions*> g_conversions{nullptr};
 

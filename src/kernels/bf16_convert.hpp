@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "kernels/batch_norm_loops.hpp"  // Moments
+
 namespace bnlab::kernels {
 
 struct Bf16Conversions {
@@ -30,6 +32,10 @@ struct Bf16Conversions {
                          double* sum_dy, double* sum_dy_xmu);
   void (*rows_grad_sums)(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
                          const float* mean, double* sum_dy, double* sum_dy_xmu);
+  // Count, mean and m2 of a span; per column of rows, merged into out[w]
+  // (float blocks, merged in double).
+  Moments (*span_moments)(const uint16_t* x, int64_t len);
+  void (*rows_moments)(const uint16_t* x, int64_t rows, int64_t width, Moments* out);
 };
 
 const Bf16Conversions* plain_bf16_conversions();

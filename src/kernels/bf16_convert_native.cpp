@@ -46,7 +46,8 @@ const Bf16Conversions* native_bf16_conversions() {
                                       native_from_float,    rest->span_normalize,
                                       rest->rows_normalize, rest->span_grad_input,
                                       rest->rows_grad_input, rest->span_grad_sums,
-                                      rest->rows_grad_sums};
+                                      rest->rows_grad_sums,  rest->span_moments,
+                                      rest->rows_moments};
   return &native;
 #else
   return nullptr;

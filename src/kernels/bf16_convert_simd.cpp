@@ -193,10 +193,88 @@ void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t w
     }
 }
 
+// Moments of a span of one channel: blocks of 4096 values, each two passes
+// (a sum shifted by the block's first value for the mean, then deviations
+// from L1) in float, merged in double.
+Moments SpanMoments(const uint16_t* x, int64_t len) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  Moments total;
+  for (int64_t b = 0; b < len; b += 4096) {
+    const int64_t n = std::min<int64_t>(4096, len - b), whole = n / lanes * lanes;
+    const uint16_t* xb = x + b;
+    const float first = bf16_to_float(xb[0]);
+    auto s = hn::Zero(df);
+    for (int64_t i = 0; i < whole; i += lanes) s = hn::Add(s, hn::Sub(Widen(xb + i), hn::Set(df, first)));
+    float sum = hn::GetLane(hn::SumOfLanes(df, s));
+    for (int64_t i = whole; i < n; ++i) sum += bf16_to_float(xb[i]) - first;
+    const float mean = static_cast<float>(first + static_cast<double>(sum) / n);
+    auto a = hn::Zero(df), q = hn::Zero(df);
+    for (int64_t i = 0; i < whole; i += lanes) {
+      const auto d = hn::Sub(Widen(xb + i), hn::Set(df, mean));
+      a = hn::Add(a, d);
+      q = hn::MulAdd(d, d, q);
+    }
+    double dev = hn::GetLane(hn::SumOfLanes(df, a)), dev2 = hn::GetLane(hn::SumOfLanes(df, q));
+    for (int64_t i = whole; i < n; ++i) {
+      const float d = bf16_to_float(xb[i]) - mean;
+      dev += d;
+      dev2 += d * d;
+    }
+    total.merge({static_cast<double>(n), mean + dev / n, std::max(dev2 - dev * dev / n, 0.0)});
+  }
+  return total;
+}
+
+// The same per column of `rows` contiguous rows of `width` columns, blocks of
+// kFloatBlock rows, merged into out[w].
+void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float lane_mean[kMaxLanes], lane_a[kMaxLanes], lane_q[kMaxLanes];
+  const int64_t whole = width / lanes * lanes;
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+    const int64_t n = std::min(kFloatBlock, rows - r0);
+    const uint16_t* xb = x + r0 * width;
+    for (int64_t w = 0; w < whole; w += lanes) {
+      const auto first = Widen(xb + w);
+      auto s = hn::Zero(df);
+      for (int64_t r = 1; r < n; ++r) s = hn::Add(s, hn::Sub(Widen(xb + r * width + w), first));
+      const auto mean = hn::MulAdd(s, hn::Set(df, 1.0f / static_cast<float>(n)), first);
+      auto a = hn::Zero(df), q = hn::Zero(df);
+      for (int64_t r = 0; r < n; ++r) {
+        const auto d = hn::Sub(Widen(xb + r * width + w), mean);
+        a = hn::Add(a, d);
+        q = hn::MulAdd(d, d, q);
+      }
+      hn::Store(mean, df, lane_mean);
+      hn::Store(a, df, lane_a);
+      hn::Store(q, df, lane_q);
+      for (int64_t k = 0; k < lanes; ++k) {
+        const double dev = lane_a[k];
+        out[w + k].merge({static_cast<double>(n), lane_mean[k] + dev / n,
+                          std::max(lane_q[k] - dev * dev / n, 0.0)});
+      }
+    }
+    for (int64_t w = whole; w < width; ++w) {  // columns left over: one at a time
+      double sum = 0.0;
+      for (int64_t r = 0; r < n; ++r) sum += bf16_to_float(xb[r * width + w]);
+      const double mean = sum / n;
+      double m2 = 0.0;
+      for (int64_t r = 0; r < n; ++r) {
+        const double d = bf16_to_float(xb[r * width + w]) - mean;
+        m2 += d * d;
+      }
+      out[w].merge({static_cast<double>(n), mean, m2});
+    }
+  }
+}
+
 const Bf16Conversions* GetConversions() {
   static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
                                            SpanNormalize, RowsNormalize, SpanGradInput,
-                                           RowsGradInput, SpanGradSums,  RowsGradSums};
+                                           RowsGradInput, SpanGradSums,  RowsGradSums,
+                                           SpanMoments,   RowsMoments};
   return &conversions;
 }
 
