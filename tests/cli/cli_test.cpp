@@ -350,6 +350,8 @@ TEST(Cli, TrainHelpListsTheOptimizerOptions) {
        {"--optimizer", "adamw", "--betas", "--eps", "--nesterov", "--dampening", "--clip-grad-norm",
         "--label-smoothing", "--lr-schedule", "--warmup-epochs", "--lr-schedule cosine"})
     EXPECT_NE(run.out.find(option), std::string::npos) << option;
+}
+
 // --precision bf16 trains (Linear's products in bf16 here) and says so in
 // the JSON, or, on a CPU without bf16, refuses with exit 1 and the reason.
 TEST(Cli, TrainInBf16ReportsItsPrecisionOrRefuses) {
