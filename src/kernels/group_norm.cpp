@@ -40,6 +40,7 @@
 #include "kernels/batch_norm_validation.hpp"
 #include "kernels/batch_norm_walks.hpp"
 #include "kernels/group_norm_loops.hpp"
+#include "kernels/split_mean.hpp"
 
 namespace bnlab {
 namespace kernels {
@@ -212,23 +213,24 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       const int64_t i = ig / groups, g = ig % groups, j0 = g * cg;
       const int64_t off = (i * sh.c + j0) * sh.s;
       float mean_f, invstd_f;
-      const double invstd = finish_group(span_stat(x + off, m), ig, &mean_f, &invstd_f);
-      if (small) {  // the whole group in one loop
+      const Stat st = span_stat(x + off, m);
+      const double invstd = finish_group(st, ig, &mean_f, &invstd_f);
+      if (small) {  // the whole group in one loop; xhat's shift carries the mean's low part
+        const SplitMean xhat = split_mean(st.mean, invstd_f, 0.0);
         if (affine.weight != nullptr) {
-          loops().span_normalize_affine(x + off, y + off, m, mean_f, invstd_f,
+          loops().span_normalize_affine(x + off, y + off, m, mean_f, invstd_f, xhat.shift,
                                         affine.weight + j0 * sh.s, affine.bias + j0 * sh.s, stream);
         } else {
-          loops().span_normalize(x + off, y + off, m, mean_f, invstd_f, 0.0f, stream);
+          loops().span_normalize(x + off, y + off, m, mean_f, invstd_f, xhat.shift, stream);
         }
         if (stream) loops().store_fence();
         return;
       }
       for (int64_t j = j0; j < j0 + cg; ++j) {
-        const double w = weight != nullptr ? weight[j] : 1.0;
-        const float shift = bias != nullptr ? bias[j] : 0.0f;
+        const float scale = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
+        const SplitMean split = split_mean(st.mean, scale, bias != nullptr ? bias[j] : 0.0);
         const int64_t span = off + (j - j0) * sh.s;
-        loops().span_normalize(x + span, y + span, sh.s, mean_f, static_cast<float>(invstd * w),
-                               shift, stream);
+        loops().span_normalize(x + span, y + span, sh.s, mean_f, scale, split.shift, stream);
       }
       if (stream) loops().store_fence();
     });
@@ -252,9 +254,10 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       float mean_f, invstd_f;
       const double invstd = finish_group(st, i * groups + g, &mean_f, &invstd_f);
       for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
-        mean_cols[j] = mean_f;
         scale[j] = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
-        shift[j] = bias != nullptr ? bias[j] : 0.0f;
+        const SplitMean split = split_mean(st.mean, scale[j], bias != nullptr ? bias[j] : 0.0);
+        mean_cols[j] = mean_f;
+        shift[j] = split.shift;
       }
     }
     float* out = y + i * sh.c * sh.s;

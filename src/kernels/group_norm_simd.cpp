@@ -97,17 +97,23 @@ NormMoments SpanMoments(const float* x, int64_t len) {
   }
   const float sum = Sum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
   const float mean_f = static_cast<float>(x[0] + static_cast<double>(sum) / len);
-  // Pass 2, from L1: deviations and squared deviations.
+  // Pass 2, from L1: deviations and squared deviations, the squares moved to a
+  // double every kSquareChain pairs of vectors (no float chain grows long).
   const V mean = hn::Set(d, mean_f);
   V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+  double dev2 = 0.0;
   i = 0;
-  for (; i + 2 * n <= len; i += 2 * n) {
+  for (int64_t k = 1; i + 2 * n <= len; i += 2 * n, ++k) {
     const V d0 = hn::Sub(hn::LoadU(d, x + i), mean);
     const V d1 = hn::Sub(hn::LoadU(d, x + i + n), mean);
     a0 = hn::Add(a0, d0);
     a1 = hn::Add(a1, d1);
     q0 = hn::MulAdd(d0, d0, q0);
     q1 = hn::MulAdd(d1, d1, q1);
+    if (k % kSquareChain == 0) {
+      dev2 += Sum(d, hn::Add(q0, q1));
+      q0 = q1 = hn::Zero(d);
+    }
   }
   for (; i < len; i += n) {
     const auto live = hn::FirstN(d, static_cast<size_t>(std::min(n, len - i)));
@@ -116,7 +122,7 @@ NormMoments SpanMoments(const float* x, int64_t len) {
     q0 = hn::MulAdd(d0, d0, q0);
   }
   const double dev = Sum(d, hn::Add(a0, a1));
-  const double dev2 = Sum(d, hn::Add(q0, q1));
+  dev2 += Sum(d, hn::Add(q0, q1));
   return {mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
 }
 
@@ -131,11 +137,12 @@ void SpanNormalize(const float* x, float* y, int64_t len, float mean_s, float sc
 }
 
 void SpanNormalizeAffine(const float* x, float* y, int64_t len, float mean_s, float invstd_s,
-                         const float* w, const float* b, bool stream) {
+                         float xhat_shift_s, const float* w, const float* b, bool stream) {
   const D d;
   const V mean = hn::Set(d, mean_s), invstd = hn::Set(d, invstd_s);
+  const V xhat_shift = hn::Set(d, xhat_shift_s);
   const auto value = [&](int64_t i, int64_t count) {
-    const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean), invstd);
+    const V xhat = hn::MulAdd(hn::Sub(LoadN(d, x + i, count), mean), invstd, xhat_shift);
     return hn::MulAdd(xhat, LoadN(d, w + i, count), LoadN(d, b + i, count));
   };
   stream ? WriteSpan<true>(d, y, len, value) : WriteSpan<false>(d, y, len, value);
