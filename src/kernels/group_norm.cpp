@@ -47,9 +47,7 @@ namespace kernels {
 namespace {
 
 // The same rule as batch norm's (batch_norm_walks.hpp).
-bool streams(const GroupNormShape& sh) {
-  return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
-}
+bool streams(const GroupNormShape& sh) { return streams_bytes(sh.numel()); }
 
 std::atomic<const NormLoops*> g_norm_loops{nullptr};
 
@@ -116,12 +114,13 @@ void span_sums(const float* x, const float* dy, const float* w, int64_t len, flo
 
 // Rows a rows block takes at least: each block ends in scalar work per column
 // (its mean and m2, Chan's merge), which 16 rows of 256 columns (4096 values)
-// left as the larger cost; 128 rows (128 KiB, the second pass from L2) cut
-// channels-last's CPU time by ~1/4 (see the commit that set it).
-constexpr int64_t kMinBlockRows = 128;
-
+// left as the larger cost; 128 rows (128 KiB, an eighth of a 1 MiB L2: the
+// second pass from L2) cut channels-last's CPU time by ~1/4 (see the commit
+// that set it). From the machine's L2 (cache_thresholds.hpp).
 int64_t rows_per_block(int64_t width) {
-  return std::max<int64_t>(kMinBlockRows, kNormBlock / width);
+  const int64_t min_rows = cache_thresholds().norm_min_tile_block_bytes /
+                           (kNormMaxWidth * static_cast<int64_t>(sizeof(float)));
+  return std::max<int64_t>({int64_t{1}, min_rows, kNormBlock / width});
 }
 
 // One sample's rows (channels-last, blocked16) as column tiles: each tile is
@@ -289,9 +288,9 @@ DxCoefficients dx_coefficients(double invstd, double sum_g, double sum_gx, int64
 // at a time: per row and group the sums and dx, then the block's column sums
 // for dweight and dbias while its x and dy are still in cache; a channel's
 // dweight and dbias add its s columns.
-constexpr int64_t kRowChunks = 32;            // tasks (fixed, so results do not depend on threads)
-constexpr int64_t kRowBlockFloats = 1 << 15;  // x and dy of a block: 256 KiB, within L2
-constexpr int64_t kMaxPartDoubles = 1 << 21;  // the chunks' column sums: 16 MiB at most
+constexpr int64_t kRowChunks = 32;  // tasks (fixed, so results do not depend on threads)
+// A block's x and dy within L2, the chunks' column sums within the LLC: the
+// sizes from cache_thresholds().
 // Rows a chunk takes at least: each chunk's column sums cost as much as a row
 // (zeroed, then added up), so a chunk of 2 rows (64x512x3x3 in 32 chunks)
 // spent a third of the backward on them.
@@ -303,9 +302,12 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
   // c and cg below count columns: a channel's s positions are s columns.
   const int64_t groups = sh.groups, cg = sh.per_group(), c = sh.c * sh.s;
   const bool params = dweight != nullptr || dbias != nullptr;
+  const CacheThresholds t = cache_thresholds();
+  const int64_t max_part_doubles = t.norm_max_part_bytes / static_cast<int64_t>(sizeof(double));
+  const int64_t row_block_floats = t.norm_row_block_bytes / (2 * static_cast<int64_t>(sizeof(float)));
   const int64_t chunks =
-      std::clamp<int64_t>(std::min(kMaxPartDoubles / (2 * c), sh.n / kMinChunkRows), 1, kRowChunks);
-  const int64_t block_rows = std::max<int64_t>(1, kRowBlockFloats / c);
+      std::clamp<int64_t>(std::min(max_part_doubles / (2 * c), sh.n / kMinChunkRows), 1, kRowChunks);
+  const int64_t block_rows = std::max<int64_t>(1, row_block_floats / c);
   double* parts = NormWorkspace::grow(t_norm_workspace.doubles, params ? 2 * chunks * c : 0);
   const float* weights = full_affine(weight, nullptr, sh.c, sh.s).weight;  // per column
   const bool stream = streams(sh);
