@@ -57,6 +57,15 @@ std::string format_table(const Report& report) {
   std::string out;
   char line[512];
   const double copy = report.bandwidth.copy_gbs;
+  const MachineInfo& m = report.machine;
+  std::string features;
+  for (const std::string& f : m.features) features += (features.empty() ? "" : " ") + f;
+  std::snprintf(line, sizeof line,
+                "cpu: L1d %.0f KiB, L2 %.0f KiB, LLC %.0f MiB (%s); ISA: %s; Highway target %s\n",
+                m.l1d_bytes / 1024.0, m.l2_bytes / 1024.0, m.llc_bytes / 1048576.0,
+                m.cache_source.c_str(), features.empty() ? "none of interest" : features.c_str(),
+                m.highway_target.c_str());
+  out += line;
   std::snprintf(line, sizeof line,
                 "machine: %s, %d cores online, LLC %.0f MiB; %d threads; bnlab kernels: %s\n"
                 "bandwidth: copy %.1f GB/s (read+write; %.1f at the start, %.1f at the end), "
@@ -120,7 +129,12 @@ std::string report_json(const Report& report) {
   j["command"] = report.command;
   j["machine"] = {{"cpu_model", report.machine.cpu_model},
                   {"cores_online", report.machine.cores_online},
-                  {"llc_bytes", report.machine.llc_bytes}};
+                  {"llc_bytes", report.machine.llc_bytes},
+                  {"l1d_bytes", report.machine.l1d_bytes},
+                  {"l2_bytes", report.machine.l2_bytes},
+                  {"cache_source", report.machine.cache_source},
+                  {"isa_features", report.machine.features},
+                  {"highway_target", report.machine.highway_target}};
   j["threads"] = report.threads;
   j["load_average"] = {{"start", report.load_before}, {"end", report.load_after}};
   j["bnlab_kernel_variant"] = report.kernel_variant;
@@ -166,6 +180,10 @@ void check_report_file(const std::string& path) {
   }
   for (const char* key : {"machine", "threads", "bandwidth", "peers", "results"})
     if (!j.contains(key)) throw Error(ErrorCode::io, "--check-json: " + path + " has no \"" + key + "\"");
+  for (const char* key : {"cpu_model", "llc_bytes", "l1d_bytes", "l2_bytes", "isa_features",
+                          "highway_target"})
+    if (!j["machine"].contains(key))
+      throw Error(ErrorCode::io, "--check-json: " + path + ": \"machine\" has no \"" + key + "\"");
   if (!j["results"].is_array() || j["results"].empty())
     throw Error(ErrorCode::io, "--check-json: " + path + ": \"results\" is not a non-empty array");
   for (const auto& r : j["results"])

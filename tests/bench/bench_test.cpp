@@ -105,7 +105,8 @@ TEST(BenchShapes, CaseMapsDimsToBatchNormShape) {
 
 Report sample_report() {
   Report report;
-  report.machine = {"Test CPU", 32 << 20, 2};
+  report.machine = {"Test CPU", 32 << 20, 2, 48 << 10, 2 << 20, "sysfs", {"avx512f", "amx_bf16"},
+                    "AVX3"};
   report.threads = 2;
   report.kernel_variant = "plain";
   report.bandwidth = {50.0, 60.0, 1 << 20, 3};
@@ -132,6 +133,23 @@ TEST(BenchReport, JsonCarriesRatiosBandwidthShareAndAbsentPeers) {
   EXPECT_NEAR(r["bnlab"]["share_of_copy_bandwidth"].get<double>(), gbs / 50.0, 1e-12);
   EXPECT_TRUE(r["pytorch"]["median_ms"].is_null());
   EXPECT_EQ(j["peers"]["pytorch"]["note"], "--no-pytorch");
+}
+
+TEST(BenchReport, JsonAndTableNameTheCpuItsCachesAndFeatures) {
+  const Report report = sample_report();
+  const nlohmann::json m = nlohmann::json::parse(report_json(report))["machine"];
+  EXPECT_EQ(m["cpu_model"], "Test CPU");
+  EXPECT_EQ(m["l1d_bytes"], 48 << 10);
+  EXPECT_EQ(m["l2_bytes"], 2 << 20);
+  EXPECT_EQ(m["llc_bytes"], 32 << 20);
+  EXPECT_EQ(m["cache_source"], "sysfs");
+  EXPECT_EQ(m["isa_features"], nlohmann::json::array({"avx512f", "amx_bf16"}));
+  EXPECT_EQ(m["highway_target"], "AVX3");
+  const std::string table = format_table(report);
+  EXPECT_NE(table.find("L1d 48 KiB, L2 2048 KiB, LLC 32 MiB (sysfs); ISA: avx512f amx_bf16; "
+                       "Highway target AVX3"),
+            std::string::npos)
+      << table;
 }
 
 TEST(BenchReport, TablePrintsPeerOverBnlabRatio) {
