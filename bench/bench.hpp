@@ -68,6 +68,7 @@ struct ShapeEntry {
   std::vector<int64_t> dims;
   std::vector<BenchLayout> layouts;
   std::vector<Op> ops;
+  int64_t align_bytes = 64;  // where x, dy and the output start: 64, or 16 as numpy's buffers
 };
 
 // One timed case: a shape, a layout and an op.
@@ -75,9 +76,10 @@ struct Case {
   std::vector<int64_t> dims;
   BenchLayout layout = BenchLayout::channels_first;
   Op op = Op::train_forward;
+  int64_t align_bytes = 64;  // below 64: bnlab only, buffers that start align_bytes past a line
 
   std::string dims_string() const;  // "32x64x56x56"
-  std::string id() const;           // "32x64x56x56/channels_first/train_forward"
+  std::string id() const;           // "32x64x56x56/channels_first/train_forward", + "/align16"
   int64_t numel() const;
   int64_t tensor_bytes() const { return numel() * 4; }
   BatchNormShape batch_norm_shape() const;  // n, c, s = product of the spatial dims

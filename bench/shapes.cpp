@@ -68,7 +68,9 @@ std::string Case::dims_string() const {
 }
 
 std::string Case::id() const {
-  return dims_string() + "/" + layout_name(layout) + "/" + op_name(op);
+  std::string text = dims_string() + "/" + layout_name(layout) + "/" + op_name(op);
+  if (align_bytes < 64) text += "/align" + std::to_string(align_bytes);
+  return text;
 }
 
 int64_t Case::numel() const {
@@ -106,6 +108,7 @@ std::vector<ShapeEntry> shape_table(bool quick) {
         // GroupNorm and LayerNorm.
         {{2, 64, 4, 4}, both, {group_norm_forward, group_norm_backward}},
         {{16, 64}, {nc}, {layer_norm_forward, layer_norm_backward}},
+        {{4, 8, 16, 16}, both, three, 16},
     };
   }
   return {
@@ -128,6 +131,8 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       // (8192 tokens of 1024 features), beside F.group_norm and F.layer_norm.
       {{32, 256, 56, 56}, both, {group_norm_forward, group_norm_backward}},
       {{8192, 1024}, {nc}, {layer_norm_forward, layer_norm_backward}},
+      // The same tensor on 16-byte-aligned buffers (numpy's; issue 16): as fast as on 64.
+      {{32, 64, 56, 56}, all, three, 16},
   };
 }
 
@@ -136,7 +141,7 @@ std::vector<Case> expand_cases(const std::vector<ShapeEntry>& table, const std::
   for (const ShapeEntry& entry : table)
     for (BenchLayout layout : entry.layouts)
       for (Op op : entry.ops) {
-        Case c{entry.dims, layout, op};
+        Case c{entry.dims, layout, op, entry.align_bytes};
         if (only.empty() || c.id().find(only) != std::string::npos) cases.push_back(c);
       }
   return cases;

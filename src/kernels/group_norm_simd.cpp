@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "kernels/group_norm_loops.hpp"
+#include "kernels/rows_from_boundary.hpp"
 #include "kernels/load_tail-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -296,6 +297,14 @@ HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
   return HeadToAlign(d, p) == 0 && stride % Lanes(d) == 0;
 }
 
+// Whether a contiguous rows block whose output is not vector-aligned can stream
+// from its first vector boundary (rows_from_boundary.hpp).
+HWY_INLINE bool StreamsFromBoundary(D d, const float* out, int64_t rows, int64_t stride,
+                                    int64_t width) {
+  return rows > 1 && stride == width && width <= kNormMaxWidth && HeadToAlign(d, out) < width &&
+         RowsAligned(d, out + HeadToAlign(d, out), stride);
+}
+
 template <bool kStream>
 void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                     const float* mean, const float* scale, const float* shift) {
@@ -328,8 +337,17 @@ void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int6
 
 void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                    const float* mean, const float* scale, const float* shift, bool stream) {
-  if (stream && RowsAligned(D(), y, stride)) {
+  const D d;
+  if (stream && RowsAligned(d, y, stride)) {
     RowsNormalizeT<true>(x, y, rows, stride, width, mean, scale, shift);
+  } else if (stream && StreamsFromBoundary(d, y, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, y);
+    const RotatedColumns<3, kNormMaxWidth> p({mean, scale, shift}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      RowsNormalize(x + off, y + off, r, stride, w, p.at(0, col, rot), p.at(1, col, rot),
+                    p.at(2, col, rot), streamed);
+    });
   } else {
     RowsNormalizeT<false>(x, y, rows, stride, width, mean, scale, shift);
   }
@@ -435,8 +453,17 @@ void RowsGradInputT(const float* x, const float* dy, float* dx, int64_t rows, in
 void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
                    int64_t width, const float* mean, const float* a, const float* b, const float* c,
                    bool stream) {
-  if (stream && RowsAligned(D(), dx, stride)) {
+  const D d;
+  if (stream && RowsAligned(d, dx, stride)) {
     RowsGradInputT<true>(x, dy, dx, rows, stride, width, mean, a, b, c);
+  } else if (stream && StreamsFromBoundary(d, dx, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, dx);
+    const RotatedColumns<4, kNormMaxWidth> p({mean, a, b, c}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      RowsGradInput(x + off, dy + off, dx + off, r, stride, w, p.at(0, col, rot),
+                    p.at(1, col, rot), p.at(2, col, rot), p.at(3, col, rot), streamed);
+    });
   } else {
     RowsGradInputT<false>(x, dy, dx, rows, stride, width, mean, a, b, c);
   }

@@ -79,7 +79,7 @@ TEST(BenchShapes, FullTableHoldsTheIssueShapesInBothLayouts) {
 
 TEST(BenchShapes, OnlyKeepsCasesWhoseIdContainsTheText) {
   const std::vector<Case> cases = expand_cases(shape_table(false), "channels_last/backward");
-  ASSERT_EQ(cases.size(), 4u);  // the three 4-D shapes and the 3-D one
+  ASSERT_EQ(cases.size(), 5u);  // the three 4-D shapes, the 3-D one and the 16-byte-aligned row
   for (const Case& c : cases) EXPECT_NE(c.id().find("channels_last/backward"), std::string::npos);
   EXPECT_TRUE(expand_cases(shape_table(false), "no such case").empty());
 }
@@ -267,7 +267,7 @@ TEST(BenchPytorchPeer, ScriptTimesEveryOpAndLayoutWhereTorchIsInstalled) {
   run_pytorch(results, policy, options, status);
   if (!status.ran) GTEST_SKIP() << "PyTorch skipped: " << status.note;
   for (const CaseResult& r : results) {
-    if (r.the_case.layout == BenchLayout::blocked16) {
+    if (r.the_case.layout == BenchLayout::blocked16 || r.the_case.align_bytes < 64) {
       EXPECT_FALSE(r.pytorch.timing.has_value()) << r.the_case.id();
       EXPECT_NE(r.pytorch.note.find("n/a"), std::string::npos) << r.the_case.id();
       continue;

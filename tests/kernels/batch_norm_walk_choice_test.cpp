@@ -1,15 +1,18 @@
 // Issue 16: the kernels' cache-sized thresholds follow the machine's cache
 // sizes (here set by set_cache_sizes, as BNLAB_LLC_BYTES sets them), and the
 // results are bit for bit the same whichever walk the sizes choose: memory
-// order or channel by channel / block by block, plain or streaming stores.
+// order or channel by channel / block by block, plain or streaming stores; and
+// whatever the buffers' alignment (numpy's are only 16-byte aligned).
 #include <gtest/gtest.h>
 
 #include <vector>
 
 #include "bn_reference.hpp"
+#include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/cpu_info.hpp"
 #include "bnlab/group_norm.hpp"
+#include "bnlab/layer_norm.hpp"
 #include "kernels/cache_thresholds.hpp"
 
 namespace bnlab::test {
@@ -138,6 +141,77 @@ TEST(CacheThresholds, GroupNormResultsAreIdenticalStreamedOrNot) {
     EXPECT_EQ(y[0], y[1]) << layout_name(layout);
     EXPECT_EQ(dx[0], dx[1]) << layout_name(layout);
   }
+}
+
+// x, dy and every output `offset_bytes` past a 64-byte boundary.
+struct OffsetBuffers {
+  static constexpr int64_t kPad = 16;  // floats
+  AlignedVector<float> x, dy, y, y_relu, dx;
+  int64_t at;  // floats
+  OffsetBuffers(const std::vector<float>& x0, const std::vector<float>& dy0, int64_t offset_bytes)
+      : at(offset_bytes / 4) {
+    for (auto* v : {&x, &dy, &y, &y_relu, &dx}) v->assign(x0.size() + kPad, 0.0f);
+    std::copy(x0.begin(), x0.end(), x.begin() + at);
+    std::copy(dy0.begin(), dy0.end(), dy.begin() + at);
+  }
+  std::vector<float> view(const AlignedVector<float>& v) const {
+    return {v.begin() + at, v.begin() + at + static_cast<int64_t>(v.size()) - kPad};
+  }
+};
+
+// Every kernel's outputs at offsets 4, 8, 16 and 32 bytes are those at 0, bit
+// for bit, with plain and with streaming stores (a tiny LLC), in every variant.
+TEST(Alignment, ResultsAreIdenticalAtEveryOffset) {
+  const BatchNormShape shapes[] = {{2, 32, 100, Layout::channels_first},
+                                   {3, 32, 50, Layout::channels_last},
+                                   {3, 24, 50, Layout::channels_last},
+                                   {3, 32, 50, Layout::blocked16},
+                                   {64, 16, 3, Layout::channels_first}};
+  for (const BatchNormShape& sh : shapes)
+    for (const int64_t llc : {kHugeLlc, kTinyLlc}) {
+      ScopedCacheSizes sizes({0, 0, llc});
+      const std::vector<float> x0 = channel_data(sh, 51), dy0 = random_vector(sh.numel(), 52);
+      const std::vector<float> weight = random_vector(sh.c, 53, 1.0f, 0.3f);
+      const std::vector<float> bias = random_vector(sh.c, 54);
+      const GroupNormShape gsh{sh.n, sh.c, sh.s, 8, sh.layout};
+      for (const std::string& variant : kernel_variants()) {
+        ScopedKernelVariant use(variant);
+        set_group_norm_kernel_variant(variant);
+        std::vector<std::vector<float>> want;
+        for (const int64_t offset : {0, 4, 8, 16, 32}) {
+          SCOPED_TRACE(describe(sh) + " variant " + variant + " offset " +
+                       std::to_string(offset) + (llc == kTinyLlc ? " streaming" : ""));
+          OffsetBuffers b(x0, dy0, offset);
+          std::vector<float> mean(sh.c), invstd(sh.c), dw(sh.c), db(sh.c);
+          std::vector<std::vector<float>> got;
+          batch_norm_forward_training(b.x.data() + b.at, sh, weight.data(), bias.data(), {}, 1e-5,
+                                      b.y.data() + b.at, mean.data(), invstd.data());
+          batch_norm_forward_training(b.x.data() + b.at, sh, weight.data(), bias.data(), {}, 1e-5,
+                                      b.y_relu.data() + b.at, nullptr, nullptr, Activation::relu);
+          batch_norm_backward(b.x.data() + b.at, b.dy.data() + b.at, sh, weight.data(),
+                              mean.data(), invstd.data(), b.dx.data() + b.at, dw.data(), db.data(),
+                              Activation::relu, b.y_relu.data() + b.at);
+          got.insert(got.end(), {b.view(b.y), b.view(b.y_relu), b.view(b.dx), dw, db});
+          batch_norm_forward_inference(b.x.data() + b.at, sh, weight.data(), bias.data(),
+                                       mean.data(), invstd.data(), 1e-5, b.y.data() + b.at);
+          got.push_back(b.view(b.y));
+          std::vector<float> gmean(sh.n * 8), ginvstd(sh.n * 8);
+          group_norm_forward(b.x.data() + b.at, gsh, weight.data(), bias.data(), 1e-5,
+                             b.y.data() + b.at, gmean.data(), ginvstd.data());
+          group_norm_backward(b.x.data() + b.at, b.dy.data() + b.at, gsh, weight.data(),
+                              gmean.data(), ginvstd.data(), b.dx.data() + b.at, dw.data(),
+                              db.data());
+          got.insert(got.end(), {b.view(b.y), b.view(b.dx), dw, db});
+          if (offset == 0) {
+            want = got;
+          } else {
+            ASSERT_EQ(got.size(), want.size());
+            for (size_t k = 0; k < got.size(); ++k) EXPECT_EQ(got[k], want[k]) << "output " << k;
+          }
+        }
+        set_group_norm_kernel_variant("auto");
+      }
+    }
 }
 
 }  // namespace
