@@ -34,10 +34,14 @@ int64_t parse_size(const std::string& text) {
   }
   const std::string suffix = text.substr(used);
   int shift = 0;
-  if (suffix == "K" || suffix == "KiB" || suffix == "k") shift = 10;
-  else if (suffix == "M" || suffix == "MiB") shift = 20;
-  else if (suffix == "G" || suffix == "GiB") shift = 30;
-  else if (!suffix.empty()) return -1;
+  if (suffix == "K" || suffix == "KiB" || suffix == "k")
+    shift = 10;
+  else if (suffix == "M" || suffix == "MiB")
+    shift = 20;
+  else if (suffix == "G" || suffix == "GiB")
+    shift = 30;
+  else if (!suffix.empty())
+    return -1;
   if (value <= 0 || value > (int64_t{1} << (62 - shift))) return -1;
   return value << shift;
 }
@@ -88,8 +92,8 @@ CacheSizes from_cpuid() {
 #if BNLAB_HAS_CPUID
   unsigned a = 0, b = 0, c = 0, d = 0;
   unsigned leaf = 4;
-  if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x8000001Du && __get_cpuid(0, &a, &b, &c, &d) &&
-      b == 0x68747541u /* "Auth"enticAMD */)
+  if (__get_cpuid(0x80000000u, &a, &b, &c, &d) && a >= 0x8000001Du &&
+      __get_cpuid(0, &a, &b, &c, &d) && b == 0x68747541u /* "Auth"enticAMD */)
     leaf = 0x8000001Du;
   int llc_level = 0;
   for (unsigned sub = 0; sub < 16; ++sub) {
@@ -133,7 +137,8 @@ std::string model_name() {
   unsigned regs[12] = {};
   if (__get_cpuid(0x80000000u, &regs[0], &regs[1], &regs[2], &regs[3]) && regs[0] >= 0x80000004u) {
     for (unsigned k = 0; k < 3; ++k)
-      __get_cpuid(0x80000002u + k, &regs[4 * k], &regs[4 * k + 1], &regs[4 * k + 2], &regs[4 * k + 3]);
+      __get_cpuid(0x80000002u + k, &regs[4 * k], &regs[4 * k + 1], &regs[4 * k + 2],
+                  &regs[4 * k + 3]);
     std::string brand(reinterpret_cast<const char*>(regs), sizeof(regs));
     brand = brand.substr(0, brand.find('\0'));
     const size_t first = brand.find_first_not_of(' ');
@@ -161,10 +166,10 @@ std::vector<std::string> features() {
     unsigned reg;
     int bit;
     const char* name;
-  } flags[] = {{b7, 5, "avx2"},           {c1, 12, "fma"},          {b7, 16, "avx512f"},
-               {b7, 30, "avx512bw"},      {b7, 31, "avx512vl"},     {c7, 11, "avx512_vnni"},
-               {a71, 5, "avx512_bf16"},   {d7, 23, "avx512_fp16"},  {d7, 24, "amx_tile"},
-               {d7, 22, "amx_bf16"},      {d7, 25, "amx_int8"}};
+  } flags[] = {{b7, 5, "avx2"},         {c1, 12, "fma"},         {b7, 16, "avx512f"},
+               {b7, 30, "avx512bw"},    {b7, 31, "avx512vl"},    {c7, 11, "avx512_vnni"},
+               {a71, 5, "avx512_bf16"}, {d7, 23, "avx512_fp16"}, {d7, 24, "amx_tile"},
+               {d7, 22, "amx_bf16"},    {d7, 25, "amx_int8"}};
   for (const auto& f : flags)
     if ((f.reg >> f.bit) & 1u) out.emplace_back(f.name);
 #endif
@@ -225,8 +230,9 @@ CacheSizes cache_sizes() {
 
 void set_cache_sizes(const CacheSizes& sizes) {
   if (sizes.l1d < 0 || sizes.l2 < 0 || sizes.llc < 0)
-    throw Error("set_cache_sizes: sizes must be non-negative, got l1d=" + std::to_string(sizes.l1d) +
-                ", l2=" + std::to_string(sizes.l2) + ", llc=" + std::to_string(sizes.llc));
+    throw Error(
+        "set_cache_sizes: sizes must be non-negative, got l1d=" + std::to_string(sizes.l1d) +
+        ", l2=" + std::to_string(sizes.l2) + ", llc=" + std::to_string(sizes.llc));
   g_l1d.store(sizes.l1d);
   g_l2.store(sizes.l2);
   g_llc.store(sizes.llc);

@@ -28,13 +28,13 @@
 namespace bnlab::kernels {
 
 struct CacheThresholds {
-  int64_t stream_bytes;              // stream when x + output bytes exceed this
-  int64_t by_channel_bytes;          // by channel / block only when x bytes exceed this
-  int64_t by_channel_slice_bytes;    // ... and a channel's x + dy bytes fit this
-  int64_t by_block_bytes;            // ... and a 16-channel block's x + dy bytes fit this
-  int64_t norm_row_block_bytes;      // GroupNorm rows backward: x + dy of a block of rows
-  int64_t norm_max_part_bytes;       // GroupNorm rows backward: the chunks' column sums
-  int64_t norm_min_tile_block_bytes; // GroupNorm channels-last: a rows block of a tile, at least
+  int64_t stream_bytes;               // stream when x + output bytes exceed this
+  int64_t by_channel_bytes;           // by channel / block only when x bytes exceed this
+  int64_t by_channel_slice_bytes;     // ... and a channel's x + dy bytes fit this
+  int64_t by_block_bytes;             // ... and a 16-channel block's x + dy bytes fit this
+  int64_t norm_row_block_bytes;       // GroupNorm rows backward: x + dy of a block of rows
+  int64_t norm_max_part_bytes;        // GroupNorm rows backward: the chunks' column sums
+  int64_t norm_min_tile_block_bytes;  // GroupNorm channels-last: a rows block of a tile, at least
 };
 
 // From cache_sizes() on each call: a few loads and shifts, so that

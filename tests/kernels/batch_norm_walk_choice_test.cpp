@@ -27,7 +27,8 @@ class ScopedCacheSizes {
   ScopedCacheSizes& operator=(const ScopedCacheSizes&) = delete;
 };
 
-constexpr int64_t kHugeLlc = int64_t{1} << 30;  // every test tensor fits: memory order, plain stores
+constexpr int64_t kHugeLlc = int64_t{1}
+                             << 30;  // every test tensor fits: memory order, plain stores
 constexpr int64_t kTinyLlc = int64_t{32} << 10;  // none fits: by channel / block, streaming
 
 TEST(CacheThresholds, FollowTheCacheSizes) {
@@ -179,8 +180,8 @@ TEST(Alignment, ResultsAreIdenticalAtEveryOffset) {
         set_group_norm_kernel_variant(variant);
         std::vector<std::vector<float>> want;
         for (const int64_t offset : {0, 4, 8, 16, 32}) {
-          SCOPED_TRACE(describe(sh) + " variant " + variant + " offset " +
-                       std::to_string(offset) + (llc == kTinyLlc ? " streaming" : ""));
+          SCOPED_TRACE(describe(sh) + " variant " + variant + " offset " + std::to_string(offset) +
+                       (llc == kTinyLlc ? " streaming" : ""));
           OffsetBuffers b(x0, dy0, offset);
           std::vector<float> mean(sh.c), invstd(sh.c), dw(sh.c), db(sh.c);
           std::vector<std::vector<float>> got;
@@ -188,8 +189,8 @@ TEST(Alignment, ResultsAreIdenticalAtEveryOffset) {
                                       b.y.data() + b.at, mean.data(), invstd.data());
           batch_norm_forward_training(b.x.data() + b.at, sh, weight.data(), bias.data(), {}, 1e-5,
                                       b.y_relu.data() + b.at, nullptr, nullptr, Activation::relu);
-          batch_norm_backward(b.x.data() + b.at, b.dy.data() + b.at, sh, weight.data(),
-                              mean.data(), invstd.data(), b.dx.data() + b.at, dw.data(), db.data(),
+          batch_norm_backward(b.x.data() + b.at, b.dy.data() + b.at, sh, weight.data(), mean.data(),
+                              invstd.data(), b.dx.data() + b.at, dw.data(), db.data(),
                               Activation::relu, b.y_relu.data() + b.at);
           got.insert(got.end(), {b.view(b.y), b.view(b.y_relu), b.view(b.dx), dw, db});
           batch_norm_forward_inference(b.x.data() + b.at, sh, weight.data(), bias.data(),

@@ -38,9 +38,8 @@ inline ::testing::AssertionResult within_ulps(const std::string& what, const flo
     if (err > worst || std::isnan(err)) worst = err;
   }
   if (bad == 0) return ::testing::AssertionSuccess() << what << ": worst " << worst << " ulps";
-  return ::testing::AssertionFailure() << what << ": " << bad << " of " << want.size()
-                                       << " beyond " << ulps << " ulps, worst " << worst << ";"
-                                       << first;
+  return ::testing::AssertionFailure() << what << ": " << bad << " of " << want.size() << " beyond "
+                                       << ulps << " ulps, worst " << worst << ";" << first;
 }
 
 }  // namespace bnlab::test_ulps
