@@ -78,6 +78,7 @@ struct ShapeEntry {
   std::vector<int64_t> dims;
   std::vector<BenchLayout> layouts;
   std::vector<Op> ops;
+  int64_t align_bytes = 64;  // where x, dy and the output start: 64, or 16 as numpy's buffers
 };
 
 // One timed case: a shape, a layout and an op.
@@ -85,9 +86,10 @@ struct Case {
   std::vector<int64_t> dims;
   BenchLayout layout = BenchLayout::channels_first;
   Op op = Op::train_forward;
+  int64_t align_bytes = 64;  // below 64: bnlab only, buffers that start align_bytes past a line
 
   std::string dims_string() const;  // "32x64x56x56"
-  std::string id() const;           // "32x64x56x56/channels_first/train_forward"
+  std::string id() const;           // "32x64x56x56/channels_first/train_forward", + "/align16"
   int64_t numel() const;
   int64_t tensor_bytes() const { return numel() * element_bytes(op); }
   BatchNormShape batch_norm_shape() const;  // n, c, s = product of the spatial dims
@@ -134,11 +136,16 @@ struct Bandwidth {
 };
 Bandwidth measure_bandwidth(int64_t bytes, int threads, int reps);
 
-// The machine, as the report prints it.
+// The machine, as the report prints it (bnlab::cpu_info(), so runs on different
+// CPUs can be told apart).
 struct MachineInfo {
   std::string cpu_model;     // /proc/cpuinfo "model name"
   int64_t llc_bytes = 0;     // last-level cache, 0 when unknown
   int cores_online = 0;
+  int64_t l1d_bytes = 0, l2_bytes = 0;
+  std::string cache_source;  // where the sizes came from: sysfs, sysconf, cpuid, default
+  std::vector<std::string> features;  // ISA extensions (avx512f, avx512_bf16, amx_bf16, ...)
+  std::string highway_target;  // the vector target the kernels choose on this CPU (AVX3, AVX2, ...)
 };
 MachineInfo machine_info();
 // The 1-minute load average (/proc/loadavg), -1 when unknown: a figure above the

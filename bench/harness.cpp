@@ -12,6 +12,7 @@
 
 #include "bench.hpp"
 #include "bnlab/aligned.hpp"
+#include "bnlab/cpu_info.hpp"
 #include "bnlab/error.hpp"
 
 namespace bnlab::bench {
@@ -194,28 +195,17 @@ double load_average() {
 
 MachineInfo machine_info() {
   MachineInfo info;
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("model name", 0) == 0) {
-      const size_t colon = line.find(':');
-      if (colon != std::string::npos) info.cpu_model = line.substr(colon + 2);
-      break;
-    }
-  }
-  if (info.cpu_model.empty()) info.cpu_model = "unknown";
-  // The highest cache level sysfs lists for cpu0 is the last-level cache.
-  for (int index = 0; index < 8; ++index) {
-    const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
-    std::ifstream size_file(dir + "/size");
-    if (!size_file) break;
-    std::string size_text;
-    size_file >> size_text;
-    if (size_text.empty()) continue;
-    int64_t size = std::stoll(size_text);
-    if (size_text.back() == 'K') size <<= 10;
-    if (size_text.back() == 'M') size <<= 20;
-    info.llc_bytes = std::max(info.llc_bytes, size);
-  }
+  const CpuInfo& cpu = cpu_info();  // the sizes the kernels' thresholds come from
+  info.cpu_model = cpu.model;
+  info.l1d_bytes = cpu.caches.l1d;
+  info.l2_bytes = cpu.caches.l2;
+  info.llc_bytes = cpu.caches.llc;
+  info.cache_source = cpu.cache_source;
+  info.features = cpu.features;
+  // batch_norm_kernel_variants() is "auto,BEST,...,plain": the first after auto.
+  const std::string variants = batch_norm_kernel_variants();
+  const size_t first = variants.find(',') + 1, end = variants.find(',', first);
+  info.highway_target = variants.substr(first, end - first);
   info.cores_online = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
   return info;
 }

@@ -10,7 +10,14 @@
 namespace bnlab::bench {
 
 struct KernelBuffers {
-  // numel floats each, 64-byte aligned and written before any timing.
+  // numel + kAlignPad floats each, 64-byte aligned and written before any timing;
+  // the kernels see them from `offset` floats on (x_at() ...): 0, or 4 for a
+  // 16-byte-aligned row.
+  static constexpr int64_t kAlignPad = 16;
+  int64_t offset = 0;
+  float* x_at() { return x.data() + offset; }
+  float* dy_at() { return dy.data() + offset; }
+  float* out_at() { return out_bnlab.data() + offset; }
   AlignedVector<float> x, dy;
   AlignedVector<float> out_bnlab;  // y or dx of bnlab
   AlignedVector<float> out_peer;   // y or dx of oneDNN, compared with out_bnlab

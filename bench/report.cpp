@@ -57,6 +57,15 @@ std::string format_table(const Report& report) {
   std::string out;
   char line[512];
   const double copy = report.bandwidth.copy_gbs;
+  const MachineInfo& m = report.machine;
+  std::string features;
+  for (const std::string& f : m.features) features += (features.empty() ? "" : " ") + f;
+  std::snprintf(line, sizeof line,
+                "cpu: L1d %.0f KiB, L2 %.0f KiB, LLC %.0f MiB (%s); ISA: %s; Highway target %s\n",
+                m.l1d_bytes / 1024.0, m.l2_bytes / 1024.0, m.llc_bytes / 1048576.0,
+                m.cache_source.c_str(), features.empty() ? "none of interest" : features.c_str(),
+                m.highway_target.c_str());
+  out += line;
   std::snprintf(line, sizeof line,
                 "machine: %s, %d cores online, LLC %.0f MiB; %d threads; bnlab kernels: %s\n"
                 "bandwidth: copy %.1f GB/s (read+write; %.1f at the start, %.1f at the end), "
@@ -81,7 +90,8 @@ std::string format_table(const Report& report) {
     out += line;
   }
   out += "ms: median; GB/s: passes * numel * 4 bytes (2 for bf16) / time; peer x: peer ms / bnlab ms "
-         "(above 1: bnlab faster); * : tensor larger than the LLC\n\n";
+         "(above 1: bnlab faster); * : tensor larger than the LLC; @16: x, dy and the output "
+         "16-byte aligned (else 64)\n\n";
   std::snprintf(line, sizeof line, "%-16s %-14s %-22s %8s %9s %7s %6s %9s %6s %9s %6s\n", "shape",
                 "layout", "op", "MiB", "bnlab ms", "GB/s", "%copy", "oneDNN", "x", "PyTorch", "x");
   out += line;
@@ -89,8 +99,13 @@ std::string format_table(const Report& report) {
     const Case& c = r.the_case;
     const double gbs = effective_gbs(op_passes(c.op), c.tensor_bytes(), r.bnlab.median_ms);
     const bool beyond_llc = report.machine.llc_bytes > 0 && c.tensor_bytes() > report.machine.llc_bytes;
+    std::string shape = c.dims_string();
+    if (c.align_bytes < 64) {  // appended piece by piece (g++ 12's -Wrestrict false positive)
+      shape += '@';
+      shape += std::to_string(c.align_bytes);
+    }
     std::snprintf(line, sizeof line, "%-16s %-14s %-22s %7.1f%s %9.3f %7.1f %5.0f%% %9s %6s %9s %6s\n",
-                  c.dims_string().c_str(), layout_name(c.layout), op_name(c.op),
+                  shape.c_str(), layout_name(c.layout), op_name(c.op),
                   c.tensor_bytes() / 1048576.0, beyond_llc ? "*" : " ", r.bnlab.median_ms, gbs,
                   copy > 0 ? 100.0 * gbs / copy : 0.0, ms_or_dash(r.onednn).c_str(),
                   ratio_or_dash(r.onednn, r.bnlab).c_str(), ms_or_dash(r.pytorch).c_str(),
@@ -120,7 +135,12 @@ std::string report_json(const Report& report) {
   j["command"] = report.command;
   j["machine"] = {{"cpu_model", report.machine.cpu_model},
                   {"cores_online", report.machine.cores_online},
-                  {"llc_bytes", report.machine.llc_bytes}};
+                  {"llc_bytes", report.machine.llc_bytes},
+                  {"l1d_bytes", report.machine.l1d_bytes},
+                  {"l2_bytes", report.machine.l2_bytes},
+                  {"cache_source", report.machine.cache_source},
+                  {"isa_features", report.machine.features},
+                  {"highway_target", report.machine.highway_target}};
   j["threads"] = report.threads;
   j["load_average"] = {{"start", report.load_before}, {"end", report.load_after}};
   j["bnlab_kernel_variant"] = report.kernel_variant;
@@ -166,6 +186,10 @@ void check_report_file(const std::string& path) {
   }
   for (const char* key : {"machine", "threads", "bandwidth", "peers", "results"})
     if (!j.contains(key)) throw Error(ErrorCode::io, "--check-json: " + path + " has no \"" + key + "\"");
+  for (const char* key : {"cpu_model", "llc_bytes", "l1d_bytes", "l2_bytes", "isa_features",
+                          "highway_target"})
+    if (!j["machine"].contains(key))
+      throw Error(ErrorCode::io, "--check-json: " + path + ": \"machine\" has no \"" + key + "\"");
   if (!j["results"].is_array() || j["results"].empty())
     throw Error(ErrorCode::io, "--check-json: " + path + ": \"results\" is not a non-empty array");
   for (const auto& r : j["results"])

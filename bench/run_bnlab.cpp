@@ -25,7 +25,9 @@ void fill(AlignedVector<float>& values, uint32_t seed, float offset) {
   }
 }
 
-void allocate(KernelBuffers& b, int64_t numel, int64_t c) {
+void allocate(KernelBuffers& b, int64_t numel, int64_t c, int64_t align_bytes) {
+  numel += KernelBuffers::kAlignPad;
+  b.offset = align_bytes < 64 ? align_bytes / static_cast<int64_t>(sizeof(float)) : 0;
   b.x.resize(numel), b.dy.resize(numel), b.out_bnlab.resize(numel), b.out_peer.resize(numel);
   fill(b.x, 1, 0.5f);
   fill(b.dy, 2, 0.0f);
@@ -94,56 +96,56 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
     case Op::train_forward_relu: {
       RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
       batch_norm_forward_training(
-          b.x.data(), shape, b.weight.data(), b.bias.data(), running, kEps, b.out_bnlab.data(),
+          b.x_at(), shape, b.weight.data(), b.bias.data(), running, kEps, b.out_at(),
           b.save_mean.data(), b.save_invstd.data(),
           the_case.op == Op::train_forward_relu ? Activation::relu : Activation::none);
       break;
     }
     case Op::inference_forward:
-      batch_norm_forward_inference(b.x.data(), shape, b.weight.data(), b.bias.data(),
+      batch_norm_forward_inference(b.x_at(), shape, b.weight.data(), b.bias.data(),
                                    b.running_mean.data(), b.running_var.data(), kEps,
-                                   b.out_bnlab.data());
+                                   b.out_at());
       break;
     case Op::backward:
-      batch_norm_backward(b.x.data(), b.dy.data(), shape, b.weight.data(), b.save_mean.data(),
-                          b.save_invstd.data(), b.out_bnlab.data(), b.dweight.data(),
+      batch_norm_backward(b.x_at(), b.dy_at(), shape, b.weight.data(), b.save_mean.data(),
+                          b.save_invstd.data(), b.out_at(), b.dweight.data(),
                           b.dbias.data());
       break;
     case Op::split_forward: {
       // One process's part of a synchronized BN, with a merge of that one part.
       RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
-      batch_norm_stats(b.x.data(), shape, b.split_mean.data(), b.split_m2.data());
+      batch_norm_stats(b.x_at(), shape, b.split_mean.data(), b.split_m2.data());
       const int64_t part_count = shape.per_channel();
       int64_t count = 0;
       batch_norm_merge_stats(1, shape.c, &part_count, b.split_mean.data(), b.split_m2.data(),
                              b.merged_mean.data(), b.merged_m2.data(), &count);
-      batch_norm_forward_with_stats(b.x.data(), shape, b.weight.data(), b.bias.data(),
+      batch_norm_forward_with_stats(b.x_at(), shape, b.weight.data(), b.bias.data(),
                                     b.merged_mean.data(), b.merged_m2.data(), count, running, kEps,
-                                    b.out_bnlab.data(), b.save_mean.data(), b.save_invstd.data());
+                                    b.out_at(), b.save_mean.data(), b.save_invstd.data());
       break;
     }
     case Op::split_backward:
-      batch_norm_backward_reduce(b.x.data(), b.dy.data(), shape, b.save_mean.data(),
+      batch_norm_backward_reduce(b.x_at(), b.dy_at(), shape, b.save_mean.data(),
                                  b.save_invstd.data(), b.sum_dy.data(), b.sum_dy_xhat.data());
-      batch_norm_backward_with_sums(b.x.data(), b.dy.data(), shape, b.weight.data(),
+      batch_norm_backward_with_sums(b.x_at(), b.dy_at(), shape, b.weight.data(),
                                     b.save_mean.data(), b.save_invstd.data(), b.sum_dy.data(),
-                                    b.sum_dy_xhat.data(), shape.per_channel(), b.out_bnlab.data());
+                                    b.sum_dy_xhat.data(), shape.per_channel(), b.out_at());
       break;
     case Op::forward_backward:
       // y, then dx over it: the same bytes move as with two buffers.
-      call_bnlab({the_case.dims, the_case.layout, Op::train_forward}, shape, b);
-      call_bnlab({the_case.dims, the_case.layout, Op::backward}, shape, b);
+      call_bnlab({the_case.dims, the_case.layout, Op::train_forward, the_case.align_bytes}, shape, b);
+      call_bnlab({the_case.dims, the_case.layout, Op::backward, the_case.align_bytes}, shape, b);
       break;
     case Op::group_norm_forward:
     case Op::group_norm_backward: {
       const int64_t count = shape.n * kBenchGroups;
       float* stats = norm_stats(count);
       if (the_case.op == Op::group_norm_forward) {
-        group_norm_forward(b.x.data(), group_norm_shape(shape), b.weight.data(), b.bias.data(),
-                           kEps, b.out_bnlab.data(), stats, stats + count);
+        group_norm_forward(b.x_at(), group_norm_shape(shape), b.weight.data(), b.bias.data(),
+                           kEps, b.out_at(), stats, stats + count);
       } else {
-        group_norm_backward(b.x.data(), b.dy.data(), group_norm_shape(shape), b.weight.data(),
-                            stats, stats + count, b.out_bnlab.data(), b.dweight.data(),
+        group_norm_backward(b.x_at(), b.dy_at(), group_norm_shape(shape), b.weight.data(),
+                            stats, stats + count, b.out_at(), b.dweight.data(),
                             b.dbias.data());
       }
       break;
@@ -170,11 +172,11 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
       const LayerNormShape ln = layer_norm_shape(the_case);
       float* stats = norm_stats(ln.rows);
       if (the_case.op == Op::layer_norm_forward) {
-        layer_norm_forward(b.x.data(), ln, b.weight.data(), b.bias.data(), kEps,
-                           b.out_bnlab.data(), stats, stats + ln.rows);
+        layer_norm_forward(b.x_at(), ln, b.weight.data(), b.bias.data(), kEps,
+                           b.out_at(), stats, stats + ln.rows);
       } else {
-        layer_norm_backward(b.x.data(), b.dy.data(), ln, b.weight.data(), stats, stats + ln.rows,
-                            b.out_bnlab.data(), b.dweight.data(), b.dbias.data());
+        layer_norm_backward(b.x_at(), b.dy_at(), ln, b.weight.data(), stats, stats + ln.rows,
+                            b.out_at(), b.dweight.data(), b.dbias.data());
       }
       break;
     }
@@ -193,12 +195,14 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
   std::vector<CaseResult> results;
   KernelBuffers buffers;
   std::vector<int64_t> allocated_dims;
+  int64_t allocated_align = 0;
   for (const Case& the_case : cases) {
     // Cases of one shape come together in the table; they share the buffers.
-    if (the_case.dims != allocated_dims) {
+    if (the_case.dims != allocated_dims || the_case.align_bytes != allocated_align) {
       buffers = KernelBuffers{};  // give the previous shape's memory back first
-      allocate(buffers, the_case.numel(), the_case.dims[1]);
+      allocate(buffers, the_case.numel(), the_case.dims[1], the_case.align_bytes);
       allocated_dims = the_case.dims;
+      allocated_align = the_case.align_bytes;
     }
     const BatchNormShape shape = the_case.batch_norm_shape();
     if (is_bf16(the_case.op)) allocate_bf16(buffers);
@@ -224,7 +228,9 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
     result.the_case = the_case;
     std::fprintf(stderr, "  %-45s bnlab", the_case.id().c_str());
     result.bnlab = time_calls([&] { call_bnlab(the_case, shape, buffers); }, policy);
-    if (onednn && is_norm(the_case.op)) {
+    if (onednn && the_case.align_bytes < 64) {
+      result.onednn.note = "n/a: an alignment row (bnlab against its own 64-byte row)";
+    } else if (onednn && is_norm(the_case.op)) {
       result.onednn.note = "n/a: oneDNN 2.6 has no group normalization; layer norm not wired";
     } else if (onednn) {
       std::fprintf(stderr, ", oneDNN");

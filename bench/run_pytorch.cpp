@@ -77,6 +77,7 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   request["cases"] = nlohmann::json::array();
   for (const CaseResult& r : results) {
     if (r.the_case.layout == BenchLayout::blocked16) continue;  // no such layout in PyTorch
+    if (r.the_case.align_bytes < 64) continue;                   // alignment rows: bnlab only
     request["cases"].push_back(
         {{"id", r.the_case.id()},
          {"dims", r.the_case.dims},
@@ -110,6 +111,10 @@ void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
   for (CaseResult& r : results) {
     if (r.the_case.layout == BenchLayout::blocked16) {
       r.pytorch.note = "n/a: PyTorch has no nChw16c layout";
+      continue;
+    }
+    if (r.the_case.align_bytes < 64) {
+      r.pytorch.note = "n/a: an alignment row (bnlab against its own 64-byte row)";
       continue;
     }
 

@@ -88,7 +88,9 @@ std::string Case::dims_string() const {
 }
 
 std::string Case::id() const {
-  return dims_string() + "/" + layout_name(layout) + "/" + op_name(op);
+  std::string text = dims_string() + "/" + layout_name(layout) + "/" + op_name(op);
+  if (align_bytes < 64) text += "/align" + std::to_string(align_bytes);
+  return text;
 }
 
 int64_t Case::numel() const {
@@ -128,6 +130,7 @@ std::vector<ShapeEntry> shape_table(bool quick) {
         {{2, 64, 4, 4}, both, {group_norm_forward, group_norm_backward}},
         {{16, 64}, {nc}, {layer_norm_forward, layer_norm_backward}},
         {{2, 16, 8, 8}, all, three_bf16},
+        {{4, 8, 16, 16}, both, three, 16},
     };
   }
   return {
@@ -153,6 +156,8 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       // bf16 beside the same shapes' fp32 rows: half the bytes.
       {{32, 256, 56, 56}, all, three_bf16},
       {{256, 1024}, {nc}, three_bf16},
+      // The same tensor on 16-byte-aligned buffers (numpy's; issue 16): as fast as on 64.
+      {{32, 64, 56, 56}, all, three, 16},
   };
 }
 
@@ -161,7 +166,7 @@ std::vector<Case> expand_cases(const std::vector<ShapeEntry>& table, const std::
   for (const ShapeEntry& entry : table)
     for (BenchLayout layout : entry.layouts)
       for (Op op : entry.ops) {
-        Case c{entry.dims, layout, op};
+        Case c{entry.dims, layout, op, entry.align_bytes};
         if (only.empty() || c.id().find(only) != std::string::npos) cases.push_back(c);
       }
   return cases;

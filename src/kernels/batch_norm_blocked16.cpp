@@ -29,14 +29,13 @@ struct BlockedPlan {
 
 // Block by block pays, as channel by channel does for spans, when x overflows
 // the LLC, there are two blocks or more, and a block's x and dy fit half the
-// LLC (docs/performance.md, 'Kernel choices').
-constexpr int64_t kByBlockMaxBytes = kLastLevelCacheBytes / 2;
-
+// LLC (cache_thresholds.hpp; docs/performance.md, 'Kernel choices').
 bool backward_by_block_pays(const BatchNormShape& sh) {
+  const CacheThresholds t = cache_thresholds();
   return sh.layout == Layout::blocked16 && sh.c >= 2 * kBlockWidth &&
          2 * sh.per_channel() * kBlockWidth * static_cast<int64_t>(sizeof(float)) <=
-             kByBlockMaxBytes &&
-         sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+             t.by_block_bytes &&
+         sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
 }
 
 // Unit u's 16 column sums into part_s[u*16 ...] and part_sx[u*16 ...].

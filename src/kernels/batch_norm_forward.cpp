@@ -11,6 +11,7 @@
 #include "bnlab/error.hpp"
 #include "kernels/batch_norm_validation.hpp"
 #include "kernels/batch_norm_walks.hpp"
+#include "kernels/split_mean.hpp"
 
 namespace bnlab {
 namespace kernels {
@@ -22,7 +23,8 @@ bool finite_as_float(double v) {
 
 // The training forward from each channel's mean and m2 over `count` values:
 //   var = m2/count, invstd = 1/sqrt(var + eps), y = act((x - mean)*invstd*weight + bias)
-// then save_*, and the running statistics when every statistic is finite.
+// with the mean split in two floats (split_mean.hpp), then save_*, and the running
+// statistics when every statistic is finite.
 BatchNormStatus forward_from_moments(const float* x, const BatchNormShape& sh, const float* weight,
                                      const float* bias, const double* mean, const double* m2,
                                      int64_t count, const RunningStats& running, double eps,
@@ -39,10 +41,11 @@ BatchNormStatus forward_from_moments(const float* x, const BatchNormShape& sh, c
     const double var = m2[j] / count_d;
     const double invstd = 1.0 / std::sqrt(var + eps);
     const double w = weight != nullptr ? weight[j] : 1.0;
-    mean_f[j] = static_cast<float>(mean[j]);
     invstd_f[j] = static_cast<float>(invstd);
     scale[j] = static_cast<float>(invstd * w);
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+    const SplitMean split = split_mean(mean[j], scale[j], bias != nullptr ? bias[j] : 0.0);
+    mean_f[j] = split.hi;
+    shift[j] = split.shift;
     finite =
         finite && finite_as_float(mean[j]) && finite_as_float(var) && std::isfinite(invstd_f[j]);
   }

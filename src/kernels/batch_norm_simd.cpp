@@ -16,6 +16,7 @@
 
 #include "kernels/batch_norm_loops.hpp"
 #include "kernels/load_tail-inl.h"
+#include "kernels/rows_from_boundary.hpp"
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -385,11 +386,29 @@ HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
   return HeadToAlign(d, p) == 0 && stride % static_cast<int64_t>(hn::Lanes(d)) == 0;
 }
 
+// Whether a contiguous rows block whose output is not vector-aligned can stream
+// from its first vector boundary (rows_from_boundary.hpp).
+HWY_INLINE bool StreamsFromBoundary(D d, const float* out, int64_t rows, int64_t stride,
+                                    int64_t width) {
+  return rows > 1 && stride == width && width <= kRowsMaxWidth && HeadToAlign(d, out) < width &&
+         RowsAligned(d, out + HeadToAlign(d, out), stride);
+}
+
 void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                    const float* mean, const float* scale, const float* shift, bool relu,
                    bool stream) {
-  if (stream && RowsAligned(D(), y, stride)) {
+  const D d;
+  if (stream && RowsAligned(d, y, stride)) {
     RowsNormalizeT<true>(x, y, rows, stride, width, mean, scale, shift, relu);
+  } else if (stream && StreamsFromBoundary(d, y, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, y);
+    const RotatedColumns<3, kRowsMaxWidth> p({mean, scale, shift}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      (streamed ? RowsNormalizeT<true> : RowsNormalizeT<false>)(
+          x + off, y + off, r, stride, w, p.at(0, col, rot), p.at(1, col, rot), p.at(2, col, rot),
+          relu);
+    });
   } else {
     RowsNormalizeT<false>(x, y, rows, stride, width, mean, scale, shift, relu);
   }
@@ -502,7 +521,19 @@ void RowsGradInputT(const float* x, const float* dy, const float* relu_y, float*
 void RowsGradInput(const float* x, const float* dy, const float* relu_y, float* dx, int64_t rows,
                    int64_t stride, int64_t width, const float* mean, const float* a,
                    const float* b, const float* c, bool stream) {
-  stream = stream && RowsAligned(D(), dx, stride);
+  const D d;
+  if (stream && !RowsAligned(d, dx, stride) && StreamsFromBoundary(d, dx, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, dx);
+    const RotatedColumns<4, kRowsMaxWidth> p({mean, a, b, c}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      RowsGradInput(x + off, dy + off, relu_y == nullptr ? nullptr : relu_y + off, dx + off, r,
+                    stride, w, p.at(0, col, rot), p.at(1, col, rot), p.at(2, col, rot),
+                    p.at(3, col, rot), streamed);
+    });
+    return;
+  }
+  stream = stream && RowsAligned(d, dx, stride);
   if (relu_y != nullptr) {
     stream ? RowsGradInputT<true, true>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c)
            : RowsGradInputT<true, false>(x, dy, relu_y, dx, rows, stride, width, mean, a, b, c);

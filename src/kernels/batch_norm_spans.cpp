@@ -33,14 +33,14 @@ struct SpanPlan {
 
 // Channel by channel pays when x alone overflows the LLC, there are channels
 // enough for the threads, and a channel's x and dy slices fit a thread's share
-// of the cache (docs/performance.md, 'Kernel choices').
+// of the cache (cache_thresholds.hpp; docs/performance.md, 'Kernel choices').
 constexpr int64_t kByChannelMinChannels = 16;
-constexpr int64_t kByChannelMaxSliceBytes = int64_t{4} << 20;
 
 bool backward_by_channel_pays(const BatchNormShape& sh) {
+  const CacheThresholds t = cache_thresholds();
   return uses_spans(sh) && sh.c >= kByChannelMinChannels &&
-         2 * sh.per_channel() * static_cast<int64_t>(sizeof(float)) <= kByChannelMaxSliceBytes &&
-         sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+         2 * sh.per_channel() * static_cast<int64_t>(sizeof(float)) <= t.by_channel_slice_bytes &&
+         sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
 }
 
 }  // namespace

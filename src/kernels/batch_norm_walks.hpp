@@ -14,7 +14,8 @@
 // Passes over memory (M = n*s values per channel, in memory order):
 //   moments 1 (+ the second from L1), normalize 1 read + 1 write,
 //   grad sums 2 reads, grad input 2 reads + 1 write.
-// Why these walks and thresholds: docs/performance.md, 'Kernel choices'.
+// Why these walks and thresholds: docs/performance.md, 'Kernel choices'; the
+// cache-sized thresholds come from the machine (cache_thresholds.hpp).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +23,7 @@
 #include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
 #include "kernels/batch_norm_loops.hpp"
+#include "kernels/cache_thresholds.hpp"
 
 namespace bnlab::kernels {
 
@@ -29,11 +31,10 @@ constexpr int64_t kSpanMin = 64;      // channels-first rows shorter than this u
 constexpr int64_t kTargetTasks = 32;  // tasks to cut a channel-poor tensor into
 // Outputs are streamed (non-temporal stores) when x and y together overflow
 // the last-level cache: y would not be read back from cache anyway.
-constexpr int64_t kLastLevelCacheBytes = int64_t{32} << 20;
-
-inline bool streams(const BatchNormShape& sh) {
-  return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
+inline bool streams_bytes(int64_t numel) {
+  return 2 * numel * static_cast<int64_t>(sizeof(float)) > cache_thresholds().stream_bytes;
 }
+inline bool streams(const BatchNormShape& sh) { return streams_bytes(sh.numel()); }
 
 inline bool uses_spans(const BatchNormShape& sh) {
   return sh.layout == Layout::channels_first && sh.s >= kSpanMin;

@@ -40,15 +40,14 @@
 #include "kernels/batch_norm_validation.hpp"
 #include "kernels/batch_norm_walks.hpp"
 #include "kernels/group_norm_loops.hpp"
+#include "kernels/split_mean.hpp"
 
 namespace bnlab {
 namespace kernels {
 namespace {
 
 // The same rule as batch norm's (batch_norm_walks.hpp).
-bool streams(const GroupNormShape& sh) {
-  return 2 * sh.numel() * static_cast<int64_t>(sizeof(float)) > kLastLevelCacheBytes;
-}
+bool streams(const GroupNormShape& sh) { return streams_bytes(sh.numel()); }
 
 std::atomic<const NormLoops*> g_norm_loops{nullptr};
 
@@ -115,12 +114,13 @@ void span_sums(const float* x, const float* dy, const float* w, int64_t len, flo
 
 // Rows a rows block takes at least: each block ends in scalar work per column
 // (its mean and m2, Chan's merge), which 16 rows of 256 columns (4096 values)
-// left as the larger cost; 128 rows (128 KiB, the second pass from L2) cut
-// channels-last's CPU time by ~1/4 (see the commit that set it).
-constexpr int64_t kMinBlockRows = 128;
-
+// left as the larger cost; 128 rows (128 KiB, an eighth of a 1 MiB L2: the
+// second pass from L2) cut channels-last's CPU time by ~1/4 (see the commit
+// that set it). From the machine's L2 (cache_thresholds.hpp).
 int64_t rows_per_block(int64_t width) {
-  return std::max<int64_t>(kMinBlockRows, kNormBlock / width);
+  const int64_t min_rows = cache_thresholds().norm_min_tile_block_bytes /
+                           (kNormMaxWidth * static_cast<int64_t>(sizeof(float)));
+  return std::max<int64_t>({int64_t{1}, min_rows, kNormBlock / width});
 }
 
 // One sample's rows (channels-last, blocked16) as column tiles: each tile is
@@ -212,23 +212,24 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       const int64_t i = ig / groups, g = ig % groups, j0 = g * cg;
       const int64_t off = (i * sh.c + j0) * sh.s;
       float mean_f, invstd_f;
-      const double invstd = finish_group(span_stat(x + off, m), ig, &mean_f, &invstd_f);
-      if (small) {  // the whole group in one loop
+      const Stat st = span_stat(x + off, m);
+      const double invstd = finish_group(st, ig, &mean_f, &invstd_f);
+      if (small) {  // the whole group in one loop; xhat's shift carries the mean's low part
+        const SplitMean xhat = split_mean(st.mean, invstd_f, 0.0);
         if (affine.weight != nullptr) {
-          loops().span_normalize_affine(x + off, y + off, m, mean_f, invstd_f,
+          loops().span_normalize_affine(x + off, y + off, m, mean_f, invstd_f, xhat.shift,
                                         affine.weight + j0 * sh.s, affine.bias + j0 * sh.s, stream);
         } else {
-          loops().span_normalize(x + off, y + off, m, mean_f, invstd_f, 0.0f, stream);
+          loops().span_normalize(x + off, y + off, m, mean_f, invstd_f, xhat.shift, stream);
         }
         if (stream) loops().store_fence();
         return;
       }
       for (int64_t j = j0; j < j0 + cg; ++j) {
-        const double w = weight != nullptr ? weight[j] : 1.0;
-        const float shift = bias != nullptr ? bias[j] : 0.0f;
+        const float scale = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
+        const SplitMean split = split_mean(st.mean, scale, bias != nullptr ? bias[j] : 0.0);
         const int64_t span = off + (j - j0) * sh.s;
-        loops().span_normalize(x + span, y + span, sh.s, mean_f, static_cast<float>(invstd * w),
-                               shift, stream);
+        loops().span_normalize(x + span, y + span, sh.s, mean_f, scale, split.shift, stream);
       }
       if (stream) loops().store_fence();
     });
@@ -252,9 +253,10 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
       float mean_f, invstd_f;
       const double invstd = finish_group(st, i * groups + g, &mean_f, &invstd_f);
       for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
-        mean_cols[j] = mean_f;
         scale[j] = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
-        shift[j] = bias != nullptr ? bias[j] : 0.0f;
+        const SplitMean split = split_mean(st.mean, scale[j], bias != nullptr ? bias[j] : 0.0);
+        mean_cols[j] = mean_f;
+        shift[j] = split.shift;
       }
     }
     float* out = y + i * sh.c * sh.s;
@@ -286,9 +288,9 @@ DxCoefficients dx_coefficients(double invstd, double sum_g, double sum_gx, int64
 // at a time: per row and group the sums and dx, then the block's column sums
 // for dweight and dbias while its x and dy are still in cache; a channel's
 // dweight and dbias add its s columns.
-constexpr int64_t kRowChunks = 32;            // tasks (fixed, so results do not depend on threads)
-constexpr int64_t kRowBlockFloats = 1 << 15;  // x and dy of a block: 256 KiB, within L2
-constexpr int64_t kMaxPartDoubles = 1 << 21;  // the chunks' column sums: 16 MiB at most
+constexpr int64_t kRowChunks = 32;  // tasks (fixed, so results do not depend on threads)
+// A block's x and dy within L2, the chunks' column sums within the LLC: the
+// sizes from cache_thresholds().
 // Rows a chunk takes at least: each chunk's column sums cost as much as a row
 // (zeroed, then added up), so a chunk of 2 rows (64x512x3x3 in 32 chunks)
 // spent a third of the backward on them.
@@ -300,9 +302,12 @@ void backward_rows(const float* x, const float* dy, const GroupNormShape& sh, co
   // c and cg below count columns: a channel's s positions are s columns.
   const int64_t groups = sh.groups, cg = sh.per_group(), c = sh.c * sh.s;
   const bool params = dweight != nullptr || dbias != nullptr;
+  const CacheThresholds t = cache_thresholds();
+  const int64_t max_part_doubles = t.norm_max_part_bytes / static_cast<int64_t>(sizeof(double));
+  const int64_t row_block_floats = t.norm_row_block_bytes / (2 * static_cast<int64_t>(sizeof(float)));
   const int64_t chunks =
-      std::clamp<int64_t>(std::min(kMaxPartDoubles / (2 * c), sh.n / kMinChunkRows), 1, kRowChunks);
-  const int64_t block_rows = std::max<int64_t>(1, kRowBlockFloats / c);
+      std::clamp<int64_t>(std::min(max_part_doubles / (2 * c), sh.n / kMinChunkRows), 1, kRowChunks);
+  const int64_t block_rows = std::max<int64_t>(1, row_block_floats / c);
   double* parts = NormWorkspace::grow(t_norm_workspace.doubles, params ? 2 * chunks * c : 0);
   const float* weights = full_affine(weight, nullptr, sh.c, sh.s).weight;  // per column
   const bool stream = streams(sh);

@@ -26,6 +26,9 @@ struct NormMoments {
 };
 
 constexpr int64_t kNormBlock = 4096;    // values summed in float before a merge in double
+// Squares a float chain of span_moments adds (per lane) before it moves them to a
+// double: longer chains cost y ulps once |mean| >> std (issue 14, 24 ulps at 1e4).
+constexpr int64_t kSquareChain = 16;
 constexpr int64_t kNormMaxWidth = 256;  // columns one rows_* call takes at most
 
 struct NormLoops {
@@ -42,9 +45,10 @@ struct NormLoops {
   void (*span_normalize)(const float* x, float* y, int64_t len, float mean, float scale,
                          float shift, bool stream);
 
-  // y = (x - mean) * invstd * w[k] + b[k] (LayerNorm's per-element affine).
+  // y = ((x - mean) * invstd + xhat_shift) * w[k] + b[k] (LayerNorm's per-element
+  // affine; xhat_shift carries the mean's low part, split_mean.hpp).
   void (*span_normalize_affine)(const float* x, float* y, int64_t len, float mean, float invstd,
-                                const float* w, const float* b, bool stream);
+                                float xhat_shift, const float* w, const float* b, bool stream);
 
   // g = dy, or dy * w[k] when w is not null; len <= kNormBlock:
   //   sum_g += sum(g),  sum_g_xmu += sum(g * (x - mean)).

@@ -15,14 +15,21 @@ NormMoments span_moments(const float* x, int64_t len) {
   float sum = 0.0f;
   for (int64_t i = 0; i < len; ++i) sum += x[i] - shift;
   const float mean_f = static_cast<float>(shift + static_cast<double>(sum) / len);
-  // Pass 2 (from L1): deviations, corrected by their residual sum.
-  float dev = 0.0f, dev2 = 0.0f;
+  // Pass 2 (from L1): deviations, corrected by their residual sum; the squares
+  // moved to a double every kSquareChain values (no float chain grows long).
+  float dev = 0.0f, part = 0.0f;
+  double dev2 = 0.0;
   for (int64_t i = 0; i < len; ++i) {
     const float d = x[i] - mean_f;
     dev += d;
-    dev2 += d * d;
+    part += d * d;
+    if ((i + 1) % kSquareChain == 0) {
+      dev2 += part;
+      part = 0.0f;
+    }
   }
-  const double m2 = static_cast<double>(dev2) - static_cast<double>(dev) * dev / len;
+  dev2 += part;
+  const double m2 = dev2 - static_cast<double>(dev) * dev / len;
   return {mean_f + static_cast<double>(dev) / len, std::max(m2, 0.0)};
 }
 
@@ -33,8 +40,8 @@ void span_normalize(const float* x, float* y, int64_t len, float mean, float sca
 }
 
 void span_normalize_affine(const float* x, float* y, int64_t len, float mean, float invstd,
-                           const float* w, const float* b, bool /*stream*/) {
-  for (int64_t i = 0; i < len; ++i) y[i] = (x[i] - mean) * invstd * w[i] + b[i];
+                           float xhat_shift, const float* w, const float* b, bool /*stream*/) {
+  for (int64_t i = 0; i < len; ++i) y[i] = ((x[i] - mean) * invstd + xhat_shift) * w[i] + b[i];
 }
 
 inline float grad(const float* dy, const float* w, int64_t i) {

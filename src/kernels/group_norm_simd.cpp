@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "kernels/group_norm_loops.hpp"
+#include "kernels/rows_from_boundary.hpp"
 #include "kernels/load_tail-inl.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -97,17 +98,23 @@ NormMoments SpanMoments(const float* x, int64_t len) {
   }
   const float sum = Sum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
   const float mean_f = static_cast<float>(x[0] + static_cast<double>(sum) / len);
-  // Pass 2, from L1: deviations and squared deviations.
+  // Pass 2, from L1: deviations and squared deviations, the squares moved to a
+  // double every kSquareChain pairs of vectors (no float chain grows long).
   const V mean = hn::Set(d, mean_f);
   V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+  double dev2 = 0.0;
   i = 0;
-  for (; i + 2 * n <= len; i += 2 * n) {
+  for (int64_t k = 1; i + 2 * n <= len; i += 2 * n, ++k) {
     const V d0 = hn::Sub(hn::LoadU(d, x + i), mean);
     const V d1 = hn::Sub(hn::LoadU(d, x + i + n), mean);
     a0 = hn::Add(a0, d0);
     a1 = hn::Add(a1, d1);
     q0 = hn::MulAdd(d0, d0, q0);
     q1 = hn::MulAdd(d1, d1, q1);
+    if (k % kSquareChain == 0) {
+      dev2 += Sum(d, hn::Add(q0, q1));
+      q0 = q1 = hn::Zero(d);
+    }
   }
   for (; i < len; i += n) {
     const auto live = hn::FirstN(d, static_cast<size_t>(std::min(n, len - i)));
@@ -116,7 +123,7 @@ NormMoments SpanMoments(const float* x, int64_t len) {
     q0 = hn::MulAdd(d0, d0, q0);
   }
   const double dev = Sum(d, hn::Add(a0, a1));
-  const double dev2 = Sum(d, hn::Add(q0, q1));
+  dev2 += Sum(d, hn::Add(q0, q1));
   return {mean_f + dev / len, std::max(dev2 - dev * dev / len, 0.0)};
 }
 
@@ -131,11 +138,12 @@ void SpanNormalize(const float* x, float* y, int64_t len, float mean_s, float sc
 }
 
 void SpanNormalizeAffine(const float* x, float* y, int64_t len, float mean_s, float invstd_s,
-                         const float* w, const float* b, bool stream) {
+                         float xhat_shift_s, const float* w, const float* b, bool stream) {
   const D d;
   const V mean = hn::Set(d, mean_s), invstd = hn::Set(d, invstd_s);
+  const V xhat_shift = hn::Set(d, xhat_shift_s);
   const auto value = [&](int64_t i, int64_t count) {
-    const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean), invstd);
+    const V xhat = hn::MulAdd(hn::Sub(LoadN(d, x + i, count), mean), invstd, xhat_shift);
     return hn::MulAdd(xhat, LoadN(d, w + i, count), LoadN(d, b + i, count));
   };
   stream ? WriteSpan<true>(d, y, len, value) : WriteSpan<false>(d, y, len, value);
@@ -289,6 +297,14 @@ HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
   return HeadToAlign(d, p) == 0 && stride % Lanes(d) == 0;
 }
 
+// Whether a contiguous rows block whose output is not vector-aligned can stream
+// from its first vector boundary (rows_from_boundary.hpp).
+HWY_INLINE bool StreamsFromBoundary(D d, const float* out, int64_t rows, int64_t stride,
+                                    int64_t width) {
+  return rows > 1 && stride == width && width <= kNormMaxWidth && HeadToAlign(d, out) < width &&
+         RowsAligned(d, out + HeadToAlign(d, out), stride);
+}
+
 template <bool kStream>
 void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                     const float* mean, const float* scale, const float* shift) {
@@ -321,8 +337,17 @@ void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int6
 
 void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64_t width,
                    const float* mean, const float* scale, const float* shift, bool stream) {
-  if (stream && RowsAligned(D(), y, stride)) {
+  const D d;
+  if (stream && RowsAligned(d, y, stride)) {
     RowsNormalizeT<true>(x, y, rows, stride, width, mean, scale, shift);
+  } else if (stream && StreamsFromBoundary(d, y, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, y);
+    const RotatedColumns<3, kNormMaxWidth> p({mean, scale, shift}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      RowsNormalize(x + off, y + off, r, stride, w, p.at(0, col, rot), p.at(1, col, rot),
+                    p.at(2, col, rot), streamed);
+    });
   } else {
     RowsNormalizeT<false>(x, y, rows, stride, width, mean, scale, shift);
   }
@@ -428,8 +453,17 @@ void RowsGradInputT(const float* x, const float* dy, float* dx, int64_t rows, in
 void RowsGradInput(const float* x, const float* dy, float* dx, int64_t rows, int64_t stride,
                    int64_t width, const float* mean, const float* a, const float* b, const float* c,
                    bool stream) {
-  if (stream && RowsAligned(D(), dx, stride)) {
+  const D d;
+  if (stream && RowsAligned(d, dx, stride)) {
     RowsGradInputT<true>(x, dy, dx, rows, stride, width, mean, a, b, c);
+  } else if (stream && StreamsFromBoundary(d, dx, rows, stride, width)) {
+    const int64_t head = HeadToAlign(d, dx);
+    const RotatedColumns<4, kNormMaxWidth> p({mean, a, b, c}, width, head);
+    rows_from_boundary(rows, width, head, [&](int64_t off, int64_t r, int64_t w, int64_t col,
+                                              bool rot, bool streamed) {
+      RowsGradInput(x + off, dy + off, dx + off, r, stride, w, p.at(0, col, rot),
+                    p.at(1, col, rot), p.at(2, col, rot), p.at(3, col, rot), streamed);
+    });
   } else {
     RowsGradInputT<false>(x, dy, dx, rows, stride, width, mean, a, b, c);
   }

@@ -2,7 +2,8 @@
 // (mean 1e4, std 1 matches float64 to 1e-3 relative), a constant channel gives
 // y = bias (no NaN), and a batch with NaN or Inf is reported as non_finite
 // while the running statistics stay exactly as they were; the fused ReLU
-// passes NaN through as PyTorch's relu does.
+// passes NaN through as PyTorch's relu does. Issue 14: y within a few ulps of
+// float64 at any offset (mean 1e4 and 1e6, std 1), in every layout and walk.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,6 +11,7 @@
 
 #include "bn_reference.hpp"
 #include "bnlab/batch_norm.hpp"
+#include "ulp_check.hpp"
 
 namespace bnlab::test {
 namespace {
@@ -50,6 +52,77 @@ TEST_P(Numerics, MeanTenThousandStdOneMatchesFloat64ToOneInAThousand) {
     // invstd ~ 1: far from 1/sqrt(eps) ~ 316, which is what cancellation gives.
     for (int64_t j = 0; j < sh.c; ++j) EXPECT_LT(invstd[j], 10.0f);
   }
+}
+
+// Batches of two and a larger one, in every layout and walk: spans, rows of c*s
+// columns (s < 64), rows of c columns, blocked16 units.
+const BatchNormShape kOffsetShapes[] = {
+    {2, 32, 1, Layout::channels_first},  {2, 32, 1, Layout::channels_last},
+    {2, 32, 1, Layout::blocked16},       {2, 16, 49, Layout::channels_first},
+    {2, 16, 49, Layout::channels_last},  {2, 16, 49, Layout::blocked16},
+    {8, 32, 259, Layout::channels_first}, {8, 32, 259, Layout::channels_last},
+    {8, 32, 259, Layout::blocked16},     {64, 24, 9, Layout::channels_first},
+};
+// 8 ulps: the variance's float block sums cost up to ~3 at any offset (measured).
+constexpr double kOffsetUlps = 8.0;
+
+// Channel j's values: offset (negated for odd j) plus N(0, 1), rounded to float.
+std::vector<float> offset_data(const BatchNormShape& sh, float offset, uint32_t seed) {
+  std::vector<float> x = random_vector(sh.numel(), seed);
+  for (int64_t e = 0; e < sh.numel(); ++e)
+    x[e] += channel_of(e, sh) % 2 ? -offset : offset;
+  return x;
+}
+
+// The terms y adds, per element: max(|xhat * weight|, |bias|).
+std::vector<double> normalize_terms(const std::vector<float>& x, const BatchNormShape& sh,
+                                    const std::vector<double>& mean,
+                                    const std::vector<double>& invstd,
+                                    const std::vector<float>& weight,
+                                    const std::vector<float>& bias) {
+  std::vector<double> terms(x.size());
+  for (int64_t e = 0; e < sh.numel(); ++e) {
+    const int64_t j = channel_of(e, sh);
+    terms[e] = std::max(std::fabs((x[e] - mean[j]) * invstd[j] * weight[j]),
+                        std::fabs(static_cast<double>(bias[j])));
+  }
+  return terms;
+}
+
+TEST_P(Numerics, NormalizeIsWithinEightUlpsOfFloat64AtAnyOffset) {
+  for (const float offset : {0.0f, 1e4f, 1e6f})
+    for (const BatchNormShape& sh : kOffsetShapes) {
+      SCOPED_TRACE(describe(sh) + " offset " + std::to_string(offset));
+      const std::vector<float> x = offset_data(sh, offset, 71);
+      const std::vector<float> weight = random_vector(sh.c, 72, 1.0f, 0.3f);
+      const std::vector<float> bias = random_vector(sh.c, 73);
+      std::vector<float> y(x.size()), mean(sh.c), invstd(sh.c);
+      ASSERT_EQ(batch_norm_forward_training(x.data(), sh, weight.data(), bias.data(), {}, 1e-5,
+                                            y.data(), mean.data(), invstd.data()),
+                BatchNormStatus::ok);
+      const ReferenceForward ref =
+          reference_forward_training(x, sh, weight.data(), bias.data(), 1e-5);
+      EXPECT_TRUE(test_ulps::within_ulps(
+          "training y", y.data(), ref.y,
+          normalize_terms(x, sh, ref.mean, ref.invstd, weight, bias), kOffsetUlps));
+
+      // Inference from running statistics at the same offset (float, as given).
+      std::vector<float> rm(sh.c), rv(sh.c);
+      std::vector<double> rm_d(sh.c), invstd_r(sh.c);
+      for (int64_t j = 0; j < sh.c; ++j) {
+        rm[j] = static_cast<float>(ref.mean[j]) + 0.25f;
+        rv[j] = 1.5f;
+        rm_d[j] = rm[j];
+        invstd_r[j] = 1.0 / std::sqrt(1.5 + 1e-5);
+      }
+      batch_norm_forward_inference(x.data(), sh, weight.data(), bias.data(), rm.data(), rv.data(),
+                                   1e-5, y.data());
+      EXPECT_TRUE(test_ulps::within_ulps(
+          "inference y", y.data(),
+          reference_forward_inference(x, sh, weight.data(), bias.data(), rm.data(), rv.data(),
+                                      1e-5),
+          normalize_terms(x, sh, rm_d, invstd_r, weight, bias), kOffsetUlps));
+    }
 }
 
 TEST_P(Numerics, ConstantChannelGivesBiasNotNaN) {

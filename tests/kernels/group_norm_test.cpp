@@ -21,6 +21,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
 #include "norm_test_support.hpp"
+#include "ulp_check.hpp"
 
 #ifndef BNLAB_GOLDEN_DIR
 #error "BNLAB_GOLDEN_DIR must name tests/golden (set by tests/kernels/CMakeLists.txt)"
@@ -398,6 +399,52 @@ TEST(GroupNorm, GroupWithLargeMeanKeepsItsVariance) {
       EXPECT_TRUE(all_close("y", y.data(), ref.y, 1e-3));
     }
   }
+}
+
+// Issue 14: y within a few ulps of float64 at any offset (mean 1e4 and 1e6, std
+// ~1), in every layout and walk (per channel, one loop per group with and
+// without the per-element affine, channels-last and blocked16 tiles); a batch
+// of two and a larger one. 8 ulps: the variance's float sums cost up to ~3.
+TEST(GroupNorm, NormalizeIsWithinEightUlpsOfFloat64AtAnyOffset) {
+  const GroupNormShape shapes[] = {{2, 32, 1, 8, Layout::channels_first},
+                                   {2, 32, 9, 4, Layout::channels_first},
+                                   {2, 16, 49, 4, Layout::channels_first},
+                                   {2, 16, 49, 4, Layout::channels_last},
+                                   {2, 16, 49, 4, Layout::blocked16},
+                                   {8, 32, 259, 8, Layout::channels_first},
+                                   {8, 32, 259, 8, Layout::channels_last},
+                                   {8, 32, 259, 8, Layout::blocked16}};
+  for (const float offset : {1e4f, 1e6f})
+    for (const GroupNormShape& sh : shapes)
+      for (const bool affine : {false, true}) {
+        SCOPED_TRACE("n=" + std::to_string(sh.n) + " c=" + std::to_string(sh.c) +
+                     " s=" + std::to_string(sh.s) + " " + layout_name(sh.layout) + " offset " +
+                     std::to_string(offset) + (affine ? " affine" : ""));
+        const std::vector<float> x = channel_data(sh, 81, offset);
+        const std::vector<float> w = random_vector(sh.c, 82, 1.0f, 0.3f);
+        const std::vector<float> b = random_vector(sh.c, 83);
+        const float* wp = affine ? w.data() : nullptr;
+        const float* bp = affine ? b.data() : nullptr;
+        const Reference ref = reference_forward(x, sh, wp, bp, kEps);
+        // The terms y adds: |xhat * w| and |b|.
+        std::vector<double> terms(x.size());
+        const int64_t cg = sh.c / sh.groups;
+        for (int64_t i = 0; i < sh.n; ++i)
+          for (int64_t j = 0; j < sh.c; ++j)
+            for (int64_t k = 0; k < sh.s; ++k) {
+              const int64_t e = index_of(sh, i, j, k), ig = i * sh.groups + j / cg;
+              terms[e] = std::max(std::fabs((x[e] - ref.mean[ig]) * ref.invstd[ig] *
+                                            (affine ? w[j] : 1.0)),
+                                  affine ? std::fabs(static_cast<double>(b[j])) : 0.0);
+            }
+        for (const std::string& variant : variants()) {
+          SCOPED_TRACE(variant);
+          ScopedVariant use(variant);
+          std::vector<float> y(x.size());
+          group_norm_forward(x.data(), sh, wp, bp, kEps, y.data(), nullptr, nullptr);
+          EXPECT_TRUE(test_ulps::within_ulps("y", y.data(), ref.y, terms, 8.0));
+        }
+      }
 }
 
 TEST(GroupNorm, InPlaceAndNullOutputs) {

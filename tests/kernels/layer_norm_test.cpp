@@ -20,6 +20,7 @@
 #include "bnlab/layer_norm.hpp"
 #include "bnlab/threading.hpp"
 #include "norm_test_support.hpp"
+#include "ulp_check.hpp"
 
 #ifndef BNLAB_GOLDEN_DIR
 #error "BNLAB_GOLDEN_DIR must name tests/golden (set by tests/kernels/CMakeLists.txt)"
@@ -291,6 +292,39 @@ TEST(LayerNorm, StreamedOutputsMatchTheReference) {
     EXPECT_TRUE(all_close("dweight", o.dweight.data(), grad.dweight, kTol, &grad.dweight_scale));
     EXPECT_TRUE(all_close("dbias", o.dbias.data(), grad.dbias, kTol, &grad.dbias_scale));
   }
+}
+
+// Issue 14: y within a few ulps of float64 at any offset (rows of mean 1e4 and
+// 1e6, std ~1), with and without the per-element affine; two rows and more.
+TEST(LayerNorm, NormalizeIsWithinEightUlpsOfFloat64AtAnyOffset) {
+  for (const float offset : {1e4f, 1e6f})
+    for (const LayerNormShape sh : {LayerNormShape{2, 768}, LayerNormShape{64, 300}})
+      for (const bool affine : {false, true}) {
+        SCOPED_TRACE("rows=" + std::to_string(sh.rows) + " cols=" + std::to_string(sh.cols) +
+                     " offset " + std::to_string(offset) + (affine ? " affine" : ""));
+        std::vector<float> x = row_data(sh, 91);
+        for (float& v : x) v += offset;
+        const std::vector<float> w = random_vector(sh.cols, 92, 1.0f, 0.3f);
+        const std::vector<float> b = random_vector(sh.cols, 93);
+        const float* wp = affine ? w.data() : nullptr;
+        const float* bp = affine ? b.data() : nullptr;
+        const Reference ref = reference_forward(x, sh, wp, bp, kEps);
+        std::vector<double> terms(x.size());  // |xhat * w| and |b|
+        for (int64_t i = 0; i < sh.rows; ++i)
+          for (int64_t k = 0; k < sh.cols; ++k) {
+            const int64_t e = i * sh.cols + k;
+            terms[e] = std::max(std::fabs((x[e] - ref.mean[i]) * ref.invstd[i] *
+                                          (affine ? w[k] : 1.0)),
+                                affine ? std::fabs(static_cast<double>(b[k])) : 0.0);
+          }
+        for (const std::string& variant : variants()) {
+          SCOPED_TRACE(variant);
+          ScopedVariant use(variant);
+          std::vector<float> y(x.size());
+          layer_norm_forward(x.data(), sh, wp, bp, kEps, y.data(), nullptr, nullptr);
+          EXPECT_TRUE(test_ulps::within_ulps("y", y.data(), ref.y, terms, 8.0));
+        }
+      }
 }
 
 TEST(LayerNorm, NullOutputsAndInPlace) {

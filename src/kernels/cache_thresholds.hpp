@@ -1,0 +1,53 @@
+// Every cache-sized threshold of the kernels, in one place, derived from the
+// machine's cache sizes (bnlab::cache_sizes(): sysfs, sysconf, CPUID, or the
+// BNLAB_*_BYTES overrides). Why each: docs/performance.md, 'Kernel choices';
+// the factors are those measured on the 32 MiB-LLC, 1 MiB-L2 machine where
+// the walks were tuned, so that machine keeps the figures it was tuned with.
+//
+//  - streaming stores: when x and the output together overflow the LLC (the
+//    output would not be read back from cache; streaming skips reading its lines);
+//  - channel by channel (channels-first backward): when x alone overflows the
+//    LLC and a channel's x and dy fit an eighth of it (each thread's slice stays
+//    cached between the sums and dx, with room for the other threads' slices);
+//  - block by block (blocked16 backward): when x overflows the LLC and a block
+//    of 16 channels' x and dy fit half of it;
+//  - GroupNorm/LayerNorm rows backward: a block of rows' x and dy within a
+//    quarter of L2 (read again for the affine sums), the chunks' column sums
+//    within half the LLC; channels-last tiles of at least an eighth of L2 per
+//    rows block (the second pass from L2).
+// The walks' choices do not change results (the BN tests check it). The float-sum
+// blocks of BN (kSpanBlock, kRowsBlock: 16 KiB, within every x86 L1d) stay fixed;
+// GroupNorm's L2-sized blocks move where its float sums start, so its last bits
+// may differ between machines, as they do between vector widths.
+#pragma once
+
+#include <cstdint>
+
+#include "bnlab/cpu_info.hpp"
+
+namespace bnlab::kernels {
+
+struct CacheThresholds {
+  int64_t stream_bytes;               // stream when x + output bytes exceed this
+  int64_t by_channel_bytes;           // by channel / block only when x bytes exceed this
+  int64_t by_channel_slice_bytes;     // ... and a channel's x + dy bytes fit this
+  int64_t by_block_bytes;             // ... and a 16-channel block's x + dy bytes fit this
+  int64_t norm_row_block_bytes;       // GroupNorm rows backward: x + dy of a block of rows
+  int64_t norm_max_part_bytes;        // GroupNorm rows backward: the chunks' column sums
+  int64_t norm_min_tile_block_bytes;  // GroupNorm channels-last: a rows block of a tile, at least
+};
+
+// From cache_sizes() on each call: a few loads and shifts, so that
+// set_cache_sizes() takes effect at the next kernel call.
+inline CacheThresholds cache_thresholds() {
+  const CacheSizes caches = cache_sizes();
+  return {.stream_bytes = caches.llc,
+          .by_channel_bytes = caches.llc,
+          .by_channel_slice_bytes = caches.llc / 8,
+          .by_block_bytes = caches.llc / 2,
+          .norm_row_block_bytes = caches.l2 / 4,
+          .norm_max_part_bytes = caches.llc / 2,
+          .norm_min_tile_block_bytes = caches.l2 / 8};
+}
+
+}  // namespace bnlab::kernels
