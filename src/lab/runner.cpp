@@ -81,6 +81,8 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
       }
   }
 
+  if (spec.prepare) spec.prepare(*net);
+
   train::TrainOptions options;
   options.batch = spec.batch;
   options.optimizer = "sgd";
