@@ -12,6 +12,8 @@
 #include "bnlab/lab/chart.hpp"
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/train/trainer.hpp"
+#include "experiment_helpers.hpp"
+#include "explanation_experiments.hpp"
 #include "runner.hpp"
 #include "shift_probe.hpp"
 
@@ -38,7 +40,11 @@ Budget budget(const LabContext& c) {
 // The paper's MNIST network: three hidden layers of 100.
 const std::vector<int> kThreeBy100 = {100, 100, 100};
 
-std::string fmt(double v, int decimals = 3) {
+}  // namespace
+
+// --- helpers the experiments share (experiment_helpers.hpp) ---
+
+std::string fmt(double v, int decimals) {
   if (std::isnan(v)) return "diverged";
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
@@ -57,12 +63,12 @@ const char* bn_color(bool with_bn) { return with_bn ? kColorWithBn : kColorWitho
 std::vector<double> to_double(const std::vector<int64_t>& v) { return {v.begin(), v.end()}; }
 
 Series accuracy_series(const RunResult& r, const std::string& name, const std::string& color,
-                       bool dashed = false) {
+                       bool dashed) {
   return {name, to_double(r.eval_steps), r.test_accuracy, color, dashed};
 }
 
 Series loss_series(const RunResult& r, const std::string& name, const std::string& color,
-                   bool dashed = false) {
+                   bool dashed) {
   return {name, to_double(r.loss_steps), r.loss, color, dashed};
 }
 
@@ -177,6 +183,8 @@ void note_divergences(ExperimentReport& r, const std::vector<RunResult>& results
   for (const auto& run : results)
     if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
 }
+
+namespace {
 
 // (name in the report, the layer in PyTorch notation)
 using Activation = std::pair<std::string, std::string>;
@@ -808,7 +816,9 @@ Experiment inference_mode(const LabContext& c) {
 
 std::vector<std::string> all_experiment_names() {
   return {"convergence", "learning_rate",  "initialization",  "activations",
-          "depth",       "regularization", "covariate_shift", "inference_mode"};
+          "depth",       "regularization", "covariate_shift", "inference_mode",
+          "noisy_bn",    "gradient_shift", "landscape",       "lr_depth",
+          "explanation"};
 }
 
 Experiment plan_experiment(const std::string& name, const LabContext& context) {
@@ -820,6 +830,7 @@ Experiment plan_experiment(const std::string& name, const LabContext& context) {
   if (name == "regularization") return regularization(context);
   if (name == "covariate_shift") return covariate_shift(context);
   if (name == "inference_mode") return inference_mode(context);
+  if (is_explanation_experiment(name)) return plan_explanation_experiment(name, context);
   throw Error("unknown experiment \"" + name + "\"");
 }
 
