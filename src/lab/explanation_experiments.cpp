@@ -426,6 +426,10 @@ Experiment landscape(const LabContext& c) {
 const std::vector<double> kGridLearningRates = {0.01, 0.1, 0.5, 1.0, 2.0};
 const std::vector<int> kGridDepths = {2, 5, 10, 20};
 const double kTrainsAt = 0.5;  // a cell trains when its final test accuracy reaches this
+// He's std for 100 inputs, sqrt(2 / 100), in every Linear of the one-step nets:
+// PyTorch's default shrinks a ReLU net's activations layer by layer, which
+// would hide what one large step does to them (Bjorck et al. use He's too).
+const double kOneStepInitStd = 0.1414;
 
 std::string cell_label(int depth, double lr) {
   return std::to_string(depth) + " hidden, lr " + fmt_g(lr);
@@ -481,6 +485,7 @@ Experiment lr_depth(const LabContext& c) {
     spec.steps = 1;
     spec.eval_every = 1;
     spec.seed = c.seed;
+    spec.init_std = kOneStepInitStd;
     spec.probe = [batch, scales, with_bn](nn::Sequential& net, int64_t, RunResult&) {
       probe_scales(net, *batch, (*scales)[with_bn]);
     };
@@ -499,8 +504,9 @@ Experiment lr_depth(const LabContext& c) {
               ", with and without BN, plain SGD, batch 64, " + std::to_string(b.grid_steps) +
               " steps each; a cell trains when its final test accuracy is >= " + fmt_g(kTrainsAt) +
               ". Then the " + std::to_string(deepest) + "-layer networks take one step at lr " +
-              fmt_g(large_lr) + " from their initial weights, and the RMS of each hidden layer's "
-              "output on the first test images is read (training mode) before and after it.";
+              fmt_g(large_lr) + " from initial weights drawn from N(0, " + fmt_g(kOneStepInitStd) +
+              ") (He's scale for 100 inputs), and the RMS of each hidden layer's output on the "
+              "first test images is read (training mode) before and after it.";
     HeatmapSpec maps[2];
     std::vector<Comparison> cells;
     nlohmann::json grid = nlohmann::json::array();

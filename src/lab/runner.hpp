@@ -90,7 +90,7 @@ struct Experiment {
   std::function<ExperimentReport(const std::vector<ExperimentReport>&)> summarize;
 };
 
-// The eight experiments, in report order, for the given context.
+// The experiments, in report order (benefits.hpp lists them), for the given context.
 std::vector<std::string> all_experiment_names();
 Experiment plan_experiment(const std::string& name, const LabContext& context);
 

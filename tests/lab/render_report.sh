@@ -1,7 +1,8 @@
 #!/bin/sh
 # Renders DIR/report.html in headless Chromium and checks that the page has
-# every chart results.json counts (the DOM after parsing, not just the file)
-# and no console error; takes a screenshot. Exit 77 (ctest: skipped) when
+# every chart results.json counts (the DOM after parsing, not just the file),
+# each section the charts of its experiment, every heat map cell, and no
+# console error; takes a screenshot. Exit 77 (ctest: skipped) when
 # Chromium is not installed.
 #   render_report.sh DIR
 set -u
@@ -33,6 +34,23 @@ if grep -E "Uncaught|ERROR:CONSOLE|CONSOLE\([0-9]+\)|Failed to load" "$dir/chrom
   exit 1
 fi
 grep -q "</section>" "$dir/dom.html" || { echo "no sections in the rendered page"; exit 1; }
+# Per experiment: its section in the rendered page has the charts results.json
+# gives it (each experiment's keys sit at six spaces of indent, "charts" before "name").
+awk '/^      "charts": /{c=$2; gsub(/[^0-9]/, "", c)} /^      "name": /{n=$2; gsub(/[",]/, "", n); print n, c}' \
+  "$dir/results.json" > "$dir/expected_charts.txt"
+tr '\n' ' ' < "$dir/dom.html" | sed 's/<section id="/\
+/g' | tail -n +2 > "$dir/sections.txt"
+while read -r name count; do
+  in_section=$(grep "^$name\"" "$dir/sections.txt" | grep -o 'class="chart"' | wc -l)
+  [ "$in_section" -eq "$count" ] ||
+    { echo "section $name: $in_section charts rendered, results.json says $count"; exit 1; }
+done < "$dir/expected_charts.txt"
+echo "every section has its charts: $(wc -l < "$dir/expected_charts.txt") sections"
+# Heat maps: every cell written is a cell rendered.
+cells_written=$(grep -o 'class="cell"' "$dir/report.html" | wc -l)
+cells_rendered=$(grep -o 'class="cell"' "$dir/dom.html" | wc -l)
+[ "$cells_written" -eq "$cells_rendered" ] ||
+  { echo "heat map cells: $cells_rendered rendered of $cells_written"; exit 1; }
 # shellcheck disable=SC2086
 timeout 90 "$browser" $flags --hide-scrollbars --window-size=1280,4000 \
   --screenshot="$dir/screenshot.png" "file://$(realpath "$dir/report.html")" 2>> "$dir/chromium.log"

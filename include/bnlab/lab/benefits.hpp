@@ -12,6 +12,12 @@
 //   covariate_shift  the paper's Figure 1: 15/50/85th percentiles of a
 //                    sigmoid's input in the last hidden layer over training
 //   inference_mode   eval mode against batch statistics at inference
+// and whether the seed's explanation (internal covariate shift) holds (issue 15):
+//   noisy_bn         Santurkar et al. 2018: BN followed by moving noise
+//   gradient_shift   their Definition 2.1: G against G' after the layers below stepped
+//   landscape        loss and gradient along the gradient (their Figure 4)
+//   lr_depth         learning rate x depth heat maps, activations after one large step
+//   explanation      the closing section: every verdict beside the explanation's
 #pragma once
 
 #include <cstdint>
