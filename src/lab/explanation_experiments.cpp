@@ -1,7 +1,7 @@
 // The lab's second part (issue 15): not only whether BN helps, but whether
 // the seed's explanation, that it helps by reducing internal covariate shift,
-// holds. Experiments 9-11 test the explanation (Santurkar et al. 2018),
-// 13 maps learning rate against depth (Bjorck et al. 2018), and the closing
+// holds. Experiments 12-14 test the explanation (Santurkar et al. 2018),
+// 15 maps learning rate against depth (Bjorck et al. 2018), and the closing
 // section sets every benefit's verdict beside the explanation's.
 #include "explanation_experiments.hpp"
 
@@ -14,7 +14,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/lab/explanation_verdicts.hpp"
-#include "experiment_helpers.hpp"
+#include "experiment_parts.hpp"
 #include "gradient_probes.hpp"
 #include "shift_noise.hpp"
 #include "shift_probe.hpp"
@@ -25,9 +25,9 @@ namespace {
 // --- budgets: --quick keeps the whole report under 2 minutes, the full run under 30 ---
 
 struct ExplanationBudget {
-  int64_t steps;       // experiments 9-11
+  int64_t steps;       // experiments 12-14
   int64_t eval_every;  // also how often the probes measure
-  int64_t grid_steps;  // experiment 13, per cell
+  int64_t grid_steps;  // experiment 15, per cell
   int64_t grid_eval_every;
 };
 
@@ -71,7 +71,7 @@ double median_of(std::vector<double> values) {
 
 const char* verdict_word(Verdict v) { return verdict_name(v); }
 
-// --- 9. Noisy BN: is it the covariate shift? ---------------------------------
+// --- 12. Noisy BN: is it the covariate shift? ---------------------------------
 
 const double kNoisyLr = 1.0;
 
@@ -105,7 +105,7 @@ Experiment noisy_bn(const LabContext& c) {
   e.report = [records, labels, b, m](const std::vector<RunResult>& results) {
     ExperimentReport r;
     r.name = "noisy_bn";
-    r.title = "9. Is it the covariate shift? Noisy BN (Santurkar et al. 2018)";
+    r.title = "12. Is it the covariate shift? Noisy BN (Santurkar et al. 2018)";
     r.claim = "The seed's explanation: BN helps because it reduces internal covariate shift. If "
               "so, putting the shift back after BN should take BN's advantage away.";
     char noise[300];
@@ -195,7 +195,7 @@ Experiment noisy_bn(const LabContext& c) {
   return e;
 }
 
-// --- 10. Internal covariate shift by its effect on the gradient ---------------
+// --- 13. Internal covariate shift by its effect on the gradient ---------------
 
 struct GradientRecord {
   std::vector<int64_t> steps;
@@ -251,7 +251,7 @@ Experiment gradient_shift_experiment(const LabContext& c) {
   e.report = [records, b](const std::vector<RunResult>& results) {
     ExperimentReport r;
     r.name = "gradient_shift";
-    r.title = "10. Internal covariate shift, measured by its effect on the gradient";
+    r.title = "13. Internal covariate shift, measured by its effect on the gradient";
     r.claim = "BN reduces internal covariate shift in the sense that matters for optimisation "
               "(Santurkar et al. 2018, Definition 2.1): a layer's gradient changes less when the "
               "layers before it take their step.";
@@ -319,7 +319,7 @@ Experiment gradient_shift_experiment(const LabContext& c) {
   return e;
 }
 
-// --- 11. The loss landscape along the gradient (the paper's Figure 4) -------
+// --- 14. The loss landscape along the gradient (the paper's Figure 4) -------
 
 const std::vector<double> kEtaFactors = {0.05, 0.1, 0.25, 0.5, 1, 2, 4};
 const double kLandscapeLr = 0.1;
@@ -359,7 +359,7 @@ Experiment landscape(const LabContext& c) {
   e.report = [records, b](const std::vector<RunResult>& results) {
     ExperimentReport r;
     r.name = "landscape";
-    r.title = "11. The loss landscape (the paper's Figure 4)";
+    r.title = "14. The loss landscape (the paper's Figure 4)";
     r.claim = "Santurkar et al.'s alternative explanation: BN makes the loss landscape smoother, "
               "so the loss and its gradient change less along a step, and larger steps are safe.";
     std::string factors;
@@ -421,7 +421,7 @@ Experiment landscape(const LabContext& c) {
   return e;
 }
 
-// --- 13. Learning rate and depth together (Bjorck et al. 2018) ---------------
+// --- 15. Learning rate and depth together (Bjorck et al. 2018) ---------------
 
 const std::vector<double> kGridLearningRates = {0.01, 0.1, 0.5, 1.0, 2.0};
 const std::vector<int> kGridDepths = {2, 5, 10, 20};
@@ -494,7 +494,7 @@ Experiment lr_depth(const LabContext& c) {
   e.report = [b, scales, deepest, large_lr](const std::vector<RunResult>& results) {
     ExperimentReport r;
     r.name = "lr_depth";
-    r.title = "13. Learning rate and depth together (Bjorck et al. 2018)";
+    r.title = "15. Learning rate and depth together (Bjorck et al. 2018)";
     r.claim = "BN lets deep networks train at large learning rates: without it, activations "
               "grow layer by layer after a large step, and deep networks diverge or stall.";
     std::string lrs, depths;
@@ -573,7 +573,7 @@ Experiment lr_depth(const LabContext& c) {
   return e;
 }
 
-// --- 14. The verdict on the seed's explanation ------------------------------
+// --- 16. The verdict on the seed's explanation ------------------------------
 
 // The experiments that test the explanation rather than a benefit.
 const std::set<std::string> kEvidence = {"covariate_shift", "noisy_bn", "gradient_shift", "landscape"};
@@ -597,14 +597,14 @@ ExperimentReport explanation_section(const std::vector<ExperimentReport>& sectio
   ExplanationEvidence evidence{verdict_of("noisy_bn"), verdict_of("gradient_shift"), verdict_of("landscape")};
   ExperimentReport r;
   r.name = "explanation";
-  r.title = "14. The verdict on the seed's explanation";
+  r.title = "16. The verdict on the seed's explanation";
   r.claim = "The tutorial behind this project says BN's benefits come from reducing internal "
             "covariate shift. This section sets each claim's verdict here beside what "
-            "experiments 9 to 11 say about that explanation.";
+            "experiments 12 to 14 say about that explanation.";
   r.setup = "Computed from the verdicts above, nothing written by hand. The explanation is "
-            "supported when noisy BN (9) and the gradient measure (10) both support it; not "
-            "supported when both do not, or when noisy BN does not and the landscape (11) is "
-            "smoother with BN; mixed otherwise, including when 9 or 10 was not run. Per claim: "
+            "supported when noisy BN (12) and the gradient measure (13) both support it; not "
+            "supported when both do not, or when noisy BN does not and the landscape (14) is "
+            "smoother with BN; mixed otherwise, including when 12 or 13 was not run. Per claim: "
             "a claim not supported here leaves nothing to explain; a claim about inference or "
             "statistics rather than training is outside the explanation; any other claim gets "
             "the explanation's verdict. Experiment 7 (drift with and without BN) is shown as "
@@ -621,7 +621,7 @@ ExperimentReport explanation_section(const std::vector<ExperimentReport>& sectio
   map.missing_label = "n/a";
   map.width = 620;
   r.table.header = {"claim", "verdict here", "explained by reduced covariate shift?",
-                    "smoother landscape with BN (11)"};
+                    "smoother landscape with BN (14)"};
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& s : sections) {
     if (kEvidence.count(s.name) || s.name == r.name) continue;

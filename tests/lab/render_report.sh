@@ -34,18 +34,18 @@ if grep -E "Uncaught|ERROR:CONSOLE|CONSOLE\([0-9]+\)|Failed to load" "$dir/chrom
   exit 1
 fi
 grep -q "</section>" "$dir/dom.html" || { echo "no sections in the rendered page"; exit 1; }
-# Per experiment: its section in the rendered page has the charts results.json
-# gives it (each experiment's keys sit at six spaces of indent, "charts" before "name").
-awk '/^      "charts": /{c=$2; gsub(/[^0-9]/, "", c)} /^      "name": /{n=$2; gsub(/[",]/, "", n); print n, c}' \
-  "$dir/results.json" > "$dir/expected_charts.txt"
-tr '\n' ' ' < "$dir/dom.html" | sed 's/<section id="/\
-/g' | tail -n +2 > "$dir/sections.txt"
-while read -r name count; do
-  in_section=$(grep "^$name\"" "$dir/sections.txt" | grep -o 'class="chart"' | wc -l)
-  [ "$in_section" -eq "$count" ] ||
-    { echo "section $name: $in_section charts rendered, results.json says $count"; exit 1; }
-done < "$dir/expected_charts.txt"
-echo "every section has its charts: $(wc -l < "$dir/expected_charts.txt") sections"
+# Each experiment's section holds the charts results.json gives it (experiment
+# objects sit at six spaces of indent, their keys sorted: charts before name).
+sed -n 's/^      "name": "\([^"]*\)",*$/\1/p' "$dir/results.json" > "$dir/section_names.txt"
+sed -n 's/^      "charts": \([0-9]*\),*$/\1/p' "$dir/results.json" > "$dir/section_charts.txt"
+paste -d ' ' "$dir/section_names.txt" "$dir/section_charts.txt" > "$dir/charts_expected.txt"
+awk 'BEGIN { RS = "<section id=\"" } NR > 1 { split($0, id, "\""); print id[1], gsub(/class="chart"/, "") }' \
+  "$dir/dom.html" > "$dir/charts_found.txt"
+if ! cmp -s "$dir/charts_expected.txt" "$dir/charts_found.txt"; then
+  echo "charts per section differ (section, count): expected, then found:"
+  cat "$dir/charts_expected.txt" "$dir/charts_found.txt"
+  exit 1
+fi
 # Heat maps: every cell written is a cell rendered.
 cells_written=$(grep -o 'class="cell"' "$dir/report.html" | wc -l)
 cells_rendered=$(grep -o 'class="cell"' "$dir/dom.html" | wc -l)
