@@ -11,6 +11,7 @@
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/random.hpp"
 #include "bnlab/threading.hpp"
@@ -121,6 +122,19 @@ void add_threads_option(CLI::App& command, int& threads) {
 
 void apply_threads(int threads) {
   if (threads > 0) set_num_threads(threads);
+}
+
+void add_precision_option(CLI::App& command, std::string& precision) {
+  command
+      .add_option("--precision", precision,
+                  "fp32, or bf16: Linear and Conv2d products in bf16 through oneDNN (float "
+                  "activations, BN, loss, weights and optimizer; needs AVX512-BF16 or AMX)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+}
+
+void apply_precision(const std::string& precision) {
+  nn::set_compute_precision(nn::parse_compute_precision(precision));
 }
 
 std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& path,

@@ -52,6 +52,11 @@ void make_numbers_strict(CLI::App& app);
 void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);
 
+// --precision fp32|bf16 (bnlab/nn/precision.hpp), and setting it: bf16 on a
+// CPU without bf16 throws, which the CLI turns into exit 1 with the reason.
+void add_precision_option(CLI::App& command, std::string& precision);
+void apply_precision(const std::string& precision);
+
 // Parses the architecture, checks the shapes for one example of `example`'s
 // shape (the error names the layer) and fuses each BatchNorm + ReLU pair.
 std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,

@@ -36,6 +36,7 @@ struct TrainCommandOptions {
   bool freeze_bn = false, freeze_bn_affine = false;
   std::vector<double> betas{0.9, 0.999};
   int64_t precise_bn = 0;  // batches; 0: keep the moving averages
+  std::string precision = "fp32";
 };
 
 // The options given on the command line that the chosen optimizer has no use
@@ -114,6 +115,7 @@ void run_train(const TrainCommandOptions& o, const CLI::App& command, CLI::Optio
   options.epochs = o.epochs;
   check_optimizer_options(command, options);
   apply_threads(o.threads);
+  apply_precision(o.precision);  // refuses bf16 on a CPU without it
   const std::string arch = o.arch.empty() ? nn::preset_arch(o.model) : o.arch;
   const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
   const data::Split split = load_data(o.data, o.data.limit, test_limit);
@@ -216,6 +218,7 @@ void run_train(const TrainCommandOptions& o, const CLI::App& command, CLI::Optio
         {"lr_schedule", options.lr_schedule.empty() ? "constant" : options.lr_schedule},
         {"warmup_epochs", options.warmup_epochs},
         {"seed", o.seed},
+        {"precision", o.precision},
         {"epochs", epochs},
         {"train_loss", losses},
         {"diverged", diverged},
@@ -341,6 +344,7 @@ void add_train_command(CLI::App& app) {
                    "backward goes on")
       ->capture_default_str()
       ->check(positive());
+  add_precision_option(*command, o->precision);
   command->add_flag("--no-overlap", o->no_overlap,
                     "Under mpirun: sum the gradients after the backward instead of during it "
                     "(for measuring the overlap)");

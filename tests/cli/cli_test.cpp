@@ -352,4 +352,35 @@ TEST(Cli, TrainHelpListsTheOptimizerOptions) {
     EXPECT_NE(run.out.find(option), std::string::npos) << option;
 }
 
+// --precision bf16 trains (Linear's products in bf16 here) and says so in
+// the JSON, or, on a CPU without bf16, refuses with exit 1 and the reason.
+TEST(Cli, TrainInBf16ReportsItsPrecisionOrRefuses) {
+  REQUIRE_DATA();
+  const Finished run =
+      run_bnlab("train --model mlp-bn --epochs 1 --limit 600 --threads 1 --precision bf16 --json");
+  if (run.status == 1) {
+    EXPECT_NE(run.err.find("AVX512-BF16"), std::string::npos) << run.err;
+    return;
+  }
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json trained = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(trained["precision"], "bf16");
+  EXPECT_GT(trained["test_accuracy"].get<double>(), 0.3);  // it learns: chance is 0.1
+  EXPECT_EQ(run_bnlab("train --model mlp --precision fp16").status, 2);
+}
+
+// A CPU without bf16, as oneDNN sees one when capped at AVX-512 core: exit 1
+// with the reason, before any data is read.
+TEST(Cli, TrainInBf16RefusesOnACpuWithoutBf16) {
+  const Finished capped = []() {
+    ::setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE", 1);
+    Finished r = run_bnlab("train --model mlp --precision bf16 --data /nonexistent");
+    ::unsetenv("DNNL_MAX_CPU_ISA");
+    return r;
+  }();
+  EXPECT_EQ(capped.status, 1);
+  EXPECT_NE(capped.err.find("needs a CPU with AVX512-BF16 or AMX-BF16"), std::string::npos)
+      << capped.err;
+}
+
 }  // namespace
