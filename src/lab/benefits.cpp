@@ -116,7 +116,8 @@ std::string run_benefits(const BenefitsOptions& options) {
                     r.seconds, clock_text(elapsed).c_str(), clock_text(left).c_str());
       log(line);
     }
-    ExperimentReport section = experiment.report(results);
+    ExperimentReport section =
+        experiment.summarize ? experiment.summarize(report.experiments) : experiment.report(results);
     section.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - experiment_start).count();
     log("  " + section.title + ": " + verdict_name(section.verdict.verdict) + ": " + section.verdict.reason);

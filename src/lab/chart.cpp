@@ -542,4 +542,93 @@ std::string bar_chart_svg(const BarChartSpec& spec) {
   return out.str();
 }
 
+namespace {
+
+// `color` ("#rrggbb") mixed with white: t = 0 white, t = 1 the color.
+std::string shade(const std::string& color, double t) {
+  unsigned rgb = 0x1f77b4;
+  if (color.size() == 7 && color[0] == '#') rgb = static_cast<unsigned>(std::stoul(color.substr(1), nullptr, 16));
+  t = std::clamp(t, 0.0, 1.0);
+  char buf[8];
+  int channel[3];
+  for (int k = 0; k < 3; ++k) {
+    double c = static_cast<double>((rgb >> (16 - 8 * k)) & 0xff);
+    channel[k] = static_cast<int>(std::lround(255.0 + (c - 255.0) * t));
+  }
+  std::snprintf(buf, sizeof buf, "#%02x%02x%02x", channel[0], channel[1], channel[2]);
+  return buf;
+}
+
+}  // namespace
+
+/* Layout: title, the scale (five swatches from value_min to value_max) where
+   the legend goes, then the grid: columns evenly over the frame's width, rows
+   over its height, row names left of the frame, column names under it. */
+std::string heatmap_svg(const HeatmapSpec& spec) {
+  std::ostringstream out;
+  Frame f = open_chart(out, spec.width, spec.height, spec.title, {}, kLegendRow);
+  const double span = spec.value_max - spec.value_min;
+  auto fraction = [&](double v) { return span > 0 ? (v - spec.value_min) / span : 1.0; };
+  double x = kMarginLeft, y = kTitleHeight + 4;
+  out << "<text x=\"" << num(x) << "\" y=\"" << num(y + 10)
+      << "\" style=\"font-size:12px;fill:#222\">" << escape_xml(spec.value_name) << "</text>";
+  x += 14 + 6.5 * static_cast<double>(spec.value_name.size());
+  for (int k = 0; k <= 4; ++k) {
+    double v = spec.value_min + span * k / 4.0;
+    out << "<rect x=\"" << num(x) << "\" y=\"" << num(y) << "\" width=\"16\" height=\"12\" "
+        << "style=\"fill:" << shade(spec.color, k / 4.0) << ";stroke:#bbb\"/>"
+        << "<text x=\"" << num(x + 20) << "\" y=\"" << num(y + 10)
+        << "\" style=\"font-size:11px;fill:#444\">" << format_tick(v) << "</text>";
+    x += 56;
+  }
+  const size_t ncols = spec.columns.size(), nrows = spec.rows.size();
+  if (ncols == 0 || nrows == 0) {
+    write_axes(out, f, {}, {}, spec.x_label, spec.y_label);
+    no_data(out, f);
+    out << "</svg>";
+    return out.str();
+  }
+  const double cell_w = (f.right - f.left) / static_cast<double>(ncols);
+  const double cell_h = (f.bottom - f.top) / static_cast<double>(nrows);
+  for (size_t c = 0; c < ncols; ++c)
+    out << "<text x=\"" << num(f.left + (static_cast<double>(c) + 0.5) * cell_w) << "\" y=\""
+        << num(f.bottom + 16) << "\" style=\"font-size:11px;fill:#444;text-anchor:middle\">"
+        << escape_xml(spec.columns[c]) << "</text>";
+  for (size_t r = 0; r < nrows; ++r) {
+    const double top = f.top + static_cast<double>(r) * cell_h;
+    out << "<text x=\"" << num(f.left - 6) << "\" y=\"" << num(top + cell_h / 2 + 4)
+        << "\" style=\"font-size:11px;fill:#444;text-anchor:end\">" << escape_xml(spec.rows[r])
+        << "</text>";
+    for (size_t c = 0; c < ncols; ++c) {
+      const double left = f.left + static_cast<double>(c) * cell_w;
+      const double cx = left + cell_w / 2, cy = top + cell_h / 2;
+      double v = r < spec.values.size() && c < spec.values[r].size() ? spec.values[r][c] : NAN;
+      std::string where = escape_xml(spec.rows[r]) + ", " + escape_xml(spec.columns[c]) + ": ";
+      if (!std::isfinite(v)) {
+        out << "<g class=\"diverged\"><rect x=\"" << num(left) << "\" y=\"" << num(top)
+            << "\" width=\"" << num(cell_w) << "\" height=\"" << num(cell_h)
+            << "\" style=\"fill:#d9d9d9;stroke:#fff\"/><text x=\"" << num(cx) << "\" y=\""
+            << num(cy + 4) << "\" style=\"font-size:11px;fill:#555;text-anchor:middle\">"
+            << escape_xml(spec.missing_label) << "</text><title>" << where
+            << escape_xml(spec.missing_label) << "</title></g>";
+        continue;
+      }
+      double t = fraction(v);
+      out << "<rect class=\"cell\" x=\"" << num(left) << "\" y=\"" << num(top) << "\" width=\""
+          << num(cell_w) << "\" height=\"" << num(cell_h) << "\" style=\"fill:"
+          << shade(spec.color, t) << ";stroke:#fff\"><title>" << where << format_tick(v)
+          << "</title></rect>";
+      if (spec.value_decimals >= 0) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.*f", spec.value_decimals, v);
+        out << "<text x=\"" << num(cx) << "\" y=\"" << num(cy + 4) << "\" style=\"font-size:11px;fill:"
+            << (t > 0.6 ? "#fff" : "#222") << ";text-anchor:middle\">" << buf << "</text>";
+      }
+    }
+  }
+  write_axes(out, f, {}, {}, spec.x_label, spec.y_label);  // the frame over the cells
+  out << "</svg>";
+  return out.str();
+}
+
 }  // namespace bnlab::lab

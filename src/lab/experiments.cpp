@@ -13,7 +13,9 @@
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/train/trainer.hpp"
 #include "experiment_parts.hpp"
+#include "explanation_experiments.hpp"
 #include "runner.hpp"
+#include "shift_probe.hpp"
 #include "statistics_experiments.hpp"
 
 namespace bnlab::lab {
@@ -67,7 +69,7 @@ Series accuracy_series(const RunResult& r, const std::string& name, const std::s
 }
 
 Series loss_series(const RunResult& r, const std::string& name, const std::string& color,
-                   bool dashed = false) {
+                   bool dashed) {
   return {name, to_double(r.loss_steps), r.loss, color, dashed};
 }
 
@@ -134,8 +136,6 @@ std::string curves_csv(const Table& summary, const std::vector<RunResult>& resul
   return out + table_csv(t);
 }
 
-namespace {
-
 RunSpec base_run(const LabContext& c, const std::string& label, const std::vector<int>& widths,
                  const std::string& activation, bool with_bn, double lr) {
   Budget b = budget(c);
@@ -184,6 +184,8 @@ void note_divergences(ExperimentReport& r, const std::vector<RunResult>& results
   for (const auto& run : results)
     if (run.diverged) r.notes.push_back(run.label + ": diverged (" + run.divergence + ")");
 }
+
+namespace {
 
 // (name in the report, the layer in PyTorch notation)
 using Activation = std::pair<std::string, std::string>;
@@ -606,70 +608,6 @@ Experiment regularization(const LabContext& c) {
 
 // --- 7. Internal covariate shift (the paper's Figure 1) ----------------------
 
-// The percentiles of the last hidden layer's sigmoid inputs on a fixed batch,
-// per unit, at each checkpoint: [checkpoint][unit] = {q15, q50, q85}.
-struct ShiftRecord {
-  std::vector<int64_t> steps;
-  std::vector<std::vector<std::array<double, 3>>> quantiles;
-};
-
-// A BatchNorm's state a training-mode forward changes, to put back after a probe.
-struct SavedBn {
-  nn::BatchNorm* bn;
-  std::vector<float> mean, var;
-  int64_t tracked;
-};
-
-/* The probe: forward the fixed batch through children [0, k] in training
-   mode (BN with the batch's own statistics, as during training), read the
-   output of child k = the input of the last Sigmoid, (M, 100); per unit the
-   15/50/85th percentiles over the M examples. BN running statistics are
-   restored afterwards, so probing never changes training. */
-void probe_shift(nn::Sequential& net, const Tensor& batch, ShiftRecord& record, int64_t step) {
-  size_t last_sigmoid = 0;
-  for (size_t i = 0; i < net.size(); ++i)
-    if (dynamic_cast<nn::Sigmoid*>(&net[i])) last_sigmoid = i;
-  if (last_sigmoid == 0) throw Error("covariate_shift: the network has no Sigmoid after a layer");
-  std::vector<SavedBn> saved;
-  for (size_t i = 0; i < net.size(); ++i)
-    if (auto* bn = dynamic_cast<nn::BatchNorm*>(&net[i]))
-      saved.push_back({bn,
-                       {bn->running_mean.data(), bn->running_mean.data() + bn->running_mean.numel()},
-                       {bn->running_var.data(), bn->running_var.data() + bn->running_var.numel()},
-                       bn->num_batches_tracked});
-  const Tensor* x = &batch;
-  for (size_t i = 0; i < last_sigmoid; ++i) x = &net[i].forward(*x);
-  for (const SavedBn& s : saved) {
-    std::copy(s.mean.begin(), s.mean.end(), s.bn->running_mean.data());
-    std::copy(s.var.begin(), s.var.end(), s.bn->running_var.data());
-    s.bn->num_batches_tracked = s.tracked;
-  }
-  const int64_t rows = x->size(0), units = x->numel() / rows;
-  std::vector<std::array<double, 3>> per_unit(static_cast<size_t>(units));
-  std::vector<double> column(static_cast<size_t>(rows));
-  for (int64_t u = 0; u < units; ++u) {
-    for (int64_t m = 0; m < rows; ++m) column[size_t(m)] = (*x)[m * units + u];
-    per_unit[size_t(u)] = {percentile(column, 15), percentile(column, 50), percentile(column, 85)};
-  }
-  record.steps.push_back(step);
-  record.quantiles.push_back(std::move(per_unit));
-}
-
-/* Drift of one unit: mean over checkpoints t before the last T and over the
-   three percentiles q of |q_t - q_T|, in the units of the sigmoid's input
-   (where the sigmoid bends over about [-4, 4]): how far the unit's input
-   distribution was from where it ends. Both networks feed the same sigmoid,
-   so the numbers compare directly. */
-double unit_drift(const ShiftRecord& record, size_t unit) {
-  size_t last = record.quantiles.size() - 1;
-  if (last == 0) return NAN;
-  const auto& end = record.quantiles[last][unit];
-  double sum = 0;
-  for (size_t t = 0; t < last; ++t)
-    for (int q = 0; q < 3; ++q) sum += std::abs(record.quantiles[t][unit][q] - end[q]);
-  return sum / (3.0 * static_cast<double>(last));
-}
-
 constexpr double kShiftLr = 2.0;
 
 Experiment covariate_shift(const LabContext& c) {
@@ -947,9 +885,10 @@ Experiment inference_mode(const LabContext& c) {
 }  // namespace
 
 std::vector<std::string> all_experiment_names() {
-  return {"convergence",     "learning_rate",  "initialization", "activations",
-          "depth",           "regularization", "covariate_shift", "inference_mode",
-          "ghost_batch",     "precise_bn",     "small_batch"};
+  return {"convergence",    "learning_rate",  "initialization",  "activations",
+          "depth",          "regularization", "covariate_shift", "inference_mode",
+          "ghost_batch",    "precise_bn",     "small_batch",     "noisy_bn",
+          "gradient_shift", "landscape",      "lr_depth",        "explanation"};
 }
 
 Experiment plan_experiment(const std::string& name, const LabContext& context) {
@@ -964,6 +903,7 @@ Experiment plan_experiment(const std::string& name, const LabContext& context) {
   if (name == "ghost_batch") return ghost_batch_experiment(context);
   if (name == "precise_bn") return precise_bn_experiment(context);
   if (name == "small_batch") return small_batch_experiment(context);
+  if (is_explanation_experiment(name)) return plan_explanation_experiment(name, context);
   throw Error("unknown experiment \"" + name + "\"");
 }
 

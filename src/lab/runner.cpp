@@ -79,6 +79,7 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
   Generator gen(spec.seed);
   std::unique_ptr<nn::Sequential> net =
       nn::parse_arch(spec.arch, gen, {1, train_data.channels, train_data.rows, train_data.cols});
+  if (spec.prepare) spec.prepare(*net);
   net->fuse_batch_norm_relu(true);  // as the CLI trains: the same math in fewer passes
   if (spec.init_std > 0) {
     for (auto& child : net->children())

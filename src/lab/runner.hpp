@@ -30,6 +30,8 @@ struct RunSpec {
   uint64_t seed = 0;           // weights and shuffling
   double init_std = 0.0;       // > 0: every Linear weight redrawn from N(0, init_std)
   bool train_accuracy = false; // measure accuracy on the training data at the end
+  // Called once on the new network (weights drawn) before training: may add layers.
+  std::function<void(nn::Sequential& net)> prepare;
   // Called at step 0 and at each evaluation (net in training mode); may record into result.extra.
   std::function<void(nn::Sequential& net, int64_t step, RunResult& result)> probe;
   // Called once after training unless the run diverged.
@@ -83,9 +85,12 @@ struct Experiment {
   std::string name;
   std::vector<RunSpec> runs;
   std::function<ExperimentReport(const std::vector<RunResult>&)> report;
+  // Set for a closing section without runs of its own: built from the
+  // sections before it instead of report.
+  std::function<ExperimentReport(const std::vector<ExperimentReport>&)> summarize;
 };
 
-// The eight experiments, in report order, for the given context.
+// The experiments, in report order (benefits.hpp lists them), for the given context.
 std::vector<std::string> all_experiment_names();
 Experiment plan_experiment(const std::string& name, const LabContext& context);
 

@@ -219,3 +219,31 @@ TEST(Ticks, LabelsAreShort) {
   EXPECT_EQ(format_tick(2.5), "2.5");
   EXPECT_EQ(format_tick(0.1 + 0.2), "0.3");
 }
+
+TEST(Heatmap, ShadesACellPerFiniteValueAndMarksMissingOnes) {
+  HeatmapSpec spec;
+  spec.title = "lr x depth";
+  spec.columns = {"0.01", "0.1", "1"};
+  spec.rows = {"2", "10"};
+  spec.values = {{0.0, 0.5, 1.0}, {0.25, NAN, 2.0}};
+  spec.color = "#000000";
+  std::string svg = heatmap_svg(spec);
+  EXPECT_EQ(xml_problem(svg), "");
+  EXPECT_EQ(count_text(svg, "<svg "), 1);
+  EXPECT_EQ(count_text(svg, "class=\"cell\""), 5);
+  EXPECT_EQ(count_text(svg, "class=\"diverged\""), 1);
+  // Plain reference: white at value_min, the color at value_max, clamped above it.
+  EXPECT_NE(svg.find("fill:#ffffff;stroke:#fff\"><title>2, 0.01: 0<"), std::string::npos);
+  EXPECT_NE(svg.find("fill:#808080;stroke:#fff\"><title>2, 0.1: 0.5<"), std::string::npos);
+  EXPECT_NE(svg.find("fill:#000000;stroke:#fff\"><title>10, 1: 2<"), std::string::npos);
+  EXPECT_NE(svg.find(">0.25<"), std::string::npos);  // the value written in its cell
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+}
+
+TEST(Heatmap, EmptyGridSaysNoData) {
+  HeatmapSpec spec;
+  spec.title = "empty";
+  std::string svg = heatmap_svg(spec);
+  EXPECT_EQ(xml_problem(svg), "");
+  EXPECT_NE(svg.find("no finite data"), std::string::npos);
+}

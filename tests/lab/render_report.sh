@@ -1,7 +1,8 @@
 #!/bin/sh
 # Renders DIR/report.html in headless Chromium and checks that the page has
-# every chart results.json counts (the DOM after parsing, not just the file)
-# and no console error; takes a screenshot. Exit 77 (ctest: skipped) when
+# every chart results.json counts (the DOM after parsing, not just the file),
+# each section the charts of its experiment, every heat map cell, and no
+# console error; takes a screenshot. Exit 77 (ctest: skipped) when
 # Chromium is not installed.
 #   render_report.sh DIR
 set -u
@@ -45,6 +46,11 @@ if ! cmp -s "$dir/charts_expected.txt" "$dir/charts_found.txt"; then
   cat "$dir/charts_expected.txt" "$dir/charts_found.txt"
   exit 1
 fi
+# Heat maps: every cell written is a cell rendered.
+cells_written=$(grep -o 'class="cell"' "$dir/report.html" | wc -l)
+cells_rendered=$(grep -o 'class="cell"' "$dir/dom.html" | wc -l)
+[ "$cells_written" -eq "$cells_rendered" ] ||
+  { echo "heat map cells: $cells_rendered rendered of $cells_written"; exit 1; }
 # shellcheck disable=SC2086
 timeout 90 "$browser" $flags --hide-scrollbars --window-size=1280,4000 \
   --screenshot="$dir/screenshot.png" "file://$(realpath "$dir/report.html")" 2>> "$dir/chromium.log"

@@ -17,6 +17,12 @@
 //   precise_bn       eval accuracy with the moving averages and with precise BN
 //   small_batch      BN, BatchRenorm, GroupNorm, LayerNorm, BN over 4 batches
 //                    at per-batch sizes 2..32 on a small CNN
+// and whether the seed's explanation (internal covariate shift) holds (issue 15):
+//   noisy_bn         Santurkar et al. 2018: BN followed by moving noise
+//   gradient_shift   their Definition 2.1: G against G' after the layers below stepped
+//   landscape        loss and gradient along the gradient (their Figure 4)
+//   lr_depth         learning rate x depth heat maps, activations after one large step
+//   explanation      the closing section: every verdict beside the explanation's
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,8 @@
 //   bar_chart_svg   grouped bars: one group per category, one bar per series
 //                   (e.g. "without BN" / "with BN" per learning rate); a NaN
 //                   value is drawn as a "diverged" mark instead of a bar
+//   heatmap_svg     a grid of cells (rows x columns) shaded by value, each
+//                   with its value written in; a NaN cell is marked "diverged"
 #pragma once
 
 #include <cstddef>
@@ -79,6 +81,23 @@ struct BarChartSpec {
 };
 
 std::string bar_chart_svg(const BarChartSpec& spec);
+
+struct HeatmapSpec {
+  std::string title;
+  std::string x_label, y_label;
+  std::vector<std::string> columns;         // left to right ("0.01", ...)
+  std::vector<std::string> rows;            // top to bottom ("2", "5", ...)
+  std::vector<std::vector<double>> values;  // [row][column]; NaN: missing_label
+  // The shading runs from white at value_min to `color` at value_max (clamped).
+  double value_min = 0, value_max = 1;
+  std::string value_name = "test accuracy";  // the scale's label
+  std::string color = kColorWithBn;
+  std::string missing_label = "diverged";
+  int value_decimals = 2;
+  int width = 460, height = 320;
+};
+
+std::string heatmap_svg(const HeatmapSpec& spec);
 
 // "Nice" tick values (1, 2, 5 times a power of ten) covering [low, high],
 // about `target` of them. low == high gives a small range around the value.
