@@ -429,6 +429,12 @@ void add_train_command(CLI::App& app) {
       "  bnlab train --arch \"Flatten(), Linear(784, 100, bias=False), BatchNorm1d(100), ReLU(), "
       "Linear(100, 10)\" --optimizer adam --lr 0.001 --save small.safetensors\n"
       "  bnlab train --model cnn-bn --data /usr/share/datasets/mnist --json\n"
+      "  bnlab train --model mlp-bn --epochs 2 --val-split 0.1 --save run.safetensors\n"
+      "  bnlab train --resume run.safetensors --epochs 4 --val-split 0.1 --save run.safetensors"
+      "   (continues the same run; Ctrl-C saves it too)\n"
+      "  bnlab train --init run.safetensors --optimizer adam --lr 0.0001 --epochs 1   "
+      "(fine-tuning from the weights)\n"
+      "  bnlab train --model mlp --epochs 3 --limit 6000 --test-limit 1000   (a quick run)\n"
       "  mpirun -np 2 bnlab train --model cnn-bn --batch 32 --sync-bn   (2 processes, global "
       "batch 64; docs/distributed.md)");
   command->callback([o, arch, model] { run_train(*o, arch, model); });
