@@ -21,7 +21,8 @@ class StopSignals {
   const char* signal_name() const;
 
  private:
-  struct sigaction previous_int_ {}, previous_term_ {};
+  struct sigaction previous_int_ = {};
+  struct sigaction previous_term_ = {};
 };
 
 }  // namespace bnlab::cli

@@ -91,7 +91,8 @@ void Adam::load_state(const OptimizerState& state) {
   for (const auto& [name, value] : state.counters) step = value;
   if (step < 0) throw Error("Adam state: step must be >= 0, got " + std::to_string(step));
   std::map<std::string, const Tensor*> found;
-  const bool moments = check_state_tensors("Adam", params_, {"exp_avg", "exp_avg_sq"}, state, found);
+  const bool moments =
+      check_state_tensors("Adam", params_, {"exp_avg", "exp_avg_sq"}, state, found);
   if (moments != (step > 0))
     throw Error("Adam state: step " + std::to_string(step) + (moments ? " with" : " without") +
                 " moments (exp_avg, exp_avg_sq)");

@@ -36,9 +36,8 @@ io::NamedTensor counter_entry(const std::string& name, int64_t value) {
 
 }  // namespace
 
-void save_training_checkpoint(const std::string& path, nn::Sequential& net,
-                              const std::string& arch, const optim::Optimizer& optimizer,
-                              const ResumeState& state) {
+void save_training_checkpoint(const std::string& path, nn::Sequential& net, const std::string& arch,
+                              const optim::Optimizer& optimizer, const ResumeState& state) {
   io::SafetensorsFile file = nn::state_dict(net);
   file.metadata["arch"] = arch;
   const optim::OptimizerState optimizer_state = optimizer.state();
@@ -70,9 +69,10 @@ bool is_resumable(const io::SafetensorsFile& file) { return file.metadata.count(
 
 ResumeState read_resume_state(const io::SafetensorsFile& file, const std::string& path) {
   if (!is_resumable(file))
-    throw Error(ErrorCode::io, path + " holds weights but no training state (it was not "
-                                      "written by bnlab train --save): start from its weights "
-                                      "with --init instead of --resume");
+    throw Error(ErrorCode::io, path +
+                                   " holds weights but no training state (it was not "
+                                   "written by bnlab train --save): start from its weights "
+                                   "with --init instead of --resume");
   ResumeState state;
   try {
     const nlohmann::json resume = nlohmann::json::parse(file.metadata.at(kResumeKey));
@@ -97,8 +97,10 @@ ResumeState read_resume_state(const io::SafetensorsFile& file, const std::string
     if (state.epoch < 0 || state.within.step < 0)
       throw Error("negative epoch or step in the training state");
   } catch (const nlohmann::json::exception& e) {
-    throw Error(ErrorCode::io, path + ": __metadata__ " + kResumeKey + " is not bnlab's training "
-                                      "state: " + e.what());
+    throw Error(ErrorCode::io, path + ": __metadata__ " + kResumeKey +
+                                   " is not bnlab's training "
+                                   "state: " +
+                                   e.what());
   } catch (const Error& e) {
     throw Error(ErrorCode::io, path + ": " + e.what());
   }
@@ -126,8 +128,7 @@ void load_model_and_optimizer(const io::SafetensorsFile& file, const std::string
       if (tensor.numel() > 0) std::memcpy(tensor.data(), named.bytes.data(), named.bytes.size());
       optimizer_state.tensors.emplace_back(name, std::move(tensor));
     } else {
-      throw Error(ErrorCode::io, path + ": '" + named.name + "' is " +
-                                     io::dtype_name(named.dtype) +
+      throw Error(ErrorCode::io, path + ": '" + named.name + "' is " + io::dtype_name(named.dtype) +
                                      ", expected F32 (or an I64 scalar counter)");
     }
   }
@@ -142,14 +143,17 @@ void load_model_and_optimizer(const io::SafetensorsFile& file, const std::string
 std::string settings_difference(const std::map<std::string, std::string>& saved,
                                 const std::map<std::string, std::string>& now) {
   std::string text;
-  const auto add = [&](const std::string& key, const std::string& before, const std::string& after) {
-    text += (text.empty() ? "" : "; ") + key + ": " + before + " in the checkpoint, " + after +
-            " now";
+  const auto add = [&](const std::string& key, const std::string& before,
+                       const std::string& after) {
+    text +=
+        (text.empty() ? "" : "; ") + key + ": " + before + " in the checkpoint, " + after + " now";
   };
   for (const auto& [key, value] : now) {
     const auto it = saved.find(key);
-    if (it == saved.end()) add(key, "none", value);
-    else if (it->second != value) add(key, it->second, value);
+    if (it == saved.end())
+      add(key, "none", value);
+    else if (it->second != value)
+      add(key, it->second, value);
   }
   for (const auto& [key, value] : saved)
     if (!now.count(key)) add(key, value, "none");

@@ -35,7 +35,8 @@ data::Dataset take(const data::Dataset& d, const std::vector<int64_t>& indices) 
 
 HeldOut hold_out(const data::Dataset& data, double fraction, uint64_t seed) {
   if (!(fraction > 0.0 && fraction < 1.0))
-    throw Error("validation split: the fraction must be in (0, 1), got " + std::to_string(fraction));
+    throw Error("validation split: the fraction must be in (0, 1), got " +
+                std::to_string(fraction));
   const int64_t held = std::llround(fraction * double(data.count));
   if (held < 1 || held >= data.count)
     throw Error("validation split: " + std::to_string(fraction) + " of " +

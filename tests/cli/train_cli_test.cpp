@@ -29,8 +29,8 @@ std::string read_bytes(const std::string& path) { return read_text(path); }
 
 TEST(CliTrain, ValidationIsReportedEachEpochAndLimitKeepsTheTestSplit) {
   REQUIRE_DATA();
-  const Finished run = run_bnlab(
-      "train --model mlp-bn --epochs 2 --limit 600 --val-split 0.25 --threads 1 --json");
+  const Finished run =
+      run_bnlab("train --model mlp-bn --epochs 2 --limit 600 --val-split 0.25 --threads 1 --json");
   ASSERT_EQ(run.status, 0) << run.err;
   const nlohmann::json result = nlohmann::json::parse(run.last_line());
   ASSERT_EQ(result["epochs"].size(), 2u);
@@ -44,7 +44,8 @@ TEST(CliTrain, ValidationIsReportedEachEpochAndLimitKeepsTheTestSplit) {
   EXPECT_NE(run.out.find("val accuracy"), std::string::npos) << run.out;
   EXPECT_NE(run.out.find("(10000 images, eval mode)"), std::string::npos) << run.out;
 
-  const Finished quick = run_bnlab("train --model mlp --epochs 1 --limit 300 --test-limit 50 --threads 1");
+  const Finished quick =
+      run_bnlab("train --model mlp --epochs 1 --limit 300 --test-limit 50 --threads 1");
   ASSERT_EQ(quick.status, 0) << quick.err;
   EXPECT_NE(quick.out.find("(50 images, eval mode)"), std::string::npos) << quick.out;
 }
@@ -76,7 +77,8 @@ TEST(CliTrain, ResumeContinuesBitIdentically) {
   EXPECT_EQ(read_bytes(whole), read_bytes(split));
 
   // Other options would not continue the same run: an error naming them.
-  const Finished other = run_bnlab("train" + common + "--epochs 3 --lr 0.1 --resume '" + split + "'");
+  const Finished other =
+      run_bnlab("train" + common + "--epochs 3 --lr 0.1 --resume '" + split + "'");
   EXPECT_EQ(other.status, 1);
   EXPECT_NE(other.err.find("lr: 0.01"), std::string::npos) << other.err;
   EXPECT_NE(other.err.find("--init"), std::string::npos) << other.err;
@@ -90,14 +92,17 @@ TEST(CliTrain, InitStartsFromTheWeightsWithEvalsKeyChecks) {
   REQUIRE_DATA();
   const std::string dir = scratch_dir("init");
   const std::string weights = dir + "/mlp.safetensors";
-  ASSERT_EQ(run_bnlab("train --model mlp --epochs 1 --limit 300 --test-limit 50 --threads 1 --save '" +
-                      weights + "'").status, 0);
+  ASSERT_EQ(
+      run_bnlab("train --model mlp --epochs 1 --limit 300 --test-limit 50 --threads 1 --save '" +
+                weights + "'")
+          .status,
+      0);
   const Finished tuned = run_bnlab("train --init '" + weights +
                                    "' --epochs 1 --limit 300 --test-limit 50 --lr 0.001 "
                                    "--optimizer adam --threads 1 --json");
   EXPECT_EQ(tuned.status, 0) << tuned.err;
-  const Finished wrong = run_bnlab("train --model mlp-bn --init '" + weights +
-                                   "' --epochs 1 --limit 300 --threads 1");
+  const Finished wrong =
+      run_bnlab("train --model mlp-bn --init '" + weights + "' --epochs 1 --limit 300 --threads 1");
   EXPECT_EQ(wrong.status, 1);
   EXPECT_NE(wrong.err.find("missing key"), std::string::npos) << wrong.err;
 }
@@ -120,19 +125,22 @@ TEST(CliTrain, SigintAndSigtermSaveAResumableCheckpoint) {
   for (const int signal : {SIGINT, SIGTERM}) {
     const std::string weights = dir + "/run" + std::to_string(signal) + ".safetensors";
     const std::string out = dir + "/out.txt", err = dir + "/err.txt";
-    const std::string args = "train --model mlp --epochs 1000 --limit 3000 --test-limit 50 "
-                             "--threads 1 --save '" + weights + "'";
+    const std::string args =
+        "train --model mlp --epochs 1000 --limit 3000 --test-limit 50 "
+        "--threads 1 --save '" +
+        weights + "'";
     ::unlink(out.c_str());
     const pid_t pid = spawn_bnlab(args, out, err);
     ASSERT_GT(pid, 0);
-    // The handlers are in place once "training" is printed.
-    for (int i = 0; i < 300 && read_text(out).find("training") == std::string::npos; ++i)
+    // The handlers are in place once "training" is printed; the signal lands
+    // in epoch 2, after the first epoch's line.
+    for (int i = 0; i < 500 && read_text(out).find("epoch 1/1000  ") == std::string::npos; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
     ASSERT_EQ(::kill(pid, signal), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
-    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status);
+    ASSERT_TRUE(WIFEXITED(status)) << "killed by signal " << WTERMSIG(status) << "\n"
+                                   << read_text(err);
     EXPECT_EQ(WEXITSTATUS(status), 128 + signal) << read_text(err);
     EXPECT_NE(read_text(out).find("continue with --resume"), std::string::npos) << read_text(out);
     const bnlab::io::SafetensorsFile file = bnlab::io::read_safetensors(weights);
@@ -157,7 +165,8 @@ TEST(CliTrain, UnwritableOutputsFailBeforeTraining) {
     const std::string path = target.substr(target.rfind(' ') + 1);
     EXPECT_NE(run.err.find(path), std::string::npos) << run.err;
   }
-  const Finished demo = run_bnlab("demo --epochs 5 --limit 300 --threads 1 --svg /nonexistent/x.svg");
+  const Finished demo =
+      run_bnlab("demo --epochs 5 --limit 300 --threads 1 --svg /nonexistent/x.svg");
   EXPECT_EQ(demo.status, 1) << demo.err;
   EXPECT_NE(demo.err.find("/nonexistent/x.svg"), std::string::npos) << demo.err;
   EXPECT_EQ(demo.out.find("epoch"), std::string::npos) << demo.out;
@@ -185,9 +194,11 @@ TEST(CliTrain, ALastBatchOfOneExampleIsDroppedWithANote) {
       run_bnlab("train --model mlp-bn --epochs 1 --limit 641 --test-limit 50 --threads 1 --json");
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_NE(run.err.find("bnlab: note: each epoch's last batch would hold 1 of 641"),
-            std::string::npos) << run.err;
+            std::string::npos)
+      << run.err;
   // Without BatchNorm the batch of one trains as in PyTorch: no note.
-  const Finished plain = run_bnlab("train --model mlp --epochs 1 --limit 641 --test-limit 50 --threads 1");
+  const Finished plain =
+      run_bnlab("train --model mlp --epochs 1 --limit 641 --test-limit 50 --threads 1");
   ASSERT_EQ(plain.status, 0) << plain.err;
   EXPECT_EQ(plain.err.find("note"), std::string::npos) << plain.err;
 }

@@ -63,8 +63,9 @@ void expect_same_weights(nn::Sequential& a, nn::Sequential& b) {
 // Saves `run` at `epoch` (`within` done of it), then builds a fresh run from
 // the seed and loads the file into it, as bnlab train --resume does.
 std::unique_ptr<TrainingRun> save_and_reload(TrainingRun& run, const train::TrainOptions& options,
-                                     const std::string& name, int64_t epoch,
-                                     const train::EpochState& within, train::ResumeState& loaded) {
+                                             const std::string& name, int64_t epoch,
+                                             const train::EpochState& within,
+                                             train::ResumeState& loaded) {
   train::ResumeState state;
   state.epoch = epoch;
   state.within = within;

@@ -26,8 +26,8 @@ namespace bnlab::train {
 
 // Where a run stands between two steps, and what it must be continued with.
 struct ResumeState {
-  int64_t epoch = 0;       // the epoch in progress, from 0 (== epochs when all are done)
-  EpochState within;       // steps of that epoch done, and their sums
+  int64_t epoch = 0;  // the epoch in progress, from 0 (== epochs when all are done)
+  EpochState within;  // steps of that epoch done, and their sums
   std::optional<GeneratorState> dropout_generator;
   double best_val_accuracy = -1.0;  // -1: no validation yet
   // The options the run depends on ("lr" -> "0.01", ...): a resumed run must
@@ -36,9 +36,8 @@ struct ResumeState {
 };
 
 // Writes net's state dict, the optimizer's state and `state` to path (atomically).
-void save_training_checkpoint(const std::string& path, nn::Sequential& net,
-                              const std::string& arch, const optim::Optimizer& optimizer,
-                              const ResumeState& state);
+void save_training_checkpoint(const std::string& path, nn::Sequential& net, const std::string& arch,
+                              const optim::Optimizer& optimizer, const ResumeState& state);
 
 // Whether the file holds a training state (written by save_training_checkpoint).
 bool is_resumable(const io::SafetensorsFile& file);
