@@ -1,6 +1,9 @@
 // The stop flag behind StopSignals (stop_signals.hpp).
 #include "stop_signals.hpp"
 
+#include <pthread.h>
+#include <time.h>
+
 namespace bnlab::cli {
 namespace {
 
@@ -25,11 +28,35 @@ StopSignals::StopSignals() {
   action.sa_flags = SA_RESETHAND | SA_RESTART;
   ::sigaction(SIGINT, &action, &previous_int_);
   ::sigaction(SIGTERM, &action, &previous_term_);
+  sigemptyset(&signals_);
+  sigaddset(&signals_, SIGINT);
+  sigaddset(&signals_, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &signals_, &previous_mask_);
 }
 
 StopSignals::~StopSignals() {
+  poll();  // a signal still pending is taken here, not delivered on unblocking
+  ::pthread_sigmask(SIG_SETMASK, &previous_mask_, nullptr);
   ::sigaction(SIGINT, &previous_int_, nullptr);
   ::sigaction(SIGTERM, &previous_term_, nullptr);
+}
+
+bool StopSignals::poll() {
+  sigset_t pending;
+  if (::sigpending(&pending) == 0 &&
+      (sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1)) {
+    const timespec no_wait{};
+    const int signal = ::sigtimedwait(&signals_, nullptr, &no_wait);
+    if (signal > 0 && !g_stop.load()) {
+      g_signal = signal;
+      g_stop.store(true);
+      // One-shot, as the handler: a second signal ends the process at once.
+      ::signal(SIGINT, SIG_DFL);
+      ::signal(SIGTERM, SIG_DFL);
+      ::pthread_sigmask(SIG_UNBLOCK, &signals_, nullptr);
+    }
+  }
+  return g_stop.load();
 }
 
 const std::atomic<bool>* StopSignals::flag() const { return &g_stop; }

@@ -216,6 +216,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     if (root) progress.emplace(label, steps, "img");
     char status[64];
     auto on_step = [&](int64_t step, int64_t, double loss) {
+      stop_signals.poll();  // the next step sees the flag
       if (!progress) return;
       std::snprintf(status, sizeof status, "loss %s", loss_text(loss).c_str());
       progress->update(step, std::min(step * global_batch, split.train.count), status);
@@ -276,7 +277,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     epochs.push_back(entry);
     position.epoch = epoch + 1;
     position.within = {};
-    stopped = r.stopped || stop_signals.flag()->load();
+    stopped = r.stopped || stop_signals.poll();
     if (!diverged && !stopped && o.checkpoint_every > 0 && (epoch + 1) % o.checkpoint_every == 0 &&
         epoch + 1 < o.epochs) {
       save_to(o.save, epoch + 1, {});
