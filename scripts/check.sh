@@ -44,9 +44,11 @@ for target in safetensors idx arch capi; do
     case "$(basename "$input")" in "${target}"_*) "$binary" "$input" >/dev/null 2>&1 \
       || { echo "check.sh: regression input $input fails again: $binary $input" >&2; exit 1; } ;; esac
   done
-  cp -r "fuzz/corpus/${target}" "$work/${target}"
+  # The grown corpus stays in build/fuzz/corpus/, so the next run goes on from where this one ended.
+  corpus="build/fuzz/corpus/${target}"
+  mkdir -p "$corpus" && cp -rn "fuzz/corpus/${target}/." "$corpus/"
   echo "-- fuzz_${target}"
-  "$binary" "$work/${target}" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
+  "$binary" "$corpus" -max_total_time="$fuzz_seconds" -print_final_stats=1 \
     -artifact_prefix="$work/crash-${target}-" 2>&1 | grep -E '^(#[0-9]+[[:space:]]+DONE|Done [0-9]+ runs|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==ERROR|SUMMARY)' || true
   if ls "$work"/crash-"${target}"-* >/dev/null 2>&1; then
     kept="fuzz-crash-${target}-$(date +%s)"

@@ -10,6 +10,7 @@
 #include "benefits.hpp"
 #include "common.hpp"
 #include "fold.hpp"
+#include "recalibrate.hpp"
 
 namespace {
 constexpr int kExitError = 1;
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   add_eval_command(app);
   add_benefits_command(app);
   add_fold_command(app);
+  make_numbers_strict(app);
+  add_recalibrate_command(app);
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {

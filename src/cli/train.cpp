@@ -15,6 +15,8 @@
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/io/atomic_file.hpp"
 #include "bnlab/train/checkpoint.hpp"
+#include "bnlab/optim/lr_schedule.hpp"
+#include "bnlab/train/precise_bn.hpp"
 #include "bnlab/train/progress.hpp"
 #include "bnlab/train/trainer.hpp"
 #include "bnlab/train/validation.hpp"
@@ -41,7 +43,60 @@ struct TrainCommandOptions {
   double val_split = 0.0;
   std::string resume, init, save_best;
   int64_t checkpoint_every = 0;
+  std::vector<double> betas{0.9, 0.999};
+  int64_t precise_bn = 0;  // batches; 0: keep the moving averages
+  std::string precision = "fp32";
 };
+
+// The options given on the command line that the chosen optimizer has no use
+// for, and AdamW's default weight decay: usage errors, not silently ignored.
+void check_optimizer_options(const CLI::App& command, train::TrainOptions& options) {
+  const bool sgd = options.optimizer == "sgd";
+  const std::vector<std::string> unused =
+      sgd ? std::vector<std::string>{"--betas", "--eps"}
+          : std::vector<std::string>{"--momentum", "--nesterov", "--dampening"};
+  for (const std::string& name : unused) {
+    const CLI::Option* option = command.get_option(name);
+    if (option->count() == 0) continue;
+    std::string given = name;  // "--betas 0.9,0.99", "--nesterov"
+    if (option->get_expected_min() > 0)
+      for (size_t i = 0; i < option->results().size(); ++i)
+        given += (i == 0 ? " " : ",") + option->results()[i];
+    throw CLI::ValidationError(given, "applies to --optimizer " +
+                                          std::string(sgd ? "adam and adamw" : "sgd") +
+                                          " only, not to --optimizer " + options.optimizer +
+                                          (sgd ? "" : " (Adam's momentum is --betas B1,B2)"));
+  }
+  if (options.optimizer == "adamw" && command.get_option("--weight-decay")->count() == 0)
+    options.weight_decay = 0.01;  // torch.optim.AdamW's default
+  if (options.nesterov && (options.momentum <= 0.0 || options.dampening != 0.0))
+    throw CLI::ValidationError("--nesterov",
+                               "needs --momentum > 0 and --dampening 0 (PyTorch's rule)");
+  if (!options.lr_schedule.empty() || options.warmup_epochs > 0) {
+    try {
+      optim::LrSchedule(options.lr_schedule, options.lr, options.epochs, options.warmup_epochs);
+    } catch (const Error& e) {
+      std::string given = options.lr_schedule.empty() ? "" : "--lr-schedule " + options.lr_schedule;
+      if (options.warmup_epochs > 0)
+        given += (given.empty() ? "" : " ") + std::string("--warmup-epochs ") +
+                 std::to_string(options.warmup_epochs) + " (--epochs " +
+                 std::to_string(options.epochs) + ")";
+      throw CLI::ValidationError(given, e.what());
+    }
+  }
+}
+
+// "sgd lr 0.1", "adamw lr 0.001 (cosine, warmup 2 epochs)"
+std::string optimizer_text(const train::TrainOptions& options) {
+  char lr[32];
+  std::snprintf(lr, sizeof lr, "%g", options.lr);
+  std::string text = options.optimizer + " lr " + lr;
+  std::string schedule = options.lr_schedule;
+  if (options.warmup_epochs > 0)
+    schedule += (schedule.empty() ? "" : ", ") + std::string("warmup ") +
+                std::to_string(options.warmup_epochs) + " epochs";
+  return schedule.empty() ? text : text + " (" + schedule + ")";
+}
 
 // Per-step times of a data-parallel run, for --json (rank 0's clock).
 nlohmann::json step_timing(const train::StepTimes& t, const dist::CollectiveTimes& c) {
@@ -75,6 +130,19 @@ std::map<std::string, std::string> run_settings(const TrainCommandOptions& o,
           {"lr", number(options.lr)},
           {"momentum", number(options.momentum)},
           {"weight_decay", number(options.weight_decay)},
+          {"dampening", number(options.dampening)},
+          {"nesterov", options.nesterov ? "true" : "false"},
+          {"betas", number(options.beta1) + "," + number(options.beta2)},
+          {"eps", number(options.eps)},
+          {"clip_grad_norm", number(options.clip_grad_norm)},
+          {"label_smoothing", number(options.label_smoothing)},
+          {"lr_schedule", options.lr_schedule},
+          {"warmup_epochs", std::to_string(options.warmup_epochs)},
+          // A schedule's learning rate depends on the run's total epochs.
+          {"epochs", options.lr_schedule.empty() && options.warmup_epochs == 0
+                         ? "any" : std::to_string(options.epochs)},
+          {"precise_bn", std::to_string(o.precise_bn)},
+          {"precision", o.precision},
           {"batch", std::to_string(options.batch)},
           {"processes", std::to_string(ranks)},
           {"sync_bn", o.sync_bn ? "true" : "false"},
@@ -85,13 +153,19 @@ std::map<std::string, std::string> run_settings(const TrainCommandOptions& o,
           {"freeze_bn", o.freeze_bn_affine ? "affine" : o.freeze_bn ? "true" : "false"}};
 }
 
-void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
+void run_train(const TrainCommandOptions& o, const CLI::App& command, CLI::Option* arch_option,
                CLI::Option* model_option) {
   // The checkpoint to continue (--resume) or to start from (--init).
   const std::string& from_path = o.resume.empty() ? o.init : o.resume;
   if (arch_option->count() == 0 && model_option->count() == 0 && from_path.empty())
     throw CLI::RequiredError("--arch TEXT or --model PRESET (or --resume FILE, --init FILE)");
+  train::TrainOptions options = o.train;
+  options.beta1 = o.betas[0];
+  options.beta2 = o.betas[1];
+  options.epochs = o.epochs;
+  check_optimizer_options(command, options);
   apply_threads(o.threads);
+  apply_precision(o.precision);  // refuses bf16 on a CPU without it
   std::optional<io::SafetensorsFile> from;
   std::optional<train::ResumeState> resumed;
   if (!from_path.empty()) from = io::read_safetensors(from_path);
@@ -122,7 +196,6 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   if (!o.init.empty()) nn::load_state_dict(*net, *from);  // weights only: fine-tuning
   if (o.freeze_bn || o.freeze_bn_affine) net->freeze_batch_norm(o.freeze_bn_affine);
 
-  train::TrainOptions options = o.train;
   options.seed = o.seed;
   if (replicas) {
     replicas->set_bucket_bytes(o.bucket_kb * 1024);
@@ -181,9 +254,9 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   // From here a SIGINT or SIGTERM ends the run after the step in progress.
   StopSignals stop_signals;
   trainer.set_stop_flag(stop_signals.flag());
-  std::printf("training %s\n  on %lld images of %s, batch %lld, %s lr %g, %lld epochs\n",
-              arch.c_str(), static_cast<long long>(split.train.count), o.data.dir.c_str(),
-              static_cast<long long>(options.batch), options.optimizer.c_str(), options.lr,
+  std::printf("training %s\n  on %lld images of %s, batch %lld, %s, %lld epochs\n", arch.c_str(),
+              static_cast<long long>(split.train.count), o.data.dir.c_str(),
+              static_cast<long long>(options.batch), optimizer_text(options).c_str(),
               static_cast<long long>(o.epochs));
   if (validation)
     std::printf("  validation: %lld images held out (--val-split %g)\n",
@@ -254,8 +327,17 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
     nlohmann::json entry = {{"epoch", epoch + 1},
                             {"train_loss", r.mean_loss},
                             {"train_accuracy", r.accuracy},
+                            {"lr", r.lr},
                             {"seconds", r.seconds},
                             {"images_per_second", rate}};
+    std::string precise_text;
+    if (o.precise_bn > 0 && !diverged) {
+      // Precise BN: the same batches on every process (same seed), so they agree.
+      const nn::RecalibrationResult p = train::recalibrate_batch_norm(
+          *net, split.train, o.precise_bn, options.batch, o.seed + uint64_t(epoch));
+      precise_text = "  precise BN: " + std::to_string(p.layers) + " layer(s) recalibrated on " +
+                     std::to_string(p.examples) + " images";
+    }
     std::string validation_text;
     if (validation && !diverged) {
       train::EvalResult v;
@@ -273,6 +355,7 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
                 static_cast<long long>(epoch + 1), static_cast<long long>(o.epochs),
                 loss_text(r.mean_loss).c_str(), percent(r.accuracy).c_str(),
                 validation_text.c_str(), r.seconds, rate, diverged ? "  DIVERGED" : "");
+    if (!precise_text.empty()) std::printf("%s\n", precise_text.c_str());
     std::fflush(stdout);
     epochs.push_back(entry);
     position.epoch = epoch + 1;
@@ -290,7 +373,11 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
                            {"optimizer", options.optimizer},
                            {"batch", options.batch},
                            {"lr", options.lr},
+                           {"lr_schedule",
+                            options.lr_schedule.empty() ? "constant" : options.lr_schedule},
+                           {"warmup_epochs", options.warmup_epochs},
                            {"seed", o.seed},
+                           {"precision", o.precision},
                            {"epochs", epochs},
                            {"train_loss", losses},
                            {"diverged", diverged},
@@ -358,12 +445,65 @@ void add_train_command(CLI::App& app) {
       ->check(positive());
   command->add_option("--lr", o->train.lr, "Learning rate")
       ->capture_default_str()->check(positive());
-  command->add_option("--optimizer", o->train.optimizer, "sgd or adam")
-      ->capture_default_str()->check(CLI::IsMember({"sgd", "adam"}));
+  command
+      ->add_option("--optimizer", o->train.optimizer,
+                   "sgd, adam or adamw (torch.optim.SGD, Adam, AdamW)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
   command->add_option("--momentum", o->train.momentum, "SGD momentum")
       ->capture_default_str()->check(non_negative());
-  command->add_option("--weight-decay", o->train.weight_decay, "L2 penalty added to the gradient")
-      ->capture_default_str()->check(non_negative());
+  command
+      ->add_option("--dampening", o->train.dampening,
+                   "SGD: the buffer takes (1 - dampening) of each gradient")
+      ->capture_default_str()
+      ->check(number_in(0.0, 1.0, true));
+  command->add_flag("--nesterov", o->train.nesterov,
+                    "SGD: Nesterov momentum (needs --momentum > 0, --dampening 0)");
+  command->add_option("--betas", o->betas, "Adam, AdamW: B1,B2 for the moments' averages")
+      ->delimiter(',')
+      ->expected(2)
+      ->capture_default_str()
+      ->check(number_in(0.0, 1.0, false));
+  command->add_option("--eps", o->train.eps, "Adam, AdamW: added to the denominator")
+      ->capture_default_str()
+      ->check(non_negative());
+  command
+      ->add_option("--weight-decay", o->train.weight_decay,
+                   "sgd, adam: L2 penalty added to the gradient; adamw: decoupled decay, "
+                   "p *= 1 - lr*wd (default 0.01 with adamw)")
+      ->capture_default_str()
+      ->check(non_negative());
+  command
+      ->add_option("--clip-grad-norm", o->train.clip_grad_norm,
+                   "Scale the gradients to this global 2-norm when above it "
+                   "(clip_grad_norm_; 0: off)")
+      ->capture_default_str()
+      ->check(non_negative());
+  command
+      ->add_option("--label-smoothing", o->train.label_smoothing,
+                   "CrossEntropyLoss(label_smoothing=...) for training; the test loss stays plain")
+      ->capture_default_str()
+      ->check(number_in(0.0, 1.0, true));
+  command
+      ->add_option("--lr-schedule", o->train.lr_schedule,
+                   "constant, step:EPOCHS:GAMMA, multistep:E1,E2,...:GAMMA, cosine (per epoch, "
+                   "over the epochs after the warmup) or onecycle (per batch, max lr = --lr)")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            try {
+              optim::LrSchedule::check_text(text);
+            } catch (const Error& e) {
+              return e.what();
+            }
+            return "";
+          },
+          "SCHEDULE"));
+  command
+      ->add_option("--warmup-epochs", o->train.warmup_epochs,
+                   "Linear warmup from lr*0.01 over these epochs, then the schedule "
+                   "(LinearLR + SequentialLR; not with onecycle)")
+      ->capture_default_str()
+      ->check(non_negative());
   command->add_option("--seed", o->seed, "Seed for the weights and the shuffling")
       ->capture_default_str();
   CLI::Option* save = command->add_option(
@@ -404,6 +544,11 @@ void add_train_command(CLI::App& app) {
                     "BatchNorm normalizes with its running statistics and never updates them");
   command->add_flag("--freeze-bn-affine", o->freeze_bn_affine,
                     "--freeze-bn, and BatchNorm's weight and bias stop training too");
+  command
+      ->add_option("--precise-bn", o->precise_bn,
+                   "After each epoch, set every BatchNorm's running statistics to the population "
+                   "statistics of K training batches (precise BN; see bnlab recalibrate)")
+      ->check(positive());
   command->add_flag("--json", o->json, "End with one JSON line: losses, test accuracy, speed");
   add_data_options(*command, o->data, "Train on the first N training examples (quick runs)");
   command->add_option("--test-limit", o->test_limit, "Test on the first N test examples")
@@ -421,6 +566,7 @@ void add_train_command(CLI::App& app) {
                    "backward goes on")
       ->capture_default_str()
       ->check(positive());
+  add_precision_option(*command, o->precision);
   command->add_flag("--no-overlap", o->no_overlap,
                     "Under mpirun: sum the gradients after the backward instead of during it "
                     "(for measuring the overlap)");
@@ -436,9 +582,12 @@ void add_train_command(CLI::App& app) {
       "  bnlab train --init run.safetensors --optimizer adam --lr 0.0001 --epochs 1   "
       "(fine-tuning from the weights)\n"
       "  bnlab train --model mlp --epochs 3 --limit 6000 --test-limit 1000   (a quick run)\n"
+      "  bnlab train --model mlp-bn --epochs 6 --optimizer adamw --lr 0.002 --lr-schedule cosine "
+      "--warmup-epochs 1 --clip-grad-norm 1 --label-smoothing 0.1\n"
+      "  bnlab train --model mlp --epochs 4 --momentum 0.9 --nesterov --lr-schedule step:2:0.1\n"
       "  mpirun -np 2 bnlab train --model cnn-bn --batch 32 --sync-bn   (2 processes, global "
       "batch 64; docs/distributed.md)");
-  command->callback([o, arch, model] { run_train(*o, arch, model); });
+  command->callback([o, command, arch, model] { run_train(*o, *command, arch, model); });
 }
 
 }  // namespace bnlab::cli
