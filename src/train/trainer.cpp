@@ -222,7 +222,8 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
   EpochResult result;
   EpochState fresh;
   EpochState& at = state != nullptr ? *state : fresh;
-  for (int64_t s = at.step; s < steps; ++s) {
+  const int64_t first_step = at.step;
+  for (int64_t s = first_step; s < steps; ++s) {
     const int64_t global_begin = s * batch;
     const int64_t global_size = std::min(batch, data.count - global_begin);
     int64_t part_begin = 0, part_end = global_size;
@@ -232,7 +233,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
     if (schedule_) optimizer_->lr = schedule_->lr(epoch, s, steps);
-    if (result.steps == 0) result.lr = optimizer_->lr;  // the first step this call runs
+    if (s == first_step) result.lr = optimizer_->lr;  // the first step this call runs
     StepResult r;
     try {
       r = step(batch_images_.data(), batch_labels_.data(), size);
