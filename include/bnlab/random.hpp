@@ -12,6 +12,14 @@ namespace bnlab {
 // fixed odd constant and returns a bijective mix of it.
 uint64_t splitmix64(uint64_t& state);
 
+// Everything a Generator's future draws depend on, to save with a checkpoint
+// and restore exactly (bnlab train --resume).
+struct GeneratorState {
+  uint64_t words[4] = {0, 0, 0, 0};
+  bool has_spare = false;
+  double spare = 0.0;
+};
+
 class Generator {
  public:
   explicit Generator(uint64_t seed = 0);
@@ -20,6 +28,8 @@ class Generator {
   float uniform(float low, float high);      // [low, high)
   float normal(float mean = 0.0f, float stddev = 1.0f);
   uint64_t below(uint64_t bound);            // [0, bound), unbiased
+  GeneratorState state() const;
+  void set_state(const GeneratorState& state);
 
  private:
   uint64_t s_[4];

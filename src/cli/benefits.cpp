@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bnlab/data/idx.hpp"
+#include "bnlab/io/atomic_file.hpp"
 #include "bnlab/lab/benefits.hpp"
 #include "common.hpp"
 
@@ -38,6 +39,8 @@ void add_benefits_command(CLI::App& app) {
       "  bnlab benefits                           the full report (under 30 minutes on 2 cores)\n"
       "  bnlab benefits --only learning_rate,depth --data /path/to/mnist");
   command->callback([o] {
+    // Before the runs: an --out that cannot be written would lose all of them.
+    bnlab::io::check_writable_folder(o->out_dir, "--out");
     const std::string path = bnlab::lab::run_benefits(*o);
     std::printf("%s\n", path.c_str());
   });

@@ -150,12 +150,18 @@ std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& 
 
 Shape example_input_shape(const data::Dataset& d) { return {1, d.channels, d.rows, d.cols}; }
 
-std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
+std::unique_ptr<nn::Sequential> build_network(const std::string& arch, Generator& generator,
                                               const data::Dataset& example) {
-  Generator generator(seed);
   std::unique_ptr<nn::Sequential> net = nn::parse_arch(arch, generator, example_input_shape(example));
   net->fuse_batch_norm_relu();
   return net;
+}
+
+std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
+                                              const data::Dataset& example) {
+  // For networks that do not train (eval, fold, and demo's MLPs without Dropout).
+  Generator generator(seed);
+  return build_network(arch, generator, example);
 }
 
 int64_t steps_per_epoch(int64_t count, const train::TrainOptions& options) {
@@ -169,14 +175,6 @@ void print_json_line(const nlohmann::json& object) {
 std::string percent(double fraction) {
   char text[32];
   std::snprintf(text, sizeof text, "%.2f%%", 100.0 * fraction);
-  return text;
-}
-
-std::string loss_text(double loss) {
-  if (std::isnan(loss)) return "nan";
-  if (std::isinf(loss)) return loss > 0 ? "inf" : "-inf";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.4f", loss);
   return text;
 }
 

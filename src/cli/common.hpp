@@ -12,6 +12,8 @@
 #include "bnlab/data/idx.hpp"
 #include "bnlab/io/safetensors.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/random.hpp"
+#include "bnlab/train/progress.hpp"
 #include "bnlab/train/trainer.hpp"
 
 namespace bnlab::cli {
@@ -61,6 +63,10 @@ void apply_precision(const std::string& precision);
 // shape (the error names the layer) and fuses each BatchNorm + ReLU pair.
 std::unique_ptr<nn::Sequential> build_network(const std::string& arch, uint64_t seed,
                                               const data::Dataset& example);
+// The same with a generator the caller keeps alive as long as the network:
+// Dropout draws its masks from it while training.
+std::unique_ptr<nn::Sequential> build_network(const std::string& arch, Generator& generator,
+                                              const data::Dataset& example);
 // The architecture of a checkpoint: arch_option when given, else the one the
 // file stores; an error telling the user to pass --arch when it has none.
 std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& path,
@@ -71,12 +77,18 @@ Shape example_input_shape(const data::Dataset& d);
 // Steps train_epoch takes over `count` examples.
 int64_t steps_per_epoch(int64_t count, const train::TrainOptions& options);
 
+// Thrown to end bnlab with this exit status after the work was wound up
+// (an interrupted train: 128 + the signal's number); main returns it.
+struct ExitStatus {
+  int status;
+};
+
 // The JSON object as one line, the last of stdout.
 void print_json_line(const nlohmann::json& object);
 
 // "85.12%"
 std::string percent(double fraction);
-// "0.4123", or "nan" / "inf" for a diverged run (printf would write "-nan").
-std::string loss_text(double loss);
+// loss_text: bnlab/train/progress.hpp.
+using bnlab::loss_text;
 
 }  // namespace bnlab::cli

@@ -55,11 +55,11 @@ void train_one_epoch(DemoRun& run, const data::Dataset& train_data, int64_t epoc
   char status[48];
   const auto on_step = [&](int64_t step, int64_t, double loss) {
     run.step_loss.push_back(loss);
-    std::snprintf(status, sizeof status, "loss %.3f", loss);
+    std::snprintf(status, sizeof status, "loss %s", loss_text(loss).c_str());
     progress.update(step, std::min(step * options.batch, train_data.count), status);
   };
   const train::EpochResult r = run.trainer->train_epoch(train_data, epoch, on_step);
-  std::snprintf(status, sizeof status, "loss %.4f, %.0f img/s", r.mean_loss,
+  std::snprintf(status, sizeof status, "loss %s, %.0f img/s", loss_text(r.mean_loss).c_str(),
                 r.seconds > 0 ? double(train_data.count) / r.seconds : 0.0);
   if (Progress::is_terminal()) {
     // The epoch's row in the table is the record; the bar just goes away.
@@ -97,20 +97,15 @@ std::string write_loss_chart(const std::vector<DemoRun>& runs, int64_t steps_per
     }
     chart.series.push_back(std::move(series));
   }
-  try {
-    io::write_file_atomic(path, lab::line_chart_svg(chart));
-  } catch (const Error& e) {
-    // The numbers above are the result; a folder we cannot write to does not
-    // take them (or the --json line) away.
-    std::fprintf(stderr, "bnlab: warning: %s\n", e.what());
-    return "loss chart: not written (" + path + ": see the warning above)";
-  }
+  io::write_file_atomic(path, lab::line_chart_svg(chart));  // checked before training
   return "loss chart: " + path;
 }
 
 void run_demo(const DemoOptions& o) {
   apply_threads(o.threads);
   apply_precision(o.precision);
+  // An unwritable --svg is an error found now, not after the training.
+  io::check_writable(o.svg, "--svg");
   const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
   const data::Split split = load_data(o.data, o.data.limit, test_limit);
 
@@ -142,8 +137,9 @@ void run_demo(const DemoOptions& o) {
 
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     for (DemoRun& run : runs) train_one_epoch(run, split.train, epoch, o.epochs, options);
-    std::printf("%5lld  %24.4f  %24.4f\n", static_cast<long long>(epoch + 1),
-                runs[0].train_loss.back(), runs[1].train_loss.back());
+    std::printf("%5lld  %24s  %24s\n", static_cast<long long>(epoch + 1),
+                loss_text(runs[0].train_loss.back()).c_str(),
+                loss_text(runs[1].train_loss.back()).c_str());
     std::fflush(stdout);
   }
 
@@ -163,8 +159,9 @@ void run_demo(const DemoOptions& o) {
   }
 
   std::printf("\n%-44s  %12s  %12s\n", "", "without BN", "with BN");
-  std::printf("%-44s  %12.4f  %12.4f\n", "final training loss", runs[0].train_loss.back(),
-              runs[1].train_loss.back());
+  std::printf("%-44s  %12s  %12s\n", "final training loss",
+              loss_text(runs[0].train_loss.back()).c_str(),
+              loss_text(runs[1].train_loss.back()).c_str());
   std::printf("%-44s  %12s  %12s\n", "test accuracy (eval mode: running statistics)",
               percent(plain.accuracy).c_str(), percent(bn_eval.accuracy).c_str());
   std::printf("%-44s  %12s  %12s\n", "test accuracy (train mode: batches of 64)", "-",

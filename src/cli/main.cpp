@@ -43,6 +43,9 @@ int main(int argc, char** argv) {
     // --help and --version come here too, as successes (status 0).
     const int status = app.exit(e);
     return status == 0 ? 0 : kExitUsage;
+  } catch (const bnlab::cli::ExitStatus& e) {
+    std::fflush(stdout);
+    return e.status;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     if (launch.active()) {

@@ -67,4 +67,18 @@ uint64_t Generator::below(uint64_t bound) {
   }
 }
 
+GeneratorState Generator::state() const {
+  GeneratorState state;
+  for (int i = 0; i < 4; ++i) state.words[i] = s_[i];
+  state.has_spare = has_spare_;
+  state.spare = spare_;
+  return state;
+}
+
+void Generator::set_state(const GeneratorState& state) {
+  for (int i = 0; i < 4; ++i) s_[i] = state.words[i];
+  has_spare_ = state.has_spare;
+  spare_ = state.spare;
+}
+
 }  // namespace bnlab

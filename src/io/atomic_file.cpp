@@ -202,6 +202,60 @@ void write_chunks_atomic(const std::string& path, const std::vector<ByteChunk>& 
   }
 }
 
+namespace {
+
+// "--save PATH" or "PATH" for messages.
+std::string named(const std::string& path, const std::string& option) {
+  return option.empty() ? path : option + " " + path;
+}
+
+// Creates and removes a temporary file in folder; throws naming `what`.
+void probe_folder(const std::string& folder, const std::string& what) {
+  struct stat st {};
+  if (::stat(folder.c_str(), &st) != 0) {
+    const int error_number = errno;
+    throw Error(ErrorCode::io, "cannot write " + what + ": folder " + folder + ": " +
+                                   std::strerror(error_number));
+  }
+  if (!S_ISDIR(st.st_mode))
+    throw Error(ErrorCode::io, "cannot write " + what + ": " + folder + " is " +
+                                   file_kind(st.st_mode) + ", not a folder");
+  TempFile tmp = create_temporary(folder);
+  if (tmp.fd < 0) {
+    const int error_number = errno;
+    throw Error(ErrorCode::io, "cannot write " + what + ": cannot create a file in " + folder +
+                                   ": " + std::strerror(error_number));
+  }
+  ::close(tmp.fd);
+  if (!tmp.name.empty()) ::unlink(tmp.name.c_str());
+}
+
+}  // namespace
+
+void check_writable(const std::string& path, const std::string& option) {
+  if (path.empty()) throw Error(ErrorCode::io, "cannot write " + named("''", option) + ": empty path");
+  struct stat target {};
+  if (::stat(path.c_str(), &target) == 0 && !S_ISREG(target.st_mode))
+    throw Error(ErrorCode::io, "cannot write " + named(path, option) + ": it is " +
+                                   file_kind(target.st_mode) +
+                                   "; outputs go only to regular files or new paths");
+  probe_folder(parent_folder(path), named(path, option));
+}
+
+void check_writable_folder(const std::string& dir, const std::string& option) {
+  if (dir.empty()) throw Error(ErrorCode::io, "cannot write into " + named("''", option));
+  // The nearest existing folder at or above dir: mkdir -p will make the rest there.
+  std::string existing = dir;
+  struct stat st {};
+  while (::stat(existing.c_str(), &st) != 0 && errno == ENOENT) {
+    const std::string parent = parent_folder(existing);
+    if (parent == existing) break;
+    existing = parent;
+    while (existing.size() > 1 && existing.back() == '/') existing.pop_back();
+  }
+  probe_folder(existing, "into " + named(dir, option));
+}
+
 void write_file_atomic(const std::string& path, const std::string& contents) {
   write_chunks_atomic(
       path, {ByteChunk{reinterpret_cast<const uint8_t*>(contents.data()), contents.size()}});

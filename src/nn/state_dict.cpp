@@ -199,8 +199,11 @@ io::SafetensorsFile state_dict(Sequential& net) {
 void load_state_dict(Sequential& net, const io::SafetensorsFile& file) {
   const std::vector<Entry> entries = collect_entries(net);
   std::map<std::string, const io::NamedTensor*> stored;
+  const auto training_state = [](const io::NamedTensor& tensor) {
+    return tensor.name.rfind(kOptimizerStatePrefix, 0) == 0;
+  };
   for (const io::NamedTensor& tensor : file.tensors)
-    if (!stored.emplace(tensor.name, &tensor).second)
+    if (!training_state(tensor) && !stored.emplace(tensor.name, &tensor).second)
       throw Error(ErrorCode::io, key_error_prefix(tensor.name) + "appears twice in the file");
 
   std::vector<std::string> missing, unexpected;
@@ -210,7 +213,7 @@ void load_state_dict(Sequential& net, const io::SafetensorsFile& file) {
     if (!stored.count(entry.key)) missing.push_back(entry.key);
   }
   for (const io::NamedTensor& tensor : file.tensors)
-    if (!expected.count(tensor.name)) unexpected.push_back(tensor.name);
+    if (!training_state(tensor) && !expected.count(tensor.name)) unexpected.push_back(tensor.name);
   std::sort(unexpected.begin(), unexpected.end(), state_dict_order);  // files list by dtype
   if (!missing.empty() || !unexpected.empty()) {
     std::string message = "state dict does not match the network:";

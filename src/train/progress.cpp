@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -58,6 +59,14 @@ std::string format_rate(double items, double seconds, const std::string& unit) {
 
 }  // namespace
 
+std::string loss_text(double loss) {
+  if (std::isnan(loss)) return "nan";
+  if (std::isinf(loss)) return loss > 0 ? "inf" : "-inf";
+  char text[32];
+  std::snprintf(text, sizeof text, std::fabs(loss) < 1e5 ? "%.4f" : "%.4g", loss);
+  return text;
+}
+
 Progress::Progress(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)),
       unit_(std::move(unit)),
@@ -94,11 +103,11 @@ void Progress::update(int64_t done, int64_t items, const std::string& status) {
   std::fflush(stderr);
 }
 
-void Progress::finish(const std::string& status) {
+void Progress::finish(const std::string& status, int64_t done) {
   const double elapsed = seconds_between(start_, Clock::now());
   // The rate is not known here (finish has no item count); the label, the full
   // bar, the status and the time taken say what happened.
-  std::string line = label_ + " " + format_bar(total_, total_);
+  std::string line = label_ + " " + format_bar(done < 0 ? total_ : done, total_);
   if (!status.empty()) line += " " + status;
   line += " " + format_duration(elapsed);
   if (is_terminal()) {

@@ -155,9 +155,12 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
     /* The global batch's mean loss is sum_r(B_r * loss_r) / B with B = sum_r B_r,
        so rank r's loss gradient is weighted by B_r / B: the summed gradients are
        then the global batch's, however unequal the slices. */
-    double sums[4] = {result.loss * double(batch), double(result.correct), double(batch),
-                      std::isfinite(result.loss) ? 0.0 : 1.0};
-    replicas->sum(sums, 4);
+    // The stop flag rides along, so that every process stops after the same step.
+    double sums[5] = {result.loss * double(batch), double(result.correct), double(batch),
+                      std::isfinite(result.loss) ? 0.0 : 1.0,
+                      stop_flag_ != nullptr && stop_flag_->load() ? 1.0 : 0.0};
+    replicas->sum(sums, 5);
+    result.stop = sums[4] > 0.0;
     if (sums[3] > 0.0) {
       // Every process stops here together: no rank is left waiting in the backward.
       const int bad = replicas->first_rank_with(!std::isfinite(result.loss));
@@ -172,6 +175,8 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
     scaled_grad_.resize(local.shape());
     for (int64_t i = 0; i < local.numel(); ++i) scaled_grad_[i] = local[i] * share;
     grad_logits = &scaled_grad_;
+  } else {
+    result.stop = stop_flag_ != nullptr && stop_flag_->load();
   }
   times_.loss += seconds_since(mark);
   // A non-finite loss means the run diverged: no update, the caller stops.
@@ -193,7 +198,7 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
 }
 
 EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
-                                 const StepCallback& on_step) {
+                                 const StepCallback& on_step, EpochState* state) {
   const auto start = std::chrono::steady_clock::now();
   example_shape_ = gathered_example_shape(net_, data);
   // With replicas, each step takes a global batch of batch * size examples and
@@ -215,9 +220,10 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
   net_.train(true);
 
   EpochResult result;
-  double loss_sum = 0.0;
-  int64_t correct = 0, seen = 0;
-  for (int64_t s = 0; s < steps; ++s) {
+  EpochState fresh;
+  EpochState& at = state != nullptr ? *state : fresh;
+  const int64_t first_step = at.step;
+  for (int64_t s = first_step; s < steps; ++s) {
     const int64_t global_begin = s * batch;
     const int64_t global_size = std::min(batch, data.count - global_begin);
     int64_t part_begin = 0, part_end = global_size;
@@ -227,7 +233,7 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
     if (schedule_) optimizer_->lr = schedule_->lr(epoch, s, steps);
-    if (result.steps == 0) result.lr = optimizer_->lr;  // the first step this call runs
+    if (s == first_step) result.lr = optimizer_->lr;  // the first step this call runs
     StepResult r;
     try {
       r = step(batch_images_.data(), batch_labels_.data(), size);
@@ -238,19 +244,25 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
                                 " (a batch of " + std::to_string(global_size) + " of " +
                                 std::to_string(data.count) + " examples): " + e.what());
     }
-    ++result.steps;
+    ++at.step;
     if (!std::isfinite(r.loss)) {
       result.diverged = true;
-      loss_sum += r.loss;  // the mean becomes NaN/Inf too: the epoch's loss says it diverged
+      result.diverged_step = s + 1;
+      at.loss_sum += r.loss;  // the mean becomes NaN/Inf too: the epoch's loss says it diverged
       break;
     }
-    loss_sum += r.loss;
-    correct += r.correct;
-    seen += global_size;
+    at.loss_sum += r.loss;
+    at.correct += r.correct;
+    at.seen += global_size;
     if (on_step) on_step(s + 1, steps, r.loss);
+    if (r.stop) {
+      result.stopped = true;
+      break;
+    }
   }
-  result.mean_loss = result.steps > 0 ? loss_sum / double(result.steps) : 0.0;
-  result.accuracy = seen > 0 ? double(correct) / double(seen) : 0.0;
+  result.steps = at.step;
+  result.mean_loss = at.step > 0 ? at.loss_sum / double(at.step) : 0.0;
+  result.accuracy = at.seen > 0 ? double(at.correct) / double(at.seen) : 0.0;
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
@@ -325,6 +337,56 @@ EvalResult evaluate(nn::Sequential& net, const data::Dataset& data, int64_t batc
     result.accuracy = double(correct) / double(data.count);
   }
   return result;
+}
+
+std::string first_non_finite(nn::Sequential& net) {
+  const auto finite = [](const Tensor& t) {
+    for (int64_t i = 0; i < t.numel(); ++i)
+      if (!std::isfinite(t[i])) return false;
+    return true;
+  };
+  for (auto& [name, param] : net.parameters())
+    if (!finite(param->value)) return name;
+  for (nn::Buffer& buffer : net.buffers())
+    if (buffer.tensor != nullptr && !finite(*buffer.tensor)) return buffer.name;
+  return "";
+}
+
+namespace {
+
+// Walks the children from `input` (N, ...) and reports whether a training
+// BatchNorm among them would see one value per channel; returns the output shape.
+Shape find_single_value_batch_norm(nn::Sequential& net, Shape input, int64_t part,
+                                   int64_t whole, bool& found) {
+  for (auto& child : net.children()) {
+    if (auto* inner = dynamic_cast<nn::Sequential*>(child.get())) {
+      input = find_single_value_batch_norm(*inner, input, part, whole, found);
+      continue;
+    }
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(child.get()); bn && !bn->freeze_statistics) {
+      int64_t spatial = 1;
+      for (size_t d = 2; d < input.size(); ++d) spatial *= input[d];
+      if ((bn->sync != nullptr ? whole : part) * spatial == 1) found = true;
+    }
+    input = child->output_shape(input);
+  }
+  return input;
+}
+
+}  // namespace
+
+bool last_batch_too_small_for_batch_norm(nn::Sequential& net, const Shape& example, int64_t count,
+                                         const TrainOptions& options) {
+  const int ranks = options.replicas ? options.replicas->size() : 1;
+  const int64_t last = count % (options.batch * ranks);
+  if (options.drop_last || last == 0) return false;
+  // rank_part gives each process last / ranks or one more; the smallest counts.
+  const int64_t smallest = last / ranks;
+  Shape input{1};
+  input.insert(input.end(), example.begin(), example.end());
+  bool found = false;
+  find_single_value_batch_norm(net, input, smallest, last, found);
+  return found;
 }
 
 /* running_mean = sum_r(running_mean_r) / K, running_var likewise (the mean of

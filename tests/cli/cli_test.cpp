@@ -18,60 +18,11 @@
 #include "bnlab/nn/arch.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/random.hpp"
+#include "cli_run.hpp"
 
 namespace {
 
-struct Finished {
-  int status = -1;  // exit status; -1 when killed by a signal
-  std::string out, err;
-  std::string last_line() const {
-    std::string text = out;
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    const size_t newline = text.rfind('\n');
-    return newline == std::string::npos ? text : text.substr(newline + 1);
-  }
-};
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-// A fresh folder for one test's files.
-std::string scratch_dir(const std::string& name) {
-  const std::string dir = testing::TempDir() + "bnlab_cli_" + name + "_" + std::to_string(getpid());
-  ::mkdir(dir.c_str(), 0755);
-  return dir;
-}
-
-// Runs `bnlab <args>` through the shell (args are shell words).
-Finished run_bnlab(const std::string& args) {
-  const std::string err_path = scratch_dir("stderr") + "/stderr.txt";
-  const std::string command = "'" BNLAB_EXE "' " + args + " 2>'" + err_path + "'";
-  Finished run;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return run;
-  char buffer[4096];
-  size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.out.append(buffer, got);
-  const int status = ::pclose(pipe);
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.err = read_text(err_path);
-  return run;
-}
-
-bool have_data() {
-  struct stat st {};
-  return ::stat((bnlab::data::default_data_dir() + "/train-images-idx3-ubyte.gz").c_str(), &st) ==
-             0 ||
-         ::stat((bnlab::data::default_data_dir() + "/train-images-idx3-ubyte").c_str(), &st) == 0;
-}
-
-#define REQUIRE_DATA()                                                                       \
-  if (!have_data()) GTEST_SKIP() << "Fashion-MNIST is not installed in "                     \
-                                 << bnlab::data::default_data_dir()
+using namespace bnlab_cli_test;
 
 TEST(Cli, VersionPrintsTheProjectVersion) {
   const Finished run = run_bnlab("--version");
@@ -109,8 +60,9 @@ TEST(Cli, DemoJsonLastLineHasBothRunsAndTheChartIsWritten) {
 TEST(Cli, TrainSavesACheckpointThatEvalScoresTheSame) {
   REQUIRE_DATA();
   const std::string weights = scratch_dir("train") + "/mlp-bn.safetensors";
-  const Finished train = run_bnlab("train --model mlp-bn --epochs 1 --limit 1000 --threads 1 --json --save '" +
-                              weights + "'");
+  const Finished train = run_bnlab(
+      "train --model mlp-bn --epochs 1 --limit 1000 --test-limit 166 --threads 1 --json --save '" +
+      weights + "'");
   ASSERT_EQ(train.status, 0) << train.err;
   const nlohmann::json trained = nlohmann::json::parse(train.last_line());
   for (const char* key : {"train_loss", "epochs", "test_accuracy", "test_loss", "seconds",
@@ -119,7 +71,7 @@ TEST(Cli, TrainSavesACheckpointThatEvalScoresTheSame) {
   EXPECT_EQ(trained["train_loss"].size(), 1u);
   EXPECT_GT(trained["images_per_second"].get<double>(), 0.0);
 
-  // train tests on the first 1000/6 = 166 test images; eval on the same ones.
+  // train tests on the first 166 test images; eval on the same ones.
   const Finished eval = run_bnlab("eval --weights '" + weights + "' --limit 166 --threads 1 --json");
   ASSERT_EQ(eval.status, 0) << eval.err;
   const nlohmann::json scored = nlohmann::json::parse(eval.last_line());
@@ -185,13 +137,23 @@ TEST(Cli, RecalibrateReplacesTheRunningStatisticsAndReportsBothAccuracies) {
   EXPECT_EQ(bad.status, 2) << bad.err;
 }
 
+// Issue 13: divergence is an error (exit 1, where it happened), and the
+// checkpoint at --save stays as it was.
 TEST(Cli, ADivergedRunIsReportedNotCrashed) {
   REQUIRE_DATA();
-  const Finished run =
-      run_bnlab("train --model mlp --lr 1e6 --epochs 3 --limit 640 --threads 1 --json");
-  ASSERT_EQ(run.status, 0) << run.err;
+  const std::string weights = scratch_dir("diverged") + "/kept.safetensors";
+  { std::ofstream(weights) << "the previous checkpoint"; }
+  const Finished run = run_bnlab(
+      "train --model mlp --lr 1e6 --epochs 3 --limit 640 --threads 1 --json --save '" + weights +
+      "'");
+  ASSERT_EQ(run.status, 1) << run.err;
+  EXPECT_EQ(read_text(weights), "the previous checkpoint");
+  EXPECT_NE(run.err.find("non-finite at epoch 1, step "), std::string::npos) << run.err;
+  EXPECT_EQ(run.out.find("saved"), std::string::npos) << run.out;
   const nlohmann::json result = nlohmann::json::parse(run.last_line());
   EXPECT_TRUE(result["diverged"].get<bool>());
+  EXPECT_EQ(result["diverged_at"]["epoch"], 1);
+  EXPECT_GE(result["diverged_at"]["step"].get<int>(), 1);
   EXPECT_LT(result["train_loss"].size(), 3u);  // stopped early
   EXPECT_TRUE(result["train_loss"].back().is_null());  // NaN is written as null
   EXPECT_NE(run.out.find("DIVERGED"), std::string::npos) << run.out;

@@ -174,8 +174,8 @@ void expect_sync_bn_follows_one_process(const std::string& model, int processes,
 
 // 1000 examples: global batches of 64 end in 40 (20 + 20 at K = 2); of 96 in
 // 40 (13 + 13 + 14 at K = 3): unequal slices.
-const char* kMlpLimits = "--limit 1000 --epochs 2";
-const char* kCnnLimits = "--limit 400 --epochs 1";
+const char* kMlpLimits = "--limit 1000 --test-limit 166 --epochs 2";
+const char* kCnnLimits = "--limit 400 --test-limit 66 --epochs 1";
 
 TEST(DataParallel, SyncBnTwoProcessesFollowOneProcessWithTheGlobalBatchMlpBn) {
   REQUIRE_DATA();
@@ -214,7 +214,7 @@ TEST(DataParallel, WithoutSyncBnTheRunsDiffer) {
 
 TEST(DataParallel, EvalOverThreeProcessesScoresLikeOne) {
   REQUIRE_DATA();
-  const Trained trained = train("mlp-bn", 0, 64, "", "--limit 600 --epochs 1");
+  const Trained trained = train("mlp-bn", 0, 64, "", "--limit 600 --test-limit 100 --epochs 1");
   const std::string args =
       " eval --weights '" + trained.weights + "' --limit 500 --threads 1 --json";
   const Finished one = run_shell("OMP_NUM_THREADS=1 " + kExe + args);

@@ -2,6 +2,8 @@
 // between the five-second marks, one final line with the label and the status.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <limits>
 #include <string>
 
 #include "bnlab/train/progress.hpp"
@@ -21,6 +23,15 @@ TEST(Progress, PlainOutputPrintsOnlyTheFinalLineForShortWork) {
   ASSERT_EQ(out.back(), '\n');
   EXPECT_EQ(out.find('\n'), out.size() - 1) << "one line only: " << out;
   EXPECT_EQ(out.rfind("epoch 3/10 [####################] 100% loss 0.400 ", 0), 0u) << out;
+}
+
+TEST(Progress, LossTextIsFixedPointThenScientificAndNamesNonFinite) {
+  EXPECT_EQ(loss_text(0.41234), "0.4123");
+  EXPECT_EQ(loss_text(99999.0), "99999.0000");
+  EXPECT_EQ(loss_text(1.2e30), "1.2e+30");  // not 1200000000000000019884624838656.0000
+  EXPECT_EQ(loss_text(123456.0), "1.235e+05");
+  EXPECT_EQ(loss_text(std::nan("")), "nan");
+  EXPECT_EQ(loss_text(-std::numeric_limits<double>::infinity()), "-inf");
 }
 
 }  // namespace

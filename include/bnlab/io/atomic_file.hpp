@@ -26,6 +26,17 @@ struct ByteChunk {
 // temporaries that killed processes left in the folder.
 void write_chunks_atomic(const std::string& path, const std::vector<ByteChunk>& chunks);
 
+// Checks, before long work, that write_chunks_atomic(path, ...) can succeed:
+// path is a regular file or new, its folder exists and a file can be created
+// there (tried, then removed). Throws Error(io) naming path (and `option`,
+// e.g. "--save", when given) and the reason.
+void check_writable(const std::string& path, const std::string& option = "");
+
+// The same for a folder that files will be written into: dir, or where it is
+// missing the nearest folder above it (which will hold it), must be a folder
+// where files can be created.
+void check_writable_folder(const std::string& dir, const std::string& option = "");
+
 // The same atomic write for any bytes (reports, JSON, CSV).
 void write_file_atomic(const std::string& path, const std::string& contents);
 

@@ -10,9 +10,14 @@
 
 namespace bnlab::nn {
 
+// Keys under this prefix hold a training state (bnlab/train/checkpoint.hpp),
+// not the model: load_state_dict skips them.
+inline constexpr char kOptimizerStatePrefix[] = "optimizer.";
+
 io::SafetensorsFile state_dict(Sequential& net);
 // Copies every entry into the network; throws Error naming the key on a
-// missing or unexpected key, a wrong dtype or a wrong shape. F64 and F16 values
+// missing or unexpected key, a wrong dtype or a wrong shape (keys under
+// kOptimizerStatePrefix are skipped). F64 and F16 values
 // are accepted for float entries (converted), I64/I32 for num_batches_tracked.
 void load_state_dict(Sequential& net, const io::SafetensorsFile& file);
 

@@ -15,6 +15,14 @@
 
 namespace bnlab::optim {
 
+// An optimizer's state between two steps, what a resumed run needs to continue
+// exactly: per-parameter tensors named "<parameter>.<PyTorch's state name>"
+// ("1.weight.momentum_buffer", "1.weight.exp_avg") and counters ("step").
+struct OptimizerState {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  std::vector<std::pair<std::string, int64_t>> counters;
+};
+
 class Optimizer {
  public:
   explicit Optimizer(std::vector<std::pair<std::string, nn::Parameter*>> params)
@@ -26,6 +34,10 @@ class Optimizer {
   // it, then writes 0 while its cache line is still there): what a training
   // loop does between two batches, cheaper than the two calls.
   void step_and_zero_grad();
+  // Export and restore the state (src/optim/optimizer_state.cpp). load_state
+  // throws Error naming the entry that is unknown, missing or of another shape.
+  virtual OptimizerState state() const;
+  virtual void load_state(const OptimizerState& state);
   // The parameters it updates, in the order given (clip_grad_norm_ reads their gradients).
   const std::vector<std::pair<std::string, nn::Parameter*>>& parameters() const { return params_; }
   double lr = 0.01;
@@ -41,6 +53,8 @@ class SGD : public Optimizer {
   SGD(std::vector<std::pair<std::string, nn::Parameter*>> params, double lr, double momentum = 0.0,
       double weight_decay = 0.0, double dampening = 0.0, bool nesterov = false);
   void step() override;
+  OptimizerState state() const override;
+  void load_state(const OptimizerState& state) override;
   double momentum, weight_decay, dampening;
   bool nesterov;
  private:
@@ -53,6 +67,8 @@ class Adam : public Optimizer {
   Adam(std::vector<std::pair<std::string, nn::Parameter*>> params, double lr = 1e-3,
        double beta1 = 0.9, double beta2 = 0.999, double eps = 1e-8, double weight_decay = 0.0);
   void step() override;
+  OptimizerState state() const override;
+  void load_state(const OptimizerState& state) override;
   double beta1, beta2, eps, weight_decay;
  protected:
   Adam(std::vector<std::pair<std::string, nn::Parameter*>> params, double lr, double beta1,

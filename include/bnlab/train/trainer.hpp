@@ -3,6 +3,7 @@
 // in eval or train mode. A step allocates nothing once shapes are known.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -46,6 +47,7 @@ struct TrainOptions {
 struct StepResult {
   double loss = 0.0;     // NaN or Inf: the run diverged
   int64_t correct = 0;   // argmax == label in this batch
+  bool stop = false;     // the stop flag was set (on any process): stop after this step
 };
 
 // Where a step's time goes, summed over the steps since the trainer was made.
@@ -64,6 +66,16 @@ struct EpochResult {
   double seconds = 0.0;
   bool diverged = false;        // a non-finite loss stopped the epoch
   double lr = 0.0;              // the learning rate of the epoch's first step
+  int64_t diverged_step = 0;    // at this step (from 1)
+  bool stopped = false;         // the stop flag ended it after step `steps`
+};
+
+// Where an epoch stands: the steps done and their sums. train_epoch starts
+// from it (a resumed epoch continues at step + 1) and keeps it current.
+struct EpochState {
+  int64_t step = 0;
+  double loss_sum = 0.0;
+  int64_t correct = 0, seen = 0;
 };
 
 struct EvalResult {
@@ -80,9 +92,13 @@ class Trainer {
   Trainer(nn::Sequential& net, const TrainOptions& options);
   // One step on a batch (images (batch, C, H, W) contiguous, labels (batch)).
   StepResult step(const float* images, const int32_t* labels, int64_t batch);
-  // One pass over the data set in the order of shuffled_indices(count, seed + epoch).
+  // One pass over the data set in the order of shuffled_indices(count, seed + epoch),
+  // from state->step on when a state is given (EpochResult.steps counts all).
   EpochResult train_epoch(const data::Dataset& data, int64_t epoch,
-                          const StepCallback& on_step = nullptr);
+                          const StepCallback& on_step = nullptr, EpochState* state = nullptr);
+  // A flag (a signal handler's) that ends train_epoch after the step in
+  // progress; with replicas every process stops after the same step.
+  void set_stop_flag(const std::atomic<bool>* flag) { stop_flag_ = flag; }
   optim::Optimizer& optimizer() { return *optimizer_; }
   const StepTimes& times() const { return times_; }
   // The shape of one example, e.g. {1, 28, 28}, for step() on a network that
@@ -102,7 +118,22 @@ class Trainer {
   StepTimes times_;
   Shape example_shape_;
   bool grads_zero_ = false;  // the gradients are zero (the last step's update cleared them)
+  const std::atomic<bool>* stop_flag_ = nullptr;
 };
+
+// The state-dict key of the first parameter or buffer holding a NaN or an
+// Inf, or "" when every value is finite: a run whose weights are not finite
+// has diverged even when its last loss was finite.
+std::string first_non_finite(nn::Sequential& net);
+
+// Whether the last batch of an epoch over `count` examples would give some
+// training BatchNorm a single value per channel (a batch of one example with
+// no spatial extent), which batch statistics cannot normalize: PyTorch raises
+// "Expected more than 1 value per channel". With replicas, each process's
+// part (or with SyncBatchNorm, the whole batch) counts. `example` is one
+// example's shape (C, H, W).
+bool last_batch_too_small_for_batch_norm(nn::Sequential& net, const Shape& example, int64_t count,
+                                         const TrainOptions& options);
 
 // Test loss and accuracy in batches of `batch`. train_mode = true evaluates with
 // batch statistics (BN in train mode, running statistics left as they were).
