@@ -519,6 +519,7 @@ std::vector<LayerCall> parse_calls(std::string_view text) {
 }
 
 BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(call) {
+  if (signature.any_arguments) return;
   // The parameter names; device and dtype (accepted as None only) are left
   // out of the keyword hint.
   auto signature_text = [&](bool with_factory_args) {
@@ -588,6 +589,37 @@ int64_t BoundArgs::size(const char* name, int64_t default_value, int64_t min_val
   if (v->kind != ValueKind::integer)
     throw ArchProblem{v->pos, std::string(name) + " must be an integer, got " + v->text};
   return check_min(name, *v, min_value);
+}
+
+Size2 BoundArgs::size_pair(const char* name, Size2 default_value, int64_t min_value,
+                              bool allow_none) const {
+  const Value* v = find(name);
+  if (!v) return default_value;
+  if (v->kind == ValueKind::integer) {
+    const int64_t size = check_min(name, *v, min_value);
+    return {size, size, false};
+  }
+  auto item = [&](const Value& item) -> int64_t {
+    if (allow_none && item.kind == ValueKind::none) return 0;
+    if (item.kind != ValueKind::integer)
+      throw ArchProblem{v->pos, std::string(name) + " must be an integer or a pair of integers" +
+                                    (allow_none ? " (or None)" : "") + ", got " + v->text};
+    return check_min(name, item, min_value);
+  };
+  if (v->kind != ValueKind::tuple || v->items.size() != 2)
+    throw ArchProblem{v->pos,
+                      std::string(name) + " must be an integer or a pair of integers, got " + v->text};
+  return {item(v->items[0]), item(v->items[1]), true};
+}
+
+std::optional<int64_t> BoundArgs::optional_integer(const char* name,
+                                                   std::optional<int64_t> default_value) const {
+  const Value* v = find(name);
+  if (!v) return default_value;
+  if (v->kind == ValueKind::none) return std::nullopt;
+  if (v->kind != ValueKind::integer)
+    throw ArchProblem{v->pos, std::string(name) + " must be an integer or None, got " + v->text};
+  return v->int_value;
 }
 
 bool BoundArgs::flag(const char* name, bool default_value) const {
