@@ -11,6 +11,7 @@
 #include "bnlab/dist/mpi_replicas.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/loss.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/train/progress.hpp"
 #include "bnlab/train/trainer.hpp"
@@ -67,6 +68,8 @@ void run_train(const TrainCommandOptions& o, CLI::Option* arch_option,
   dist::MpiReplicas* replicas = dist::world();
   const int ranks = replicas ? replicas->size() : 1;
   const bool root = replicas == nullptr || replicas->rank() == 0;
+  if (const std::string note = nn::final_softmax_warning(*net); root && !note.empty())
+    std::fprintf(stderr, "bnlab: warning: %s\n", note.c_str());
   if (replicas) {
     replicas->set_bucket_bytes(o.bucket_kb * 1024);
     replicas->set_overlap(!o.no_overlap);

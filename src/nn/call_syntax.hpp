@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bnlab/did_you_mean.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/module.hpp"
 
@@ -124,10 +125,8 @@ class BoundArgs {
   std::map<std::string, const Value*> values_;
 };
 
-// " (did you mean Linear?)" for a name close to one of the candidates
-// (letters in any case, a few typed wrong, swapped, missing or extra), or "".
-std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
-                         const char* quote = "");
+// did_you_mean (bnlab/did_you_mean.hpp), for layer and keyword names.
+using bnlab::did_you_mean;
 
 // Error excerpts: bnlab::excerpt (error.hpp), so a message never echoes
 // unbounded input.

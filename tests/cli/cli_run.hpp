@@ -1,0 +1,58 @@
+// Running the `bnlab` executable from a test: its exit status, stdout and
+// stderr (cli_test.cpp, cli_manners_test.cpp).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+namespace bnlab::test {
+
+struct Finished {
+  int status = -1;  // exit status; -1 when killed by a signal
+  std::string out, err;
+  std::string last_line() const {
+    std::string text = out;
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    const size_t newline = text.rfind('\n');
+    return newline == std::string::npos ? text : text.substr(newline + 1);
+  }
+};
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// A fresh folder for one test's files.
+inline std::string scratch_dir(const std::string& name) {
+  const std::string dir = testing::TempDir() + "bnlab_cli_" + name + "_" + std::to_string(getpid());
+  ::mkdir(dir.c_str(), 0755);
+  return dir;
+}
+
+// Runs `bnlab <args>` through the shell (args are shell words).
+inline Finished run_bnlab(const std::string& args) {
+  const std::string err_path = scratch_dir("stderr") + "/stderr.txt";
+  const std::string command = "'" BNLAB_EXE "' " + args + " 2>'" + err_path + "'";
+  Finished run;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (!pipe) return run;
+  char buffer[4096];
+  size_t got;
+  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.out.append(buffer, got);
+  const int status = ::pclose(pipe);
+  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  run.err = read_text(err_path);
+  return run;
+}
+
+}  // namespace bnlab::test
