@@ -280,6 +280,29 @@ TEST(PyTorchLayers, PReLUWeightIsInTheStateDictAsPyTorchNamesIt) {
   EXPECT_EQ(net->output_shape({5, 1, 4, 4}), (Shape{5, 2}));
 }
 
+// Inside a Sequential the convolutions run on nChw16c: the elementwise layers
+// keep it, the others take plain tensors. The result must be that of the
+// children run one by one on plain tensors, forward and backward.
+TEST(PyTorchLayers, TheyWorkInsideABlockedConvolutionChain) {
+  const std::string arch =
+      "Conv2d(1, 16, 3, padding=1), GELU(), AvgPool2d(2), PReLU(16), Conv2d(16, 16, 3), "
+      "Hardswish(), SiLU(), AdaptiveAvgPool2d((2, 2)), Dropout2d(0.0), Identity(), Flatten(), "
+      "Linear(64, 3), LogSoftmax(dim=1)";
+  Generator gen_a(8), gen_b(8);
+  auto net = parse_arch(arch, gen_a);
+  auto plain = parse_arch(arch, gen_b);
+  const Tensor x = random_tensor({2, 1, 10, 10}, 80);
+  const Tensor y = net->forward(x);
+  const Tensor* h = &x;
+  for (size_t i = 0; i < plain->size(); ++i) h = &(*plain)[i].forward(*h);
+  expect_near_all(y, *h, 1e-5, "output");
+  const Tensor dy = random_tensor(y.shape(), 81);
+  const Tensor dx = net->backward(dy);
+  const Tensor* g = &dy;
+  for (size_t i = plain->size(); i-- > 0;) g = &(*plain)[i].backward(*g);
+  expect_near_all(dx, *g, 1e-5, "grad_input");
+}
+
 // ---------------------------------------------------------------- PyTorch goldens
 
 const std::string kGoldenDir = std::string(BNLAB_GOLDEN_DIR) + "/layers";
@@ -358,7 +381,9 @@ TEST(PyTorchLayerGoldens, ActivationsTreatNaNAsPyTorchDoes) {
                                     std::pair{&dx, named(file, name + "_grad")}})
       for (int64_t i = 0; i < 8; ++i) {
         EXPECT_EQ(std::isnan((*got)[i]), std::isnan(want[i])) << i;
-        if (!std::isnan(want[i])) EXPECT_NEAR((*got)[i], want[i], 1e-6) << i;
+        if (!std::isnan(want[i])) {
+          EXPECT_NEAR((*got)[i], want[i], 1e-6) << i;
+        }
       }
   }
 }
