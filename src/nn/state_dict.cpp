@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -236,6 +237,15 @@ void save_checkpoint(const std::string& path, Sequential& net, const std::string
   io::write_safetensors(path, file);
 }
 
+namespace {
+// The shortest text that reads back as `value` ("-0.5", not "-0.500000").
+std::string shortest_text(float value) {
+  char text[32];
+  const auto result = std::to_chars(text, text + sizeof text, value);
+  return std::string(text, result.ptr);
+}
+}  // namespace
+
 void check_state_values(Sequential& net) {
   for (const Entry& entry : collect_entries(net)) {
     if (!entry.tensor) continue;
@@ -251,7 +261,7 @@ void check_state_values(Sequential& net) {
                     ": a checkpoint with non-finite values gives meaningless outputs");
       if (variance && t[i] < 0.0f)
         throw Error(key_error_prefix(entry.key) + "value [" + std::to_string(i) + "] is " +
-                    std::to_string(t[i]) + ": a running variance cannot be negative");
+                    shortest_text(t[i]) + ": a running variance cannot be negative");
     }
   }
 }
