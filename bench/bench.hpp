@@ -31,6 +31,9 @@ namespace bnlab::bench {
 //   split_forward       3: train_forward from the split kernels of a synchronized
 //                          BN on one part: stats, merge, forward_with_stats
 //   split_backward      5: backward as backward_reduce then backward_with_sums
+//   bf16_train_forward, bf16_inference_forward, bf16_backward  3, 2, 5: the
+//                          same ops on bf16 tensors (float weight and statistics),
+//                          whose passes move numel * 2 bytes (element_bytes)
 // The split ops' peers are the fused ones (oneDNN's train_forward and backward;
 // PyTorch has no CPU split kernels), so their rows show the split's overhead.
 enum class Op {
@@ -44,13 +47,20 @@ enum class Op {
   layer_norm_forward,
   layer_norm_backward,
   split_forward,
-  split_backward
+  split_backward,
+  bf16_train_forward,
+  bf16_inference_forward,
+  bf16_backward
 };
 constexpr int64_t kBenchGroups = 32;  // GroupNorm's groups in the bench (Wu & He's default)
 
 const char* op_name(Op op);
 int op_passes(Op op);
 bool is_split(Op op);  // split_forward or split_backward
+bool is_bf16(Op op);
+int element_bytes(Op op);  // 2 for the bf16 ops, else 4
+// The float op a bf16 op times in bf16 (op itself for the others).
+Op float_op(Op op);
 // The fused op a split op computes in pieces (op itself for the others).
 Op fused_op(Op op);
 
@@ -79,7 +89,7 @@ struct Case {
   std::string dims_string() const;  // "32x64x56x56"
   std::string id() const;           // "32x64x56x56/channels_first/train_forward"
   int64_t numel() const;
-  int64_t tensor_bytes() const { return numel() * 4; }
+  int64_t tensor_bytes() const { return numel() * element_bytes(op); }
   BatchNormShape batch_norm_shape() const;  // n, c, s = product of the spatial dims
 };
 

@@ -14,6 +14,8 @@ struct KernelBuffers {
   AlignedVector<float> x, dy;
   AlignedVector<float> out_bnlab;  // y or dx of bnlab
   AlignedVector<float> out_peer;   // y or dx of oneDNN, compared with out_bnlab
+  // The bf16 ops' x, dy (x and dy rounded) and outputs, made when a bf16 case first runs.
+  AlignedVector<uint16_t> x_bf16, dy_bf16, out_bnlab_bf16, out_peer_bf16;
   // c floats each.
   AlignedVector<float> weight, bias, running_mean, running_var;
   AlignedVector<float> save_mean, save_invstd, dweight, dbias;

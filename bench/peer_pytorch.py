@@ -29,6 +29,8 @@ What is timed, per op (fp32, torch.no_grad, the same timing policy as bnlab's):
                         native_group_norm on the same x (the kernel autograd calls)
     layer_norm_forward  F.layer_norm(x, x.shape[-1:], weight, bias)
     layer_norm_backward torch.ops.aten.native_layer_norm_backward, likewise
+    bf16_*              the op without the prefix on bf16 x and dy (weight, bias and the running
+                        statistics float32, the saved ones as PyTorch's bf16 kernel returns them)
 channels_last uses torch.channels_last (4-D) or torch.channels_last_3d (5-D);
 channels_first and nc are contiguous tensors.
 
@@ -88,6 +90,9 @@ def run_case(torch, case, tensors, policy):
 
     dims, op = case["dims"], case["op"]
     x, dy = tensors
+    if op.startswith("bf16_"):
+        op = op[len("bf16_"):]
+        x, dy = x.bfloat16(), dy.bfloat16()  # keeps the memory format
     c = dims[1]
     weight = 1.0 + 0.01 * (torch.arange(c) % 7).float()
     bias = 0.1 * (torch.arange(c) % 5).float()

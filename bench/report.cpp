@@ -80,16 +80,16 @@ std::string format_table(const Report& report) {
     std::snprintf(line, sizeof line, "%s: %s\n", name, text.c_str());
     out += line;
   }
-  out += "ms: median; GB/s: passes * numel * 4 bytes / time; peer x: peer ms / bnlab ms "
+  out += "ms: median; GB/s: passes * numel * 4 bytes (2 for bf16) / time; peer x: peer ms / bnlab ms "
          "(above 1: bnlab faster); * : tensor larger than the LLC\n\n";
-  std::snprintf(line, sizeof line, "%-16s %-14s %-18s %8s %9s %7s %6s %9s %6s %9s %6s\n", "shape",
+  std::snprintf(line, sizeof line, "%-16s %-14s %-22s %8s %9s %7s %6s %9s %6s %9s %6s\n", "shape",
                 "layout", "op", "MiB", "bnlab ms", "GB/s", "%copy", "oneDNN", "x", "PyTorch", "x");
   out += line;
   for (const CaseResult& r : report.results) {
     const Case& c = r.the_case;
     const double gbs = effective_gbs(op_passes(c.op), c.tensor_bytes(), r.bnlab.median_ms);
     const bool beyond_llc = report.machine.llc_bytes > 0 && c.tensor_bytes() > report.machine.llc_bytes;
-    std::snprintf(line, sizeof line, "%-16s %-14s %-18s %7.1f%s %9.3f %7.1f %5.0f%% %9s %6s %9s %6s\n",
+    std::snprintf(line, sizeof line, "%-16s %-14s %-22s %7.1f%s %9.3f %7.1f %5.0f%% %9s %6s %9s %6s\n",
                   c.dims_string().c_str(), layout_name(c.layout), op_name(c.op),
                   c.tensor_bytes() / 1048576.0, beyond_llc ? "*" : " ", r.bnlab.median_ms, gbs,
                   copy > 0 ? 100.0 * gbs / copy : 0.0, ms_or_dash(r.onednn).c_str(),

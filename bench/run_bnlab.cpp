@@ -3,8 +3,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include "bnlab/batch_norm.hpp"
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/group_norm.hpp"
 #include "bnlab/layer_norm.hpp"
@@ -45,10 +47,24 @@ void allocate(KernelBuffers& b, int64_t numel, int64_t c) {
   }
 }
 
-double max_abs_diff(const AlignedVector<float>& a, const AlignedVector<float>& b) {
+// x and dy rounded to bf16, and the bf16 outputs, for the bf16 cases.
+void allocate_bf16(KernelBuffers& b) {
+  const size_t numel = b.x.size();
+  if (b.x_bf16.size() == numel) return;
+  b.x_bf16.resize(numel), b.dy_bf16.resize(numel);
+  b.out_bnlab_bf16.assign(numel, 0), b.out_peer_bf16.assign(numel, 0);
+  floats_to_bf16(b.x.data(), b.x_bf16.data(), static_cast<int64_t>(numel));
+  floats_to_bf16(b.dy.data(), b.dy_bf16.data(), static_cast<int64_t>(numel));
+}
+
+template <class T>
+double max_abs_diff(const AlignedVector<T>& a, const AlignedVector<T>& b) {
+  const auto value = [](T v) {
+    if constexpr (std::is_same_v<T, uint16_t>) return static_cast<double>(bf16_to_float(v));
+    else return static_cast<double>(v);
+  };
   double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i)
-    worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::fabs(value(a[i]) - value(b[i])));
   return worst;
 }
 
@@ -132,6 +148,23 @@ void call_bnlab(const Case& the_case, const BatchNormShape& shape, KernelBuffers
       }
       break;
     }
+    case Op::bf16_train_forward: {
+      RunningStats running{b.running_mean.data(), b.running_var.data(), 0.1, true};
+      batch_norm_forward_training_bf16(b.x_bf16.data(), shape, b.weight.data(), b.bias.data(),
+                                       running, kEps, b.out_bnlab_bf16.data(), b.save_mean.data(),
+                                       b.save_invstd.data());
+      break;
+    }
+    case Op::bf16_inference_forward:
+      batch_norm_forward_inference_bf16(b.x_bf16.data(), shape, b.weight.data(), b.bias.data(),
+                                        b.running_mean.data(), b.running_var.data(), kEps,
+                                        b.out_bnlab_bf16.data());
+      break;
+    case Op::bf16_backward:
+      batch_norm_backward_bf16(b.x_bf16.data(), b.dy_bf16.data(), shape, b.weight.data(),
+                               b.save_mean.data(), b.save_invstd.data(), b.out_bnlab_bf16.data(),
+                               b.dweight.data(), b.dbias.data());
+      break;
     case Op::layer_norm_forward:
     case Op::layer_norm_backward: {
       const LayerNormShape ln = layer_norm_shape(the_case);
@@ -168,6 +201,11 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
       allocated_dims = the_case.dims;
     }
     const BatchNormShape shape = the_case.batch_norm_shape();
+    if (is_bf16(the_case.op)) allocate_bf16(buffers);
+    if (the_case.op == Op::bf16_backward) {
+      // The saved statistics of the bf16 forward on the same x.
+      call_bnlab({the_case.dims, the_case.layout, Op::bf16_train_forward}, shape, buffers);
+    }
     if (the_case.op == Op::backward || the_case.op == Op::forward_backward ||
         the_case.op == Op::split_backward) {
       // Backward reads the saved statistics of a forward on the same x.
@@ -192,7 +230,9 @@ std::vector<CaseResult> run_bnlab_and_onednn(const std::vector<Case>& cases,
       std::fprintf(stderr, ", oneDNN");
       try {
         result.onednn.timing = time_onednn_case(the_case, buffers, policy);
-        result.onednn.max_abs_diff_vs_bnlab = max_abs_diff(buffers.out_bnlab, buffers.out_peer);
+        result.onednn.max_abs_diff_vs_bnlab =
+            is_bf16(the_case.op) ? max_abs_diff(buffers.out_bnlab_bf16, buffers.out_peer_bf16)
+                                 : max_abs_diff(buffers.out_bnlab, buffers.out_peer);
       } catch (const std::exception& e) {
         result.onednn.note = e.what();
       }

@@ -6,6 +6,8 @@
 //   inference forward: prop_kind::forward_inference, use_global_stats | use_scale | use_shift
 //   backward:          prop_kind::backward, use_scale | use_shift (dx, dscale, dshift)
 //   forward + backward: the training forward, then the backward on its statistics
+//   the bf16 ops:      the same primitives on bf16 memory (scale, shift and the
+//                      statistics stay f32, as oneDNN requires)
 // Formats: nchw / nhwc / nChw16c (4-D), ncdhw / ndhwc / nCdhw16c (5-D), nc (2-D). oneDNN takes the
 // variance, not 1/sqrt(var + eps): its own training forward supplies mean and
 // variance to its backward, as a framework using it would. oneDNN 2.6's backward
@@ -64,13 +66,15 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
   dnnl::engine& engine = cpu_engine();
   dnnl::stream stream(engine);
   const memory::dims dims(the_case.dims.begin(), the_case.dims.end());
-  const memory::desc data_md(dims, memory::data_type::f32, tag_for(the_case));
+  const bool bf16 = is_bf16(the_case.op);
+  const memory::desc data_md(dims, bf16 ? memory::data_type::bf16 : memory::data_type::f32,
+                             tag_for(the_case));
   const memory::desc channel_md({the_case.dims[1]}, memory::data_type::f32, Tag::a);
   constexpr float kEps = 1e-5f;
 
-  memory src(data_md, engine, b.x.data());
-  memory diff_dst(data_md, engine, b.dy.data());
-  memory out(data_md, engine, b.out_peer.data());
+  memory src(data_md, engine, bf16 ? static_cast<void*>(b.x_bf16.data()) : b.x.data());
+  memory diff_dst(data_md, engine, bf16 ? static_cast<void*>(b.dy_bf16.data()) : b.dy.data());
+  memory out(data_md, engine, bf16 ? static_cast<void*>(b.out_peer_bf16.data()) : b.out_peer.data());
   memory scale(channel_md, engine, b.weight.data());
   memory shift(channel_md, engine, b.bias.data());
   memory mean(channel_md, engine, b.peer_mean.data());
@@ -95,7 +99,8 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
     train_args[DNNL_ARG_WORKSPACE] = workspace;
   }
 
-  switch (the_case.op) {
+  const Op op = float_op(the_case.op);
+  switch (op) {
     case Op::train_forward:
     case Op::train_forward_relu:
     case Op::split_forward:
@@ -127,7 +132,7 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
           {DNNL_ARG_SCALE, scale},       {DNNL_ARG_SHIFT, shift},
           {DNNL_ARG_DIFF_SRC, out},
           {DNNL_ARG_DIFF_SCALE, diff_scale}, {DNNL_ARG_DIFF_SHIFT, diff_shift}};
-      if (the_case.op == Op::backward || the_case.op == Op::split_backward)
+      if (op == Op::backward || op == Op::split_backward)
         return time_calls([&] { backward.execute(stream, args), stream.wait(); }, policy);
       return time_calls(
           [&] {
@@ -140,7 +145,10 @@ Timing time_case(const Case& the_case, KernelBuffers& b, const TimingPolicy& pol
     case Op::group_norm_forward:
     case Op::group_norm_backward:
     case Op::layer_norm_forward:
-    case Op::layer_norm_backward: break;  // not batch norm: run_bnlab.cpp does not ask
+    case Op::layer_norm_backward:
+    case Op::bf16_train_forward:
+    case Op::bf16_inference_forward:
+    case Op::bf16_backward: break;  // not batch norm, or mapped to float_op above
   }
   throw Error("oneDNN peer: unknown op in case " + the_case.id());
 }

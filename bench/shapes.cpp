@@ -19,6 +19,9 @@ const char* op_name(Op op) {
     case Op::layer_norm_backward: return "layer_norm_backward";
     case Op::split_forward: return "split_forward";
     case Op::split_backward: return "split_backward";
+    case Op::bf16_train_forward: return "bf16_train_forward";
+    case Op::bf16_inference_forward: return "bf16_inference_forward";
+    case Op::bf16_backward: return "bf16_backward";
   }
   return "?";
 }
@@ -36,8 +39,25 @@ int op_passes(Op op) {
     case Op::layer_norm_backward: return 3;
     case Op::split_forward: return 3;
     case Op::split_backward: return 5;
+    case Op::bf16_train_forward:
+    case Op::bf16_inference_forward:
+    case Op::bf16_backward: return op_passes(float_op(op));
   }
   return 0;
+}
+
+bool is_bf16(Op op) {
+  return op == Op::bf16_train_forward || op == Op::bf16_inference_forward ||
+         op == Op::bf16_backward;
+}
+
+int element_bytes(Op op) { return is_bf16(op) ? 2 : 4; }
+
+Op float_op(Op op) {
+  if (op == Op::bf16_train_forward) return Op::train_forward;
+  if (op == Op::bf16_inference_forward) return Op::inference_forward;
+  if (op == Op::bf16_backward) return Op::backward;
+  return op;
 }
 
 bool is_split(Op op) { return op == Op::split_forward || op == Op::split_backward; }
@@ -93,6 +113,7 @@ std::vector<ShapeEntry> shape_table(bool quick) {
   const std::vector<BenchLayout> both = {channels_first, channels_last};
   const std::vector<BenchLayout> all = {channels_first, channels_last, blocked16};
   const std::vector<Op> three = {train_forward, inference_forward, backward};
+  const std::vector<Op> three_bf16 = {bf16_train_forward, bf16_inference_forward, bf16_backward};
   if (quick) {
     // Small enough for a sanitizer build in CI; every path of the program runs once.
     return {
@@ -106,6 +127,7 @@ std::vector<ShapeEntry> shape_table(bool quick) {
         // GroupNorm and LayerNorm.
         {{2, 64, 4, 4}, both, {group_norm_forward, group_norm_backward}},
         {{16, 64}, {nc}, {layer_norm_forward, layer_norm_backward}},
+        {{2, 16, 8, 8}, all, three_bf16},
     };
   }
   return {
@@ -128,6 +150,9 @@ std::vector<ShapeEntry> shape_table(bool quick) {
       // (8192 tokens of 1024 features), beside F.group_norm and F.layer_norm.
       {{32, 256, 56, 56}, both, {group_norm_forward, group_norm_backward}},
       {{8192, 1024}, {nc}, {layer_norm_forward, layer_norm_backward}},
+      // bf16 beside the same shapes' fp32 rows: half the bytes.
+      {{32, 256, 56, 56}, all, three_bf16},
+      {{256, 1024}, {nc}, three_bf16},
   };
 }
 

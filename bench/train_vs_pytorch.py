@@ -6,10 +6,15 @@ loading included), as a user would see it, each after --settle seconds of idle:
     bnlab:   <build>/bnlab train --model NAME --epochs E --batch B --lr LR
     PyTorch: this script with --torch-only, which trains nn.Sequential built
              from the same architecture text with torch.optim.SGD.
+With --precision bf16, bnlab trains with --precision bf16 and PyTorch runs the
+forward and the loss under torch.autocast("cpu", dtype=torch.bfloat16) (its
+Linear and Conv2d in bf16, float master weights and SGD), the two frameworks'
+mixed precision. --limit N trains on the first N images only (short runs).
 
 Usage (Debian's PyTorch: run with /usr/bin/python3; `scripts/setup.sh --peers`):
     /usr/bin/python3 bench/train_vs_pytorch.py --bnlab build/release/bnlab \
         --models mlp-bn,cnn-bn --epochs 1 [--threads 2] [--settle 5] [--json out.json]
+        [--precision bf16] [--limit 10000]
 """
 import argparse
 import gzip
@@ -52,7 +57,7 @@ def find(data_dir, stem):
     sys.exit(f"missing {stem}[.gz] in {data_dir}")
 
 
-def train_torch(arch, epochs, batch, lr, threads, data_dir):
+def train_torch(arch, epochs, batch, lr, threads, data_dir, precision="fp32", limit=0):
     import numpy as np
     import torch
     from torch import nn
@@ -64,6 +69,8 @@ def train_torch(arch, epochs, batch, lr, threads, data_dir):
                               .astype(np.float32) / 255.0)
     _, raw = read_idx(find(data_dir, "train-labels-idx1-ubyte"))
     labels = torch.from_numpy(np.frombuffer(raw, dtype=np.uint8).astype(np.int64))
+    if limit > 0:
+        images, labels = images[:limit], labels[:limit]
     # "Linear(784, 512, bias=False)" -> "nn.Linear(784, 512, bias=False)"
     model = eval("nn.Sequential(" + re.sub(r"\b([A-Z]\w*)\(", r"nn.\1(", arch) + ")", {"nn": nn})
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
@@ -74,7 +81,8 @@ def train_torch(arch, epochs, batch, lr, threads, data_dir):
         for begin in range(0, images.shape[0] - batch + 1, batch):
             index = order[begin:begin + batch]
             optimizer.zero_grad()
-            loss = loss_fn(model(images[index]), labels[index])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = loss_fn(model(images[index]), labels[index])
             loss.backward()
             optimizer.step()
     return float(loss)
@@ -106,11 +114,15 @@ def main():
     parser.add_argument("--settle", type=float, default=5.0,
                         help="seconds of idle before each timed process (default 5)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: bnlab --precision bf16 against PyTorch's CPU autocast")
+    parser.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     parser.add_argument("--torch-only", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.torch_only:
-        train_torch(PRESETS[args.torch_only], args.epochs, args.batch, args.lr, args.threads, args.data)
+        train_torch(PRESETS[args.torch_only], args.epochs, args.batch, args.lr, args.threads, args.data,
+                    args.precision, args.limit)
         return
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
@@ -118,12 +130,15 @@ def main():
     print(f"{'model':8} {'epochs':>6} {'bnlab s':>9} {'PyTorch s':>10} {'speed-up':>9}")
     for model in args.models.split(","):
         bnlab_s = timed([args.bnlab, "train", "--model", model, "--epochs", str(args.epochs),
-                         "--batch", str(args.batch), "--lr", str(args.lr), "--data", args.data], env,
+                         "--batch", str(args.batch), "--lr", str(args.lr), "--data", args.data,
+                         "--precision", args.precision, "--limit", str(args.limit)], env,
                         args.settle)
         torch_s = timed([sys.executable, os.path.abspath(__file__), "--torch-only", model,
                          "--epochs", str(args.epochs), "--batch", str(args.batch), "--lr", str(args.lr),
-                         "--threads", str(args.threads), "--data", args.data], env, args.settle)
+                         "--threads", str(args.threads), "--data", args.data,
+                         "--precision", args.precision, "--limit", str(args.limit)], env, args.settle)
         results.append({"model": model, "epochs": args.epochs, "batch": args.batch,
+                        "precision": args.precision, "limit": args.limit,
                         "bnlab_seconds": bnlab_s, "pytorch_seconds": torch_s,
                         "speedup": torch_s / bnlab_s})
         print(f"{model:8} {args.epochs:>6} {bnlab_s:>9.2f} {torch_s:>10.2f} {torch_s / bnlab_s:>8.1f}x")

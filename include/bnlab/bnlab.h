@@ -112,6 +112,24 @@ BNLAB_API bnlab_status bnlab_batch_norm_backward_with_sums(
     bnlab_layout layout, const float* weight, const float* save_mean, const float* save_invstd,
     const double* sum_dy, const double* sum_dy_xhat, int64_t count, float* dx);
 
+/* bf16 batch norm: x, y, dy and dx are bfloat16 bit patterns in uint16_t; weight, bias, the
+ * saved and the running statistics stay float. Same formulas, layouts, statuses and rules as
+ * the float functions above; per-element math in float, sums in float blocks merged in double;
+ * outputs rounded to the nearest bf16, ties to even (NaN stays NaN, float denormals become 0). */
+BNLAB_API bnlab_status bnlab_batch_norm_forward_training_bf16(
+    const uint16_t* x, int64_t n, int64_t c, int64_t s, bnlab_layout layout,
+    const float* weight, const float* bias, float* running_mean, float* running_var,
+    double momentum, int unbiased_running_var, double eps,
+    uint16_t* y, float* save_mean, float* save_invstd);
+BNLAB_API bnlab_status bnlab_batch_norm_forward_inference_bf16(
+    const uint16_t* x, int64_t n, int64_t c, int64_t s, bnlab_layout layout,
+    const float* weight, const float* bias, const float* running_mean,
+    const float* running_var, double eps, uint16_t* y);
+BNLAB_API bnlab_status bnlab_batch_norm_backward_bf16(
+    const uint16_t* x, const uint16_t* dy, int64_t n, int64_t c, int64_t s, bnlab_layout layout,
+    const float* weight, const float* save_mean, const float* save_invstd,
+    uint16_t* dx, float* dweight, float* dbias);
+
 BNLAB_API const char* bnlab_status_string(bnlab_status status);
 BNLAB_API const char* bnlab_last_error(void); /* message of this thread's last failure */
 /* threads <= 0: all cores (OpenMP's default). At most 1024 threads: a larger

@@ -28,14 +28,8 @@ namespace {
 using bnlab::capi::enum_bits;
 using bnlab::capi::fail;
 using bnlab::capi::guarded;
-
-constexpr const char* kNonFinite =
-    "the batch's statistics are not finite (NaN or Inf in x); the running statistics were left "
-    "unchanged";
-
-bnlab::BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, const bnlab_layout& layout) {
-  return {n, c, s, static_cast<bnlab::Layout>(enum_bits(layout))};
-}
+using bnlab::capi::kNonFinite;
+using bnlab::capi::make_shape;
 
 }  // namespace
 

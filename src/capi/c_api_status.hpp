@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 
+#include "bnlab/batch_norm.hpp"
 #include "bnlab/bnlab.h"
 #include "bnlab/error.hpp"
 
@@ -44,5 +45,13 @@ int enum_bits(const Enum& value) {
   std::memcpy(&bits, &value, sizeof bits);
   return bits;
 }
+
+inline BatchNormShape make_shape(int64_t n, int64_t c, int64_t s, const bnlab_layout& layout) {
+  return {n, c, s, static_cast<Layout>(enum_bits(layout))};
+}
+
+inline constexpr const char* kNonFinite =
+    "the batch's statistics are not finite (NaN or Inf in x); the running statistics were left "
+    "unchanged";
 
 }  // namespace bnlab::capi

@@ -9,6 +9,7 @@
 
 #include "bnlab/data/idx.hpp"
 #include "bnlab/lab/benefits.hpp"
+#include "common.hpp"
 
 namespace bnlab::cli {
 
@@ -30,9 +31,7 @@ void add_benefits_command(CLI::App& app) {
   command->add_option("--only", o->only, "Run only these experiments: " + names)
       ->delimiter(',')
       ->check(CLI::IsMember(bnlab::lab::experiment_names()));
-  command->add_option("--threads", o->threads, "Threads (0: the default)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  add_threads_option(*command, o->threads);  // bounded as train's: more is a usage error
   command->footer(
       "Examples:\n"
       "  bnlab benefits --quick --out /tmp/bn     the whole report in under 2 minutes\n"

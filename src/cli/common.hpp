@@ -40,10 +40,24 @@ data::Dataset load_test_data(const DataOptions& options, int64_t limit);
 // PositiveNumber prints its whole double range.
 CLI::Validator positive();
 CLI::Validator non_negative();
+// [low, high] (high_inclusive) or [low, high).
+CLI::Validator number_in(double low, double high, bool high_inclusive);
+
+// Makes every numeric option of app and of its subcommands strict, once for
+// all commands (main.cpp calls it after they are registered): an integer is
+// decimal and within its type (CLI11 alone saturates 99999999999999999999,
+// wraps -1 into an unsigned and reads 010 as octal 8); a float is finite
+// (CLI11 alone takes inf, nan and 1e400). A usage error names the option and value.
+void make_numbers_strict(CLI::App& app);
 
 // --threads T (0: OpenMP's default, which OMP_NUM_THREADS sets).
 void add_threads_option(CLI::App& command, int& threads);
 void apply_threads(int threads);
+
+// --precision fp32|bf16 (bnlab/nn/precision.hpp), and setting it: bf16 on a
+// CPU without bf16 throws, which the CLI turns into exit 1 with the reason.
+void add_precision_option(CLI::App& command, std::string& precision);
+void apply_precision(const std::string& precision);
 
 // Parses the architecture, checks the shapes for one example of `example`'s
 // shape (the error names the layer) and fuses each BatchNorm + ReLU pair.

@@ -29,6 +29,7 @@ struct DemoOptions {
   bool json = false;
   DataOptions data;
   int threads = 0;
+  std::string precision = "fp32";
 };
 
 // One of the two networks the demo compares, with its training state.
@@ -109,6 +110,7 @@ std::string write_loss_chart(const std::vector<DemoRun>& runs, int64_t steps_per
 
 void run_demo(const DemoOptions& o) {
   apply_threads(o.threads);
+  apply_precision(o.precision);
   const int64_t test_limit = o.data.limit > 0 ? std::max<int64_t>(1, o.data.limit / 6) : 0;
   const data::Split split = load_data(o.data, o.data.limit, test_limit);
 
@@ -196,6 +198,7 @@ void add_demo_command(CLI::App& app) {
   command->add_option("--svg", o->svg, "Where to write the chart of the two loss curves")
       ->capture_default_str();
   command->add_flag("--json", o->json, "End with one JSON line: losses and accuracies");
+  add_precision_option(*command, o->precision);
   add_data_options(*command, o->data,
                    "Train on the first N examples and test on the first N/6 (quick runs)");
   add_threads_option(*command, o->threads);

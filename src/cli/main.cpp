@@ -14,6 +14,7 @@
 #include "benefits.hpp"
 #include "common.hpp"
 #include "fold.hpp"
+#include "recalibrate.hpp"
 
 namespace {
 constexpr int kExitError = 1;
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
   add_eval_command(app);
   add_benefits_command(app);
   add_fold_command(app);
+  make_numbers_strict(app);
+  add_recalibrate_command(app);
   // A first word that names no command gets the closest names (CLI11 would
   // only say that it was not expected).
   if (argc > 1 && argv[1][0] != '-') {

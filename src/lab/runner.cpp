@@ -50,9 +50,16 @@ double arch_cost(const std::string& arch) {
   Generator gen(0);
   auto net = nn::parse_arch(arch, gen);
   double cost = 0;
-  for (auto& child : net->children())
+  Shape shape = {1, 1, 28, 28};  // the lab's images; a convolution's cost depends on its output size
+  for (auto& child : net->children()) {
+    const Shape in = shape;
+    shape = child->output_shape(in);
     if (auto* linear = dynamic_cast<nn::Linear*>(child.get()))
       cost += static_cast<double>(linear->in_features) * static_cast<double>(linear->out_features);
+    if (auto* conv = dynamic_cast<nn::Conv2d*>(child.get()))
+      cost += static_cast<double>(shape_numel(shape) * conv->in_channels * conv->kernel_size *
+                                  conv->kernel_size);
+  }
   return cost;
 }
 
@@ -88,6 +95,7 @@ RunResult train_run(const RunSpec& spec, const LabContext& context) {
   options.seed = spec.seed;
   options.drop_last = true;
   train::Trainer trainer(*net, options);
+  trainer.set_example_shape({train_data.channels, train_data.rows, train_data.cols});  // a CNN's input
 
   const int64_t batches_per_epoch = train_data.count / spec.batch;
   if (batches_per_epoch < 1)

@@ -117,6 +117,39 @@ VerdictResult convergence_verdict(int64_t steps_without, int64_t steps_with, int
   return r;
 }
 
+VerdictResult about_as_well_verdict(const std::vector<Comparison>& shortfalls, double tolerance,
+                                    const std::string& reference) {
+  auto within = [tolerance](double shortfall) { return shortfall <= tolerance; };  // NaN: no
+  auto show = [](double v) { return std::isnan(v) ? std::string("diverged") : fixed3(v); };
+  int wins = 0, partials = 0, losses = 0;
+  std::string figures;
+  for (const Comparison& c : shortfalls) {
+    const bool viable_with = within(c.with_bn), viable_without = within(c.without_bn);
+    // NaN without BN (diverged) counts as the largest shortfall.
+    const bool narrowed =
+        std::isnan(c.without_bn) ? !std::isnan(c.with_bn) : c.with_bn <= c.without_bn - tolerance;
+    if (viable_with && !viable_without) ++wins;
+    if (!viable_with) ++(narrowed ? partials : losses);
+    figures += (figures.empty() ? "" : "; ") + c.label + " " + show(c.with_bn) + " with BN, " +
+               show(c.without_bn) + " without";
+  }
+  const int n = static_cast<int>(shortfalls.size());
+  VerdictResult r;
+  r.verdict = n > 0 && wins * 2 >= n && partials + losses == 0 ? Verdict::supported
+              : wins + partials == 0                           ? Verdict::not_supported
+                                                               : Verdict::mixed;
+  char rule[260];
+  std::snprintf(rule, sizeof rule,
+                " (shortfall against %s; rule: BN makes an activation viable when with BN it is "
+                "within %g of %s and without BN it is not; supported when that holds for at "
+                "least half and none falls short with BN; mixed when BN only narrows a gap)",
+                reference.c_str(), tolerance, reference.c_str());
+  r.reason = "BN made " + std::to_string(wins) + " of " + std::to_string(n) +
+             " viable; short with BN in " + std::to_string(partials + losses) +
+             " (gap narrowed in " + std::to_string(partials) + "): " + figures + rule;
+  return r;
+}
+
 VerdictResult inference_verdict(double eval_accuracy, double train_mode_64_accuracy,
                                 double single_example_accuracy, int num_classes) {
   double chance_bound = 2.0 / num_classes;

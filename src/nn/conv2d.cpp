@@ -14,6 +14,7 @@
 #include "bnlab/error.hpp"
 #include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "bnlab/threading.hpp"
 #include "nn/gemm.hpp"
 #include "nn/init.hpp"
@@ -126,6 +127,7 @@ struct Conv2d::Primitives {
   Shape input_shape;
   MemoryFormat in_format, out_format;  // the module's input and output tensors'
   int threads = 0;  // oneDNN sizes scratchpads for the thread count at creation
+  ComputePrecision precision = ComputePrecision::fp32;
   dnnl::stream stream;
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data backward_data;
@@ -153,7 +155,8 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
                                            MemoryFormat out) {
   sync_onednn_threads();
   if (primitives_ && primitives_->input_shape == input && primitives_->threads == num_threads() &&
-      primitives_->in_format == in && primitives_->out_format == out)
+      primitives_->in_format == in && primitives_->out_format == out &&
+      primitives_->precision == compute_precision())
     return *primitives_;
   using dnnl::memory;
   using tag = memory::format_tag;
@@ -179,10 +182,18 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
   const auto any = [&](const memory::desc& md, bool choose) {
     return choose ? memory::desc(md.dims(), memory::data_type::f32, tag::any) : md;
   };
-  const memory::desc src_q = any(src_md, blocked), dst_q = any(dst_md, blocked),
-                     weights_q = any(weights_md, blocked);
-  const memory::desc data_src_q = any(src_md, data_blocked), data_dst_q = any(dst_md, data_blocked),
-                     data_weights_q = any(weights_md, data_blocked);
+  // Under bf16 (bnlab/nn/precision.hpp) what a primitive reads (src, weights,
+  // diff_dst) is bf16 in oneDNN's chosen format, filled by the staging
+  // reorders, which round; what it writes stays float.
+  const bool bf16 = compute_precision() == ComputePrecision::bf16;
+  const auto read = [&](const memory::desc& md, bool choose) {
+    return bf16 ? memory::desc(md.dims(), memory::data_type::bf16, tag::any) : any(md, choose);
+  };
+  const memory::desc src_q = read(src_md, blocked), dst_q = any(dst_md, blocked),
+                     weights_q = read(weights_md, blocked);
+  const memory::desc diff_weights_q = any(weights_md, blocked), diff_dst_q = read(dst_md, blocked);
+  const memory::desc data_src_q = any(src_md, data_blocked), data_dst_q = read(dst_md, data_blocked),
+                     data_weights_q = read(weights_md, data_blocked);
   const memory::desc bias_md({out_channels}, memory::data_type::f32, tag::x);
   const memory::dims strides{stride, stride}, pad{padding, padding};
   dnnl::primitive_attr attr;
@@ -206,10 +217,10 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
                                               strides, pad, pad),
         attr, engine, forward_pd);
     const auto weights_desc =
-        bias ? dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, bias_md, dst_q,
-                                                        strides, pad, pad)
-             : dnnl::convolution_backward_weights::desc(algo, src_q, weights_q, dst_q, strides,
-                                                        pad, pad);
+        bias ? dnnl::convolution_backward_weights::desc(algo, src_q, diff_weights_q, bias_md,
+                                                        diff_dst_q, strides, pad, pad)
+             : dnnl::convolution_backward_weights::desc(algo, src_q, diff_weights_q, diff_dst_q,
+                                                        strides, pad, pad);
     return Descs{forward_pd, data_pd,
                  dnnl::convolution_backward_weights::primitive_desc(weights_desc, attr, engine,
                                                                     forward_pd)};
@@ -237,6 +248,7 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
   p->in_format = in;
   p->out_format = out;
   p->threads = num_threads();
+  p->precision = compute_precision();
   p->stream = dnnl::stream(engine);
   p->forward = dnnl::convolution_forward(forward_pd);
   p->backward_data = dnnl::convolution_backward_data(data_pd);

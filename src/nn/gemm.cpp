@@ -7,6 +7,7 @@
 #include <string>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "bnlab/threading.hpp"
 
 namespace bnlab::nn {
@@ -24,6 +25,8 @@ void sync_onednn_threads() {
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
            int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (compute_precision() == ComputePrecision::bf16)
+    return gemm_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
   sync_onednn_threads();
   const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k, alpha,
                                           a, lda, b, ldb, beta, c, ldc);

@@ -16,6 +16,11 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
            const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
            int64_t ldc);
 
+// The same product with A and B rounded to bf16, accumulated in float (beta 0
+// or 1): what sgemm runs under ComputePrecision::bf16 (nn/precision.cpp).
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
 // The CPU engine every oneDNN primitive of the toolkit is created on.
 dnnl::engine& onednn_engine();
 

@@ -9,6 +9,7 @@
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/threading.hpp"
 #include "core/parallel.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "nn/gemm.hpp"
 #include "nn/init.hpp"
 
@@ -81,6 +82,16 @@ const Tensor& Linear::forward(const Tensor& input) {
   const int64_t n = input.size(0);
   input_ = &input;
   if (n == 0) return output_;
+  if (compute_precision() == ComputePrecision::bf16) {
+    // y = x W^T through the bf16 product, then + b (bnlab/nn/precision.hpp).
+    sgemm(false, true, n, out_features, in_features, 1.0f, input.data(), in_features,
+          weight.value.data(), in_features, 0.0f, output_.data(), out_features);
+    if (bias)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < out_features; ++j)
+          output_.data()[i * out_features + j] += bias->value.data()[j];
+    return output_;
+  }
   sync_onednn_threads();
   if (!matmul_ || matmul_->batch != n || matmul_->threads != num_threads()) {
     using dnnl::memory;

@@ -1,7 +1,9 @@
-// Cross-entropy over logits, PyTorch's nn.CrossEntropyLoss() (mean reduction).
+// Cross-entropy over logits, PyTorch's nn.CrossEntropyLoss(label_smoothing=eps)
+// (mean reduction, no class weights).
 #include "bnlab/nn/loss.hpp"
 
 #include <cmath>
+#include <string>
 
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
@@ -9,9 +11,16 @@
 
 namespace bnlab::nn {
 
-/* Forward. z (N, K) logits, y (N) labels in [0, K):
+CrossEntropyLoss::CrossEntropyLoss(double label_smoothing) : label_smoothing_(label_smoothing) {
+  if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
+    throw Error("CrossEntropyLoss: label_smoothing must be in [0, 1], got " +
+                std::to_string(label_smoothing));
+}
+
+/* Forward. z (N, K) logits, y (N) labels in [0, K), eps = label_smoothing,
+ * lse_i = log(sum_k exp(z[i,k] - max_i)) + max_i:
  *   p[i, :] = softmax(z[i, :]) = exp(z - max) / sum(exp(z - max))   (kept for backward)
- *   loss = mean_i (log(sum_k exp(z[i,k] - max_i)) + max_i - z[i, y_i])
+ *   loss = mean_i ((1 - eps) (lse_i - z[i, y_i]) + eps/K sum_k (lse_i - z[i,k]))
  * Per-row sums in double; one pass to find max, one to exponentiate, one to scale. */
 double CrossEntropyLoss::forward(const Tensor& logits, const int32_t* labels) {
   if (logits.dim() != 2)
@@ -26,6 +35,7 @@ double CrossEntropyLoss::forward(const Tensor& logits, const int32_t* labels) {
   labels_ = labels;
   const float* z = logits.data();
   float* p = probs_.data();
+  const double eps = label_smoothing_;
   double total = 0.0;
   int64_t correct = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -38,22 +48,26 @@ double CrossEntropyLoss::forward(const Tensor& logits, const int32_t* labels) {
         max_value = row[j];
         argmax = j;
       }
-    double sum = 0.0;
+    double sum = 0.0, row_sum = 0.0;
     for (int64_t j = 0; j < k; ++j) {
       const double e = std::exp(static_cast<double>(row[j]) - max_value);
       prow[j] = static_cast<float>(e);
       sum += e;
+      row_sum += row[j];
     }
     const double inv_sum = 1.0 / sum;
     for (int64_t j = 0; j < k; ++j) prow[j] = static_cast<float>(prow[j] * inv_sum);
-    total += std::log(sum) + max_value - row[labels[i]];
+    const double lse = std::log(sum) + max_value;
+    const double nll = lse - row[labels[i]];
+    // eps = 0 adds nothing: the plain loss stays bit for bit what it was.
+    total += eps == 0.0 ? nll : (1.0 - eps) * nll + eps * (lse - row_sum / double(k));
     if (argmax == labels[i]) ++correct;
   }
   correct_ = correct;
   return n > 0 ? total / static_cast<double>(n) : 0.0;
 }
 
-/* Backward: dz[i, k] = (p[i, k] - [k == y_i]) / N. */
+/* Backward: dz[i, k] = (p[i, k] - (1 - eps) [k == y_i] - eps / K) / N. */
 const Tensor& CrossEntropyLoss::backward() {
   if (labels_ == nullptr) throw Error("CrossEntropyLoss: backward called before forward");
   const int64_t n = probs_.size(0), k = probs_.size(1);
@@ -61,9 +75,18 @@ const Tensor& CrossEntropyLoss::backward() {
   const float scale = 1.0f / static_cast<float>(n);
   const float* p = probs_.data();
   float* dz = grad_.data();
+  const double eps = label_smoothing_;
+  if (eps == 0.0) {
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t j = 0; j < k; ++j) dz[i * k + j] = p[i * k + j] * scale;
+      dz[i * k + labels_[i]] -= scale;
+    }
+    return grad_;
+  }
+  const float spread = static_cast<float>(eps / double(k)), hit = static_cast<float>(1.0 - eps);
   for (int64_t i = 0; i < n; ++i) {
-    for (int64_t j = 0; j < k; ++j) dz[i * k + j] = p[i * k + j] * scale;
-    dz[i * k + labels_[i]] -= scale;
+    for (int64_t j = 0; j < k; ++j) dz[i * k + j] = (p[i * k + j] - spread) * scale;
+    dz[i * k + labels_[i]] -= hit * scale;
   }
   return grad_;
 }

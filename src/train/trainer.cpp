@@ -29,10 +29,19 @@ std::unique_ptr<optim::Optimizer> make_optimizer(nn::Sequential& net, const Trai
   for (auto& entry : net.parameters())
     if (entry.second->requires_grad) params.push_back(entry);
   if (o.optimizer == "sgd")
-    return std::make_unique<optim::SGD>(params, o.lr, o.momentum, o.weight_decay);
+    return std::make_unique<optim::SGD>(params, o.lr, o.momentum, o.weight_decay, o.dampening,
+                                        o.nesterov);
   if (o.optimizer == "adam")
-    return std::make_unique<optim::Adam>(params, o.lr, 0.9, 0.999, 1e-8, o.weight_decay);
-  throw Error("TrainOptions.optimizer: expected \"sgd\" or \"adam\", got \"" + o.optimizer + "\"");
+    return std::make_unique<optim::Adam>(params, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay);
+  if (o.optimizer == "adamw")
+    return std::make_unique<optim::AdamW>(params, o.lr, o.beta1, o.beta2, o.eps, o.weight_decay);
+  throw Error("TrainOptions.optimizer: expected \"sgd\", \"adam\" or \"adamw\", got \"" +
+              o.optimizer + "\"");
+}
+
+std::optional<optim::LrSchedule> make_schedule(const TrainOptions& o) {
+  if (o.lr_schedule.empty() && o.warmup_epochs == 0) return std::nullopt;
+  return optim::LrSchedule(o.lr_schedule, o.lr, o.epochs, o.warmup_epochs);
 }
 
 // The shape of one example as the network's first layer takes it, for step()
@@ -99,7 +108,14 @@ struct SavedBatchNormState {
 }  // namespace
 
 Trainer::Trainer(nn::Sequential& net, const TrainOptions& options)
-    : net_(net), options_(options), optimizer_(make_optimizer(net, options)) {
+    : net_(net),
+      options_(options),
+      optimizer_(make_optimizer(net, options)),
+      schedule_(make_schedule(options)),
+      loss_(options.label_smoothing) {
+  if (!(options_.clip_grad_norm >= 0.0 && options_.clip_grad_norm < HUGE_VAL))
+    throw Error("TrainOptions.clip_grad_norm: must be a finite number >= 0, got " +
+                std::to_string(options_.clip_grad_norm));
   skip_data_gradient(net_);
   if (options_.batch <= 0)
     throw Error("TrainOptions.batch: must be > 0, got " + std::to_string(options_.batch));
@@ -166,6 +182,9 @@ StepResult Trainer::step(const float* images, const int32_t* labels, int64_t bat
   times_.backward += seconds_since(mark);
   if (replicas != nullptr) replicas->finish_gradients();
   times_.gradient_wait += seconds_since(mark);
+  // On the summed gradients under replicas: the global norm, as under DDP.
+  if (options_.clip_grad_norm > 0.0)
+    optim::clip_grad_norm_(optimizer_->parameters(), options_.clip_grad_norm);
   optimizer_->step_and_zero_grad();
   grads_zero_ = true;
   times_.update += seconds_since(mark);
@@ -207,6 +226,8 @@ EpochResult Trainer::train_epoch(const data::Dataset& data, int64_t epoch,
     const int64_t size = part_end - part_begin;
     fit_batch(batch_images_, size, example_shape_);
     data::gather_batch(data, order, begin, size, batch_images_.data(), batch_labels_.data());
+    if (schedule_) optimizer_->lr = schedule_->lr(epoch, s, steps);
+    if (result.steps == 0) result.lr = optimizer_->lr;  // the first step this call runs
     StepResult r;
     try {
       r = step(batch_images_.data(), batch_labels_.data(), size);

@@ -116,6 +116,40 @@ TEST(Cli, FoldRemovesBatchNormAndKeepsTheOutputs) {
                    result["accuracy_after"].get<double>());
 }
 
+TEST(Cli, RecalibrateReplacesTheRunningStatisticsAndReportsBothAccuracies) {
+  REQUIRE_DATA();
+  const std::string dir = scratch_dir("recalibrate");
+  const std::string weights = dir + "/mlp-bn.safetensors", out = dir + "/precise.safetensors";
+  // --precise-bn recalibrates after the epoch: the saved file holds population statistics.
+  const Finished train = run_bnlab("train --model mlp-bn --epochs 1 --limit 640 --threads 1 "
+                                   "--precise-bn 4 --save '" + weights + "'");
+  ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_NE(train.out.find("precise BN: 2 layer(s) recalibrated on 256 images"), std::string::npos)
+      << train.out;
+  const Finished run = run_bnlab("recalibrate --weights '" + weights + "' --out '" + out +
+                                 "' --batches 3 --batch 50 --limit 200 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(result["layers"].get<int>(), 2);
+  EXPECT_EQ(result["batches"].get<int>(), 3);
+  EXPECT_EQ(result["examples"].get<int>(), 150);
+  EXPECT_GT(result["test_accuracy_after"].get<double>(), 0.3);
+  // The written file scores as the command said, and its statistics changed.
+  const Finished eval = run_bnlab("eval --weights '" + out + "' --limit 200 --threads 1 --json");
+  ASSERT_EQ(eval.status, 0) << eval.err;
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(eval.last_line())["test_accuracy"].get<double>(),
+                   result["test_accuracy_after"].get<double>());
+  const auto before = bnlab::io::read_safetensors(weights), after = bnlab::io::read_safetensors(out);
+  ASSERT_NE(before.find("2.running_var"), nullptr);
+  ASSERT_NE(after.find("2.running_var"), nullptr);
+  EXPECT_NE(before.find("2.running_var")->bytes, after.find("2.running_var")->bytes);
+  EXPECT_EQ(before.find("1.weight")->bytes, after.find("1.weight")->bytes);
+
+  const Finished bad = run_bnlab("recalibrate --weights '" + weights + "' --out '" + out +
+                                 "' --batches 0");
+  EXPECT_EQ(bad.status, 2) << bad.err;
+}
+
 TEST(Cli, ADivergedRunIsReportedNotCrashed) {
   REQUIRE_DATA();
   const Finished run =
@@ -160,7 +194,8 @@ TEST(Cli, UsageErrorsExitWithTwo) {
 }
 
 TEST(Cli, HelpOfEachCommandExitsWithZeroAndShowsExamples) {
-  for (const char* args : {"--help", "demo --help", "train --help", "eval --help"}) {
+  for (const char* args : {"--help", "demo --help", "train --help", "eval --help",
+                           "recalibrate --help"}) {
     const Finished run = run_bnlab(args);
     EXPECT_EQ(run.status, 0) << "bnlab " << args;
     EXPECT_NE(run.out.find("Examples:"), std::string::npos) << "bnlab " << args << "\n" << run.out;
@@ -201,6 +236,120 @@ TEST(Cli, MissingCheckpointExitsWithOneAndNamesTheFile) {
   const Finished run = run_bnlab("eval --weights /nonexistent/model.safetensors");
   EXPECT_EQ(run.status, 1);
   EXPECT_NE(run.err.find("/nonexistent/model.safetensors"), std::string::npos) << run.err;
+}
+
+// Each case: the arguments and the text the message must hold (the option and
+// the value). Numbers are checked for every command at once (make_numbers_strict).
+TEST(Cli, BadNumbersAndOptimizerOptionsAreUsageErrorsNamingTheOption) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"train --model mlp --lr inf", "--lr: must be a finite number, got inf"},
+      {"train --model mlp --lr 1e400", "--lr: must be a finite number, got 1e400"},
+      {"train --model mlp --lr nan", "--lr: must be a finite number, got nan"},
+      {"train --model mlp --momentum inf", "--momentum: must be a finite number, got inf"},
+      {"train --model mlp --weight-decay nan", "--weight-decay: must be a finite number, got nan"},
+      {"train --model mlp --optimizer adam --betas 0.9,inf", "--betas: must be a finite number, got inf"},
+      {"train --model mlp --weight-decay 1e999", "--weight-decay: must be a finite number"},
+      {"train --model mlp --clip-grad-norm inf", "--clip-grad-norm: must be a finite number"},
+      {"train --model mlp --optimizer adam --eps -inf", "--eps"},
+      {"train --model mlp --epochs 99999999999999999999", "--epochs: out of range"},
+      {"train --model mlp --seed -1", "--seed: out of range"},
+      {"train --model mlp --seed 18446744073709551616", "--seed: out of range"},
+      {"train --model mlp --batch 0", "--batch: must be > 0, got 0"},
+      {"train --model mlp --epochs 0x10", "--epochs: expected a decimal integer, got 0x10"},
+      {"train --model mlp --threads 5000", "--threads"},
+      {"benefits --threads 5000", "--threads"},
+      {"demo --limit 99999999999999999999", "--limit: out of range"},
+      {"eval --weights x --threads 99999999999", "--threads"},
+      {"train --model mlp --optimizer adam --momentum 0.9",
+       "--momentum 0.9: applies to --optimizer sgd only"},
+      {"train --model mlp --optimizer adamw --nesterov",
+       "--nesterov: applies to --optimizer sgd only"},
+      {"train --model mlp --optimizer adamw --dampening 0.1", "--dampening 0.1: applies"},
+      {"train --model mlp --betas 0.8,0.9",
+       "--betas 0.8,0.9: applies to --optimizer adam and adamw"},
+      {"train --model mlp --nesterov", "--nesterov: needs --momentum > 0"},
+      {"train --model mlp --momentum 0.9 --nesterov --dampening 0.5", "--nesterov: needs"},
+      {"train --model mlp --optimizer adam --betas 0.9,1", "--betas: must be in [0, 1), got 1"},
+      {"train --model mlp --label-smoothing 2", "--label-smoothing: must be in [0, 1], got 2"},
+      {"train --model mlp --lr-schedule step:0:0.1", "--lr-schedule: lr schedule \"step:0:0.1\""},
+      {"train --model mlp --lr-schedule multistep:5,2:0.1", "increase"},
+      {"train --model mlp --lr-schedule warm", "unknown schedule"},
+      {"train --model mlp --lr-schedule onecycle --warmup-epochs 1", "--warmup-epochs 1"},
+      {"train --model mlp --epochs 3 --warmup-epochs 3", "--warmup-epochs 3 (--epochs 3)"}};
+  for (const auto& [args, expected] : cases) {
+    const Finished run = run_bnlab(args);
+    EXPECT_EQ(run.status, 2) << "bnlab " << args << "\n" << run.err;
+    EXPECT_NE(run.err.find(expected), std::string::npos) << "bnlab " << args << "\n" << run.err;
+  }
+}
+
+// CLI11 alone reads 010 as octal (8 epochs); bnlab reads decimal.
+TEST(Cli, IntegersAreDecimal) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab("train --model mlp --epochs 010 --limit 64 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(nlohmann::json::parse(run.last_line())["epochs"].size(), 10u);
+}
+
+// README's and --help's example, shortened: AdamW, cosine after one warmup
+// epoch, clipping, label smoothing; each epoch's lr in the JSON.
+TEST(Cli, TrainWithAdamWCosineWarmupClippingAndSmoothing) {
+  REQUIRE_DATA();
+  const Finished run = run_bnlab(
+      "train --model mlp-bn --epochs 3 --optimizer adamw --lr 0.002 --lr-schedule cosine "
+      "--warmup-epochs 1 --clip-grad-norm 1 --label-smoothing 0.1 --limit 600 --threads 1 --json");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json result = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(result["optimizer"], "adamw");
+  EXPECT_EQ(result["lr_schedule"], "cosine");
+  EXPECT_EQ(result["warmup_epochs"], 1);
+  ASSERT_EQ(result["epochs"].size(), 3u);
+  EXPECT_DOUBLE_EQ(result["epochs"][0]["lr"].get<double>(), 0.002 * 0.01);  // warmup
+  EXPECT_DOUBLE_EQ(result["epochs"][1]["lr"].get<double>(), 0.002);         // cosine starts
+  EXPECT_NEAR(result["epochs"][2]["lr"].get<double>(), 0.001, 1e-15);       // half way
+  EXPECT_FALSE(result["diverged"].get<bool>());
+  EXPECT_LT(result["train_loss"].back().get<double>(), result["train_loss"][0].get<double>());
+  EXPECT_NE(run.out.find("adamw lr 0.002 (cosine, warmup 1 epochs)"), std::string::npos) << run.out;
+}
+
+TEST(Cli, TrainHelpListsTheOptimizerOptions) {
+  const Finished run = run_bnlab("train --help");
+  ASSERT_EQ(run.status, 0);
+  for (const char* option :
+       {"--optimizer", "adamw", "--betas", "--eps", "--nesterov", "--dampening", "--clip-grad-norm",
+        "--label-smoothing", "--lr-schedule", "--warmup-epochs", "--lr-schedule cosine"})
+    EXPECT_NE(run.out.find(option), std::string::npos) << option;
+}
+
+// --precision bf16 trains (Linear's products in bf16 here) and says so in
+// the JSON, or, on a CPU without bf16, refuses with exit 1 and the reason.
+TEST(Cli, TrainInBf16ReportsItsPrecisionOrRefuses) {
+  REQUIRE_DATA();
+  const Finished run =
+      run_bnlab("train --model mlp-bn --epochs 1 --limit 600 --threads 1 --precision bf16 --json");
+  if (run.status == 1) {
+    EXPECT_NE(run.err.find("AVX512-BF16"), std::string::npos) << run.err;
+    return;
+  }
+  ASSERT_EQ(run.status, 0) << run.err;
+  const nlohmann::json trained = nlohmann::json::parse(run.last_line());
+  EXPECT_EQ(trained["precision"], "bf16");
+  EXPECT_GT(trained["test_accuracy"].get<double>(), 0.3);  // it learns: chance is 0.1
+  EXPECT_EQ(run_bnlab("train --model mlp --precision fp16").status, 2);
+}
+
+// A CPU without bf16, as oneDNN sees one when capped at AVX-512 core: exit 1
+// with the reason, before any data is read.
+TEST(Cli, TrainInBf16RefusesOnACpuWithoutBf16) {
+  const Finished capped = []() {
+    ::setenv("DNNL_MAX_CPU_ISA", "AVX512_CORE", 1);
+    Finished r = run_bnlab("train --model mlp --precision bf16 --data /nonexistent");
+    ::unsetenv("DNNL_MAX_CPU_ISA");
+    return r;
+  }();
+  EXPECT_EQ(capped.status, 1);
+  EXPECT_NE(capped.err.find("needs a CPU with AVX512-BF16 or AMX-BF16"), std::string::npos)
+      << capped.err;
 }
 
 }  // namespace

@@ -33,6 +33,18 @@ if grep -E "Uncaught|ERROR:CONSOLE|CONSOLE\([0-9]+\)|Failed to load" "$dir/chrom
   exit 1
 fi
 grep -q "</section>" "$dir/dom.html" || { echo "no sections in the rendered page"; exit 1; }
+# Each experiment's section holds the charts results.json gives it (experiment
+# objects sit at six spaces of indent, their keys sorted: charts before name).
+sed -n 's/^      "name": "\([^"]*\)",*$/\1/p' "$dir/results.json" > "$dir/section_names.txt"
+sed -n 's/^      "charts": \([0-9]*\),*$/\1/p' "$dir/results.json" > "$dir/section_charts.txt"
+paste -d ' ' "$dir/section_names.txt" "$dir/section_charts.txt" > "$dir/charts_expected.txt"
+awk 'BEGIN { RS = "<section id=\"" } NR > 1 { split($0, id, "\""); print id[1], gsub(/class="chart"/, "") }' \
+  "$dir/dom.html" > "$dir/charts_found.txt"
+if ! cmp -s "$dir/charts_expected.txt" "$dir/charts_found.txt"; then
+  echo "charts per section differ (section, count): expected, then found:"
+  cat "$dir/charts_expected.txt" "$dir/charts_found.txt"
+  exit 1
+fi
 # shellcheck disable=SC2086
 timeout 90 "$browser" $flags --hide-scrollbars --window-size=1280,4000 \
   --screenshot="$dir/screenshot.png" "file://$(realpath "$dir/report.html")" 2>> "$dir/chromium.log"

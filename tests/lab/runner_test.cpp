@@ -85,6 +85,17 @@ TEST(LabRun, ExplodingRunEndsAsDivergedWithANonFinitePoint) {
   EXPECT_FALSE(r.divergence.empty());
 }
 
+TEST(LabRun, AConvolutionalNetworkTrains) {
+  data::Dataset train = synthetic(1, 512), test = synthetic(2, 128);
+  LabContext context{&train, &test, true, 7};
+  RunSpec spec = small_run(true);
+  spec.arch = "Conv2d(1, 4, 3, padding=1, bias=False), BatchNorm2d(4), ReLU(), MaxPool2d(4), "
+              "Flatten(), Linear(196, 10)";
+  RunResult r = train_run(spec, context);
+  ASSERT_FALSE(r.diverged) << r.divergence;
+  EXPECT_GT(r.final_test_accuracy, 0.4);
+}
+
 TEST(LabRun, InitStdRedrawsLinearWeights) {
   data::Dataset train = synthetic(1, 512), test = synthetic(2, 128);
   LabContext context{&train, &test, true, 7};

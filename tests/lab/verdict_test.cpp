@@ -70,6 +70,30 @@ TEST(ConvergenceVerdict, OnlyOneReachingTheTargetDecidesForIt) {
   EXPECT_NE(v.reason.find("inconclusive"), std::string::npos);
 }
 
+TEST(AboutAsWellVerdict, BnMustCloseTheGapToTheReferenceWhereItWasOpen) {
+  // Comparisons hold the shortfall against ReLU, without and with BN.
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.30, 0.01}, {"Tanh", -0.05, 0.0}}, 0.02, "ReLU")
+                .verdict,
+            Verdict::supported);  // Sigmoid made viable; Tanh viable either way
+  const VerdictResult narrowed =
+      about_as_well_verdict({{"Sigmoid", 0.30, 0.10}, {"Tanh", 0.05, 0.01}}, 0.02, "ReLU");
+  EXPECT_EQ(narrowed.verdict, Verdict::mixed);  // Tanh made viable, Sigmoid still short
+  // Only narrowed (Sigmoid), the other viable either way: mixed, not a refutation.
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.30, 0.025}, {"Tanh", 0.0, 0.0}}, 0.02, "ReLU")
+                .verdict,
+            Verdict::mixed);
+  // Short with BN and not narrowed: no help at all.
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.05, 0.04}, {"Tanh", 0.0, 0.0}}, 0.02, "ReLU")
+                .verdict,
+            Verdict::not_supported);
+  EXPECT_NE(narrowed.reason.find("Sigmoid 0.100 with BN, 0.300 without"), std::string::npos)
+      << narrowed.reason;
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.01, 0.0}}, 0.02, "ReLU").verdict,
+            Verdict::not_supported);  // viable without BN: nothing for BN to do
+  EXPECT_EQ(about_as_well_verdict({{"Sigmoid", 0.30, NAN}}, 0.02, "ReLU").verdict,
+            Verdict::not_supported);
+}
+
 TEST(InferenceVerdict, EvalModeHoldsAndSingleExampleCollapses) {
   EXPECT_EQ(inference_verdict(0.87, 0.865, 0.10, 10).verdict, Verdict::supported);
   EXPECT_EQ(inference_verdict(0.80, 0.86, 0.10, 10).verdict, Verdict::mixed);

@@ -16,7 +16,7 @@ set(rank_train 4)
 set(rank_dist 5)
 set(rank_lab 5)
 set(rank_cli 6)
-set(kernel_headers bnlab.h batch_norm.hpp group_norm.hpp layer_norm.hpp)
+set(kernel_headers bnlab.h batch_norm.hpp batch_norm_bf16.hpp group_norm.hpp layer_norm.hpp)
 
 # The rank of a path relative to ROOT (src/<area>/..., include/bnlab/...).
 function(rank_of path out)

@@ -66,6 +66,45 @@ TEST(CrossEntropyLoss, GradientMatchesCentralDifferences) {
   }
 }
 
+// PyTorch's label smoothing in double: the target (1 - eps) onehot + eps / K.
+double smoothed_reference(const Tensor& z, const std::vector<int32_t>& labels, double eps) {
+  const int64_t n = z.size(0), k = z.size(1);
+  double total = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    double sum = 0;
+    for (int64_t j = 0; j < k; ++j) sum += std::exp(static_cast<double>(z[i * k + j]));
+    for (int64_t j = 0; j < k; ++j) {
+      const double target = (j == labels[i] ? 1.0 - eps : 0.0) + eps / double(k);
+      total += target * (std::log(sum) - z[i * k + j]);
+    }
+  }
+  return total / n;
+}
+
+TEST(CrossEntropyLoss, LabelSmoothingMatchesFloat64AndCentralDifferences) {
+  Tensor z = random_tensor({5, 4}, 4, 2.0f);
+  const std::vector<int32_t> labels{3, 0, 2, 1, 1};
+  for (const double eps : {0.1, 0.5, 1.0}) {
+    SCOPED_TRACE(eps);
+    CrossEntropyLoss loss(eps);
+    EXPECT_NEAR(loss.forward(z, labels.data()), smoothed_reference(z, labels, eps), 1e-6);
+    const Tensor dz = loss.backward();
+    const double h = 1e-2;
+    for (int64_t i = 0; i < z.numel(); ++i) {
+      const float saved = z[i];
+      z[i] = saved + static_cast<float>(h);
+      const double plus = smoothed_reference(z, labels, eps);
+      z[i] = saved - static_cast<float>(h);
+      const double minus = smoothed_reference(z, labels, eps);
+      z[i] = saved;
+      EXPECT_NEAR(dz[i], (plus - minus) / (2 * h), 1e-4) << i;
+    }
+  }
+  EXPECT_THROW(CrossEntropyLoss(-0.1), Error);
+  EXPECT_THROW(CrossEntropyLoss(1.5), Error);
+  EXPECT_THROW(CrossEntropyLoss(NAN), Error);
+}
+
 TEST(CrossEntropyLoss, LabelOutOfRangeIsNamed) {
   const Tensor z = random_tensor({2, 3}, 3);
   const std::vector<int32_t> labels{0, 3};

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "bnlab/nn/layers.hpp"
@@ -55,10 +56,16 @@ TEST(TrainerStep, AllocatesNoBufferOnceShapesAreKnown) {
   for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>(gen.uniform());
   for (size_t i = 0; i < labels.size(); ++i) labels[i] = static_cast<int32_t>(i % 4);
 
-  for (const char* optimizer : {"sgd", "adam"}) {
+  for (const char* optimizer : {"sgd", "adam", "adamw"}) {
     train::TrainOptions options;
     options.optimizer = optimizer;
     options.momentum = optimizer[0] == 's' ? 0.9 : 0.0;
+    if (std::string(optimizer) == "adamw") {  // and the other per-step extras
+      options.clip_grad_norm = 0.5;
+      options.label_smoothing = 0.1;
+      options.lr_schedule = "onecycle";
+      options.epochs = 1;
+    }
     train::Trainer trainer(net, options);
     trainer.step(images.data(), labels.data(), kBatch);  // sizes every buffer
     trainer.step(images.data(), labels.data(), kBatch);  // momentum buffers, if any, exist now

@@ -1,6 +1,8 @@
 // The training loop on small synthetic data sets: one SGD step against a
 // float64 reference, evaluation against a float64 reference, the loss going
 // down, train-mode evaluation leaving the running statistics alone, seeds.
+#include "bnlab/train/trainer.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,8 +14,8 @@
 #include "bnlab/data/dataset.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/optim/lr_schedule.hpp"
 #include "bnlab/random.hpp"
-#include "bnlab/train/trainer.hpp"
 
 namespace bnlab {
 namespace {
@@ -211,12 +213,23 @@ TEST(Trainer, TrainingLossDecreases) {
 
 TEST(Trainer, AdamAndMomentumTrainToo) {
   const data::Dataset d = synthetic_dataset(256, 9);
-  for (const char* optimizer : {"adam", "sgd"}) {
+  struct Setting {
+    const char* optimizer;
+    double lr, momentum, weight_decay;
+    bool nesterov;
+  };
+  for (const Setting& setting :
+       {Setting{"adam", 0.01, 0.0, 0.0, false}, Setting{"sgd", 0.05, 0.9, 0.0, false},
+        Setting{"adamw", 0.01, 0.0, 0.01, false}, Setting{"sgd", 0.05, 0.9, 0.01, true}}) {
+    const std::string optimizer =
+        setting.optimizer + std::string(setting.nesterov ? " nesterov" : "");
     auto net = bn_net(10);
     train::TrainOptions options;
-    options.optimizer = optimizer;
-    options.lr = optimizer[0] == 'a' ? 0.01 : 0.05;
-    options.momentum = optimizer[0] == 's' ? 0.9 : 0.0;
+    options.optimizer = setting.optimizer;
+    options.lr = setting.lr;
+    options.momentum = setting.momentum;
+    options.weight_decay = setting.weight_decay;
+    options.nesterov = setting.nesterov;
     train::Trainer trainer(*net, options);
     const double first = trainer.train_epoch(d, 0).mean_loss;
     double last = first;
@@ -298,6 +311,78 @@ TEST(Trainer, NonFiniteLossStopsTheEpochAsDiverged) {
   EXPECT_TRUE(r.diverged);
   EXPECT_EQ(r.steps, 2);
   EXPECT_FALSE(std::isfinite(r.mean_loss));
+}
+
+// Each epoch's lr is the schedule's (step:1:0.5 halves it every epoch); with
+// onecycle the optimizer ends on the schedule's last step.
+TEST(Trainer, TheScheduleSetsTheLrOfEveryStep) {
+  const data::Dataset d = synthetic_dataset(64, 21);
+  auto net = linear_net(22);
+  train::TrainOptions options;
+  options.batch = 16;
+  options.lr = 0.1;
+  options.epochs = 3;
+  options.lr_schedule = "step:1:0.5";
+  train::Trainer trainer(*net, options);
+  for (int64_t epoch = 0; epoch < 3; ++epoch)
+    EXPECT_DOUBLE_EQ(trainer.train_epoch(d, epoch).lr, 0.1 * std::pow(0.5, double(epoch)));
+
+  options.lr_schedule = "onecycle";
+  train::Trainer cycling(*net, options);
+  for (int64_t epoch = 0; epoch < 3; ++epoch) cycling.train_epoch(d, epoch);
+  EXPECT_DOUBLE_EQ(cycling.optimizer().lr, optim::LrSchedule("onecycle", 0.1, 3).lr(2, 3, 4));
+  EXPECT_NEAR(cycling.optimizer().lr, 0.1 / 25 / 1e4, 1e-12);
+
+  options.lr_schedule = "cosine";
+  options.epochs = 0;  // a schedule needs the run's length
+  EXPECT_THROW(train::Trainer(*net, options), Error);
+}
+
+// With SGD at lr 1, a step moves the weights by the clipped gradient: a
+// global 2-norm of at most max_norm.
+TEST(Trainer, ClipGradNormBoundsTheUpdate) {
+  const data::Dataset d = synthetic_dataset(16, 23);
+  for (const double clip : {0.0, 1e-3}) {
+    auto net = linear_net(24);
+    std::vector<std::vector<double>> before;
+    for (auto& entry : net->parameters()) before.push_back(to_double(entry.second->value));
+    train::TrainOptions options;
+    options.lr = 1.0;
+    options.clip_grad_norm = clip;
+    train::Trainer trainer(*net, options);
+    trainer.step(d.images.data(), d.labels.data(), 16);
+    double squares = 0.0;
+    for (size_t p = 0; p < before.size(); ++p) {
+      const Tensor& value = net->parameters()[p].second->value;
+      for (int64_t i = 0; i < value.numel(); ++i)
+        squares += std::pow(value[i] - before[p][size_t(i)], 2);
+    }
+    if (clip > 0)
+      EXPECT_LE(std::sqrt(squares), 1e-3 * (1 + 1e-4)) << "clipped";
+    else
+      EXPECT_GT(std::sqrt(squares), 1e-2) << "unclipped";
+  }
+  train::TrainOptions bad;
+  bad.clip_grad_norm = INFINITY;
+  auto net = linear_net(0);
+  EXPECT_THROW(train::Trainer(*net, bad), Error);
+}
+
+// The training loss is CrossEntropyLoss(label_smoothing) of the step's logits.
+TEST(Trainer, LabelSmoothingIsTheTrainingLoss) {
+  const data::Dataset d = synthetic_dataset(16, 25);
+  auto net = linear_net(26), same = linear_net(26);
+  train::TrainOptions options;
+  options.label_smoothing = 0.2;
+  train::Trainer trainer(*net, options);
+  const double loss = trainer.step(d.images.data(), d.labels.data(), 16).loss;
+  Tensor images({16, kFeatures});
+  std::copy(d.images.begin(), d.images.end(), images.data());
+  same->train(true);
+  nn::CrossEntropyLoss smoothed(0.2), plain;
+  const Tensor& logits = same->forward(images);
+  EXPECT_NEAR(loss, smoothed.forward(logits, d.labels.data()), 1e-9);
+  EXPECT_GT(std::fabs(loss - plain.forward(logits, d.labels.data())), 1e-3);
 }
 
 }  // namespace

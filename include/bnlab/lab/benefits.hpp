@@ -12,6 +12,11 @@
 //   covariate_shift  the paper's Figure 1: 15/50/85th percentiles of a
 //                    sigmoid's input in the last hidden layer over training
 //   inference_mode   eval mode against batch statistics at inference
+//   ghost_batch      Ghost BN's normalization batch 2..128 at global batch
+//                    128: error with batch and population statistics
+//   precise_bn       eval accuracy with the moving averages and with precise BN
+//   small_batch      BN, BatchRenorm, GroupNorm, LayerNorm, BN over 4 batches
+//                    at per-batch sizes 2..32 on a small CNN
 #pragma once
 
 #include <cstdint>
@@ -76,6 +81,19 @@ VerdictResult paired_verdict(const std::vector<Comparison>& comparisons, double 
      mixed          0.8 < ratio < 1.25 (no clear difference), or neither reached */
 VerdictResult convergence_verdict(int64_t steps_without, int64_t steps_with, int64_t steps_run,
                                   double target);
+
+/* "BN makes an activation train about as well as `reference`": each
+   comparison holds the shortfall against the reference in the same network
+   (the reference's accuracy minus the activation's; NaN: diverged), without
+   and with BN. Per activation: a win when with BN it is within `tolerance`
+   and without BN it is not (BN made it viable), a tie when it is within
+   tolerance either way; short with BN, it is a partial when BN narrowed the
+   shortfall by >= tolerance, a loss otherwise.
+     supported      wins in at least half, no partial and no loss
+     not supported  no win and no partial
+     mixed          anything else (e.g. BN narrows the gap but does not close it) */
+VerdictResult about_as_well_verdict(const std::vector<Comparison>& shortfalls, double tolerance,
+                                    const std::string& reference);
 
 /* Inference mode: BN with population statistics (eval) against batch
    statistics at batch 64, and the single-example mistake (every input

@@ -1,6 +1,8 @@
 // Cross-entropy of logits (N, K) against class indices, mean over the batch,
-// as PyTorch's nn.CrossEntropyLoss(): loss = mean_i(logsumexp(z_i) - z_i[y_i]),
-// computed with the max subtracted; dz = (softmax(z) - onehot(y)) / N.
+// as PyTorch's nn.CrossEntropyLoss(label_smoothing=eps): the target is
+// q = (1 - eps) * onehot(y) + eps / K, loss = mean_i sum_k -q[i,k] log softmax(z_i)[k]
+// (eps = 0: mean_i(logsumexp(z_i) - z_i[y_i])), computed with the max
+// subtracted; dz = (softmax(z) - q) / N.
 #pragma once
 
 #include <cstdint>
@@ -12,13 +14,17 @@ namespace bnlab::nn {
 
 class CrossEntropyLoss {
  public:
+  // Throws Error unless label_smoothing is in [0, 1] (PyTorch's range).
+  explicit CrossEntropyLoss(double label_smoothing = 0.0);
   // Returns the mean loss; throws Error on a label outside [0, K) or a shape mismatch.
   double forward(const Tensor& logits, const int32_t* labels);
   // Gradient w.r.t. the logits of the last forward.
   const Tensor& backward();
   // Count of rows of the last forward whose argmax equals the label.
   int64_t correct() const { return correct_; }
+  double label_smoothing() const { return label_smoothing_; }
  private:
+  double label_smoothing_ = 0.0;
   Tensor probs_, grad_;
   const int32_t* labels_ = nullptr;
   int64_t correct_ = 0;

@@ -6,11 +6,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "bnlab/data/dataset.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/nn/loss.hpp"
+#include "bnlab/optim/lr_schedule.hpp"
 #include "bnlab/optim/optimizer.hpp"
 #include "bnlab/train/replicas.hpp"
 
@@ -18,10 +20,20 @@ namespace bnlab::train {
 
 struct TrainOptions {
   int64_t batch = 64;
-  std::string optimizer = "sgd";  // "sgd" or "adam"
+  std::string optimizer = "sgd";  // "sgd", "adam" or "adamw" (torch.optim's rules)
   double lr = 0.01;
   double momentum = 0.0;          // SGD only
-  double weight_decay = 0.0;
+  double dampening = 0.0;         // SGD only
+  bool nesterov = false;          // SGD only
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;  // Adam and AdamW
+  double weight_decay = 0.0;      // as given (PyTorch's AdamW default is 0.01)
+  double clip_grad_norm = 0.0;    // > 0: optim::clip_grad_norm_ before each update
+  double label_smoothing = 0.0;   // of the training loss (evaluate's loss is plain)
+  // optim::LrSchedule's text and warmup over a run of `epochs` epochs; with
+  // neither, the optimizer's lr is left as it is.
+  std::string lr_schedule;
+  int64_t warmup_epochs = 0;
+  int64_t epochs = 0;             // the run's total (needed by a schedule or warmup)
   uint64_t seed = 0;              // shuffling (weights are drawn by the caller's Generator)
   bool drop_last = false;         // PyTorch's DataLoader default keeps the short last batch
   // Data parallel (null: one process). batch is then the per-process batch, as
@@ -51,6 +63,7 @@ struct EpochResult {
   int64_t steps = 0;
   double seconds = 0.0;
   bool diverged = false;        // a non-finite loss stopped the epoch
+  double lr = 0.0;              // the learning rate of the epoch's first step
 };
 
 struct EvalResult {
@@ -81,6 +94,7 @@ class Trainer {
   nn::Sequential& net_;
   TrainOptions options_;
   std::unique_ptr<optim::Optimizer> optimizer_;
+  std::optional<optim::LrSchedule> schedule_;
   nn::CrossEntropyLoss loss_;
   Tensor batch_images_;
   std::vector<int32_t> batch_labels_;

@@ -1,0 +1,306 @@
+// The bf16 conversions, and the bf16 normalize, gradient-sum and
+// gradient-input loops that widen, compute and round in registers, written once with Google Highway and compiled for each
+// x86 instruction set; each gives the bits of the plain loops in
+// bf16_convert.cpp (Highway 1.0's own DemoteTo truncates, so the rounding is
+// done here on the integer bits). Tails shorter than a vector go through the
+// plain functions.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/bf16_convert_simd.cpp"
+#include <hwy/foreach_target.h>  // re-includes this file once per target
+#include <hwy/highway.h>
+
+#include <algorithm>
+
+#include "bnlab/batch_norm_bf16.hpp"
+#include "kernels/bf16_convert.hpp"
+#include "kernels/load_tail-inl.h"  // kMaxLanes
+
+HWY_BEFORE_NAMESPACE();
+namespace bnlab::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using DU32 = hn::RebindToUnsigned<DF>;
+using DI32 = hn::RebindToSigned<DF>;
+using DU16 = hn::Rebind<uint16_t, DF>;  // half-width: one u16 lane per float lane
+
+
+// float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
+// half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
+// float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
+// half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
+HWY_INLINE hn::Vec<DU16> RoundToBf16(hn::Vec<DF> v) {
+  const DU32 du32;
+  const DI32 di32;
+  const DU16 du16;
+  const auto bits = hn::BitCast(du32, v);
+  const auto top = hn::ShiftRight<16>(bits);
+  auto r = hn::ShiftRight<16>(hn::Add(hn::Add(bits, hn::Set(du32, 0x7fffu)),
+                                      hn::And(top, hn::Set(du32, 1u))));
+  r = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Or(top, hn::Set(du32, 0x0040u)), r);
+  r = hn::IfThenElse(hn::Eq(hn::And(bits, hn::Set(du32, 0x7f800000u)), hn::Zero(du32)),
+                     hn::And(top, hn::Set(du32, 0x8000u)), r);
+  return hn::DemoteTo(du16, hn::BitCast(di32, r));
+}
+
+HWY_INLINE hn::Vec<DF> Widen(const uint16_t* in) {
+  const DF df;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(DU32(), hn::LoadU(DU16(), in))));
+}
+
+void ToFloat(const uint16_t* in, float* out, int64_t count) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) hn::StoreU(Widen(in + i), df, out + i);
+  for (; i < count; ++i) out[i] = bf16_to_float(in[i]);
+}
+
+void FromFloat(const float* in, uint16_t* out, int64_t count) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= count; i += lanes) hn::StoreU(RoundToBf16(hn::LoadU(df, in + i)), DU16(), out + i);
+  for (; i < count; ++i) out[i] = float_to_bf16(in[i]);
+}
+
+// y = bf16((x - mean)*scale + shift) on a span of one channel, in registers.
+void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
+                   float shift) {
+  const DF df;
+  const auto m = hn::Set(df, mean), sc = hn::Set(df, scale), sh = hn::Set(df, shift);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= len; i += lanes)
+    hn::StoreU(RoundToBf16(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh)), DU16(), y + i);
+  for (; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
+}
+
+// The same on `rows` contiguous rows of `width` columns, column w its own channel.
+void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
+                   const float* scale, const float* shift) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint16_t* xr = x + r * width;
+    uint16_t* yr = y + r * width;
+    int64_t w = 0;
+    for (; w + lanes <= width; w += lanes) {
+      const auto v = hn::MulAdd(hn::Sub(Widen(xr + w), hn::LoadU(df, mean + w)),
+                                hn::LoadU(df, scale + w), hn::LoadU(df, shift + w));
+      hn::StoreU(RoundToBf16(v), DU16(), yr + w);
+    }
+    for (; w < width; ++w)
+      yr[w] = float_to_bf16((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w]);
+  }
+}
+
+// dx = bf16(a*dy + b*(x - mean) + c) on a span of one channel, in registers.
+void SpanGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len, float mean,
+                   float a, float b, float c) {
+  const DF df;
+  const auto m = hn::Set(df, mean), va = hn::Set(df, a), vb = hn::Set(df, b), vc = hn::Set(df, c);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= len; i += lanes) {
+    const auto v = hn::MulAdd(va, Widen(dy + i), hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc));
+    hn::StoreU(RoundToBf16(v), DU16(), dx + i);
+  }
+  for (; i < len; ++i)
+    dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
+}
+
+// The same on `rows` contiguous rows of `width` columns, column w its own channel.
+void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
+                   int64_t width, const float* mean, const float* a, const float* b,
+                   const float* c) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * width;
+    int64_t w = 0;
+    for (; w + lanes <= width; w += lanes) {
+      const auto xm = hn::Sub(Widen(x + o + w), hn::LoadU(df, mean + w));
+      const auto v = hn::MulAdd(hn::LoadU(df, a + w), Widen(dy + o + w),
+                                hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w)));
+      hn::StoreU(RoundToBf16(v), DU16(), dx + o + w);
+    }
+    for (; w < width; ++w)
+      dx[o + w] = float_to_bf16(a[w] * bf16_to_float(dy[o + w]) +
+                                b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
+  }
+}
+
+// Rows (or values) summed in float before they are added to the double sums.
+constexpr int64_t kFloatBlock = 256;
+
+// sum_dy += sum(dy), sum_dy_xmu += sum(dy*(x - mean)) over a span of one
+// channel, in float blocks of kFloatBlock vectors added in double.
+void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean, double* sum_dy,
+                  double* sum_dy_xmu) {
+  const DF df;
+  const auto m = hn::Set(df, mean);
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t whole = len / lanes * lanes;
+  for (int64_t b = 0; b < whole; b += kFloatBlock * lanes) {
+    auto s = hn::Zero(df), sx = hn::Zero(df);
+    for (int64_t i = b; i < std::min(whole, b + kFloatBlock * lanes); i += lanes) {
+      const auto g = Widen(dy + i);
+      s = hn::Add(s, g);
+      sx = hn::MulAdd(g, hn::Sub(Widen(x + i), m), sx);
+    }
+    *sum_dy += hn::GetLane(hn::SumOfLanes(df, s));
+    *sum_dy_xmu += hn::GetLane(hn::SumOfLanes(df, sx));
+  }
+  for (int64_t i = whole; i < len; ++i) {
+    const float g = bf16_to_float(dy[i]);
+    *sum_dy += g;
+    *sum_dy_xmu += g * (bf16_to_float(x[i]) - mean);
+  }
+}
+
+// The same per column of `rows` contiguous rows of `width` columns: column w
+// adds to sum_dy[w] and sum_dy_xmu[w], float blocks of kFloatBlock rows.
+void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
+                  const float* mean, double* sum_dy, double* sum_dy_xmu) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float lane_s[kMaxLanes], lane_sx[kMaxLanes];
+  int64_t w = 0;
+  for (; w + lanes <= width; w += lanes) {
+    const auto m = hn::LoadU(df, mean + w);
+    for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+      auto s = hn::Zero(df), sx = hn::Zero(df);
+      for (int64_t r = r0; r < std::min(rows, r0 + kFloatBlock); ++r) {
+        const auto g = Widen(dy + r * width + w);
+        s = hn::Add(s, g);
+        sx = hn::MulAdd(g, hn::Sub(Widen(x + r * width + w), m), sx);
+      }
+      hn::Store(s, df, lane_s);
+      hn::Store(sx, df, lane_sx);
+      for (int64_t k = 0; k < lanes; ++k) {
+        sum_dy[w + k] += lane_s[k];
+        sum_dy_xmu[w + k] += lane_sx[k];
+      }
+    }
+  }
+  for (; w < width; ++w)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float g = bf16_to_float(dy[r * width + w]);
+      sum_dy[w] += g;
+      sum_dy_xmu[w] += g * (bf16_to_float(x[r * width + w]) - mean[w]);
+    }
+}
+
+// Moments of a span of one channel: blocks of 4096 values, each two passes
+// (a sum shifted by the block's first value for the mean, then deviations
+// from L1) in float, merged in double.
+Moments SpanMoments(const uint16_t* x, int64_t len) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  Moments total;
+  for (int64_t b = 0; b < len; b += 4096) {
+    const int64_t n = std::min<int64_t>(4096, len - b), whole = n / lanes * lanes;
+    const uint16_t* xb = x + b;
+    const float first = bf16_to_float(xb[0]);
+    auto s = hn::Zero(df);
+    for (int64_t i = 0; i < whole; i += lanes) s = hn::Add(s, hn::Sub(Widen(xb + i), hn::Set(df, first)));
+    float sum = hn::GetLane(hn::SumOfLanes(df, s));
+    for (int64_t i = whole; i < n; ++i) sum += bf16_to_float(xb[i]) - first;
+    const float mean = static_cast<float>(first + static_cast<double>(sum) / n);
+    auto a = hn::Zero(df), q = hn::Zero(df);
+    for (int64_t i = 0; i < whole; i += lanes) {
+      const auto d = hn::Sub(Widen(xb + i), hn::Set(df, mean));
+      a = hn::Add(a, d);
+      q = hn::MulAdd(d, d, q);
+    }
+    double dev = hn::GetLane(hn::SumOfLanes(df, a)), dev2 = hn::GetLane(hn::SumOfLanes(df, q));
+    for (int64_t i = whole; i < n; ++i) {
+      const float d = bf16_to_float(xb[i]) - mean;
+      dev += d;
+      dev2 += d * d;
+    }
+    total.merge({static_cast<double>(n), mean + dev / n, std::max(dev2 - dev * dev / n, 0.0)});
+  }
+  return total;
+}
+
+// The same per column of `rows` contiguous rows of `width` columns, blocks of
+// kFloatBlock rows, merged into out[w].
+void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float lane_mean[kMaxLanes], lane_a[kMaxLanes], lane_q[kMaxLanes];
+  const int64_t whole = width / lanes * lanes;
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+    const int64_t n = std::min(kFloatBlock, rows - r0);
+    const uint16_t* xb = x + r0 * width;
+    for (int64_t w = 0; w < whole; w += lanes) {
+      const auto first = Widen(xb + w);
+      auto s = hn::Zero(df);
+      for (int64_t r = 1; r < n; ++r) s = hn::Add(s, hn::Sub(Widen(xb + r * width + w), first));
+      const auto mean = hn::MulAdd(s, hn::Set(df, 1.0f / static_cast<float>(n)), first);
+      auto a = hn::Zero(df), q = hn::Zero(df);
+      for (int64_t r = 0; r < n; ++r) {
+        const auto d = hn::Sub(Widen(xb + r * width + w), mean);
+        a = hn::Add(a, d);
+        q = hn::MulAdd(d, d, q);
+      }
+      hn::Store(mean, df, lane_mean);
+      hn::Store(a, df, lane_a);
+      hn::Store(q, df, lane_q);
+      for (int64_t k = 0; k < lanes; ++k) {
+        const double dev = lane_a[k];
+        out[w + k].merge({static_cast<double>(n), lane_mean[k] + dev / n,
+                          std::max(lane_q[k] - dev * dev / n, 0.0)});
+      }
+    }
+    for (int64_t w = whole; w < width; ++w) {  // columns left over: one at a time
+      double sum = 0.0;
+      for (int64_t r = 0; r < n; ++r) sum += bf16_to_float(xb[r * width + w]);
+      const double mean = sum / n;
+      double m2 = 0.0;
+      for (int64_t r = 0; r < n; ++r) {
+        const double d = bf16_to_float(xb[r * width + w]) - mean;
+        m2 += d * d;
+      }
+      out[w].merge({static_cast<double>(n), mean, m2});
+    }
+  }
+}
+
+const Bf16Conversions* GetConversions() {
+  static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
+                                           SpanNormalize, RowsNormalize, SpanGradInput,
+                                           RowsGradInput, SpanGradSums,  RowsGradSums,
+                                           SpanMoments,   RowsMoments};
+  return &conversions;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace bnlab::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <vector>
+
+#include "kernels/simd_targets.hpp"
+
+namespace bnlab::kernels {
+
+HWY_EXPORT(GetConversions);
+
+namespace {
+const std::vector<const Bf16Conversions*>& supported_tables() {
+  static const std::vector<const Bf16Conversions*> tables =
+      simd_tables([] { return HWY_DYNAMIC_DISPATCH(GetConversions)(); });
+  return tables;
+}
+}  // namespace
+
+int simd_bf16_variant_count() { return static_cast<int>(supported_tables().size()); }
+const Bf16Conversions* simd_bf16_conversions(int index) { return supported_tables()[index]; }
+
+}  // namespace bnlab::kernels
+#endif  // HWY_ONCE
