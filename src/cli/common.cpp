@@ -115,6 +115,11 @@ data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t t
   return split;
 }
 
+data::Dataset load_test_data(const DataOptions& options, int64_t limit) {
+  data::Dataset test = data::load_test_split(options.dir);
+  return limit > 0 ? data::head(test, limit) : test;
+}
+
 void add_threads_option(CLI::App& command, int& threads) {
   command.add_option("--threads", threads, "Threads (default: all cores, or OMP_NUM_THREADS)")
       ->check(CLI::Range(0, kMaxThreads));
@@ -146,6 +151,19 @@ std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& 
                 "--arch with the network in PyTorch's notation, e.g. --arch \"Flatten(), "
                 "Linear(784, 10)\"");
   return arch;
+}
+
+std::string ArchOptions::text() const { return model.empty() ? arch : nn::preset_arch(model); }
+
+void add_arch_options(CLI::App& command, ArchOptions& options) {
+  CLI::Option* arch =
+      command.add_option("--arch", options.arch,
+                         "Architecture in PyTorch's notation (default: the one the file stores)");
+  command
+      .add_option("--model", options.model,
+                  "A preset: mlp, mlp-bn, cnn, cnn-bn (instead of --arch)")
+      ->check(CLI::IsMember(nn::preset_names()))
+      ->excludes(arch);
 }
 
 Shape example_input_shape(const data::Dataset& d) { return {1, d.channels, d.rows, d.cols}; }

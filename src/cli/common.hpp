@@ -35,6 +35,8 @@ void add_data_options(CLI::App& command, DataOptions& options, const std::string
 // Reads the split; with a limit, the first `train_limit` training examples and
 // the first `test_limit` test examples (0: all of that split).
 data::Split load_data(const DataOptions& options, int64_t train_limit, int64_t test_limit);
+// The test split alone (eval, fold), its first `limit` examples (0: all).
+data::Dataset load_test_data(const DataOptions& options, int64_t limit);
 
 // Option checks with short messages ("must be > 0, got 0"); CLI11's own
 // PositiveNumber prints its whole double range.
@@ -71,6 +73,16 @@ std::unique_ptr<nn::Sequential> build_network(const std::string& arch, Generator
 // file stores; an error telling the user to pass --arch when it has none.
 std::string checkpoint_arch(const io::SafetensorsFile& file, const std::string& path,
                             const std::string& arch_option);
+
+// eval's and fold's way to name the network: --arch TEXT or --model PRESET
+// (as train takes them), else the checkpoint's stored one.
+struct ArchOptions {
+  std::string arch, model;
+  // The text to use in place of the stored architecture ("" for the stored one).
+  std::string text() const;
+};
+void add_arch_options(CLI::App& command, ArchOptions& options);
+
 // (1, C, H, W) for one example of the data set.
 Shape example_input_shape(const data::Dataset& d);
 

@@ -1,6 +1,7 @@
 // bnlab eval: loads a safetensors checkpoint (bnlab's own, or PyTorch's
-// nn.Sequential state dict with --arch) and reports test loss and accuracy in
-// eval mode (running statistics).
+// nn.Sequential state dict with --arch or --model) and reports test loss and
+// accuracy in eval mode (running statistics). Reads the test files only, and
+// refuses a checkpoint with non-finite values or negative running variances.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -16,7 +17,8 @@ namespace bnlab::cli {
 namespace {
 
 struct EvalCommandOptions {
-  std::string weights, arch;
+  std::string weights;
+  ArchOptions arch;
   int64_t batch = kEvalBatch;
   bool json = false;
   DataOptions data;
@@ -26,12 +28,13 @@ struct EvalCommandOptions {
 void run_eval(const EvalCommandOptions& o) {
   apply_threads(o.threads);
   const io::SafetensorsFile file = io::read_safetensors(o.weights);
-  const std::string arch = checkpoint_arch(file, o.weights, o.arch);
-  const data::Split split = load_data(o.data, 1, o.data.limit);
-  std::unique_ptr<nn::Sequential> net = build_network(arch, 0, split.test);
+  const std::string arch = checkpoint_arch(file, o.weights, o.arch.text());
+  const data::Dataset test_set = load_test_data(o.data, o.data.limit);
+  std::unique_ptr<nn::Sequential> net = build_network(arch, 0, test_set);
   nn::load_state_dict(*net, file);
+  nn::check_state_values(*net);
   // Under mpirun each process scores its part of the test set; the counts are summed.
-  const train::EvalResult test = train::evaluate(*net, split.test, o.batch, false, dist::world());
+  const train::EvalResult test = train::evaluate(*net, test_set, o.batch, false, dist::world());
   std::printf("%s\n  test: accuracy %s  loss %s  (%lld images of %s, eval mode)\n",
               arch.c_str(), percent(test.accuracy).c_str(), loss_text(test.loss).c_str(),
               static_cast<long long>(test.count), o.data.dir.c_str());
@@ -46,8 +49,7 @@ void add_eval_command(CLI::App& app) {
   CLI::App* command =
       app.add_subcommand("eval", "Test loss and accuracy of a checkpoint, in eval mode");
   command->add_option("--weights", o->weights, "A safetensors checkpoint")->required();
-  command->add_option("--arch", o->arch,
-                      "Architecture in PyTorch's notation (default: the one the file stores)");
+  add_arch_options(*command, o->arch);
   command->add_option("--batch", o->batch, "Examples per forward pass")
       ->capture_default_str()->check(positive());
   command->add_flag("--json", o->json, "End with one JSON line: test_accuracy, test_loss");
@@ -56,6 +58,7 @@ void add_eval_command(CLI::App& app) {
   command->footer(
       "Examples:\n"
       "  bnlab eval --weights mlp-bn.safetensors\n"
+      "  bnlab eval --weights from_pytorch.safetensors --model mlp-bn\n"
       "  bnlab eval --weights from_pytorch.safetensors --arch \"Flatten(), Linear(784, 512), "
       "ReLU(), Linear(512, 256), ReLU(), Linear(256, 10)\" --json");
   command->callback([o] { run_eval(*o); });

@@ -21,7 +21,8 @@ namespace bnlab::cli {
 namespace {
 
 struct FoldOptions {
-  std::string weights, out, arch;
+  std::string weights, out;
+  ArchOptions arch;
   DataOptions data{data::default_data_dir(), 2000};  // the check's test images
   bool json = false;
   int threads = 0;
@@ -67,19 +68,20 @@ Outputs run_eval(nn::Sequential& net, const data::Dataset& d, int64_t batch) {
 void run_fold(const FoldOptions& o) {
   apply_threads(o.threads);
   const io::SafetensorsFile file = io::read_safetensors(o.weights);
-  const std::string arch = checkpoint_arch(file, o.weights, o.arch);
+  const std::string arch = checkpoint_arch(file, o.weights, o.arch.text());
   Generator gen(0);
   auto net = nn::parse_arch(arch, gen);
   nn::load_state_dict(*net, file);
+  nn::check_state_values(*net);
   net->eval();
   nn::FoldResult folded = nn::fold_batch_norm(*net);
   nn::save_checkpoint(o.out, *folded.net, folded.arch);
   // The original is timed as the toolkit runs it: BN + ReLU fused.
   net->fuse_batch_norm_relu();
 
-  data::Split split;
+  data::Dataset test;
   try {
-    split = load_data(o.data, 1, o.data.limit);
+    test = load_test_data(o.data, o.data.limit);
   } catch (const Error& e) {
     // The folded file is written; only the check needs the data.
     if (o.json) {
@@ -94,7 +96,6 @@ void run_fold(const FoldOptions& o) {
               << "\nnot checked against the original: " << e.what() << "\n";
     return;
   }
-  const data::Dataset& test = split.test;
   const Outputs before = run_eval(*net, test, kEvalBatch);
   const Outputs after = run_eval(*folded.net, test, kEvalBatch);
   double max_diff = 0.0, max_abs = 0.0;
@@ -139,15 +140,16 @@ void add_fold_command(CLI::App& app) {
       "fold", "Fold each eval-mode BatchNorm into the Linear or Conv2d before it");
   cmd->add_option("--weights", o->weights, "checkpoint to fold (safetensors)")->required();
   cmd->add_option("--out", o->out, "where to write the folded checkpoint")->required();
-  cmd->add_option("--arch", o->arch, "architecture text, for files that do not carry one");
+  add_arch_options(*cmd, o->arch);
   add_data_options(*cmd, o->data,
                    "Check on the first N test examples (default 2000; 0: all of them)");
   add_threads_option(*cmd, o->threads);
   cmd->add_flag("--json", o->json, "print one JSON object with the check's figures");
   cmd->footer(
-      "Example:\n  bnlab train --model mlp-bn --epochs 2 --save mlp-bn.safetensors\n"
+      "Examples:\n  bnlab train --model mlp-bn --epochs 2 --save mlp-bn.safetensors\n"
       "  bnlab fold --weights mlp-bn.safetensors --out mlp-bn-folded.safetensors\n"
-      "  bnlab eval --weights mlp-bn-folded.safetensors");
+      "  bnlab eval --weights mlp-bn-folded.safetensors\n"
+      "  bnlab fold --weights from_pytorch.safetensors --model mlp-bn --out folded.safetensors");
   cmd->callback([o] { run_fold(*o); });
 }
 

@@ -2,10 +2,14 @@
 // file (add_<name>_command); this file only lists them and maps failures to
 // exit statuses: 0 done, 1 an error (message on stderr), 2 a usage error.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <string>
+#include <vector>
 
 #include "bnlab/dist/mpi_replicas.hpp"
+#include "bnlab/did_you_mean.hpp"
 #include "bnlab/error.hpp"
 #include "benefits.hpp"
 #include "common.hpp"
@@ -37,6 +41,20 @@ int main(int argc, char** argv) {
   add_fold_command(app);
   make_numbers_strict(app);
   add_recalibrate_command(app);
+  // A first word that names no command gets the closest names (CLI11 would
+  // only say that it was not expected).
+  if (argc > 1 && argv[1][0] != '-') {
+    std::vector<std::string> names;
+    for (const CLI::App* command : app.get_subcommands({})) names.push_back(command->get_name());
+    if (std::find(names.begin(), names.end(), argv[1]) == names.end()) {
+      std::string list;
+      for (const std::string& name : names) list += (list.empty() ? "" : ", ") + name;
+      std::fprintf(stderr, "bnlab: error: unknown command '%s'%s; the commands are %s\n",
+                   bnlab::excerpt(argv[1]).c_str(), bnlab::did_you_mean(argv[1], names).c_str(),
+                   list.c_str());
+      return kExitUsage;
+    }
+  }
   try {
     app.parse(argc, argv);  // runs the chosen subcommand's callback
   } catch (const CLI::ParseError& e) {

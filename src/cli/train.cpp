@@ -12,6 +12,7 @@
 #include "bnlab/dist/mpi_replicas.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/arch.hpp"
+#include "bnlab/nn/loss.hpp"
 #include "bnlab/nn/state_dict.hpp"
 #include "bnlab/io/atomic_file.hpp"
 #include "bnlab/train/checkpoint.hpp"
@@ -197,6 +198,8 @@ void run_train(const TrainCommandOptions& o, const CLI::App& command, CLI::Optio
   if (o.freeze_bn || o.freeze_bn_affine) net->freeze_batch_norm(o.freeze_bn_affine);
 
   options.seed = o.seed;
+  if (const std::string note = nn::final_softmax_warning(*net); root && !note.empty())
+    std::fprintf(stderr, "bnlab: warning: %s\n", note.c_str());
   if (replicas) {
     replicas->set_bucket_bytes(o.bucket_kb * 1024);
     replicas->set_overlap(!o.no_overlap);

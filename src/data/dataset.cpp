@@ -17,9 +17,6 @@
 namespace bnlab::data {
 namespace {
 
-constexpr const char* kInstallHint =
-    "install the Debian package dataset-fashion-mnist (bash scripts/setup.sh) or pass --data DIR";
-
 // pixel_value for each of the 256 bytes.
 struct PixelTable {
   float value[256];
@@ -55,7 +52,8 @@ std::string find_idx_file(const std::string& dir, const std::string& name) {
   const std::string plain = dir + "/" + name;
   if (is_regular_file(plain)) return plain;
   if (is_regular_file(plain + ".gz")) return plain + ".gz";
-  throw Error(ErrorCode::io, "data file " + plain + "[.gz] not found: " + kInstallHint);
+  throw Error(ErrorCode::io, "data folder " + dir + " has no " + name + " (nor " + name +
+                                 ".gz): " + missing_data_advice(dir));
 }
 
 // splitmix64 (bnlab/random.hpp), written out so that every machine and every
@@ -76,9 +74,30 @@ struct SplitMix64 {
 
 }  // namespace
 
-Split load_split(const std::string& dir) {
+std::string missing_data_advice(const std::string& dir) {
+  if (dir == default_data_dir())
+    return "install the Debian package dataset-fashion-mnist (bash scripts/setup.sh) or pass "
+           "--data DIR";
+  return "--data names a folder holding MNIST's four files, train-images-idx3-ubyte, "
+         "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each "
+         "plain or .gz)";
+}
+
+namespace {
+void check_data_dir(const std::string& dir) {
   if (!is_directory(dir))
-    throw Error(ErrorCode::io, "data directory " + dir + " not found: " + kInstallHint);
+    throw Error(ErrorCode::io, "data folder " + dir + " not found: " + missing_data_advice(dir));
+}
+}  // namespace
+
+Dataset load_test_split(const std::string& dir) {
+  check_data_dir(dir);
+  const std::string test_images = find_idx_file(dir, "t10k-images-idx3-ubyte");
+  return read_idx(test_images, find_idx_file(dir, "t10k-labels-idx1-ubyte"));
+}
+
+Split load_split(const std::string& dir) {
+  check_data_dir(dir);
   // All four files are looked for first, in a fixed order, so that a missing
   // one is reported before any reading starts.
   const std::string train_images = find_idx_file(dir, "train-images-idx3-ubyte");

@@ -284,6 +284,26 @@ const NamedTensor* SafetensorsFile::find(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// torch.save's files: a zip archive ("PK\3\4", PyTorch >= 1.6) or a legacy
+// pickle (0x80, then the protocol 2 to 5). Asked only when the first 8 bytes
+// make no valid header length, so a safetensors file is never mistaken for one.
+void check_not_pickle(const std::string& path, const uint8_t (&first)[8]) {
+  const bool zip = first[0] == 'P' && first[1] == 'K' && first[2] == 3 && first[3] == 4;
+  const bool pickle = first[0] == 0x80 && first[1] >= 2 && first[1] <= 5;
+  if (!zip && !pickle) return;
+  throw io_error(path, std::string("is a PyTorch pickle (torch.save, ") +
+                           (zip ? "zip archive" : "legacy format") +
+                           "), not a safetensors file; bnlab does not run pickles. Save the "
+                           "state dict as safetensors instead: from safetensors.torch import "
+                           "save_file; save_file(model.state_dict(), \"net.safetensors\") (or, "
+                           "without the safetensors package, the plain-Python writer in "
+                           "docs/pytorch.md)");
+}
+
+}  // namespace
+
 /* Reads the header (length, JSON), validates every entry, checks that the
    sorted [begin, end) ranges tile [0, data_size) exactly, then reads each
    tensor's bytes in data order. Memory: the header plus the tensors. */
@@ -307,6 +327,8 @@ SafetensorsFile read_safetensors(const std::string& path) {
   if (std::fread(length_bytes, 1, 8, file.get()) != 8) throw io_error(path, "read failed");
   uint64_t header_bytes = 0;
   for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | length_bytes[i];
+  if (header_bytes > kMaxHeaderBytes || header_bytes > file_bytes - 8)
+    check_not_pickle(path, length_bytes);
   if (header_bytes > kMaxHeaderBytes)
     throw io_error(
         path, "header length " + std::to_string(header_bytes) + " is absurd (the limit is 100 MB)");

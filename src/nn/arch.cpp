@@ -55,9 +55,12 @@ ModulePtr build_layer(const LayerCall& call, Generator& gen) {
     for (const LayerEntry& known : layer_registry()) names.emplace_back(known.name);
     std::string list;
     for (const std::string& known : names) list += (list.empty() ? "" : ", ") + known;
+    // A name too long to quote whole is no typo: the list is left out, so the
+    // message stays short.
+    const bool quoted_whole = excerpt(call.name) == call.name;
     throw ArchProblem{call.name_pos, "unknown layer '" + excerpt(call.name) + "'" +
                                          did_you_mean(call.name, names) +
-                                         "; known layers: " + list};
+                                         (quoted_whole ? "; known layers: " + list : "")};
   }
   return entry->build(BoundArgs(call, entry->signature), gen);
 }

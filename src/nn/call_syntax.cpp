@@ -519,6 +519,7 @@ std::vector<LayerCall> parse_calls(std::string_view text) {
 }
 
 BoundArgs::BoundArgs(const LayerCall& call, const Signature& signature) : call_(call) {
+  if (signature.any_arguments) return;
   // The parameter names; device and dtype (accepted as None only) are left
   // out of the keyword hint.
   auto signature_text = [&](bool with_factory_args) {
@@ -590,6 +591,37 @@ int64_t BoundArgs::size(const char* name, int64_t default_value, int64_t min_val
   return check_min(name, *v, min_value);
 }
 
+Size2 BoundArgs::size_pair(const char* name, Size2 default_value, int64_t min_value,
+                              bool allow_none) const {
+  const Value* v = find(name);
+  if (!v) return default_value;
+  if (v->kind == ValueKind::integer) {
+    const int64_t size = check_min(name, *v, min_value);
+    return {size, size, false};
+  }
+  auto item = [&](const Value& item) -> int64_t {
+    if (allow_none && item.kind == ValueKind::none) return 0;
+    if (item.kind != ValueKind::integer)
+      throw ArchProblem{v->pos, std::string(name) + " must be an integer or a pair of integers" +
+                                    (allow_none ? " (or None)" : "") + ", got " + v->text};
+    return check_min(name, item, min_value);
+  };
+  if (v->kind != ValueKind::tuple || v->items.size() != 2)
+    throw ArchProblem{v->pos,
+                      std::string(name) + " must be an integer or a pair of integers, got " + v->text};
+  return {item(v->items[0]), item(v->items[1]), true};
+}
+
+std::optional<int64_t> BoundArgs::optional_integer(const char* name,
+                                                   std::optional<int64_t> default_value) const {
+  const Value* v = find(name);
+  if (!v) return default_value;
+  if (v->kind == ValueKind::none) return std::nullopt;
+  if (v->kind != ValueKind::integer)
+    throw ArchProblem{v->pos, std::string(name) + " must be an integer or None, got " + v->text};
+  return v->int_value;
+}
+
 bool BoundArgs::flag(const char* name, bool default_value) const {
   const Value* v = find(name);
   if (!v) return default_value;
@@ -623,56 +655,6 @@ void BoundArgs::require_default(const char* name, const std::string& default_tex
 void BoundArgs::fail(const char* name, const std::string& message) const {
   const Value* v = find(name);
   throw ArchProblem{v ? v->pos : call_.name_pos, message};
-}
-
-namespace {
-
-// Optimal string alignment distance (Levenshtein with adjacent swaps), ignoring case.
-size_t edit_distance(std::string_view a, std::string_view b) {
-  auto lower = [](char c) {
-    return static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  };
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i)
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
-          lower(a[i - 2]) == lower(b[j - 1]))
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  return d[a.size()][b.size()];
-}
-
-}  // namespace
-
-std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
-                         const char* quote) {
-  // Up to a third of the letters may be wrong (at least one, at most three);
-  // longer names are not compared (they are nobody's typo of a layer's name).
-  constexpr size_t kLongest = 64;
-  if (name.empty() || name.size() > kLongest) return "";
-  const size_t allowed = std::clamp<size_t>(name.size() / 3, 1, 3);
-  size_t best = allowed + 1;
-  std::vector<std::string> closest;
-  for (const std::string& candidate : candidates) {
-    const size_t distance = edit_distance(name, candidate);
-    if (distance < best) {
-      best = distance;
-      closest.clear();
-    }
-    if (distance == best) closest.push_back(candidate);
-  }
-  if (closest.empty()) return "";
-  std::string names;
-  for (size_t i = 0; i < closest.size(); ++i)
-    names += (i == 0                    ? ""
-              : i + 1 == closest.size() ? " or "
-                                        : ", ") +
-             std::string(quote) + closest[i] + quote;
-  return " (did you mean " + names + "?)";
 }
 
 std::string caret_excerpt(const std::string& text, size_t pos) {

@@ -25,7 +25,9 @@
 #include <string_view>
 #include <vector>
 
+#include "bnlab/did_you_mean.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/nn/module.hpp"
 
 namespace bnlab::nn::call_syntax {
 
@@ -81,7 +83,11 @@ std::vector<LayerCall> parse_calls(std::string_view text);
 struct Signature {
   std::vector<const char*> params;
   size_t required;
+  // PyTorch's (*args, **kwargs) (nn.Identity): any arguments, all ignored.
+  bool any_arguments = false;
 };
+
+
 
 // The arguments of one call, bound to its signature by name as Python binds
 // them: positional arguments fill the signature in order, keywords by name;
@@ -96,6 +102,13 @@ class BoundArgs {
   // square kernels bnlab implements.
   int64_t size(const char* name, int64_t default_value, int64_t min_value,
                bool allow_pair = false) const;
+  // An integer >= min_value, or a pair of them (height, width), of any two
+  // values; with allow_none a None in the pair is read as 0.
+  Size2 size_pair(const char* name, Size2 default_value, int64_t min_value,
+                     bool allow_none = false) const;
+  // An integer, or None (nullopt), or absent (default_value).
+  std::optional<int64_t> optional_integer(const char* name,
+                                          std::optional<int64_t> default_value) const;
   bool flag(const char* name, bool default_value) const;
   double number(const char* name, double default_value) const;
   std::optional<double> optional_number(const char* name,
@@ -112,10 +125,8 @@ class BoundArgs {
   std::map<std::string, const Value*> values_;
 };
 
-// " (did you mean Linear?)" for a name close to one of the candidates
-// (letters in any case, a few typed wrong, swapped, missing or extra), or "".
-std::string did_you_mean(std::string_view name, const std::vector<std::string>& candidates,
-                         const char* quote = "");
+// did_you_mean (bnlab/did_you_mean.hpp), for layer and keyword names.
+using bnlab::did_you_mean;
 
 // Error excerpts: bnlab::excerpt (error.hpp), so a message never echoes
 // unbounded input.

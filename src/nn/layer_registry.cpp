@@ -213,6 +213,70 @@ ModulePtr build_dropout(const BoundArgs& args, Generator& gen) {
   return std::make_unique<Dropout>(p, gen);
 }
 
+ModulePtr build_gelu(const BoundArgs& args, Generator&) {
+  const Value* approximate = args.find("approximate");
+  if (!approximate) return std::make_unique<GELU>();
+  if (approximate->kind != ValueKind::string ||
+      (approximate->string_value != "none" && approximate->string_value != "tanh"))
+    args.fail("approximate", "approximate must be 'none' or 'tanh', got " + approximate->text);
+  return std::make_unique<GELU>(approximate->string_value);
+}
+
+ModulePtr build_elu(const BoundArgs& args, Generator&) {
+  args.flag("inplace", false);
+  return std::make_unique<ELU>(args.number("alpha", 1.0));
+}
+
+template <class Activation>
+ModulePtr build_inplace_activation(const BoundArgs& args, Generator&) {
+  args.flag("inplace", false);
+  return std::make_unique<Activation>();
+}
+
+ModulePtr build_prelu(const BoundArgs& args, Generator&) {
+  check_factory_args(args);
+  return std::make_unique<PReLU>(args.size("num_parameters", 1, 1), args.number("init", 0.25),
+                                 deferred);
+}
+
+ModulePtr build_avg_pool2d(const BoundArgs& args, Generator&) {
+  const Size2 kernel_size = args.size_pair("kernel_size", {}, 1);
+  std::optional<Size2> stride;
+  const Value* stride_value = args.find("stride");
+  if (stride_value && stride_value->kind != ValueKind::none)
+    stride = args.size_pair("stride", {}, 1);
+  const Size2 padding = args.size_pair("padding", {0, 0, false}, 0);
+  // PyTorch's rule: each window must hold at least one input element.
+  if (2 * padding.h > kernel_size.h || 2 * padding.w > kernel_size.w)
+    args.fail("padding", "padding should be at most half of kernel_size, got padding=" +
+                             padding.repr() + " with kernel_size=" + kernel_size.repr());
+  const std::optional<int64_t> divisor = args.optional_integer("divisor_override", std::nullopt);
+  if (divisor && *divisor == 0) args.fail("divisor_override", "divisor_override must not be zero");
+  return std::make_unique<AvgPool2d>(kernel_size, stride, padding, args.flag("ceil_mode", false),
+                                     args.flag("count_include_pad", true), divisor);
+}
+
+ModulePtr build_adaptive_avg_pool2d(const BoundArgs& args, Generator&) {
+  const Value* value = args.find("output_size");
+  if (value->kind == ValueKind::none)
+    args.fail("output_size", "output_size must be an integer or a pair, got None");
+  return std::make_unique<AdaptiveAvgPool2d>(args.size_pair("output_size", {}, 1, true));
+}
+
+ModulePtr build_dropout2d(const BoundArgs& args, Generator& gen) {
+  args.flag("inplace", false);
+  const double p = args.number("p", 0.5);
+  if (!(p >= 0.0 && p < 1.0)) args.fail("p", "p must be in [0, 1), got " + args.find("p")->text);
+  return std::make_unique<Dropout2d>(p, gen);
+}
+
+ModulePtr build_identity(const BoundArgs&, Generator&) { return std::make_unique<Identity>(); }
+
+template <bool log>
+ModulePtr build_softmax(const BoundArgs& args, Generator&) {
+  return std::make_unique<Softmax>(args.optional_integer("dim", std::nullopt), log);
+}
+
 ModulePtr build_flatten(const BoundArgs& args, Generator&) {
   args.require_default("start_dim", "1", is_start_dim_one);
   args.require_default("end_dim", "-1", is_end_dim_last);
@@ -266,7 +330,22 @@ const std::vector<LayerEntry>& layer_registry() {
       {"MaxPool2d",
        {{"kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"}, 1},
        build_max_pool2d},
+      {"GELU", {{"approximate"}, 0}, build_gelu},
+      {"ELU", {{"alpha", "inplace"}, 0}, build_elu},
+      {"SiLU", {{"inplace"}, 0}, build_inplace_activation<SiLU>},
+      {"ReLU6", {{"inplace"}, 0}, build_inplace_activation<ReLU6>},
+      {"Hardswish", {{"inplace"}, 0}, build_inplace_activation<Hardswish>},
+      {"PReLU", {{"num_parameters", "init", "device", "dtype"}, 0}, build_prelu},
+      {"AvgPool2d",
+       {{"kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"},
+        1},
+       build_avg_pool2d},
+      {"AdaptiveAvgPool2d", {{"output_size"}, 1}, build_adaptive_avg_pool2d},
       {"Dropout", {{"p", "inplace"}, 0}, build_dropout},
+      {"Dropout2d", {{"p", "inplace"}, 0}, build_dropout2d},
+      {"Identity", {{}, 0, true}, build_identity},
+      {"Softmax", {{"dim"}, 0}, build_softmax<false>},
+      {"LogSoftmax", {{"dim"}, 0}, build_softmax<true>},
       {"Flatten", {{"start_dim", "end_dim"}, 0}, build_flatten},
   };
   return kLayers;

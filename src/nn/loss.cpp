@@ -6,6 +6,7 @@
 #include <string>
 
 #include "bnlab/error.hpp"
+#include "bnlab/nn/layers.hpp"
 #include "core/parallel.hpp"
 
 namespace bnlab::nn {
@@ -88,6 +89,16 @@ const Tensor& CrossEntropyLoss::backward() {
     dz[i * k + labels_[i]] -= hit * scale;
   }
   return grad_;
+}
+
+std::string final_softmax_warning(Sequential& net) {
+  if (net.size() == 0) return "";
+  const auto* last = dynamic_cast<const Softmax*>(&net[net.size() - 1]);
+  if (last == nullptr || last->log) return "";
+  return "the network ends with " + last->repr() +
+         ": the loss (cross-entropy) applies log-softmax itself, so it takes these "
+         "probabilities as logits; training slows and the loss stays high. Drop the final "
+         "Softmax (or end with LogSoftmax, which gives the same loss as none)";
 }
 
 }  // namespace bnlab::nn

@@ -1,9 +1,16 @@
-// Module's defaults: plain tensors only, and no folding.
+// Module's defaults: plain tensors only, and no folding; Size2's repr.
 #include "bnlab/nn/module.hpp"
 
 #include "bnlab/error.hpp"
 
 namespace bnlab::nn {
+
+std::string Size2::repr() const {
+  if (!pair) return std::to_string(h);
+  auto one = [](int64_t v) { return v == 0 ? std::string("None") : std::to_string(v); };
+  return "(" + one(h) + ", " + one(w) + ")";
+}
+
 
 const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   if (in != MemoryFormat::plain || out != MemoryFormat::plain)
@@ -22,6 +29,12 @@ void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat
     throw Error(repr() + ": keeps its input's format, asked for " +
                 (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
   check_blocked16_input(input, in);
+}
+
+void Module::check_grad_output(const Tensor& grad_output, const Tensor& output) const {
+  if (grad_output.shape() != output.shape())
+    throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
+                " does not match the output " + shape_string(output.shape()));
 }
 
 ChannelAffine Module::eval_channel_affine() const {

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <bit>
+#include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <map>
@@ -236,6 +238,35 @@ void save_checkpoint(const std::string& path, Sequential& net, const std::string
   io::SafetensorsFile file = state_dict(net);
   file.metadata["arch"] = arch;
   io::write_safetensors(path, file);
+}
+
+namespace {
+// The shortest text that reads back as `value` ("-0.5", not "-0.500000").
+std::string shortest_text(float value) {
+  char text[32];
+  const auto result = std::to_chars(text, text + sizeof text, value);
+  return std::string(text, result.ptr);
+}
+}  // namespace
+
+void check_state_values(Sequential& net) {
+  for (const Entry& entry : collect_entries(net)) {
+    if (!entry.tensor) continue;
+    const bool variance =
+        entry.key.size() >= 12 && entry.key.compare(entry.key.size() - 12, 12, ".running_var") == 0;
+    const Tensor& t = *entry.tensor;
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      if (!std::isfinite(t[i]))
+        throw Error(key_error_prefix(entry.key) + "value [" + std::to_string(i) + "] is " +
+                    (std::isnan(t[i]) ? "nan"
+                     : t[i] > 0       ? "inf"
+                                      : "-inf") +
+                    ": a checkpoint with non-finite values gives meaningless outputs");
+      if (variance && t[i] < 0.0f)
+        throw Error(key_error_prefix(entry.key) + "value [" + std::to_string(i) + "] is " +
+                    shortest_text(t[i]) + ": a running variance cannot be negative");
+    }
+  }
 }
 
 std::string checkpoint_arch(const io::SafetensorsFile& file) {

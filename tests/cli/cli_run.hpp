@@ -1,5 +1,6 @@
 // Running the `bnlab` executable from a test: its exit status, stdout and
-// stderr; a scratch folder per test; whether Fashion-MNIST is installed.
+// stderr; a scratch folder per test; whether Fashion-MNIST is installed
+// (cli_test.cpp, train_cli_test.cpp, cli_manners_test.cpp).
 #pragma once
 
 #include <gtest/gtest.h>

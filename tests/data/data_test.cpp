@@ -337,19 +337,38 @@ TEST_F(IdxTest, LoadSplitReadsPlainAndGzipFileNames) {
   EXPECT_EQ(split.test.labels, (std::vector<int32_t>{9, 8}));
 }
 
-TEST_F(IdxTest, LoadSplitNamesThePackageAndTheFlagWhenDataIsMissing) {
+// The package is named for the default folder only (issue 13): another
+// folder is named with the files it must hold.
+TEST_F(IdxTest, LoadSplitNamesTheFolderTheFileAndTheFlagWhenDataIsMissing) {
   for (const std::string& dir : {path("absent"), dir_.string()}) {
-    try {
-      bnlab::data::load_split(dir);
-      ADD_FAILURE() << "no error for " << dir;
-    } catch (const Error& e) {
-      const std::string message = e.what();
-      EXPECT_EQ(e.code(), ErrorCode::io);
-      EXPECT_NE(message.find("dataset-fashion-mnist"), std::string::npos) << message;
-      EXPECT_NE(message.find("--data DIR"), std::string::npos) << message;
-      EXPECT_NE(message.find(dir), std::string::npos) << message;
+    for (bool test_only : {false, true}) {
+      try {
+        if (test_only)
+          bnlab::data::load_test_split(dir);
+        else
+          bnlab::data::load_split(dir);
+        ADD_FAILURE() << "no error for " << dir;
+      } catch (const Error& e) {
+        const std::string message = e.what();
+        EXPECT_EQ(e.code(), ErrorCode::io);
+        EXPECT_EQ(message.find("dataset-fashion-mnist"), std::string::npos) << message;
+        EXPECT_NE(message.find("--data"), std::string::npos) << message;
+        EXPECT_NE(message.find("data folder " + dir), std::string::npos) << message;
+        EXPECT_NE(message.find("t10k-images-idx3-ubyte"), std::string::npos) << message;
+      }
     }
   }
+  const std::string hint = bnlab::data::missing_data_advice(bnlab::data::default_data_dir());
+  EXPECT_NE(hint.find("dataset-fashion-mnist"), std::string::npos) << hint;
+  EXPECT_NE(hint.find("--data DIR"), std::string::npos) << hint;
+}
+
+TEST_F(IdxTest, LoadTestSplitReadsNoTrainingFile) {
+  write_plain("t10k-images-idx3-ubyte", images_bytes(2, 2, 2, sample_pixels(8)));
+  write_plain("t10k-labels-idx1-ubyte", labels_bytes(2, {9, 8}));
+  const auto test = bnlab::data::load_test_split(dir_.string());
+  EXPECT_EQ(test.count, 2);
+  EXPECT_EQ(test.labels, (std::vector<int32_t>{9, 8}));
 }
 
 TEST(DataTest, DefaultDataDirIsDebiansFashionMnist) {

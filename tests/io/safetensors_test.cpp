@@ -231,6 +231,30 @@ TEST_F(SafetensorsFiles, RewritingAGoldenReproducesPyTorchsBytes) {
   }
 }
 
+// torch.save writes a zip archive ("PK\3\4") or, with
+// _use_new_zipfile_serialization=False, a pickle (0x80, protocol 2..5): named
+// as such, with the way to save safetensors instead.
+TEST_F(SafetensorsFiles, ATorchSavePickleIsNamedAsOne) {
+  const std::string zip = std::string("PK\x03\x04", 4) + std::string(200, '\0');
+  const std::string legacy = std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46", 8) +
+                             std::string(200, '\0');
+  for (const std::string& bytes : {zip, legacy}) {
+    std::ofstream(path("model.pt"), std::ios::binary) << bytes;
+    expect_read_error(path("model.pt"),
+                      {"model.pt: is a PyTorch pickle (torch.save", "from safetensors.torch",
+                       "save_file(model.state_dict(), \"net.safetensors\")", "docs/pytorch.md"});
+  }
+}
+
+// A header of 640 bytes starts the file with 0x80 0x02, as a legacy pickle
+// does; the length is valid, so it is read as the safetensors file it is.
+TEST_F(SafetensorsFiles, AHeaderLengthThatLooksLikeAPickleIsStillRead) {
+  std::string header = R"j({"__metadata__":{"arch":"Flatten()"}})j";
+  header += std::string(640 - header.size(), ' ');
+  const SafetensorsFile file = bnlab::io::read_safetensors(make_file("ok.safetensors", header));
+  EXPECT_EQ(file.metadata.at("arch"), "Flatten()");
+}
+
 TEST_F(SafetensorsFiles, EmptyFilesMatchTheReferenceBytes) {
   // The reference implementation's own test vectors: no tensors, with and
   // without metadata; headers padded with spaces to a multiple of 8.

@@ -163,6 +163,33 @@ std::vector<std::string> sorted(std::vector<std::string> keys) {
   return keys;
 }
 
+// eval and fold refuse what would evaluate to plausible numbers: a NaN or
+// infinite value anywhere, a negative running variance (issue 13).
+TEST(StateDict, CheckStateValuesNamesTheFirstBadValue) {
+  Generator gen(3);
+  auto net = parse_arch("Flatten(), Linear(4, 3), BatchNorm1d(3), ReLU(), Linear(3, 2)", gen);
+  EXPECT_NO_THROW(check_state_values(*net));
+  auto expect_refused = [&](Tensor& t, float value, const std::string& message) {
+    const float saved = t[1];
+    t[1] = value;
+    try {
+      check_state_values(*net);
+      ADD_FAILURE() << "no error for " << message;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+    t[1] = saved;
+  };
+  auto& linear = dynamic_cast<Linear&>((*net)[1]);
+  auto& bn = dynamic_cast<BatchNorm&>((*net)[2]);
+  expect_refused(linear.weight.value, std::nanf(""), "'1.weight': value [1] is nan");
+  expect_refused(bn.bias.value, -INFINITY, "'2.bias': value [1] is -inf");
+  expect_refused(bn.running_var, -0.25f, "'2.running_var': value [1] is -0.25");
+  bn.running_mean[1] = -5.0f;  // a negative mean is fine
+  bn.running_var[1] = 0.0f;    // and so is a zero variance
+  EXPECT_NO_THROW(check_state_values(*net));
+}
+
 TEST(StateDict, KeysEqualPyTorchsForEveryGoldenArchitecture) {
   // The key sets (a file lists its tensors by dtype, then name, not in
   // state_dict() order; the test above checks that order).

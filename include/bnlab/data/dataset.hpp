@@ -38,8 +38,14 @@ struct Split {
 };
 
 // Reads {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] from dir. A missing
-// directory or file says which package to install or which flag to use.
+// folder or file is named, with the package to install (the default folder)
+// or what --data must name (any other).
 Split load_split(const std::string& dir);
+// The test split alone (t10k-*), for evaluation: the training files are not read.
+Dataset load_test_split(const std::string& dir);
+// What the errors of both say about a folder or file that is missing: the
+// package to install for the default folder, for any other what it must hold.
+std::string missing_data_advice(const std::string& dir);
 
 // The first `count` examples (or all, if fewer): for quick runs and tests.
 Dataset head(const Dataset& d, int64_t count);

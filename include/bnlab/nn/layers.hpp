@@ -164,15 +164,20 @@ class BatchNorm : public Module {
   int64_t sync_count_ = 0;
 };
 
-class ReLU : public Module {
+// An activation computed value by value: it takes any format that fits, keeps
+// it (see MemoryFormat), and gives an output of the input's shape.
+class Elementwise : public Module {
+ public:
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  Blocked16Use blocked16_use(const Shape& input) const override;
+  Shape output_shape(const Shape& input) const override { return input; }
+};
+
+class ReLU : public Elementwise {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Elementwise: any format, kept (see MemoryFormat).
-  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "ReLU()"; }
-  Shape output_shape(const Shape& input) const override { return input; }
   Activation fusable_activation() const override { return Activation::relu; }
   void set_applied_by_previous(bool on) override { fused = on; }
   bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
@@ -180,44 +185,137 @@ class ReLU : public Module {
   Tensor output_, grad_input_;
 };
 
-class LeakyReLU : public Module {
+class LeakyReLU : public Elementwise {
  public:
   explicit LeakyReLU(double negative_slope = 0.01) : negative_slope(negative_slope) {}
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Elementwise: any format, kept (see MemoryFormat).
-  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override;  // "LeakyReLU(negative_slope=0.01)"
-  Shape output_shape(const Shape& input) const override { return input; }
   double negative_slope;
  private:
   const Tensor* input_ = nullptr;
   Tensor output_, grad_input_;
 };
 
-class Sigmoid : public Module {
+class Sigmoid : public Elementwise {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Elementwise: any format, kept (see MemoryFormat).
-  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "Sigmoid()"; }
-  Shape output_shape(const Shape& input) const override { return input; }
  private:
   Tensor output_, grad_input_;
 };
 
-class Tanh : public Module {
+class Tanh : public Elementwise {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Elementwise: any format, kept (see MemoryFormat).
-  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
-  Blocked16Use blocked16_use(const Shape& input) const override;
   std::string repr() const override { return "Tanh()"; }
-  Shape output_shape(const Shape& input) const override { return input; }
+ private:
+  Tensor output_, grad_input_;
+};
+
+// GELU: x * Phi(x) (approximate "none") or PyTorch's tanh form ("tanh").
+class GELU : public Elementwise {
+ public:
+  explicit GELU(const std::string& approximate = "none");
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "GELU(approximate='none')"
+  bool tanh_approximation;
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// ELU: x if x > 0, else alpha * (exp(x) - 1).
+class ELU : public Elementwise {
+ public:
+  explicit ELU(double alpha = 1.0) : alpha(alpha) {}
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "ELU(alpha=1.0)"
+  double alpha;
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// SiLU (swish): x * sigmoid(x).
+class SiLU : public Elementwise {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "SiLU()"; }
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// ReLU6: min(max(x, 0), 6).
+class ReLU6 : public Elementwise {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "ReLU6()"; }
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// Hardswish: x * ReLU6(x + 3) / 6.
+class Hardswish : public Elementwise {
+ public:
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override { return "Hardswish()"; }
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// PReLU: x if x > 0, else a * x, with a learnable slope `weight` shared by
+// all channels (num_parameters = 1) or one per channel (dim 1 of the input).
+class PReLU : public Module {
+ public:
+  PReLU(int64_t num_parameters, double init, Deferred);
+  PReLU(int64_t num_parameters = 1, double init = 0.25);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "PReLU(num_parameters=1)"
+  Shape output_shape(const Shape& input) const override;
+  std::vector<std::pair<std::string, Parameter*>> parameters() override;
+  bool has_parameters() override { return true; }
+  void reset_parameters(Generator& gen) override;  // every slope = init
+  double state_bytes() const override;
+  int64_t num_parameters;
+  double init;
+  Parameter weight;  // (num_parameters)
+ private:
+  const Tensor* input_ = nullptr;
+  Tensor output_, grad_input_;
+};
+
+// Identity: the input, and the gradient, passed through unchanged.
+class Identity : public Elementwise {
+ public:
+  const Tensor& forward(const Tensor& input) override { return input; }
+  const Tensor& backward(const Tensor& grad_output) override { return grad_output; }
+  std::string repr() const override { return "Identity()"; }
+};
+
+// Softmax and LogSoftmax along `dim` (negative counts from the end; nullopt:
+// PyTorch's implicit choice, dim 0 for 0-, 1- and 3-D inputs, else 1).
+class Softmax : public Module {
+ public:
+  explicit Softmax(std::optional<int64_t> dim = std::nullopt, bool log = false)
+      : dim(dim), log(log) {}
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "Softmax(dim=1)", "LogSoftmax(dim=1)"
+  Shape output_shape(const Shape& input) const override;
+  std::optional<int64_t> dim;
+  bool log;  // LogSoftmax
  private:
   Tensor output_, grad_input_;
 };
@@ -242,6 +340,46 @@ class MaxPool2d : public Module {
   Tensor output_, grad_input_;
 };
 
+// Average pooling, PyTorch 1.13's rule, NCHW: window (kh, kw) at stride
+// (sh, sw) over the input padded by (ph, pw) with zeros; the output size
+// rounds down, or up with ceil_mode (a window starting in the right or bottom
+// padding is dropped). Each output is the window's sum divided by
+// divisor_override if set, else by the window's size clipped to the padded
+// input (count_include_pad) or to the input itself.
+class AvgPool2d : public Module {
+ public:
+  AvgPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = {},
+            bool ceil_mode = false, bool count_include_pad = true,
+            std::optional<int64_t> divisor_override = std::nullopt);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "AvgPool2d(kernel_size=2, stride=2, padding=0)"
+  Shape output_shape(const Shape& input) const override;
+  Size2 kernel_size, stride, padding;
+  bool ceil_mode, count_include_pad;
+  std::optional<int64_t> divisor_override;
+ private:
+  Shape input_shape_;
+  Tensor output_, grad_input_;
+};
+
+// Adaptive average pooling to (out_h, out_w), NCHW: output cell i of a
+// dimension of size I averages the inputs [floor(i*I/O), ceil((i+1)*I/O)),
+// PyTorch's rule, so sizes that do not divide the input give overlapping
+// windows. A size of 0 stands for PyTorch's None (keep the input's size).
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(Size2 output_size);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "AdaptiveAvgPool2d(output_size=(2, 3))"
+  Shape output_shape(const Shape& input) const override;
+  Size2 output_size;
+ private:
+  Shape input_shape_;
+  Tensor output_, grad_input_;
+};
+
 // Inverted dropout: in training, zero with probability p, scale the rest by
 // 1/(1-p); identity in eval.
 class Dropout : public Module {
@@ -256,6 +394,23 @@ class Dropout : public Module {
   Generator* gen_;
   std::vector<uint8_t> mask_;
   bool identity_ = false;  // the last forward passed its input through (eval or p == 0)
+  Tensor output_, grad_input_;
+};
+
+// Channel-wise inverted dropout on (N, C, H, W): in training each (n, c)
+// plane is zeroed with probability p, the others scaled by 1/(1-p); identity in eval.
+class Dropout2d : public Module {
+ public:
+  Dropout2d(double p, Generator& gen);
+  const Tensor& forward(const Tensor& input) override;
+  const Tensor& backward(const Tensor& grad_output) override;
+  std::string repr() const override;  // "Dropout2d(p=0.5, inplace=False)"
+  Shape output_shape(const Shape& input) const override;
+  double p;
+ private:
+  Generator* gen_;
+  std::vector<uint8_t> mask_;  // one per (n, c) plane
+  bool identity_ = false;
   Tensor output_, grad_input_;
 };
 

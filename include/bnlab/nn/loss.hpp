@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "bnlab/tensor.hpp"
 
@@ -28,5 +29,15 @@ class CrossEntropyLoss {
   const int32_t* labels_ = nullptr;
   int64_t correct_ = 0;
 };
+
+class Sequential;
+
+// A warning for a network whose last layer is Softmax, "" otherwise.
+// CrossEntropyLoss applies log-softmax to what the network gives, so after a
+// Softmax it trains on log_softmax(softmax(z)): probabilities taken as logits,
+// whose gradients are small and whose loss never nears 0 (docs/toolkit.md).
+// A final LogSoftmax changes nothing: log_softmax is idempotent, so the loss
+// is PyTorch's NLLLoss of it, the same as cross-entropy of the logits.
+std::string final_softmax_warning(Sequential& net);
 
 }  // namespace bnlab::nn

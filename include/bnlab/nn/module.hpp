@@ -34,6 +34,15 @@ struct Buffer {
   int64_t* counter = nullptr;   // an int64 scalar (num_batches_tracked)
 };
 
+// A height and width (a pooling window, stride, padding or output size);
+// `pair` records whether it was written as a pair, for the repr: "2" or
+// "(2, 3)" (a 0 in a pair prints as None: AdaptiveAvgPool2d's "keep the input's size").
+struct Size2 {
+  int64_t h = 0, w = 0;
+  bool pair = false;
+  std::string repr() const;
+};
+
 // How a 4-D activation handed between two children of a Sequential lies in
 // memory: plain NCHW, or oneDNN's nChw16c, (N, C/16, H, W, 16) with C a
 // multiple of 16: channel blocks of 16, the layout oneDNN's AVX-512
@@ -145,6 +154,8 @@ class Module {
   // also when out differs from in (a module that keeps its input's format).
   void check_blocked16_input(const Shape& input, MemoryFormat in) const;
   void check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const;
+  // For backward: throws Error naming this module when grad_output's shape is not the output's.
+  void check_grad_output(const Tensor& grad_output, const Tensor& output) const;
 
   bool training_ = true;
 };

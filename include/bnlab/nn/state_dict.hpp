@@ -21,6 +21,11 @@ io::SafetensorsFile state_dict(Sequential& net);
 // are accepted for float entries (converted), I64/I32 for num_batches_tracked.
 void load_state_dict(Sequential& net, const io::SafetensorsFile& file);
 
+// Throws Error naming the key and the index of the first non-finite value
+// of any float entry, or of a negative running_var (eval and fold refuse such
+// checkpoints: their outputs would look plausible and mean nothing).
+void check_state_values(Sequential& net);
+
 void save_checkpoint(const std::string& path, Sequential& net, const std::string& arch);
 // The architecture text stored in a bnlab checkpoint, or "" when it has none.
 std::string checkpoint_arch(const io::SafetensorsFile& file);
