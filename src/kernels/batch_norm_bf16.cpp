@@ -371,18 +371,9 @@ void batch_norm_forward_inference_bf16(const uint16_t* x, const BatchNormShape& 
   validate(sh);
   check_eps(eps);
   if (sh.numel() == 0) return;
-  check_not_null(x, "x");
-  check_not_null(y, "y");
-  check_not_null(running_mean, "running_mean");
-  check_not_null(running_var, "running_var");
-  const int64_t c = sh.c;
-  float* scale = Workspace::grown(bf16_workspace().channel_floats, 2 * c);
-  float* shift = scale + c;
-  for (int64_t j = 0; j < c; ++j) {
-    const double wj = weight != nullptr ? weight[j] : 1.0;
-    scale[j] = static_cast<float>(wj / std::sqrt(static_cast<double>(running_var[j]) + eps));
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
-  }
+  float* scale = Workspace::grown(bf16_workspace().channel_floats, 2 * sh.c);
+  float* shift = scale + sh.c;
+  inference_coefficients(x, y, sh, weight, bias, running_mean, running_var, eps, scale, shift);
   piece_normalize(x, y, PiecePlan(sh), running_mean, scale, shift);
 }
 

@@ -163,19 +163,10 @@ void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, cons
   validate(sh);
   check_eps(eps);
   if (sh.numel() == 0) return;
-  check_not_null(x, "x");
-  check_not_null(y, "y");
-  check_not_null(running_mean, "running_mean");
-  check_not_null(running_var, "running_var");
-  const int64_t c = sh.c;
-  float* scale = Workspace::grown(workspace().channel_floats, 2 * c);
-  float* shift = scale + c;
+  float* scale = Workspace::grown(workspace().channel_floats, 2 * sh.c);
+  float* shift = scale + sh.c;
   // y = (x - running_mean) * scale + shift, scale = weight / sqrt(running_var + eps).
-  for (int64_t j = 0; j < c; ++j) {
-    const double w = weight != nullptr ? weight[j] : 1.0;
-    scale[j] = static_cast<float>(w / std::sqrt(static_cast<double>(running_var[j]) + eps));
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
-  }
+  inference_coefficients(x, y, sh, weight, bias, running_mean, running_var, eps, scale, shift);
   normalize(x, y, sh, running_mean, scale, shift, activation == Activation::relu);
 }
 

@@ -24,53 +24,20 @@
 
 #include "bnlab/data/idx.hpp"
 #include "bnlab/io/safetensors.hpp"
+#include "cli/cli_run.hpp"
 
 namespace {
 
-struct Finished {
-  int status = -1;  // exit status; -1 when killed by a signal
-  std::string out, err;
-  double seconds = 0.0;
-  nlohmann::json json() const {
-    std::string text = out;
-    while (!text.empty() && text.back() == '\n') text.pop_back();
-    const size_t newline = text.rfind('\n');
-    return nlohmann::json::parse(newline == std::string::npos ? text : text.substr(newline + 1));
-  }
-};
+using bnlab_cli_test::Finished;
+using bnlab_cli_test::have_data;
+using bnlab_cli_test::read_text;
+using bnlab_cli_test::scratch_dir;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-std::string scratch_dir(const std::string& name) {
-  const std::string dir =
-      testing::TempDir() + "bnlab_dist_" + name + "_" + std::to_string(getpid());
-  ::mkdir(dir.c_str(), 0755);
-  return dir;
-}
-
-// Runs a shell command line (stdout captured, stderr to a file), timed.
+// run_shell with OpenMPI's opt-in for root set for the child.
 Finished run_shell(const std::string& command_line) {
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
   ::setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
-  const std::string err_path = scratch_dir("stderr") + "/stderr.txt";
-  const std::string command = "(" + command_line + ") 2>'" + err_path + "'";
-  Finished run;
-  const auto start = std::chrono::steady_clock::now();
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return run;
-  char buffer[4096];
-  size_t got;
-  while ((got = std::fread(buffer, 1, sizeof buffer, pipe)) > 0) run.out.append(buffer, got);
-  const int status = ::pclose(pipe);
-  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  run.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  run.err = read_text(err_path);
-  return run;
+  return bnlab_cli_test::run_shell(command_line);
 }
 
 const std::string kExe = std::string("'") + BNLAB_EXE + "'";
@@ -83,17 +50,6 @@ const std::string kMpirun =
 std::string mpirun(int processes) {
   return kMpirun + "-np " + std::to_string(processes) + " -x OMP_NUM_THREADS=1 ";
 }
-
-bool have_data() {
-  struct stat st {};
-  const std::string dir = bnlab::data::default_data_dir();
-  return ::stat((dir + "/train-images-idx3-ubyte.gz").c_str(), &st) == 0 ||
-         ::stat((dir + "/train-images-idx3-ubyte").c_str(), &st) == 0;
-}
-
-#define REQUIRE_DATA() \
-  if (!have_data())    \
-  GTEST_SKIP() << "Fashion-MNIST is not installed in " << bnlab::data::default_data_dir()
 
 std::vector<float> floats(const bnlab::io::NamedTensor& t) {
   std::vector<float> values(t.bytes.size() / sizeof(float));
