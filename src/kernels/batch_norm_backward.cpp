@@ -46,25 +46,9 @@ void backward(const float* x, const float* dy, const BatchNormShape& sh, const f
   double* sum_dy = Workspace::grown(workspace().channel_doubles, 2 * c);
   double* sum_dy_xmu = sum_dy + c;
   float* coef = Workspace::grown(workspace().channel_floats, 3 * c);  // dx's a, b, c
-  const GradInput g{.x = x,
-                    .dy = dy,
-                    .relu_y = activation == Activation::relu ? y : nullptr,
-                    .dx = dx,
-                    .mean = save_mean,
-                    .a = coef,
-                    .b = coef + c,
-                    .c = coef + 2 * c};
-  const BackwardFinish finish{.weight = weight,
-                              .invstd = save_invstd,
-                              .sum_dy = sum_dy,
-                              .sum_dy_xmu = sum_dy_xmu,
-                              .dweight = dweight,
-                              .dbias = dbias,
-                              .a = coef,
-                              .b = coef + c,
-                              .c = coef + 2 * c,
-                              .inv_count = 1.0 / static_cast<double>(sh.per_channel()),
-                              .constant_statistics = constant_statistics};
+  const GradInput g = grad_input_of(x, dy, activation, y, dx, save_mean, coef, c);
+  const BackwardFinish finish = BackwardFinish::over(sh, weight, save_invstd, sum_dy, dweight,
+                                                     dbias, coef, constant_statistics);
   if (spans_backward_by_channel(g, sh, sum_dy, sum_dy_xmu, finish)) return;
   if (blocked16_backward_by_block(g, sh, sum_dy, sum_dy_xmu, finish)) return;
   channel_grad_sums(g, sh, sum_dy, sum_dy_xmu);
@@ -98,14 +82,7 @@ void batch_norm_backward_reduce(const float* x, const float* dy, const BatchNorm
     return;
   }
   check_backward_inputs(x, dy, save_mean, save_invstd, activation, y);
-  const GradInput g{.x = x,
-                    .dy = dy,
-                    .relu_y = activation == Activation::relu ? y : nullptr,
-                    .dx = nullptr,
-                    .mean = save_mean,
-                    .a = nullptr,
-                    .b = nullptr,
-                    .c = nullptr};
+  const GradInput g = grad_input_of(x, dy, activation, y, nullptr, save_mean, nullptr, sh.c);
   channel_grad_sums(g, sh, sum_dy, sum_dy_xhat);
   // sum(g * xhat) = invstd * sum(g * (x - mean))
   for (int64_t j = 0; j < sh.c; ++j) sum_dy_xhat[j] *= static_cast<double>(save_invstd[j]);
@@ -135,15 +112,7 @@ void batch_norm_backward_with_sums(const float* x, const float* dy, const BatchN
     coef[c + j] = static_cast<float>(-w * invstd * invstd * sum_dy_xhat[j] * inv_count);
     coef[2 * c + j] = static_cast<float>(-w * invstd * sum_dy[j] * inv_count);
   }
-  const GradInput g{.x = x,
-                    .dy = dy,
-                    .relu_y = activation == Activation::relu ? y : nullptr,
-                    .dx = dx,
-                    .mean = save_mean,
-                    .a = coef,
-                    .b = coef + c,
-                    .c = coef + 2 * c};
-  grad_input(g, sh);
+  grad_input(grad_input_of(x, dy, activation, y, dx, save_mean, coef, c), sh);
 }
 
 void batch_norm_backward_inference(const float* x, const float* dy, const BatchNormShape& sh,

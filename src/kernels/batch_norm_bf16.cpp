@@ -399,17 +399,8 @@ void batch_norm_backward_bf16(const uint16_t* x, const uint16_t* dy, const Batch
   double* sum_dy_xmu = sum_dy + c;
   float* coef = Workspace::grown(w.channel_floats, 3 * c);  // dx's a, b, c
   piece_grad_sums(x, dy, plan, save_mean, sum_dy, sum_dy_xmu);
-  const BackwardFinish finish{.weight = weight,
-                              .invstd = save_invstd,
-                              .sum_dy = sum_dy,
-                              .sum_dy_xmu = sum_dy_xmu,
-                              .dweight = dweight,
-                              .dbias = dbias,
-                              .a = coef,
-                              .b = coef + c,
-                              .c = coef + 2 * c,
-                              .inv_count = 1.0 / static_cast<double>(sh.per_channel()),
-                              .constant_statistics = false};
+  const BackwardFinish finish =
+      BackwardFinish::over(sh, weight, save_invstd, sum_dy, dweight, dbias, coef, false);
   for (int64_t j = 0; j < c; ++j) finish(j);
   if (dx != nullptr) piece_grad_input(x, dy, dx, plan, save_mean, coef, coef + c, coef + 2 * c);
 }

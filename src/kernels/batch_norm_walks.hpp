@@ -105,6 +105,21 @@ struct GradInput {
   const float* c;
 };
 
+// The GradInput of a call: coef holds dx's a, b and c one after another (3 *
+// channels floats), or is null when only the sums are wanted.
+inline GradInput grad_input_of(const float* x, const float* dy, Activation activation,
+                               const float* y, float* dx, const float* mean, const float* coef,
+                               int64_t channels) {
+  return {.x = x,
+          .dy = dy,
+          .relu_y = activation == Activation::relu ? y : nullptr,
+          .dx = dx,
+          .mean = mean,
+          .a = coef,
+          .b = offset_or_null(coef, channels),
+          .c = offset_or_null(coef, 2 * channels)};
+}
+
 // The fused backward's step from channel j's sums (sum_dy[j], sum_dy_xmu[j])
 // to dweight[j], dbias[j] and dx's coefficients (batch_norm_backward.cpp).
 struct BackwardFinish {
@@ -120,6 +135,22 @@ struct BackwardFinish {
   double inv_count;
   bool constant_statistics;  // eval mode: b = c = 0
   void operator()(int64_t j) const;
+  // sums: sum_dy then sum_dy_xmu (2 * c doubles); coef: dx's a, b, c (3 * c floats).
+  static BackwardFinish over(const BatchNormShape& sh, const float* weight, const float* invstd,
+                             const double* sums, float* dweight, float* dbias, float* coef,
+                             bool constant_statistics) {
+    return {.weight = weight,
+            .invstd = invstd,
+            .sum_dy = sums,
+            .sum_dy_xmu = sums + sh.c,
+            .dweight = dweight,
+            .dbias = dbias,
+            .a = coef,
+            .b = coef + sh.c,
+            .c = coef + 2 * sh.c,
+            .inv_count = 1.0 / static_cast<double>(sh.per_channel()),
+            .constant_statistics = constant_statistics};
+  }
 };
 
 // ---- per layout: mean and m2 per channel; y = act((x - mean)*scale + shift);
