@@ -2,14 +2,13 @@
 // described in tests/golden/make_batch_norm_goldens.py).
 #pragma once
 
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bn_reference.hpp"
+#include "golden_lines.hpp"
 #include "bnlab/batch_norm.hpp"
 
 #ifndef BNLAB_GOLDEN_DIR
@@ -22,23 +21,7 @@ namespace bnlab::test {
 using Golden = std::map<std::string, std::vector<double>>;
 
 inline Golden read_golden(const std::string& name) {
-  const std::string path = std::string(BNLAB_GOLDEN_DIR) + "/batch_norm/" + name + ".txt";
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot open golden file " + path);
-  Golden golden;
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream fields(line);
-    std::string key;
-    size_t count = 0;
-    if (!(fields >> key >> count)) throw std::runtime_error("bad line in " + path + ": " + line);
-    std::vector<double>& values = golden[key];
-    values.resize(count);
-    for (double& v : values)
-      if (!(fields >> v)) throw std::runtime_error("short entry '" + key + "' in " + path);
-  }
-  return golden;
+  return read_golden_lines(std::string(BNLAB_GOLDEN_DIR) + "/batch_norm/" + name + ".txt");
 }
 
 inline const std::vector<double>& entry(const Golden& g, const std::string& key) {

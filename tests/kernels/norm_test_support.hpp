@@ -16,17 +16,16 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "bnlab/error.hpp"
 #include "bnlab/group_norm.hpp"
+#include "golden_lines.hpp"
 
 namespace bnlab::norm_test {
 
@@ -121,22 +120,7 @@ inline void expect_error(const std::function<void()>& f, const std::string& part
 // A golden file of tests/golden/norms (make_norm_goldens.py): "key count v0 v1 ..." lines.
 class Golden {
  public:
-  explicit Golden(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw std::runtime_error("cannot open golden file " + path);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.empty() || line[0] == '#') continue;
-      std::istringstream fields(line);
-      std::string key;
-      size_t count = 0;
-      if (!(fields >> key >> count)) throw std::runtime_error("bad line in " + path + ": " + line);
-      std::vector<double>& values = entries_[key];
-      values.resize(count);
-      for (double& v : values)
-        if (!(fields >> v)) throw std::runtime_error("short entry '" + key + "' in " + path);
-    }
-  }
+  explicit Golden(const std::string& path) : entries_(test::read_golden_lines(path)) {}
   const std::vector<double>& operator[](const std::string& key) const {
     const auto it = entries_.find(key);
     if (it == entries_.end()) throw std::runtime_error("golden file lacks '" + key + "'");
