@@ -4,11 +4,13 @@
 // is written with the same comparison, so a NaN takes the same path.
 #include <cmath>
 
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "core/parallel.hpp"
 #include "nn/init.hpp"
 #include "nn/python_repr.hpp"
+#include "nn/relu_bf16.hpp"
 
 namespace bnlab::nn {
 namespace {
@@ -57,6 +59,7 @@ const Tensor& map_backward(const Tensor& grad_output, const Tensor& saved, Tenso
  * PyTorch's clamp and threshold_backward are, so a NaN passes through both.
  * fused: the BatchNorm before applied it; input and gradient pass through. */
 const Tensor& ReLU::forward(const Tensor& input) {
+  bf16_ = false;
   if (fused) return input;
   return map_forward(input, output_, [](float x) { return x < 0.0f ? 0.0f : x; });
 }
@@ -64,8 +67,38 @@ const Tensor& ReLU::forward(const Tensor& input) {
 const Tensor& ReLU::backward(const Tensor& grad_output) {
   if (fused) return grad_output;
   check_grad_output(grad_output, output_);
+  if (bf16_) {
+    grad_input_.resize(grad_output.shape());
+    relu_backward_bf16(bf16_data(grad_output), bf16_data(output_), bf16_data(grad_input_),
+                       grad_output.numel());
+    return grad_input_;
+  }
   return map_backward(grad_output, output_, grad_input_,
                       [](float dy, float y) { return y <= 0.0f ? 0.0f : dy; });
+}
+
+// ReLU keeps bf16 too (a bf16 chain, see MemoryFormat): the same rule on the
+// widened values.
+const Tensor& ReLU::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  check_kept_format(input.shape(), in, out);
+  if (!is_bf16(in)) return forward(input);
+  bf16_ = true;
+  if (fused) return input;
+  output_.resize(input.shape());
+  relu_bf16(bf16_data(input), bf16_data(output_), input.numel());
+  return output_;
+}
+
+void relu_bf16(const uint16_t* x, uint16_t* y, int64_t count) {
+  for_chunks(count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) y[i] = bf16_to_float(x[i]) < 0.0f ? uint16_t{0} : x[i];
+  });
+}
+
+void relu_backward_bf16(const uint16_t* dy, const uint16_t* y, uint16_t* dx, int64_t count) {
+  for_chunks(count, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dx[i] = bf16_to_float(y[i]) <= 0.0f ? uint16_t{0} : dy[i];
+  });
 }
 
 /* LeakyReLU: y = x if x > 0 else slope * x; dx = dy if x > 0 else slope * dy

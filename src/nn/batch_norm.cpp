@@ -2,10 +2,12 @@
 // with PyTorch's semantics for running statistics, eval() and fused ReLU.
 #include <cmath>
 
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "nn/init.hpp"
 #include "nn/python_repr.hpp"
+#include "nn/relu_bf16.hpp"
 
 namespace bnlab::nn {
 
@@ -96,7 +98,7 @@ BatchNormShape BatchNorm::kernel_shape(const Shape& input, MemoryFormat format) 
   shape.c = input[1];
   shape.s = 1;
   for (size_t d = 2; d < input.size(); ++d) shape.s *= input[d];
-  shape.layout = format == MemoryFormat::blocked16 ? Layout::blocked16 : Layout::channels_first;
+  shape.layout = is_blocked16(format) ? Layout::blocked16 : Layout::channels_first;
   return shape;
 }
 
@@ -132,6 +134,12 @@ Blocked16Use BatchNorm::blocked16_use(const Shape& input) const {
   return dims == 2 && fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
+// bf16 through the kernels of bnlab/batch_norm_bf16.hpp; SyncBatchNorm's
+// collectives and the frozen statistics' backward have float kernels only.
+ChainUse BatchNorm::bf16_use(const Shape&) const {
+  return sync == nullptr && !freeze_statistics ? ChainUse::keeps : ChainUse::no;
+}
+
 const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   check_kept_format(input.shape(), in, out);  // a valid shape that fits is BatchNorm2d's
   format_ = in;
@@ -143,8 +151,15 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
   const float* b = affine ? bias.value.data() : nullptr;
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   used_batch_stats_ = (training_ && !freeze_statistics) || !track_running_stats;
+  const bool bf16 = is_bf16(format_);
   if (!used_batch_stats_) {
     synced_ = false;  // the backward that follows is the inference one, with no collective
+    if (bf16) {
+      batch_norm_forward_inference_bf16(bf16_data(input), shape, w, b, running_mean.data(),
+                                        running_var.data(), eps, bf16_data(output_));
+      if (fuse_relu) relu_bf16(bf16_data(output_), bf16_data(output_), input.numel());
+      return output_;
+    }
     batch_norm_forward_inference(input.data(), shape, w, b, running_mean.data(),
                                  running_var.data(), eps, output_.data(), activation);
     return output_;
@@ -158,7 +173,13 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
   }
   synced_ = training_ && sync != nullptr;
   BatchNormStatus status;
-  if (synced_) {
+  if (bf16) {
+    // The bf16 kernels have no fused activation: the ReLU is a second pass over y.
+    status = batch_norm_forward_training_bf16(bf16_data(input), shape, w, b, running, eps,
+                                              bf16_data(output_), save_mean_.data(),
+                                              save_invstd_.data());
+    if (fuse_relu) relu_bf16(bf16_data(output_), bf16_data(output_), input.numel());
+  } else if (synced_) {
     // SyncBatchNorm: this process's statistics, merged with every process's.
     sync_mean_.resize(size_t(num_features));
     sync_m2_.resize(size_t(num_features));
@@ -193,7 +214,9 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
   const Activation activation = fuse_relu ? Activation::relu : Activation::none;
   float* dweight = affine ? batch_grad_weight_.data() : nullptr;
   float* dbias = affine ? batch_grad_bias_.data() : nullptr;
-  if (synced_) {
+  if (is_bf16(format_)) {
+    backward_bf16(grad_output, shape, dweight, dbias);
+  } else if (synced_) {
     /* SyncBatchNorm: this process's sums; dweight/dbias take them as this
        process's share (the data-parallel gradient sum adds the others', so
        nothing is counted twice), dx the sums over every process. */
@@ -232,6 +255,36 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
       bias.grad[j] += dbias[j];
     }
   return grad_input_;
+}
+
+/* Backward on bf16 x and dy (a bf16 chain): dy masked by y > 0 first when
+ * the ReLU is fused (a bf16 pass into masked_grad_), then batch_norm_backward_bf16
+ * with batch statistics. With running statistics (eval) x and dy are widened
+ * and the float kernel runs, dx rounded to bf16: a path for gradient checks
+ * (training never takes it: bf16_use says no to frozen statistics). */
+void BatchNorm::backward_bf16(const Tensor& grad_output, const BatchNormShape& shape,
+                              float* dweight, float* dbias) {
+  const int64_t count = grad_output.numel();
+  const uint16_t* dy = bf16_data(grad_output);
+  if (fuse_relu) {
+    masked_grad_.resize(grad_output.shape());
+    relu_backward_bf16(dy, bf16_data(output_), bf16_data(masked_grad_), count);
+    dy = bf16_data(masked_grad_);
+  }
+  uint16_t* dx = compute_grad_input ? bf16_data(grad_input_) : nullptr;
+  const float* w = affine ? weight.value.data() : nullptr;
+  if (used_batch_stats_) {
+    batch_norm_backward_bf16(bf16_data(*input_), dy, shape, w, save_mean_.data(),
+                             save_invstd_.data(), dx, dweight, dbias);
+    return;
+  }
+  Tensor x(input_->shape()), dy_wide(input_->shape()), dx_wide(input_->shape());
+  bf16_to_floats(bf16_data(*input_), x.data(), count);
+  bf16_to_floats(dy, dy_wide.data(), count);
+  batch_norm_backward_inference(x.data(), dy_wide.data(), shape, w, running_mean.data(),
+                                running_var.data(), eps, dx ? dx_wide.data() : nullptr, dweight,
+                                dbias, Activation::none, nullptr);
+  if (dx) floats_to_bf16(dx_wide.data(), dx, count);
 }
 
 std::string BatchNorm::repr() const {

@@ -168,9 +168,9 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
                                 memory::data_type::f32, tag::oihw);
   // The module's own tensors, in the formats the plan gave.
   const auto user = [&](const memory::desc& plain, MemoryFormat format) {
-    return format == MemoryFormat::blocked16
-               ? memory::desc(plain.dims(), memory::data_type::f32, tag::nChw16c)
-               : plain;
+    if (format == MemoryFormat::plain) return plain;
+    return memory::desc(plain.dims(), is_bf16(format) ? memory::data_type::bf16 : memory::data_type::f32,
+                        is_blocked16(format) ? tag::nChw16c : tag::nchw);
   };
   const memory::desc user_src_md = user(src_md, in), user_dst_md = user(dst_md, out);
   // What the primitives are created with: the plain formats, or "any" for
@@ -185,14 +185,22 @@ Conv2d::Primitives& Conv2d::primitives_for(const Shape& input, MemoryFormat in,
   // Under bf16 (bnlab/nn/precision.hpp) what a primitive reads (src, weights,
   // diff_dst) is bf16 in oneDNN's chosen format, filled by the staging
   // reorders, which round; what it writes stays float.
-  const bool bf16 = compute_precision() == ComputePrecision::bf16;
+  // A bf16 output or input gradient (the plan's bf16 chains) is written
+  // bf16 by the primitive itself.
+  const bool bf16 = compute_precision() == ComputePrecision::bf16 || is_bf16(in) || is_bf16(out);
   const auto read = [&](const memory::desc& md, bool choose) {
     return bf16 ? memory::desc(md.dims(), memory::data_type::bf16, tag::any) : any(md, choose);
   };
-  const memory::desc src_q = read(src_md, blocked), dst_q = any(dst_md, blocked),
+  const auto write = [&](const memory::desc& md, bool choose, MemoryFormat format) {
+    return is_bf16(format)
+               ? memory::desc(md.dims(), memory::data_type::bf16, choose ? tag::any : tag::nchw)
+               : any(md, choose);
+  };
+  const memory::desc src_q = read(src_md, blocked), dst_q = write(dst_md, blocked, out),
                      weights_q = read(weights_md, blocked);
   const memory::desc diff_weights_q = any(weights_md, blocked), diff_dst_q = read(dst_md, blocked);
-  const memory::desc data_src_q = any(src_md, data_blocked), data_dst_q = read(dst_md, data_blocked),
+  const memory::desc data_src_q = write(src_md, data_blocked, in),
+                     data_dst_q = read(dst_md, data_blocked),
                      data_weights_q = read(weights_md, data_blocked);
   const memory::desc bias_md({out_channels}, memory::data_type::f32, tag::x);
   const memory::dims strides{stride, stride}, pad{padding, padding};
@@ -309,6 +317,10 @@ Blocked16Use Conv2d::blocked16_use(const Shape& input) const {
   return in_channels % 16 == 0 && fits_blocked16(input) ? Blocked16Use::ends : Blocked16Use::no;
 }
 
+ChainUse Conv2d::bf16_use(const Shape& input) const {
+  return input.size() == 4 ? ChainUse::ends : ChainUse::no;
+}
+
 bool Conv2d::can_output_blocked16(const Shape& input) const {
   return out_channels % 16 == 0 && input.size() == 4;
 }
@@ -318,8 +330,8 @@ const Tensor& Conv2d::forward_formatted(const Tensor& input, MemoryFormat in, Me
     output_.resize(output_shape(input.shape()));
     checked_input_shape_ = input.shape();
   }
-  if ((in == MemoryFormat::blocked16 && blocked16_use(input.shape()) != Blocked16Use::ends) ||
-      (out == MemoryFormat::blocked16 && !can_output_blocked16(input.shape())))
+  if ((is_blocked16(in) && blocked16_use(input.shape()) != Blocked16Use::ends) ||
+      (is_blocked16(out) && !can_output_blocked16(input.shape())))
     throw Error(repr() + ": nChw16c needs channels that are a multiple of 16 (input " +
                 shape_string(input.shape()) + ")");
   in_format_ = in;

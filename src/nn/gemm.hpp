@@ -21,6 +21,23 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
+// An operand of the bf16 product: float values (rounded to bf16 on the way
+// in) or bf16 ones (read as they are); exactly one pointer set.
+struct Bf16Operand {
+  const float* f32 = nullptr;
+  const uint16_t* bf16 = nullptr;
+};
+// Its result: float, or rounded to bf16 (then beta must be 0).
+struct Bf16Result {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+};
+// C = op(A) op(B) (+ C when beta is 1) (+ bias[j] on column j when bias is
+// set), one oneDNN matmul on bf16 A and B, accumulated in float.
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, Bf16Operand a,
+               int64_t lda, Bf16Operand b, int64_t ldb, float beta, Bf16Result c, int64_t ldc,
+               const float* bias = nullptr);
+
 // The CPU engine every oneDNN primitive of the toolkit is created on.
 dnnl::engine& onednn_engine();
 

@@ -4,6 +4,7 @@
 #include <memory>
 #include <unordered_map>
 
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/fold.hpp"
 #include "bnlab/nn/layers.hpp"
@@ -75,23 +76,27 @@ Shape Linear::output_shape(const Shape& input) const {
  *                      place (format ba), the bias added by the primitive
  * Keeps a pointer to x for the backward. */
 const Tensor& Linear::forward(const Tensor& input) {
+  return forward_formatted(input, MemoryFormat::plain, MemoryFormat::plain);
+}
+
+ChainUse Linear::bf16_use(const Shape& input) const {
+  return input.size() == 2 ? ChainUse::ends : ChainUse::no;
+}
+
+const Tensor& Linear::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
+  if (is_blocked16(in) || is_blocked16(out))
+    throw Error(repr() + ": takes and gives plain tensors only (no nChw16c)");
   if (input.shape() != checked_input_shape_) {
     output_.resize(output_shape(input.shape()));
     checked_input_shape_ = input.shape();
   }
   const int64_t n = input.size(0);
   input_ = &input;
+  in_format_ = in;
+  out_format_ = out;
   if (n == 0) return output_;
-  if (compute_precision() == ComputePrecision::bf16) {
-    // y = x W^T through the bf16 product, then + b (bnlab/nn/precision.hpp).
-    sgemm(false, true, n, out_features, in_features, 1.0f, input.data(), in_features,
-          weight.value.data(), in_features, 0.0f, output_.data(), out_features);
-    if (bias)
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < out_features; ++j)
-          output_.data()[i * out_features + j] += bias->value.data()[j];
-    return output_;
-  }
+  if (compute_precision() == ComputePrecision::bf16 || is_bf16(in) || is_bf16(out))
+    return forward_bf16(input);
   sync_onednn_threads();
   if (!matmul_ || matmul_->batch != n || matmul_->threads != num_threads()) {
     using dnnl::memory;
@@ -130,16 +135,40 @@ const Tensor& Linear::forward(const Tensor& input) {
   return output_;
 }
 
+namespace {
+
+// A tensor as an operand or result of the bf16 product, in its format's element type.
+Bf16Operand operand(const Tensor& t, MemoryFormat format) {
+  return is_bf16(format) ? Bf16Operand{.bf16 = bf16_data(t)} : Bf16Operand{.f32 = t.data()};
+}
+Bf16Result result(Tensor& t, MemoryFormat format) {
+  return is_bf16(format) ? Bf16Result{.bf16 = bf16_data(t)} : Bf16Result{.f32 = t.data()};
+}
+
+}  // namespace
+
+// Under bf16 (bnlab/nn/precision.hpp): y = x W^T + b through the bf16
+// product, x and y float or bf16 as the formats say.
+const Tensor& Linear::forward_bf16(const Tensor& input) {
+  gemm_bf16(false, true, input.size(0), out_features, in_features, operand(input, in_format_),
+            in_features, Bf16Operand{.f32 = weight.value.data()}, in_features, 0.0f,
+            result(output_, out_format_), out_features, bias ? bias->value.data() : nullptr);
+  return output_;
+}
+
 /* Backward. dy (N, out):
  *   dx = dy W           (N, in), one sgemm (skipped when !compute_grad_input)
  *   dW += dy^T x        (out, in), one sgemm accumulating (beta = 1)
  *   db += sum_i dy[i]   (out) */
 const Tensor& Linear::backward(const Tensor& grad_output) {
   if (input_ == nullptr) throw Error("Linear: backward called before forward");
-  const int64_t n = input_->size(0);
   if (grad_output.shape() != output_.shape())
     throw Error(repr() + ": grad_output shape " + shape_string(grad_output.shape()) +
                 " does not match the output " + shape_string(output_.shape()));
+  if (compute_precision() == ComputePrecision::bf16 || is_bf16(in_format_) ||
+      is_bf16(out_format_))
+    return backward_bf16(grad_output);
+  const int64_t n = input_->size(0);
   if (compute_grad_input) {
     grad_input_.resize(input_->shape());
     sgemm(false, false, n, in_features, out_features, 1.0f, grad_output.data(), out_features,
@@ -154,6 +183,32 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
     const float* dy = grad_output.data();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t j = 0; j < out_features; ++j) db[j] += dy[i * out_features + j];
+  }
+  return grad_input_;
+}
+
+// The backward's three terms through the bf16 product; dy and dx float or
+// bf16 as the forward's formats say, dW and db float.
+const Tensor& Linear::backward_bf16(const Tensor& grad_output) {
+  const int64_t n = input_->size(0);
+  const Bf16Operand dy = operand(grad_output, out_format_);
+  if (compute_grad_input) {
+    grad_input_.resize(input_->shape());
+    gemm_bf16(false, false, n, in_features, out_features, dy, out_features,
+              Bf16Operand{.f32 = weight.value.data()}, in_features, 0.0f,
+              result(grad_input_, in_format_), in_features);
+  } else {
+    grad_input_.resize(kNoGradInputShape);
+  }
+  gemm_bf16(true, false, out_features, in_features, n, dy, out_features,
+            operand(*input_, in_format_), in_features, 1.0f,
+            Bf16Result{.f32 = weight.grad.data()}, in_features);
+  if (bias) {
+    float* db = bias->grad.data();
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < out_features; ++j)
+        db[j] += dy.bf16 != nullptr ? bf16_to_float(dy.bf16[i * out_features + j])
+                                    : dy.f32[i * out_features + j];
   }
   return grad_input_;
 }

@@ -6,7 +6,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
 #include "core/parallel.hpp"
@@ -39,9 +41,22 @@ Blocked16Use MaxPool2d::blocked16_use(const Shape& input) const {
   return fits_blocked16(input) ? Blocked16Use::keeps : Blocked16Use::no;
 }
 
+// bf16 where windows do not overlap: each input then takes at most one
+// gradient, so the bf16 backward writes dy's values without a sum to round.
+ChainUse MaxPool2d::bf16_use(const Shape&) const {
+  return stride >= kernel_size ? ChainUse::keeps : ChainUse::no;
+}
+
 namespace {
 
 constexpr int64_t kBlock = 16;  // channels per nChw16c block
+
+// A float or bf16 value as the float it is (bf16 widens exactly), for the comparisons.
+inline float widen(float v) { return v; }
+inline float widen(uint16_t v) { return bf16_to_float(v); }
+// dx += dy for float; for bf16 (windows that do not overlap, see bf16_use) dx = dy.
+inline void add_grad(float& dx, float dy) { dx += dy; }
+inline void add_grad(uint16_t& dx, uint16_t dy) { dx = dy; }
 
 // The pooling problem on nChw16c: units = N * C/16 (sample, channel block)
 // pairs, each an (h, w, 16) input and an (out_h, out_w, 16) output.
@@ -64,13 +79,15 @@ BlockedPool blocked_pool(const MaxPool2d& module, const Shape& input, const Shap
 /* Forward on nChw16c: y[u, oh, ow, l] = max over the window of
  * x[u, oh*s - p + kh, ow*s - p + kw, l] for each lane (channel) l, the same
  * rule as the plain path; argmax[u, oh, ow, l] = ih*w + iw of lane l's winner.
- * One task per unit; the 2x2 stride-2 window is the kernels' vector row, the
- * others a loop over the window with branch-free selects across the 16 lanes. */
-void forward_blocked16(const BlockedPool& pool, const float* x, float* y, int32_t* argmax) {
+ * One task per unit; the 2x2 stride-2 window on floats is the kernels' vector
+ * row, the others a loop over the window with branch-free selects across the
+ * 16 lanes (float or bf16 values, compared as floats, the winner's bits copied). */
+template <class T>
+void forward_blocked16(const BlockedPool& pool, const T* x, T* y, int32_t* argmax) {
   const int64_t h = pool.h, w = pool.w, out_h = pool.out_h, out_w = pool.out_w;
   const int64_t k = pool.kernel_size, s = pool.stride, p = pool.padding;
   const int64_t unit_in = h * w * kBlock, unit_out = out_h * out_w * kBlock;
-  if (k == 2 && s == 2 && p == 0) {
+  if constexpr (std::is_same_v<T, float>) if (k == 2 && s == 2 && p == 0) {
     parallel_for(pool.units, pool.units * unit_in, [&](int64_t unit) {
       const float* src = x + unit * unit_in;
       for (int64_t oh = 0; oh < out_h; ++oh) {
@@ -83,34 +100,38 @@ void forward_blocked16(const BlockedPool& pool, const float* x, float* y, int32_
     return;
   }
   parallel_for(pool.units, pool.units * unit_in, [&](int64_t unit) {
-    const float* src = x + unit * unit_in;
+    const T* src = x + unit * unit_in;
     for (int64_t oh = 0; oh < out_h; ++oh)
       for (int64_t ow = 0; ow < out_w; ++ow) {
         const int64_t h0 = oh * s - p, w0 = ow * s - p;
         float best[kBlock];
+        T best_bits[kBlock];
         int32_t at[kBlock];
         for (int64_t l = 0; l < kBlock; ++l) {
           best[l] = -std::numeric_limits<float>::infinity();
+          best_bits[l] = T{};
           at[l] = -1;
         }
         for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + k, h); ++ih)
           for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + k, w); ++iw) {
-            const float* v = src + (ih * w + iw) * kBlock;
+            const T* v = src + (ih * w + iw) * kBlock;
             const int32_t index = static_cast<int32_t>(ih * w + iw);
             // Larger wins, or a NaN over a number (a NaN best stays: the
             // first NaN is final), or anything over nothing yet. Without the
             // pragma GCC unrolls the lanes into branches, 7x slower (3x3 s2 p1).
 #pragma omp simd
             for (int64_t l = 0; l < kBlock; ++l) {
+              const float value = widen(v[l]);
               const bool take =
-                  v[l] > best[l] || (std::isnan(v[l]) && !std::isnan(best[l])) || at[l] < 0;
-              best[l] = take ? v[l] : best[l];
+                  value > best[l] || (std::isnan(value) && !std::isnan(best[l])) || at[l] < 0;
+              best[l] = take ? value : best[l];
+              best_bits[l] = take ? v[l] : best_bits[l];
               at[l] = take ? index : at[l];
             }
           }
         const int64_t out = unit * unit_out + (oh * out_w + ow) * kBlock;
         for (int64_t l = 0; l < kBlock; ++l) {
-          y[out + l] = best[l];
+          y[out + l] = best_bits[l];
           argmax[out + l] = at[l];
         }
       }
@@ -122,10 +143,11 @@ void forward_blocked16(const BlockedPool& pool, const float* x, float* y, int32_
  * covers each input position at most once, so there the kernels' row writes
  * every covered position with a select instead (see max_pool2d.hpp), and only
  * a last odd row and column are zeroed: one pass over dx, no branches. */
-void backward_blocked16(const BlockedPool& pool, const float* dy, float* dx, const int32_t* argmax) {
+template <class T>
+void backward_blocked16(const BlockedPool& pool, const T* dy, T* dx, const int32_t* argmax) {
   const int64_t h = pool.h, w = pool.w, out_h = pool.out_h, out_w = pool.out_w;
   const int64_t unit_in = h * w * kBlock, unit_out = out_h * out_w * kBlock;
-  if (pool.kernel_size == 2 && pool.stride == 2 && pool.padding == 0) {
+  if constexpr (std::is_same_v<T, float>) if (pool.kernel_size == 2 && pool.stride == 2 && pool.padding == 0) {
     parallel_for(pool.units, pool.units * unit_in, [&](int64_t unit) {
       float* dst = dx + unit * unit_in;
       for (int64_t oh = 0; oh < out_h; ++oh) {
@@ -147,13 +169,58 @@ void backward_blocked16(const BlockedPool& pool, const float* dy, float* dx, con
     return;
   }
   parallel_for(pool.units, pool.units * unit_in, [&](int64_t unit) {
-    float* dst = dx + unit * unit_in;
-    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(unit_in));
-    const float* grad = dy + unit * unit_out;
+    T* dst = dx + unit * unit_in;
+    std::memset(dst, 0, sizeof(T) * static_cast<size_t>(unit_in));
+    const T* grad = dy + unit * unit_out;
     const int32_t* winner = argmax + unit * unit_out;
     for (int64_t o = 0; o < unit_out; o += kBlock)
       for (int64_t l = 0; l < kBlock; ++l)
-        if (winner[o + l] >= 0) dst[winner[o + l] * kBlock + l] += grad[o + l];
+        if (winner[o + l] >= 0) add_grad(dst[winner[o + l] * kBlock + l], grad[o + l]);
+  });
+}
+
+/* The plain (NCHW) window loop, one task per (i, c) plane, float or bf16
+ * values compared as floats, the winner's bits copied. */
+template <class T>
+void forward_plain(const MaxPool2d& m, int64_t planes, int64_t h, int64_t w, int64_t out_h,
+                   int64_t out_w, const T* x, T* y, int32_t* argmax) {
+  const int64_t kernel_size = m.kernel_size, stride = m.stride, padding = m.padding;
+  parallel_for(planes, planes * h * w, [&](int64_t plane) {
+    const T* src = x + plane * h * w;
+    for (int64_t oh = 0; oh < out_h; ++oh)
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const int64_t h0 = oh * stride - padding, w0 = ow * stride - padding;
+        float best = -std::numeric_limits<float>::infinity();
+        T best_bits{};
+        int64_t best_index = -1;
+        bool found_nan = false;  // the first NaN is final
+        for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + kernel_size, h) && !found_nan; ++ih)
+          for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + kernel_size, w) && !found_nan; ++iw) {
+            const float v = widen(src[ih * w + iw]);
+            if (v > best || std::isnan(v) || best_index < 0) {
+              best = v;
+              best_bits = src[ih * w + iw];
+              best_index = ih * w + iw;
+              found_nan = std::isnan(v);
+            }
+          }
+        const int64_t out_index = plane * out_h * out_w + oh * out_w + ow;
+        y[out_index] = best_bits;
+        argmax[out_index] = static_cast<int32_t>(best_index);
+      }
+  });
+}
+
+template <class T>
+void backward_plain(int64_t planes, int64_t plane_in, int64_t plane_out, const T* dy, T* dx,
+                    const int32_t* argmax) {
+  parallel_for(planes, planes * plane_in, [&](int64_t plane) {
+    T* dst = dx + plane * plane_in;
+    std::memset(dst, 0, sizeof(T) * static_cast<size_t>(plane_in));
+    for (int64_t p = 0; p < plane_out; ++p) {
+      const int32_t at = argmax[plane * plane_out + p];
+      if (at >= 0) add_grad(dst[at], dy[plane * plane_out + p]);
+    }
   });
 }
 
@@ -180,9 +247,17 @@ const Tensor& MaxPool2d::forward_formatted(const Tensor& input, MemoryFormat in,
   const int64_t out_h = output_.size(2), out_w = output_.size(3);
   argmax_.resize(static_cast<size_t>(output_.numel()));
   format_ = in;
+  int32_t* argmax = argmax_.data();
+  if (is_bf16(format_)) {
+    if (is_blocked16(format_))
+      forward_blocked16(blocked_pool(*this, input_shape_, output_.shape()), bf16_data(input),
+                        bf16_data(output_), argmax);
+    else
+      forward_plain(*this, planes, h, w, out_h, out_w, bf16_data(input), bf16_data(output_), argmax);
+    return output_;
+  }
   const float* x = input.data();
   float* y = output_.data();
-  int32_t* argmax = argmax_.data();
   if (format_ == MemoryFormat::blocked16) {
     forward_blocked16(blocked_pool(*this, input_shape_, output_.shape()), x, y, argmax);
     return output_;
@@ -201,28 +276,7 @@ const Tensor& MaxPool2d::forward_formatted(const Tensor& input, MemoryFormat in,
     });
     return output_;
   }
-  parallel_for(planes, input.numel(), [&](int64_t plane) {
-    const float* src = x + plane * h * w;
-    for (int64_t oh = 0; oh < out_h; ++oh)
-      for (int64_t ow = 0; ow < out_w; ++ow) {
-        const int64_t h0 = oh * stride - padding, w0 = ow * stride - padding;
-        float best = -std::numeric_limits<float>::infinity();
-        int64_t best_index = -1;
-        bool found_nan = false;  // the first NaN is final
-        for (int64_t ih = std::max<int64_t>(h0, 0); ih < std::min(h0 + kernel_size, h) && !found_nan; ++ih)
-          for (int64_t iw = std::max<int64_t>(w0, 0); iw < std::min(w0 + kernel_size, w) && !found_nan; ++iw) {
-            const float v = src[ih * w + iw];
-            if (v > best || std::isnan(v) || best_index < 0) {
-              best = v;
-              best_index = ih * w + iw;
-              found_nan = std::isnan(v);
-            }
-          }
-        const int64_t out_index = plane * out_h * out_w + oh * out_w + ow;
-        y[out_index] = best;
-        argmax[out_index] = static_cast<int32_t>(best_index);
-      }
-  });
+  forward_plain(*this, planes, h, w, out_h, out_w, x, y, argmax);
   return output_;
 }
 
@@ -236,21 +290,23 @@ const Tensor& MaxPool2d::backward(const Tensor& grad_output) {
   const int64_t plane_in = input_shape_[2] * input_shape_[3];
   const int64_t plane_out = output_.size(2) * output_.size(3);
   const int64_t planes = output_.size(0) * output_.size(1);
+  const int32_t* argmax = argmax_.data();
+  if (is_bf16(format_)) {
+    if (is_blocked16(format_))
+      backward_blocked16(blocked_pool(*this, input_shape_, output_.shape()),
+                         bf16_data(grad_output), bf16_data(grad_input_), argmax);
+    else
+      backward_plain(planes, plane_in, plane_out, bf16_data(grad_output), bf16_data(grad_input_),
+                     argmax);
+    return grad_input_;
+  }
   const float* dy = grad_output.data();
   float* dx = grad_input_.data();
-  const int32_t* argmax = argmax_.data();
   if (format_ == MemoryFormat::blocked16) {
     backward_blocked16(blocked_pool(*this, input_shape_, output_.shape()), dy, dx, argmax);
     return grad_input_;
   }
-  parallel_for(planes, grad_input_.numel(), [&](int64_t plane) {
-    float* dst = dx + plane * plane_in;
-    std::memset(dst, 0, sizeof(float) * static_cast<size_t>(plane_in));
-    for (int64_t p = 0; p < plane_out; ++p) {
-      const int32_t at = argmax[plane * plane_out + p];
-      if (at >= 0) dst[at] += dy[plane * plane_out + p];
-    }
-  });
+  backward_plain(planes, plane_in, plane_out, dy, dx, argmax);
   return grad_input_;
 }
 

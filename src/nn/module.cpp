@@ -12,6 +12,16 @@ std::string Size2::repr() const {
 }
 
 
+std::string format_name(MemoryFormat format) {
+  switch (format) {
+    case MemoryFormat::plain: return "plain";
+    case MemoryFormat::blocked16: return "nChw16c";
+    case MemoryFormat::plain_bf16: return "bf16";
+    case MemoryFormat::blocked16_bf16: return "bf16 nChw16c";
+  }
+  return "unknown format";
+}
+
 const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) {
   if (in != MemoryFormat::plain || out != MemoryFormat::plain)
     throw Error(repr() + ": takes and gives plain tensors only (no nChw16c)");
@@ -19,15 +29,17 @@ const Tensor& Module::forward_formatted(const Tensor& input, MemoryFormat in, Me
 }
 
 void Module::check_blocked16_input(const Shape& input, MemoryFormat in) const {
-  if (in == MemoryFormat::blocked16 && !fits_blocked16(input))
+  if (is_blocked16(in) && !fits_blocked16(input))
     throw Error(repr() + ": nChw16c needs a 4-D input with channels a multiple of 16, got " +
                 shape_string(input));
+  if (is_bf16(in) && bf16_use(input) == ChainUse::no)
+    throw Error(repr() + ": has no bf16 path for input " + shape_string(input));
 }
 
 void Module::check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const {
   if (in != out)
-    throw Error(repr() + ": keeps its input's format, asked for " +
-                (in == MemoryFormat::plain ? "plain in, nChw16c out" : "nChw16c in, plain out"));
+    throw Error(repr() + ": keeps its input's format, asked for " + format_name(in) + " in, " +
+                format_name(out) + " out");
   check_blocked16_input(input, in);
 }
 

@@ -1,10 +1,11 @@
-// The precision of Linear's and Conv2d's products (bnlab/nn/precision.hpp),
-// and the bf16 matrix product Linear runs in bf16 (nn/gemm.hpp).
+// The compute precision (bnlab/nn/precision.hpp), and the bf16 matrix
+// product Linear runs in bf16 (nn/gemm.hpp).
 #include "bnlab/nn/precision.hpp"
 
 #include <atomic>
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm_bf16.hpp"
@@ -71,27 +72,37 @@ uint16_t* rounded(const float* in, int64_t rows, int64_t cols, int64_t ld,
   return out.data();
 }
 
-// One matmul primitive per product shape, strides and accumulation.
-using GemmKey = std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int>;
+// One matmul primitive per product shape, strides, accumulation, result type and bias.
+using GemmKey =
+    std::tuple<bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, bool, int, bool, bool>;
 struct BfGemm {
   dnnl::matmul primitive;
-  dnnl::memory a, b, c;
+  dnnl::memory a, b, c, bias;
 };
 
 }  // namespace
 
-// C = op(A) op(B) (+ C when beta is 1) with A and B rounded to bf16: one
-// oneDNN matmul on bf16 src and weights, f32 accumulation and destination
-// (beta 1 as a sum post-op).
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  gemm_bf16(trans_a, trans_b, m, n, k, Bf16Operand{.f32 = a}, lda, Bf16Operand{.f32 = b}, ldb,
+            beta, Bf16Result{.f32 = c}, ldc);
+}
+
+// One oneDNN matmul on bf16 src and weights, f32 accumulation, an f32 or
+// bf16 destination (beta 1 as a sum post-op, the bias as the primitive's).
+void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, Bf16Operand a,
+               int64_t lda, Bf16Operand b, int64_t ldb, float beta, Bf16Result c, int64_t ldc,
+               const float* bias) {
   if (m == 0 || n == 0) return;
   if (beta != 0.0f && beta != 1.0f) throw Error("gemm_bf16: beta must be 0 or 1");
+  if (beta != 0.0f && c.bf16 != nullptr) throw Error("gemm_bf16: a bf16 result cannot accumulate");
   sync_onednn_threads();
   using dnnl::memory;
   thread_local std::map<GemmKey, BfGemm> cache;
   thread_local AlignedVector<uint16_t> a16, b16;
-  const GemmKey key{trans_a, trans_b, m, n, k, lda, ldb, ldc, beta != 0.0f, num_threads()};
+  const bool c_bf16 = c.bf16 != nullptr;
+  const GemmKey key{trans_a, trans_b, m, n, k, lda, ldb, ldc, beta != 0.0f, num_threads(),
+                    c_bf16, bias != nullptr};
   auto it = cache.find(key);
   if (it == cache.end()) {
     dnnl::engine& engine = onednn_engine();
@@ -99,24 +110,40 @@ void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, cons
                             trans_a ? memory::dims{1, lda} : memory::dims{lda, 1});
     const memory::desc b_md({k, n}, memory::data_type::bf16,
                             trans_b ? memory::dims{1, ldb} : memory::dims{ldb, 1});
-    const memory::desc c_md({m, n}, memory::data_type::f32, memory::dims{ldc, 1});
+    const memory::desc c_md({m, n}, c_bf16 ? memory::data_type::bf16 : memory::data_type::f32,
+                            memory::dims{ldc, 1});
+    const memory::desc bias_md({1, n}, memory::data_type::f32, memory::dims{n, 1});
     dnnl::primitive_attr attr;
     if (beta != 0.0f) {
       dnnl::post_ops ops;
       ops.append_sum(1.0f);
       attr.set_post_ops(ops);
     }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a_md, b_md, c_md), attr, engine);
+    const dnnl::matmul::primitive_desc pd(
+        bias != nullptr ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md)
+                        : dnnl::matmul::desc(a_md, b_md, c_md),
+        attr, engine);
     BfGemm g{dnnl::matmul(pd), memory(a_md, engine, DNNL_MEMORY_NONE),
-             memory(b_md, engine, DNNL_MEMORY_NONE), memory(c_md, engine, DNNL_MEMORY_NONE)};
+             memory(b_md, engine, DNNL_MEMORY_NONE), memory(c_md, engine, DNNL_MEMORY_NONE),
+             memory(bias_md, engine, DNNL_MEMORY_NONE)};
     it = cache.emplace(key, std::move(g)).first;
   }
   BfGemm& g = it->second;
-  g.a.set_data_handle(trans_a ? rounded(a, k, m, lda, a16) : rounded(a, m, k, lda, a16));
-  g.b.set_data_handle(trans_b ? rounded(b, n, k, ldb, b16) : rounded(b, k, n, ldb, b16));
-  g.c.set_data_handle(c);
+  const auto bf16_of = [](Bf16Operand x, int64_t rows, int64_t cols, int64_t ld,
+                          AlignedVector<uint16_t>& buffer) {
+    return x.bf16 != nullptr ? const_cast<uint16_t*>(x.bf16) : rounded(x.f32, rows, cols, ld, buffer);
+  };
+  g.a.set_data_handle(trans_a ? bf16_of(a, k, m, lda, a16) : bf16_of(a, m, k, lda, a16));
+  g.b.set_data_handle(trans_b ? bf16_of(b, n, k, ldb, b16) : bf16_of(b, k, n, ldb, b16));
+  g.c.set_data_handle(c_bf16 ? static_cast<void*>(c.bf16) : static_cast<void*>(c.f32));
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, g.a}, {DNNL_ARG_WEIGHTS, g.b}, {DNNL_ARG_DST, g.c}};
+  if (bias != nullptr) {
+    g.bias.set_data_handle(const_cast<float*>(bias));
+    args.emplace(DNNL_ARG_BIAS, g.bias);
+  }
   dnnl::stream stream(onednn_engine());
-  g.primitive.execute(stream, {{DNNL_ARG_SRC, g.a}, {DNNL_ARG_WEIGHTS, g.b}, {DNNL_ARG_DST, g.c}});
+  g.primitive.execute(stream, args);
   stream.wait();
 }
 

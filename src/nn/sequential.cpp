@@ -2,6 +2,7 @@
 // and repr as PyTorch's nn.Sequential ("<index>.<name>", "(0): Linear(...)").
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
+#include "bnlab/nn/precision.hpp"
 
 namespace bnlab::nn {
 
@@ -17,28 +18,45 @@ void Sequential::add(ModulePtr module) {
  * children that keep it (BatchNorm2d, activations, MaxPool2d) and must end at a
  * child that takes nChw16c and ends the chain (Conv2d, Flatten); otherwise
  * every child of that stretch stays plain. An ending Conv2d may start the
- * next chain. The first child's input and the last child's output are plain. */
+ * next chain. Under ComputePrecision::bf16, bf16 chains are found by the same
+ * rule on top (from a product, Linear or Conv2d, through BatchNorm, ReLU,
+ * MaxPool2d, Flatten, to the next product) and make their stretch's formats
+ * bf16 in whichever layout the first rule gave. The first child's input and
+ * the last child's output are plain float. */
 void Sequential::plan_formats(const Shape& input) {
   const size_t count = children_.size();
   const std::vector<Shape> shapes = walk_shapes(input);
   in_formats_.assign(count, MemoryFormat::plain);
   out_formats_.assign(count, MemoryFormat::plain);
-  for (size_t start = 0; start < count; ++start) {
-    if (!children_[start]->can_output_blocked16(shapes[start])) continue;
-    size_t end = start + 1;
-    while (end < count && children_[end]->blocked16_use(shapes[end]) == Blocked16Use::keeps) ++end;
-    if (end == count || children_[end]->blocked16_use(shapes[end]) != Blocked16Use::ends) continue;
-    out_formats_[start] = MemoryFormat::blocked16;
-    for (size_t k = start + 1; k < end; ++k)
-      in_formats_[k] = out_formats_[k] = MemoryFormat::blocked16;
-    in_formats_[end] = MemoryFormat::blocked16;
-    start = end - 1;  // the ending child may start the next chain
-  }
+  const auto mark_chains = [&](auto&& can_start, auto&& use, auto&& mark) {
+    for (size_t start = 0; start < count; ++start) {
+      if (!can_start(start)) continue;
+      size_t end = start + 1;
+      while (end < count && use(end) == ChainUse::keeps) ++end;
+      if (end == count || use(end) != ChainUse::ends) continue;
+      mark(out_formats_[start]);
+      for (size_t k = start + 1; k < end; ++k) {
+        mark(in_formats_[k]);
+        mark(out_formats_[k]);
+      }
+      mark(in_formats_[end]);
+      start = end - 1;  // the ending child may start the next chain
+    }
+  };
+  mark_chains([&](size_t i) { return children_[i]->can_output_blocked16(shapes[i]); },
+              [&](size_t i) { return children_[i]->blocked16_use(shapes[i]); },
+              [](MemoryFormat& f) { f = MemoryFormat::blocked16; });
+  plan_precision_ = compute_precision();
+  if (plan_precision_ == ComputePrecision::bf16)
+    mark_chains([&](size_t i) { return children_[i]->can_output_bf16(shapes[i]); },
+                [&](size_t i) { return children_[i]->bf16_use(shapes[i]); },
+                [](MemoryFormat& f) { f = with_bf16(f); });
   plan_shape_ = input;
 }
 
 const Tensor& Sequential::forward(const Tensor& input) {
-  if (input.shape() != plan_shape_ || in_formats_.size() != children_.size())
+  if (input.shape() != plan_shape_ || in_formats_.size() != children_.size() ||
+      plan_precision_ != compute_precision())
     plan_formats(input.shape());
   const Tensor* x = &input;
   for (size_t i = 0; i < children_.size(); ++i)

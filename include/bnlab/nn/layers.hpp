@@ -14,6 +14,7 @@
 
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/nn/module.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "bnlab/random.hpp"
 
 namespace bnlab::nn {
@@ -26,6 +27,10 @@ class Linear : public Module {
   ~Linear() override;
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Under bf16: a bf16 input (and gradient out) and a bf16 output (and gradient in).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  ChainUse bf16_use(const Shape& input) const override;
+  bool can_output_bf16(const Shape&) const override { return true; }
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -42,6 +47,9 @@ class Linear : public Module {
   struct Matmul;  // oneDNN's matmul primitive for the last batch size (linear.cpp)
   std::unique_ptr<Matmul> matmul_;
   const Tensor* input_ = nullptr;
+  MemoryFormat in_format_ = MemoryFormat::plain, out_format_ = MemoryFormat::plain;  // the last forward's
+  const Tensor& forward_bf16(const Tensor& input);
+  const Tensor& backward_bf16(const Tensor& grad_output);
   Shape checked_input_shape_;  // the last input shape validated (no Shape built per step)
   Tensor output_, grad_input_;
 };
@@ -63,6 +71,9 @@ class Conv2d : public Module {
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
   Blocked16Use blocked16_use(const Shape& input) const override;
   bool can_output_blocked16(const Shape& input) const override;
+  // Under bf16: a bf16 input (and gradient out) and output (and gradient in), either layout.
+  ChainUse bf16_use(const Shape& input) const override;
+  bool can_output_bf16(const Shape& input) const override { return input.size() == 4; }
   std::string repr() const override;
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -115,9 +126,11 @@ class BatchNorm : public Module {
             bool track_running_stats, Deferred);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // BatchNorm2d keeps nChw16c when num_features is a multiple of 16.
+  // BatchNorm2d keeps nChw16c when num_features is a multiple of 16; every
+  // BatchNorm keeps bf16 (bnlab/batch_norm_bf16.hpp) unless synced or frozen.
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
   Blocked16Use blocked16_use(const Shape& input) const override;
+  ChainUse bf16_use(const Shape& input) const override;
   std::string repr() const override;  // "BatchNorm1d(512, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)"
   Shape output_shape(const Shape& input) const override;
   std::vector<std::pair<std::string, Parameter*>> parameters() override;
@@ -158,7 +171,10 @@ class BatchNorm : public Module {
   Tensor output_, grad_input_, save_mean_, save_invstd_;
   // The kernel writes this batch's dweight/dbias here; backward adds them into the grads.
   Tensor batch_grad_weight_, batch_grad_bias_;
+  Tensor masked_grad_;  // bf16: dy where y > 0 (fused ReLU)
   BatchNormShape kernel_shape(const Shape& input, MemoryFormat format) const;
+  void backward_bf16(const Tensor& grad_output, const BatchNormShape& shape, float* dweight,
+                     float* dbias);
   // SyncBatchNorm's per-channel doubles, and the batch's value count over every process.
   std::vector<double> sync_mean_, sync_m2_, sync_sum_dy_, sync_sum_dy_xhat_;
   int64_t sync_count_ = 0;
@@ -177,11 +193,15 @@ class ReLU : public Elementwise {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
+  // Keeps bf16 as well as nChw16c (see MemoryFormat).
+  const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
+  ChainUse bf16_use(const Shape&) const override { return ChainUse::keeps; }
   std::string repr() const override { return "ReLU()"; }
   Activation fusable_activation() const override { return Activation::relu; }
   void set_applied_by_previous(bool on) override { fused = on; }
   bool fused = false;  // the BatchNorm before it applies it: forward/backward pass through
  private:
+  bool bf16_ = false;  // the last forward's values were bf16
   Tensor output_, grad_input_;
 };
 
@@ -327,9 +347,11 @@ class MaxPool2d : public Module {
   MaxPool2d(int64_t kernel_size, std::optional<int64_t> stride = std::nullopt, int64_t padding = 0);
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Keeps nChw16c (see MemoryFormat) when the channels are a multiple of 16.
+  // Keeps nChw16c (see MemoryFormat) when the channels are a multiple of 16,
+  // and bf16 when the windows do not overlap (stride >= kernel_size).
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
   Blocked16Use blocked16_use(const Shape& input) const override;
+  ChainUse bf16_use(const Shape& input) const override;
   std::string repr() const override;  // "MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)"
   Shape output_shape(const Shape& input) const override;
   int64_t kernel_size, stride, padding;
@@ -419,9 +441,11 @@ class Flatten : public Module {
  public:
   const Tensor& forward(const Tensor& input) override;
   const Tensor& backward(const Tensor& grad_output) override;
-  // Ends an nChw16c chain: takes it, flattens in NCHW order (see MemoryFormat).
+  // Ends an nChw16c chain: takes it, flattens in NCHW order (see MemoryFormat);
+  // keeps bf16.
   const Tensor& forward_formatted(const Tensor& input, MemoryFormat in, MemoryFormat out) override;
   Blocked16Use blocked16_use(const Shape& input) const override;
+  ChainUse bf16_use(const Shape& input) const override;
   std::string repr() const override { return "Flatten(start_dim=1, end_dim=-1)"; }
   Shape output_shape(const Shape& input) const override;
  private:
@@ -477,6 +501,7 @@ class Sequential : public Module {
   std::vector<ModulePtr> children_;
   // The plan: each child's input and output format, for plan_shape_.
   Shape plan_shape_;
+  ComputePrecision plan_precision_ = ComputePrecision::fp32;  // bf16: the plan has bf16 chains
   std::vector<MemoryFormat> in_formats_, out_formats_;
   void plan_formats(const Shape& input);
   // shapes[0] = input, shapes[i + 1] = child i's output shape.

@@ -43,27 +43,57 @@ struct Size2 {
   std::string repr() const;
 };
 
-// How a 4-D activation handed between two children of a Sequential lies in
-// memory: plain NCHW, or oneDNN's nChw16c, (N, C/16, H, W, 16) with C a
-// multiple of 16: channel blocks of 16, the layout oneDNN's AVX-512
-// convolutions run on. Sequential::forward lets a Conv2d's output stay
-// nChw16c through the modules after it that keep it (BatchNorm2d, the
-// elementwise activations, MaxPool2d) up to the next module that ends the
-// chain (Conv2d, Flatten), which saves a reorder on each side of every
-// convolution. Tensors a caller passes or receives are always plain.
-enum class MemoryFormat { plain, blocked16 };
+// How an activation handed between two children of a Sequential lies in
+// memory: its layout, plain (row-major NCHW) or oneDNN's nChw16c, (N, C/16, H,
+// W, 16) with C a multiple of 16: channel blocks of 16, the layout oneDNN's
+// AVX-512 convolutions run on; and its element type, float or bf16 (bit
+// patterns in the Tensor's storage, see bf16_data). Sequential::forward lets
+// a Conv2d's output stay nChw16c through the modules after it that keep it
+// (BatchNorm2d, the elementwise activations, MaxPool2d) up to the next module
+// that ends the chain (Conv2d, Flatten), which saves a reorder on each side
+// of every convolution. Under ComputePrecision::bf16 it lets a product's
+// (Linear, Conv2d) output stay bf16 the same way, through BatchNorm, ReLU,
+// MaxPool2d and Flatten up to the next product, which halves the bytes those
+// modules move (bnlab/nn/precision.hpp). Tensors a caller passes or receives
+// are always plain float.
+enum class MemoryFormat { plain, blocked16, plain_bf16, blocked16_bf16 };
+
+inline bool is_blocked16(MemoryFormat format) {
+  return format == MemoryFormat::blocked16 || format == MemoryFormat::blocked16_bf16;
+}
+inline bool is_bf16(MemoryFormat format) {
+  return format == MemoryFormat::plain_bf16 || format == MemoryFormat::blocked16_bf16;
+}
+// The same layout with bf16 elements.
+inline MemoryFormat with_bf16(MemoryFormat format) {
+  return is_blocked16(format) ? MemoryFormat::blocked16_bf16 : MemoryFormat::plain_bf16;
+}
+// Bytes per value: 4, or 2 for bf16.
+inline size_t element_bytes(MemoryFormat format) { return is_bf16(format) ? 2 : 4; }
+// "plain", "nChw16c", "bf16", "bf16 nChw16c" (error messages).
+std::string format_name(MemoryFormat format);
+
+// A bf16 activation lies in a Tensor's float storage: numel bf16 values from
+// its start (the second half of the storage is unused). The tensor's shape
+// is the activation's.
+inline uint16_t* bf16_data(Tensor& t) { return reinterpret_cast<uint16_t*>(t.data()); }
+inline const uint16_t* bf16_data(const Tensor& t) {
+  return reinterpret_cast<const uint16_t*>(t.data());
+}
 
 // Whether a tensor of this shape can be held nChw16c: 4-D, C a positive multiple of 16.
 inline bool fits_blocked16(const Shape& shape) {
   return shape.size() == 4 && shape[1] > 0 && shape[1] % 16 == 0;
 }
 
-// What a module can do with an nChw16c input of a given (NCHW) shape.
-enum class Blocked16Use {
-  no,     // plain input only
-  keeps,  // takes it, and its output and input gradient are nChw16c too
-  ends,   // takes it, and writes its output in the format asked (Conv2d) or plain (Flatten)
+// What a module can do, for an input of a given (NCHW) shape, with an input
+// in a chain's format (nChw16c, or bf16).
+enum class ChainUse {
+  no,     // not that format
+  keeps,  // takes it, and its output and input gradient are in it too
+  ends,   // takes it, and writes its output in the format asked (Conv2d, Linear) or plain (Flatten)
 };
+using Blocked16Use = ChainUse;
 
 // The per-channel affine map y[c] = scale[c] * x[c] + shift[c] that an
 // eval-mode BatchNorm computes, which folding moves into the layer before it.
@@ -93,6 +123,10 @@ class Module {
   // The plan's questions, for an input of this shape. Defaults: plain only.
   virtual Blocked16Use blocked16_use(const Shape&) const { return Blocked16Use::no; }
   virtual bool can_output_blocked16(const Shape&) const { return false; }
+  // The same for bf16 (asked under ComputePrecision::bf16 only): a chain
+  // starts at a module that can write bf16 and ends at one that reads it.
+  virtual ChainUse bf16_use(const Shape&) const { return ChainUse::no; }
+  virtual bool can_output_bf16(const Shape&) const { return false; }
   // Gradient w.r.t. the last forward's input; adds into parameter grads.
   virtual const Tensor& backward(const Tensor& grad_output) = 0;
 
@@ -150,8 +184,9 @@ class Module {
 
  protected:
   // For forward_formatted: throws Error naming this module when `in` is
-  // nChw16c and the input cannot be (fits_blocked16), and check_kept_format
-  // also when out differs from in (a module that keeps its input's format).
+  // nChw16c and the input cannot be (fits_blocked16) or bf16 and the module
+  // has no bf16 path (bf16_use), and check_kept_format also when out differs
+  // from in (a module that keeps its input's format).
   void check_blocked16_input(const Shape& input, MemoryFormat in) const;
   void check_kept_format(const Shape& input, MemoryFormat in, MemoryFormat out) const;
   // For backward: throws Error naming this module when grad_output's shape is not the output's.

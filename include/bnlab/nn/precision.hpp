@@ -1,11 +1,16 @@
-// The precision of the toolkit's matrix products, process-wide, as
-// torch.autocast("cpu", dtype=torch.bfloat16) sets it for a region: with
-// bf16, Linear (forward and both backward products) and Conv2d (forward,
-// backward data, backward weights) round their float inputs (activations,
-// weights, gradients) to bf16 at the product's boundary and run oneDNN's bf16
-// primitives, accumulating and writing in float. Everything else stays float:
-// the activations between layers, BatchNorm and the other layers, the loss,
-// the master weights and the optimizer state, the checkpoints.
+// The precision of the toolkit's matrix products and of the activations
+// between them, process-wide, as torch.autocast("cpu", dtype=torch.bfloat16)
+// sets it for a region: with bf16, Linear (forward and both backward
+// products) and Conv2d (forward, backward data, backward weights) run
+// oneDNN's bf16 primitives, accumulating in float; their float inputs
+// (activations, weights, gradients) are rounded to bf16 at the product's
+// boundary. Inside a Sequential the activation a product hands to the next
+// product stays bf16 through the modules that keep it (BatchNorm with float
+// statistics, ReLU, MaxPool2d, Flatten; see MemoryFormat in
+// bnlab/nn/module.hpp), and so do the gradients flowing back along it. The
+// rest stays float: a stretch with another module in it, the network's input
+// and output, the loss, the master weights and the optimizer state, the
+// checkpoints.
 #pragma once
 
 #include <string>
