@@ -90,7 +90,10 @@ ChannelAffine BatchNorm::eval_channel_affine() const {
 }
 
 // (N, C) -> n = N, c = C, s = 1; (N, C, d1, ...) -> s = d1 * ...; channels
-// first, or blocked16 for an nChw16c input (see MemoryFormat).
+// first, or blocked16 for an nChw16c input (see MemoryFormat). A bf16 (N, C)
+// is passed as channels-last, the same memory: the bf16 kernels run rows of
+// channels in registers, but channels-first runs of one value through a
+// float buffer.
 BatchNormShape BatchNorm::kernel_shape(const Shape& input, MemoryFormat format) const {
   if (input != checked_input_shape_) output_shape(input);  // throws on a bad shape
   BatchNormShape shape;
@@ -99,6 +102,7 @@ BatchNormShape BatchNorm::kernel_shape(const Shape& input, MemoryFormat format) 
   shape.s = 1;
   for (size_t d = 2; d < input.size(); ++d) shape.s *= input[d];
   shape.layout = is_blocked16(format) ? Layout::blocked16 : Layout::channels_first;
+  if (is_bf16(format) && shape.s == 1) shape.layout = Layout::channels_last;
   return shape;
 }
 

@@ -8,6 +8,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/nn/layers.hpp"
@@ -56,7 +57,28 @@ inline float widen(float v) { return v; }
 inline float widen(uint16_t v) { return bf16_to_float(v); }
 // dx += dy for float; for bf16 (windows that do not overlap, see bf16_use) dx = dy.
 inline void add_grad(float& dx, float dy) { dx += dy; }
-inline void add_grad(uint16_t& dx, uint16_t dy) { dx = dy; }
+inline void add_grad(uint16_t& dx, uint16_t dy) { dx = dy == 0x8000 ? uint16_t{0} : dy; }  // 0 + -0 is +0
+
+// The 2x2 stride-2 window on nChw16c, one output row: the vector row of the
+// kernels (max_pool2d.hpp). bf16 rows are widened into the calling thread's
+// buffer first and the maxima narrowed back: the same values (a maximum is
+// one of its inputs; only bf16 denormals, which widen to float denormals,
+// come back as zeros, as every bf16 rounding here gives them).
+void pool_2x2_blocked16_row(const float* row0, const float* row1, int64_t out_w,
+                            int32_t first_index, int32_t w, float* y, int32_t* argmax) {
+  kernels::max_pool_2x2_blocked16_row(row0, row1, out_w, first_index, w, y, argmax);
+}
+void pool_2x2_blocked16_row(const uint16_t* row0, const uint16_t*, int64_t out_w,
+                            int32_t first_index, int32_t w, uint16_t* y, int32_t* argmax) {
+  thread_local AlignedVector<float> rows, maxima;
+  const auto both_rows = static_cast<size_t>(2 * w * kBlock);  // row1 follows row0
+  if (rows.size() < both_rows) rows.resize(both_rows);
+  if (maxima.size() < static_cast<size_t>(out_w * kBlock)) maxima.resize(static_cast<size_t>(out_w * kBlock));
+  bf16_to_floats(row0, rows.data(), static_cast<int64_t>(both_rows));
+  kernels::max_pool_2x2_blocked16_row(rows.data(), rows.data() + w * kBlock, out_w, first_index, w,
+                                      maxima.data(), argmax);
+  floats_to_bf16(maxima.data(), y, out_w * kBlock);
+}
 
 // The pooling problem on nChw16c: units = N * C/16 (sample, channel block)
 // pairs, each an (h, w, 16) input and an (out_h, out_w, 16) output.
@@ -79,20 +101,20 @@ BlockedPool blocked_pool(const MaxPool2d& module, const Shape& input, const Shap
 /* Forward on nChw16c: y[u, oh, ow, l] = max over the window of
  * x[u, oh*s - p + kh, ow*s - p + kw, l] for each lane (channel) l, the same
  * rule as the plain path; argmax[u, oh, ow, l] = ih*w + iw of lane l's winner.
- * One task per unit; the 2x2 stride-2 window on floats is the kernels' vector
- * row, the others a loop over the window with branch-free selects across the
- * 16 lanes (float or bf16 values, compared as floats, the winner's bits copied). */
+ * One task per unit; the 2x2 stride-2 window is pool_2x2_blocked16_row, the
+ * others a loop over the window with branch-free selects across the 16 lanes
+ * (float or bf16 values, compared as floats, the winner's bits copied). */
 template <class T>
 void forward_blocked16(const BlockedPool& pool, const T* x, T* y, int32_t* argmax) {
   const int64_t h = pool.h, w = pool.w, out_h = pool.out_h, out_w = pool.out_w;
   const int64_t k = pool.kernel_size, s = pool.stride, p = pool.padding;
   const int64_t unit_in = h * w * kBlock, unit_out = out_h * out_w * kBlock;
-  if constexpr (std::is_same_v<T, float>) if (k == 2 && s == 2 && p == 0) {
+  if (k == 2 && s == 2 && p == 0) {
     parallel_for(pool.units, pool.units * unit_in, [&](int64_t unit) {
-      const float* src = x + unit * unit_in;
+      const T* src = x + unit * unit_in;
       for (int64_t oh = 0; oh < out_h; ++oh) {
         const int64_t out = unit * unit_out + oh * out_w * kBlock;
-        kernels::max_pool_2x2_blocked16_row(
+        pool_2x2_blocked16_row(
             src + 2 * oh * w * kBlock, src + (2 * oh + 1) * w * kBlock, out_w,
             static_cast<int32_t>(2 * oh * w), static_cast<int32_t>(w), y + out, argmax + out);
       }

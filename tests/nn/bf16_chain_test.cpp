@@ -238,6 +238,23 @@ TEST_F(Bf16Chain, ReluMaxPoolAndFlattenAreExact) {
       expect_within("dx", widened(dx), values(p2.backward(widened(dy16))), 0.0, 0.0);
     }
   }
+  // ReLU's bit tests against the float rule on the values that need care.
+  Tensor specials({1, 12});
+  const float nan = std::nanf(""), inf = INFINITY;
+  const float v[12] = {-0.0f, 0.0f, nan, -nan, -inf, inf, -1e-40f, 1e-40f, -2.5f, 2.5f, -1e38f, 3e38f};
+  for (int64_t i = 0; i < 12; ++i) specials[i] = v[i];
+  ReLU r3, r4;
+  const Tensor s16 = to_bf16(specials), s_wide = widened(s16);
+  const Tensor sy = widened(r3.forward_formatted(s16, MemoryFormat::plain_bf16, MemoryFormat::plain_bf16));
+  const Tensor& sy_want = r4.forward(s_wide);
+  const Tensor ones = to_bf16(Tensor({1, 12}, 1.0f));
+  const Tensor sdx = widened(r3.backward(ones));
+  const Tensor& sdx_want = r4.backward(widened(ones));
+  for (int64_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(std::signbit(sy[i]), std::signbit(sy_want[i])) << i;
+    EXPECT_TRUE(sy[i] == sy_want[i] || (std::isnan(sy[i]) && std::isnan(sy_want[i]))) << i;
+    EXPECT_EQ(sdx[i], sdx_want[i]) << i;
+  }
   Flatten f1, f2;
   const Tensor x16 = to_bf16(random_tensor({2, 16, 3, 3}, 12));
   const Tensor x_in = to_blocked_bf16(x16), x_wide = widened(x16);
