@@ -1,5 +1,5 @@
 // bnlab benefits [--quick] [--out DIR] [--data DIR] [--seed N] [--only NAME,...]
-// [--threads T]: parse, call bnlab::lab::run_benefits, print the report's path.
+// [--threads T] [--precision fp32|bf16]: parse, call bnlab::lab::run_benefits, print the report's path.
 #include "benefits.hpp"
 
 #include <cstdio>
@@ -33,12 +33,15 @@ void add_benefits_command(CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::IsMember(bnlab::lab::experiment_names()));
   add_threads_option(*command, o->threads);  // bounded as train's: more is a usage error
+  auto precision = std::make_shared<std::string>("fp32");
+  add_precision_option(*command, *precision);
   command->footer(
       "Examples:\n"
       "  bnlab benefits --quick --out /tmp/bn     the whole report in under 2 minutes\n"
       "  bnlab benefits                           the full report (under 30 minutes on 2 cores)\n"
       "  bnlab benefits --only learning_rate,depth --data /path/to/mnist");
-  command->callback([o] {
+  command->callback([o, precision] {
+    apply_precision(*precision);  // refuses bf16 on a CPU without it
     // Before the runs: an --out that cannot be written would lose all of them.
     bnlab::io::check_writable_folder(o->out_dir, "--out");
     const std::string path = bnlab::lab::run_benefits(*o);

@@ -132,8 +132,9 @@ void apply_threads(int threads) {
 void add_precision_option(CLI::App& command, std::string& precision) {
   command
       .add_option("--precision", precision,
-                  "fp32, or bf16: Linear and Conv2d products in bf16 through oneDNN (float "
-                  "activations, BN, loss, weights and optimizer; needs AVX512-BF16 or AMX)")
+                  "fp32, or bf16: Linear and Conv2d products in bf16 through oneDNN, and the "
+                  "activations between them (BN, ReLU, MaxPool2d, Flatten) in bf16 with float "
+                  "statistics; loss, weights and optimizer float; needs AVX512-BF16 or AMX")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
 }

@@ -335,6 +335,14 @@ TEST(Cli, TrainInBf16ReportsItsPrecisionOrRefuses) {
   EXPECT_EQ(run_bnlab("train --model mlp --precision fp16").status, 2);
 }
 
+// benefits takes --precision as train and demo do (issue 16, section 3).
+TEST(Cli, BenefitsTakesThePrecision) {
+  const Finished help = run_bnlab("benefits --help");
+  ASSERT_EQ(help.status, 0);
+  EXPECT_NE(help.out.find("--precision"), std::string::npos);
+  EXPECT_EQ(run_bnlab("benefits --precision fp16").status, 2);
+}
+
 // A CPU without bf16, as oneDNN sees one when capped at AVX-512 core: exit 1
 // with the reason, before any data is read.
 TEST(Cli, TrainInBf16RefusesOnACpuWithoutBf16) {
