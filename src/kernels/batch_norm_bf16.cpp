@@ -12,6 +12,7 @@
 #include "bnlab/batch_norm_bf16.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include "core/parallel.hpp"
@@ -131,6 +132,13 @@ void merge_tasks(const Total* per_task, int64_t tasks, int64_t c, double* out_a,
       0, c, tasks, [&](int64_t j, int64_t t) { return per_task[t * c + j]; }, out_a, out_b);
 }
 
+// Outputs are streamed when x and the output together overflow the LLC, as the
+// fp32 kernels' rule (batch_norm_walks.hpp), counted in 2-byte values.
+bool streams_bf16(const BatchNormShape& sh) {
+  return 2 * sh.numel() * static_cast<int64_t>(sizeof(uint16_t)) >
+         cache_thresholds().stream_bytes;
+}
+
 // Runs of one channel (channels-first spans) or of consecutive channels
 // (channels-last rows, blocked16 rows) at least this long are normalized in
 // registers; shorter ones go through the float buffer and the fp32 walks.
@@ -164,30 +172,31 @@ bool for_each_register_run(const Piece& piece, Span&& span, Rows&& rows) {
 // y = bf16((x - mean)*scale + shift) of one piece (x, y at its offset)
 // widened, computed and rounded in registers, when its runs are long enough.
 bool normalize_in_registers(const uint16_t* x, uint16_t* y, const Piece& piece, const float* mean,
-                            const float* scale, const float* shift) {
+                            const float* scale, const float* shift, bool stream) {
   const Bf16Conversions& v = bf16_conversions();
   return for_each_register_run(
       piece,
       [&](int64_t at, int64_t j, int64_t len) {
-        v.span_normalize(x + at, y + at, len, mean[j], scale[j], shift[j]);
+        v.span_normalize(x + at, y + at, len, mean[j], scale[j], shift[j], stream);
       },
       [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
-        v.rows_normalize(x + at, y + at, rows, width, mean + j, scale + j, shift + j);
+        v.rows_normalize(x + at, y + at, rows, width, mean + j, scale + j, shift + j, stream);
       });
 }
 
 // dx = bf16(a*dy + b*(x - mean) + c) of one piece in registers, likewise.
 bool grad_input_in_registers(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
                              const Piece& piece, const float* mean, const float* a,
-                             const float* b, const float* c) {
+                             const float* b, const float* c, bool stream) {
   const Bf16Conversions& v = bf16_conversions();
   return for_each_register_run(
       piece,
       [&](int64_t at, int64_t j, int64_t len) {
-        v.span_grad_input(x + at, dy + at, dx + at, len, mean[j], a[j], b[j], c[j]);
+        v.span_grad_input(x + at, dy + at, dx + at, len, mean[j], a[j], b[j], c[j], stream);
       },
       [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
-        v.rows_grad_input(x + at, dy + at, dx + at, rows, width, mean + j, a + j, b + j, c + j);
+        v.rows_grad_input(x + at, dy + at, dx + at, rows, width, mean + j, a + j, b + j, c + j,
+                          stream);
       });
 }
 
@@ -256,10 +265,14 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
 // y = (x - mean)*scale + shift per channel, piece by piece.
 void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* mean,
                      const float* scale, const float* shift) {
+  const bool stream = streams_bf16(plan.sh);
   parallel_for(plan.count, plan.sh.numel(), [&](int64_t p) {
     const Piece piece = plan.piece(p);
-    if (normalize_in_registers(x + piece.offset, y + piece.offset, piece, mean, scale, shift))
+    if (normalize_in_registers(x + piece.offset, y + piece.offset, piece, mean, scale, shift,
+                               stream)) {
+      if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the streamed stores
       return;
+    }
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
     float* xf = Workspace::grown(piece_buffers().x, values);
     bf16_conversions().to_float(x + piece.offset, xf, values);
@@ -304,11 +317,14 @@ void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& pla
 // dx = a*dy + b*(x - mean) + c per channel, piece by piece.
 void piece_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, const PiecePlan& plan,
                       const float* mean, const float* a, const float* b, const float* c) {
+  const bool stream = streams_bf16(plan.sh);
   parallel_for(plan.count, 3 * plan.sh.numel(), [&](int64_t p) {
     const Piece piece = plan.piece(p);
     if (grad_input_in_registers(x + piece.offset, dy + piece.offset, dx + piece.offset, piece,
-                                mean, a, b, c))
+                                mean, a, b, c, stream)) {
+      if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the streamed stores
       return;
+    }
     PieceBuffers& buf = piece_buffers();
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
     widen_piece(x, dy, piece, buf);

@@ -22,12 +22,13 @@ void plain_from_float(const float* in, uint16_t* out, int64_t count) {
 }
 
 void plain_span_normalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                          float shift) {
+                          float shift, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
 }
 
 void plain_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
-                          const float* mean, const float* scale, const float* shift) {
+                          const float* mean, const float* scale, const float* shift,
+                          bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w)
       y[r * width + w] =
@@ -35,14 +36,14 @@ void plain_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t 
 }
 
 void plain_span_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len,
-                           float mean, float a, float b, float c) {
+                           float mean, float a, float b, float c, bool /*stream*/) {
   for (int64_t i = 0; i < len; ++i)
     dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
 }
 
 void plain_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
                            int64_t width, const float* mean, const float* a, const float* b,
-                           const float* c) {
+                           const float* c, bool /*stream*/) {
   for (int64_t e = 0; e < rows * width; ++e) {
     const int64_t w = e % width;
     dx[e] = float_to_bf16(a[w] * bf16_to_float(dy[e]) + b[w] * (bf16_to_float(x[e]) - mean[w]) +

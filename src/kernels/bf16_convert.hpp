@@ -16,16 +16,19 @@ struct Bf16Conversions {
   void (*from_float)(const float* in, uint16_t* out, int64_t count);  // nearest, ties to even
   // y = bf16((x - mean)*scale + shift): a span of one channel, or `rows`
   // contiguous rows of `width` columns, column w channel w of the arrays.
+  // With stream, the output may be written with non-temporal stores (no read
+  // of its lines first; the caller fences, bf16_store_fence): for outputs too
+  // large to be read back from cache. Variants without them ignore it.
   void (*span_normalize)(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                         float shift);
+                         float shift, bool stream);
   void (*rows_normalize)(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
-                         const float* mean, const float* scale, const float* shift);
+                         const float* mean, const float* scale, const float* shift, bool stream);
   // dx = bf16(a*dy + b*(x - mean) + c), on the same two shapes of run.
   void (*span_grad_input)(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len,
-                          float mean, float a, float b, float c);
+                          float mean, float a, float b, float c, bool stream);
   void (*rows_grad_input)(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
                           int64_t width, const float* mean, const float* a, const float* b,
-                          const float* c);
+                          const float* c, bool stream);
   // sum_dy += sum(dy), sum_dy_xmu += sum(dy*(x - mean)) per channel (per column
   // of rows), in float blocks added in double.
   void (*span_grad_sums)(const uint16_t* x, const uint16_t* dy, int64_t len, float mean,
@@ -39,7 +42,8 @@ struct Bf16Conversions {
 };
 
 const Bf16Conversions* plain_bf16_conversions();
-// VCVTNEPS2BF16 when the CPU has AVX512-BF16, else null.
+// VCVTNEPS2BF16 (conversion and the fused loops, which stream) when the CPU
+// has AVX512-BF16, else null.
 const Bf16Conversions* native_bf16_conversions();
 // Highway's variants this CPU runs, best first.
 int simd_bf16_variant_count();

@@ -4,7 +4,11 @@
 // DemoteTo truncates, and has no target for the extension).
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/bf16_convert.hpp"
+#include "kernels/rows_from_boundary.hpp"
 
 namespace bnlab::kernels {
 namespace {
@@ -28,6 +32,194 @@ BNLAB_BF16_TARGET void native_from_float(const float* in, uint16_t* out, int64_t
   }
 }
 
+// 16 bf16 values at p (the first `count` of them, zeros past) widened to float.
+BNLAB_BF16_TARGET inline __m512 widen16(const uint16_t* p, __mmask16 live) {
+  // The zero-masked forms: GCC 12 warns on the plain ones' undefined vectors.
+  const __m256i bits = _mm256_maskz_loadu_epi16(live, p);
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(live, _mm512_maskz_cvtepu16_epi32(live, bits), 16));
+}
+
+// Rounds v to bf16 and writes the lanes in `live` at p: streamed when kStream
+// and p is 32-byte aligned with every lane live, else a (masked) plain store.
+template <bool kStream>
+BNLAB_BF16_TARGET inline void store16(uint16_t* p, __m512 v, __mmask16 live) {
+  const __m256bh h = _mm512_cvtneps_pbh(v);
+  const __m256i bits = reinterpret_cast<const __m256i&>(h);
+  if (kStream && live == 0xffff) {
+    _mm256_stream_si256(reinterpret_cast<__m256i*>(p), bits);
+  } else {
+    _mm256_mask_storeu_epi16(p, live, bits);
+  }
+}
+
+inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16 ? __mmask16{0xffff} : static_cast<__mmask16>((1u << count) - 1u);
+}
+
+// Values to write before p is 32-byte aligned (streaming stores need it).
+inline int64_t head_to_align(const uint16_t* p) {
+  return static_cast<int64_t>((32 - reinterpret_cast<uintptr_t>(p) % 32) % 32 / 2);
+}
+
+// out[i] = f(i, live) for i in [0, len) 16 at a time: with kStream a masked
+// head up to out's first 32-byte boundary, whole streamed vectors, a masked tail.
+template <bool kStream, class F>
+BNLAB_BF16_TARGET inline void write_span(uint16_t* out, int64_t len, const F& f) {
+  int64_t i = kStream ? std::min(len, head_to_align(out)) : 0;
+  if (i > 0) store16<false>(out, f(0, first_lanes(i)), first_lanes(i));
+  for (; i + 16 <= len; i += 16) store16<kStream>(out + i, f(i, __mmask16{0xffff}), 0xffff);
+  if (i < len) store16<false>(out + i, f(i, first_lanes(len - i)), first_lanes(len - i));
+}
+
+// The same operations, in the same order, as the Highway loops
+// (bf16_convert_simd.cpp), so every variant gives the same bits. (Functors,
+// not lambdas: a lambda does not take its function's target attribute.)
+struct NormalizeAt {
+  const uint16_t* x;
+  __m512 m, sc, sh;
+  BNLAB_BF16_TARGET __m512 operator()(int64_t i, __mmask16 live) const {
+    return _mm512_fmadd_ps(_mm512_sub_ps(widen16(x + i, live), m), sc, sh);
+  }
+};
+
+struct GradInputAt {
+  const uint16_t *x, *dy;
+  __m512 m, va, vb, vc;
+  BNLAB_BF16_TARGET __m512 operator()(int64_t i, __mmask16 live) const {
+    return _mm512_fmadd_ps(va, widen16(dy + i, live),
+                           _mm512_fmadd_ps(vb, _mm512_sub_ps(widen16(x + i, live), m), vc));
+  }
+};
+
+BNLAB_BF16_TARGET void native_span_normalize(const uint16_t* x, uint16_t* y, int64_t len,
+                                             float mean, float scale, float shift, bool stream) {
+  const NormalizeAt f{x, _mm512_set1_ps(mean), _mm512_set1_ps(scale), _mm512_set1_ps(shift)};
+  if (stream) {
+    write_span<true>(y, len, f);
+  } else {
+    write_span<false>(y, len, f);
+  }
+}
+
+BNLAB_BF16_TARGET void native_span_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
+                                              int64_t len, float mean, float a, float b, float c,
+                                              bool stream) {
+  const GradInputAt f{x, dy, _mm512_set1_ps(mean), _mm512_set1_ps(a), _mm512_set1_ps(b),
+                      _mm512_set1_ps(c)};
+  if (stream) {
+    write_span<true>(dx, len, f);
+  } else {
+    write_span<false>(dx, len, f);
+  }
+}
+
+// Rows stream when every row of the block starts 32-byte aligned: width a
+// multiple of 16, and the output aligned or, for a block of up to
+// kRotatedWidth columns, from its first boundary on (rows_from_boundary.hpp).
+constexpr int64_t kRotatedWidth = 1024;
+
+enum class RowsStream { no, aligned, from_boundary };
+inline RowsStream rows_stream(bool stream, const uint16_t* out, int64_t rows, int64_t width) {
+  if (!stream || width % 16 != 0) return RowsStream::no;
+  if (head_to_align(out) == 0) return RowsStream::aligned;
+  return rows > 1 && width <= kRotatedWidth ? RowsStream::from_boundary : RowsStream::no;
+}
+
+template <bool kStream>
+BNLAB_BF16_TARGET void rows_normalize_t(const uint16_t* x, uint16_t* y, int64_t rows,
+                                        int64_t width, const float* mean, const float* scale,
+                                        const float* shift) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * width;
+    for (int64_t w = 0; w < width; w += 16) {
+      const __mmask16 live = first_lanes(width - w);
+      const __m512 v = _mm512_fmadd_ps(
+          _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w)),
+          _mm512_maskz_loadu_ps(live, scale + w), _mm512_maskz_loadu_ps(live, shift + w));
+      store16<kStream>(y + o + w, v, live);
+    }
+  }
+}
+
+BNLAB_BF16_TARGET void native_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows,
+                                             int64_t width, const float* mean, const float* scale,
+                                             const float* shift, bool stream) {
+  switch (rows_stream(stream, y, rows, width)) {
+    case RowsStream::no:
+      rows_normalize_t<false>(x, y, rows, width, mean, scale, shift);
+      return;
+    case RowsStream::aligned:
+      rows_normalize_t<true>(x, y, rows, width, mean, scale, shift);
+      return;
+    case RowsStream::from_boundary: {
+      const int64_t head = head_to_align(y);
+      const RotatedColumns<3, kRotatedWidth> cols({mean, scale, shift}, width, head);
+      rows_from_boundary(rows, width, head,
+                         [&](int64_t at, int64_t n, int64_t w, int64_t col, bool rotated, bool st) {
+                           const float* m = cols.at(0, col, rotated);
+                           const float* sc = cols.at(1, col, rotated);
+                           const float* sh = cols.at(2, col, rotated);
+                           if (st) {
+                             rows_normalize_t<true>(x + at, y + at, n, w, m, sc, sh);
+                           } else {
+                             rows_normalize_t<false>(x + at, y + at, n, w, m, sc, sh);
+                           }
+                         });
+      return;
+    }
+  }
+}
+
+template <bool kStream>
+BNLAB_BF16_TARGET void rows_grad_input_t(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
+                                         int64_t rows, int64_t width, const float* mean,
+                                         const float* a, const float* b, const float* c) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * width;
+    for (int64_t w = 0; w < width; w += 16) {
+      const __mmask16 live = first_lanes(width - w);
+      const __m512 xm =
+          _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w));
+      const __m512 v = _mm512_fmadd_ps(
+          _mm512_maskz_loadu_ps(live, a + w), widen16(dy + o + w, live),
+          _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, b + w), xm, _mm512_maskz_loadu_ps(live, c + w)));
+      store16<kStream>(dx + o + w, v, live);
+    }
+  }
+}
+
+BNLAB_BF16_TARGET void native_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
+                                              int64_t rows, int64_t width, const float* mean,
+                                              const float* a, const float* b, const float* c,
+                                              bool stream) {
+  switch (rows_stream(stream, dx, rows, width)) {
+    case RowsStream::no:
+      rows_grad_input_t<false>(x, dy, dx, rows, width, mean, a, b, c);
+      return;
+    case RowsStream::aligned:
+      rows_grad_input_t<true>(x, dy, dx, rows, width, mean, a, b, c);
+      return;
+    case RowsStream::from_boundary: {
+      const int64_t head = head_to_align(dx);
+      const RotatedColumns<4, kRotatedWidth> cols({mean, a, b, c}, width, head);
+      rows_from_boundary(rows, width, head,
+                         [&](int64_t at, int64_t n, int64_t w, int64_t col, bool rotated, bool st) {
+                           const float* m = cols.at(0, col, rotated);
+                           const float* va = cols.at(1, col, rotated);
+                           const float* vb = cols.at(2, col, rotated);
+                           const float* vc = cols.at(3, col, rotated);
+                           if (st) {
+                             rows_grad_input_t<true>(x + at, dy + at, dx + at, n, w, m, va, vb, vc);
+                           } else {
+                             rows_grad_input_t<false>(x + at, dy + at, dx + at, n, w, m, va, vb, vc);
+                           }
+                         });
+      return;
+    }
+  }
+}
+
 #endif
 
 }  // namespace
@@ -38,15 +230,15 @@ const Bf16Conversions* native_bf16_conversions() {
                           __builtin_cpu_supports("avx512bw") &&
                           __builtin_cpu_supports("avx512vl");
   if (!has) return nullptr;
-  // Widening is a shift, exact in every variant, and the fused normalize
-  // loops work in registers: the best Highway variant's.
+  // Widening is a shift, exact in every variant, and the sums round nothing:
+  // those loops are the best Highway variant's.
   const Bf16Conversions* rest =
       simd_bf16_variant_count() > 0 ? simd_bf16_conversions(0) : plain_bf16_conversions();
-  static const Bf16Conversions native{"avx512_bf16",        rest->to_float,
-                                      native_from_float,    rest->span_normalize,
-                                      rest->rows_normalize, rest->span_grad_input,
-                                      rest->rows_grad_input, rest->span_grad_sums,
-                                      rest->rows_grad_sums,  rest->span_moments,
+  static const Bf16Conversions native{"avx512_bf16",          rest->to_float,
+                                      native_from_float,      native_span_normalize,
+                                      native_rows_normalize,  native_span_grad_input,
+                                      native_rows_grad_input, rest->span_grad_sums,
+                                      rest->rows_grad_sums,   rest->span_moments,
                                       rest->rows_moments};
   return &native;
 #else

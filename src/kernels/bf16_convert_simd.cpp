@@ -67,7 +67,7 @@ void FromFloat(const float* in, uint16_t* out, int64_t count) {
 
 // y = bf16((x - mean)*scale + shift) on a span of one channel, in registers.
 void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                   float shift) {
+                   float shift, bool /*stream*/) {
   const DF df;
   const auto m = hn::Set(df, mean), sc = hn::Set(df, scale), sh = hn::Set(df, shift);
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
@@ -79,7 +79,7 @@ void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, floa
 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
 void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
-                   const float* scale, const float* shift) {
+                   const float* scale, const float* shift, bool /*stream*/) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t r = 0; r < rows; ++r) {
@@ -98,7 +98,7 @@ void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, 
 
 // dx = bf16(a*dy + b*(x - mean) + c) on a span of one channel, in registers.
 void SpanGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len, float mean,
-                   float a, float b, float c) {
+                   float a, float b, float c, bool /*stream*/) {
   const DF df;
   const auto m = hn::Set(df, mean), va = hn::Set(df, a), vb = hn::Set(df, b), vc = hn::Set(df, c);
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
@@ -114,7 +114,7 @@ void SpanGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
 void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
                    int64_t width, const float* mean, const float* a, const float* b,
-                   const float* c) {
+                   const float* c, bool /*stream*/) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t r = 0; r < rows; ++r) {

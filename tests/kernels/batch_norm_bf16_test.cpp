@@ -16,6 +16,7 @@
 #include "bn_reference.hpp"
 #include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/bnlab.h"
+#include "bnlab/cpu_info.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
 #include "golden_reader.hpp"
@@ -245,6 +246,79 @@ TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
       EXPECT_TRUE(all_close(name + " dbias", dbias.data(), r.dbias, kTolerance, &r.dbias_scale));
     }
   }
+  set_bf16_conversion_variant("auto");
+}
+
+// The outputs (training y, inference y, dx) of every vector variant, with the
+// outputs streamed (an LLC of 16 KiB, so that every output overflows it) or
+// not, at byte offsets 0, 2 and 16 from a 64-byte boundary (numpy gives 16),
+// are the bits of the same variant's on aligned buffers, and AVX512-BF16's
+// are the best Highway variant's. The plain variant is held to float64 above.
+TEST(Bf16Kernels, StreamedAndUnalignedOutputsKeepTheirBits) {
+  const BatchNormShape shapes[] = {{3, 32, 100, Layout::channels_first},
+                                   {3, 32, 100, Layout::channels_last},
+                                   {3, 48, 37, Layout::channels_last},
+                                   {3, 32, 100, Layout::blocked16}};
+  std::vector<std::string> variants;
+  for (const std::string& name : split_commas(bf16_conversion_variants()))
+    if (name != "auto" && name != "plain") variants.push_back(name);
+  if (variants.empty()) GTEST_SKIP() << "no vector variant on this CPU";
+  struct Outputs {
+    std::vector<uint16_t> train, infer, dx;
+  };
+  // A buffer of `count` values `offset` values past a 64-byte boundary.
+  const auto placed = [](std::vector<uint16_t>& storage, int64_t count, int64_t offset) {
+    storage.assign(static_cast<size_t>(count + 64), 0);
+    const auto at = reinterpret_cast<uintptr_t>(storage.data());
+    return storage.data() + (64 - at % 64) % 64 / sizeof(uint16_t) + offset;
+  };
+  for (const BatchNormShape& sh : shapes) {
+    const int64_t count = sh.numel();
+    const std::vector<uint16_t> x = to_bf16(channel_data(sh, 81));
+    const std::vector<uint16_t> dy = to_bf16(random_vector(count, 82));
+    const std::vector<float> weight = random_vector(sh.c, 83, 1.0f, 0.5f);
+    const std::vector<float> bias = random_vector(sh.c, 84);
+    const std::vector<float> running_var = random_vector(sh.c, 85, 1.0f, 0.2f);
+    const auto run = [&](const std::string& variant, bool stream, int64_t offset) {
+      set_bf16_conversion_variant(variant);
+      set_cache_sizes({0, 0, stream ? int64_t{16} << 10 : int64_t{1} << 30});
+      std::vector<uint16_t> sx, sdy, sy;
+      uint16_t* px = placed(sx, count, offset);
+      uint16_t* pdy = placed(sdy, count, offset);
+      uint16_t* py = placed(sy, count, offset);
+      std::copy(x.begin(), x.end(), px);
+      std::copy(dy.begin(), dy.end(), pdy);
+      std::vector<float> mean(sh.c), invstd(sh.c), dweight(sh.c), dbias(sh.c);
+      Outputs out;
+      batch_norm_forward_training_bf16(px, sh, weight.data(), bias.data(), {}, 1e-5, py,
+                                       mean.data(), invstd.data());
+      out.train.assign(py, py + count);
+      batch_norm_forward_inference_bf16(px, sh, weight.data(), bias.data(), bias.data(),
+                                        running_var.data(), 1e-5, py);
+      out.infer.assign(py, py + count);
+      batch_norm_backward_bf16(px, pdy, sh, weight.data(), mean.data(), invstd.data(), py,
+                               dweight.data(), dbias.data());
+      out.dx.assign(py, py + count);
+      return out;
+    };
+    for (const std::string& variant : variants) {
+      // Variants without FMA (SSE4) round a*b + c twice: each against its own
+      // aligned run; AVX512-BF16's against the best Highway variant's.
+      const Outputs want = run(variant == "avx512_bf16" && variants.size() > 1 ? variants[1]
+                                                                                : variant,
+                               false, 0);
+      for (bool stream : {false, true})
+        for (int64_t offset : {0, 1, 8}) {
+          const Outputs got = run(variant, stream, offset);
+          const std::string what = variant + (stream ? " streamed" : "") + " offset " +
+                                   std::to_string(2 * offset) + " bytes " + describe(sh);
+          EXPECT_EQ(got.train, want.train) << what << ": training y";
+          EXPECT_EQ(got.infer, want.infer) << what << ": inference y";
+          EXPECT_EQ(got.dx, want.dx) << what << ": dx";
+        }
+    }
+  }
+  set_cache_sizes({});
   set_bf16_conversion_variant("auto");
 }
 
