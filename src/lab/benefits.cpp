@@ -9,6 +9,7 @@
 
 #include "bnlab/data/idx.hpp"
 #include "bnlab/error.hpp"
+#include "bnlab/nn/precision.hpp"
 #include "bnlab/threading.hpp"
 #include "runner.hpp"
 
@@ -127,7 +128,7 @@ std::string run_benefits(const BenefitsOptions& options) {
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   char subtitle[1000];
   std::snprintf(subtitle, sizeof subtitle,
-                "Data: %s, %lld training and %lld test images%s. Seed %llu, %d threads, %s run, "
+                "Data: %s, %lld training and %lld test images%s. Seed %llu, %d threads, %s, %s run, "
                 "%.1f minutes. Every experiment trains the same network with and without batch "
                 "normalization on the same batches in the same order. A run's final test "
                 "accuracy is the mean of its last %d evaluations.",
@@ -135,7 +136,7 @@ std::string run_benefits(const BenefitsOptions& options) {
                 static_cast<long long>(split.test.count),
                 options.quick ? " (a slice, --quick)" : "",
                 static_cast<unsigned long long>(options.seed), num_threads(),
-                options.quick ? "quick" : "full", seconds / 60.0, kFinalEvaluations);
+                nn::precision_name(nn::compute_precision()).c_str(), options.quick ? "quick" : "full", seconds / 60.0, kFinalEvaluations);
   report.subtitle = subtitle;
   report.settings = {{"data_dir", data_dir},
                      {"train_images", split.train.count},
@@ -145,6 +146,7 @@ std::string run_benefits(const BenefitsOptions& options) {
                      {"quick", options.quick},
                      {"seed", options.seed},
                      {"threads", num_threads()},
+                     {"precision", nn::precision_name(nn::compute_precision())},
                      {"experiments", selected},
                      {"seconds", seconds}};
   std::string path = write_report(report, options.out_dir);
