@@ -8,9 +8,13 @@ namespace bnlab::nn {
 std::string Size2::repr() const {
   if (!pair) return std::to_string(h);
   auto one = [](int64_t v) { return v == 0 ? std::string("None") : std::to_string(v); };
-  return "(" + one(h) + ", " + one(w) + ")";
+  std::string out = "(";  // appended, not "(" + ...: GCC 12 warns falsely (-Wrestrict) on that
+  out += one(h);
+  out += ", ";
+  out += one(w);
+  out += ")";
+  return out;
 }
-
 
 std::string format_name(MemoryFormat format) {
   switch (format) {
