@@ -160,32 +160,66 @@ void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean
   }
 }
 
+// Column walks take K column vectors side by side, each summed in R chains of
+// every R-th row (added in order at the end): K*R = 4 independent add chains,
+// so that a walk over data in cache is not bound by one chain's latency (a
+// blocked16 unit is one column vector on AVX-512). With R = 1 each lane adds
+// its rows in order, as one chain would.
+template <class Walk>
+HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) {
+  int64_t w = 0;
+  for (; w + 4 * lanes <= whole; w += 4 * lanes) walk.template operator()<4, 1>(w);
+  if (w + 2 * lanes <= whole) {
+    walk.template operator()<2, 2>(w);
+    w += 2 * lanes;
+  }
+  if (w < whole) walk.template operator()<1, 4>(w);
+}
+
 // The same per column of `rows` contiguous rows of `width` columns: column w
 // adds to sum_dy[w] and sum_dy_xmu[w], float blocks of kFloatBlock rows.
 void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
                   const float* mean, double* sum_dy, double* sum_dy_xmu) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  alignas(64) float lane_s[kMaxLanes], lane_sx[kMaxLanes];
-  int64_t w = 0;
-  for (; w + lanes <= width; w += lanes) {
-    const auto m = hn::LoadU(df, mean + w);
+  const int64_t whole = width / lanes * lanes;
+  ForColumnGroups(whole, lanes, [&]<int K, int R>(int64_t w) {
+    using V = hn::Vec<DF>;
+    V m[K];
+    for (int k = 0; k < K; ++k) m[k] = hn::LoadU(df, mean + w + k * lanes);
     for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
-      auto s = hn::Zero(df), sx = hn::Zero(df);
-      for (int64_t r = r0; r < std::min(rows, r0 + kFloatBlock); ++r) {
-        const auto g = Widen(dy + r * width + w);
-        s = hn::Add(s, g);
-        sx = hn::MulAdd(g, hn::Sub(Widen(x + r * width + w), m), sx);
-      }
-      hn::Store(s, df, lane_s);
-      hn::Store(sx, df, lane_sx);
-      for (int64_t k = 0; k < lanes; ++k) {
-        sum_dy[w + k] += lane_s[k];
-        sum_dy_xmu[w + k] += lane_sx[k];
+      const int64_t r1 = std::min(rows, r0 + kFloatBlock);
+      V s[K][R], sx[K][R];
+      for (int k = 0; k < K; ++k)
+        for (int c = 0; c < R; ++c) s[k][c] = sx[k][c] = hn::Zero(df);
+      const auto add = [&](int64_t r, int k, int c) {
+        const int64_t at = r * width + w + k * lanes;
+        const V g = Widen(dy + at);
+        s[k][c] = hn::Add(s[k][c], g);
+        sx[k][c] = hn::MulAdd(g, hn::Sub(Widen(x + at), m[k]), sx[k][c]);
+      };
+      int64_t r = r0;
+      for (; r + R <= r1; r += R)
+        for (int c = 0; c < R; ++c)
+          for (int k = 0; k < K; ++k) add(r + c, k, c);
+      for (; r < r1; ++r)
+        for (int k = 0; k < K; ++k) add(r, k, 0);
+      alignas(64) float lane_s[kMaxLanes], lane_sx[kMaxLanes];
+      for (int k = 0; k < K; ++k) {
+        for (int c = 1; c < R; ++c) {
+          s[k][0] = hn::Add(s[k][0], s[k][c]);
+          sx[k][0] = hn::Add(sx[k][0], sx[k][c]);
+        }
+        hn::Store(s[k][0], df, lane_s);
+        hn::Store(sx[k][0], df, lane_sx);
+        for (int64_t l = 0; l < lanes; ++l) {
+          sum_dy[w + k * lanes + l] += lane_s[l];
+          sum_dy_xmu[w + k * lanes + l] += lane_sx[l];
+        }
       }
     }
-  }
-  for (; w < width; ++w)
+  });
+  for (int64_t w = whole; w < width; ++w)
     for (int64_t r = 0; r < rows; ++r) {
       const float g = bf16_to_float(dy[r * width + w]);
       sum_dy[w] += g;
@@ -227,35 +261,63 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
 }
 
 // The same per column of `rows` contiguous rows of `width` columns, blocks of
-// kFloatBlock rows, merged into out[w].
+// kFloatBlock rows, merged into out[w]; column groups as ForColumnGroups.
 void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  alignas(64) float lane_mean[kMaxLanes], lane_a[kMaxLanes], lane_q[kMaxLanes];
   const int64_t whole = width / lanes * lanes;
   for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
     const int64_t n = std::min(kFloatBlock, rows - r0);
     const uint16_t* xb = x + r0 * width;
-    for (int64_t w = 0; w < whole; w += lanes) {
-      const auto first = Widen(xb + w);
-      auto s = hn::Zero(df);
-      for (int64_t r = 1; r < n; ++r) s = hn::Add(s, hn::Sub(Widen(xb + r * width + w), first));
-      const auto mean = hn::MulAdd(s, hn::Set(df, 1.0f / static_cast<float>(n)), first);
-      auto a = hn::Zero(df), q = hn::Zero(df);
-      for (int64_t r = 0; r < n; ++r) {
-        const auto d = hn::Sub(Widen(xb + r * width + w), mean);
-        a = hn::Add(a, d);
-        q = hn::MulAdd(d, d, q);
+    ForColumnGroups(whole, lanes, [&]<int K, int R>(int64_t w) {
+      using V = hn::Vec<DF>;
+      const auto at = [&](int64_t r, int k) { return Widen(xb + r * width + w + k * lanes); };
+      // Pass 1: sums shifted by the block's first row.
+      V first[K], s[K][R];
+      for (int k = 0; k < K; ++k) {
+        first[k] = at(0, k);
+        for (int c = 0; c < R; ++c) s[k][c] = hn::Zero(df);
       }
-      hn::Store(mean, df, lane_mean);
-      hn::Store(a, df, lane_a);
-      hn::Store(q, df, lane_q);
-      for (int64_t k = 0; k < lanes; ++k) {
-        const double dev = lane_a[k];
-        out[w + k].merge({static_cast<double>(n), lane_mean[k] + dev / n,
-                          std::max(lane_q[k] - dev * dev / n, 0.0)});
+      int64_t r = 1;
+      for (; r + R <= n; r += R)
+        for (int c = 0; c < R; ++c)
+          for (int k = 0; k < K; ++k) s[k][c] = hn::Add(s[k][c], hn::Sub(at(r + c, k), first[k]));
+      for (; r < n; ++r)
+        for (int k = 0; k < K; ++k) s[k][0] = hn::Add(s[k][0], hn::Sub(at(r, k), first[k]));
+      // Pass 2 (from cache): deviations from the float mean.
+      V mean[K], a[K][R], q[K][R];
+      for (int k = 0; k < K; ++k) {
+        for (int c = 1; c < R; ++c) s[k][0] = hn::Add(s[k][0], s[k][c]);
+        mean[k] = hn::MulAdd(s[k][0], hn::Set(df, 1.0f / static_cast<float>(n)), first[k]);
+        for (int c = 0; c < R; ++c) a[k][c] = q[k][c] = hn::Zero(df);
       }
-    }
+      const auto deviate = [&](int64_t row, int k, int c) {
+        const V d = hn::Sub(at(row, k), mean[k]);
+        a[k][c] = hn::Add(a[k][c], d);
+        q[k][c] = hn::MulAdd(d, d, q[k][c]);
+      };
+      r = 0;
+      for (; r + R <= n; r += R)
+        for (int c = 0; c < R; ++c)
+          for (int k = 0; k < K; ++k) deviate(r + c, k, c);
+      for (; r < n; ++r)
+        for (int k = 0; k < K; ++k) deviate(r, k, 0);
+      alignas(64) float lane_mean[kMaxLanes], lane_a[kMaxLanes], lane_q[kMaxLanes];
+      for (int k = 0; k < K; ++k) {
+        for (int c = 1; c < R; ++c) {
+          a[k][0] = hn::Add(a[k][0], a[k][c]);
+          q[k][0] = hn::Add(q[k][0], q[k][c]);
+        }
+        hn::Store(mean[k], df, lane_mean);
+        hn::Store(a[k][0], df, lane_a);
+        hn::Store(q[k][0], df, lane_q);
+        for (int64_t l = 0; l < lanes; ++l) {
+          const double dev = lane_a[l];
+          out[w + k * lanes + l].merge({static_cast<double>(n), lane_mean[l] + dev / n,
+                                        std::max(lane_q[l] - dev * dev / n, 0.0)});
+        }
+      }
+    });
     for (int64_t w = whole; w < width; ++w) {  // columns left over: one at a time
       double sum = 0.0;
       for (int64_t r = 0; r < n; ++r) sum += bf16_to_float(xb[r * width + w]);
