@@ -45,7 +45,15 @@ struct PiecePlan {
   int64_t per_parent;  // pieces per sample (level 1) or per group (level 2)
   int64_t count;
 
-  explicit PiecePlan(const BatchNormShape& shape) : sh(shape) {
+  // (N, C) channels-first is the same memory as channels-last with s = 1: taken
+  // as rows of c channels, so that its runs fill vectors.
+  static BatchNormShape as_rows(const BatchNormShape& shape) {
+    if (shape.layout == Layout::channels_first && shape.s == 1)
+      return {shape.n, shape.c, 1, Layout::channels_last};
+    return shape;
+  }
+
+  explicit PiecePlan(const BatchNormShape& shape) : sh(as_rows(shape)) {
     group = sh.layout == Layout::channels_first ? 1
             : sh.layout == Layout::blocked16    ? 16
                                                 : std::max<int64_t>(sh.c, 1);

@@ -111,7 +111,7 @@ TEST(Bf16Conversion, EveryVariantGivesThePlainBits) {
 // Shapes that reach each way the kernels cut a tensor: several samples per
 // piece, channels of one sample, rows of one channel group.
 std::vector<BatchNormShape> bf16_shapes() {
-  const int64_t dims[][3] = {{8, 5, 1}, {4, 3, 70}, {3, 32, 9}, {2, 48, 1500}, {1, 16, 5000}, {2, 2, 40000}};
+  const int64_t dims[][3] = {{8, 5, 1}, {40, 32, 1}, {4, 3, 70}, {3, 32, 9}, {2, 48, 1500}, {1, 16, 5000}, {2, 2, 40000}};
   std::vector<BatchNormShape> shapes;
   for (const auto& d : dims)
     for (Layout layout : layouts_for(d[1])) shapes.push_back({d[0], d[1], d[2], layout});
@@ -258,7 +258,8 @@ TEST(Bf16Kernels, StreamedAndUnalignedOutputsKeepTheirBits) {
   const BatchNormShape shapes[] = {{3, 32, 100, Layout::channels_first},
                                    {3, 32, 100, Layout::channels_last},
                                    {3, 48, 37, Layout::channels_last},
-                                   {3, 32, 100, Layout::blocked16}};
+                                   {3, 32, 100, Layout::blocked16},
+                                   {200, 48, 1, Layout::channels_first}};  // (N, C): taken as rows
   std::vector<std::string> variants;
   for (const std::string& name : split_commas(bf16_conversion_variants()))
     if (name != "auto" && name != "plain") variants.push_back(name);
