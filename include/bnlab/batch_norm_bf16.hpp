@@ -35,23 +35,29 @@ std::string bf16_conversion_variant();
 std::string bf16_conversion_variants();
 void set_bf16_conversion_variant(const std::string& name);  // throws on unknown names
 
-// As batch_norm_forward_training (no fused activation); y may alias x.
+// As batch_norm_forward_training, the fused ReLU included (applied before the
+// rounding to bf16); y may alias x.
 BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchNormShape& shape,
                                                  const float* weight, const float* bias,
                                                  const RunningStats& running, double eps,
                                                  uint16_t* y, float* save_mean,
-                                                 float* save_invstd);
+                                                 float* save_invstd,
+                                                 Activation activation = Activation::none);
 
 // As batch_norm_forward_inference; y may alias x.
 void batch_norm_forward_inference_bf16(const uint16_t* x, const BatchNormShape& shape,
                                        const float* weight, const float* bias,
                                        const float* running_mean, const float* running_var,
-                                       double eps, uint16_t* y);
+                                       double eps, uint16_t* y,
+                                       Activation activation = Activation::none);
 
-// As batch_norm_backward: dx in bf16, dweight and dbias in float; every output may be null.
+// As batch_norm_backward: dx in bf16, dweight and dbias in float; every output
+// may be null. With activation == relu, y (the forward's bf16 output) gives
+// the mask: dy is taken as 0 where y <= 0.
 void batch_norm_backward_bf16(const uint16_t* x, const uint16_t* dy, const BatchNormShape& shape,
                               const float* weight, const float* save_mean,
                               const float* save_invstd, uint16_t* dx, float* dweight,
-                              float* dbias);
+                              float* dbias, Activation activation = Activation::none,
+                              const uint16_t* y = nullptr);
 
 }  // namespace bnlab

@@ -106,7 +106,7 @@ struct Tasks {
 
 // The calling thread's float copies of a piece: x, dy, and the output.
 struct PieceBuffers {
-  AlignedVector<float> x, dy, out;
+  AlignedVector<float> x, dy, y, out;  // y: the fused ReLU's output
   AlignedVector<double> a, b;  // a piece's per-channel results
   AlignedVector<Moments> moments;
 };
@@ -152,6 +152,15 @@ bool streams_bf16(const BatchNormShape& sh) {
 // registers; shorter ones go through the float buffer and the fp32 walks.
 constexpr int64_t kRegisterRun = 16;
 
+// The backward's bf16 operands: x, dy and the fused ReLU's output y (null
+// without it), at an offset.
+struct Bf16Grad {
+  const uint16_t *x, *dy, *relu_y;
+  Bf16Grad at(int64_t offset) const {
+    return {x + offset, dy + offset, relu_y == nullptr ? nullptr : relu_y + offset};
+  }
+};
+
 // A piece's runs for the register loops: span(at, j, len) for each
 // channels-first run of channel j, rows(at, rows, width, j) for each block of
 // rows whose columns are channels j, j+1, ... (at: values from the piece's
@@ -177,41 +186,45 @@ bool for_each_register_run(const Piece& piece, Span&& span, Rows&& rows) {
   return false;
 }
 
-// y = bf16((x - mean)*scale + shift) of one piece (x, y at its offset)
+// y = bf16(act((x - mean)*scale + shift)) of one piece (x, y at its offset)
 // widened, computed and rounded in registers, when its runs are long enough.
 bool normalize_in_registers(const uint16_t* x, uint16_t* y, const Piece& piece, const float* mean,
-                            const float* scale, const float* shift, bool stream) {
+                            const float* scale, const float* shift, bool relu, bool stream) {
   const Bf16Conversions& v = bf16_conversions();
   return for_each_register_run(
       piece,
       [&](int64_t at, int64_t j, int64_t len) {
-        v.span_normalize(x + at, y + at, len, mean[j], scale[j], shift[j], stream);
+        v.span_normalize(x + at, y + at, len, mean[j], scale[j], shift[j], relu, stream);
       },
       [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
-        v.rows_normalize(x + at, y + at, rows, width, mean + j, scale + j, shift + j, stream);
+        v.rows_normalize(x + at, y + at, rows, width, mean + j, scale + j, shift + j, relu,
+                         stream);
       });
 }
 
-// dx = bf16(a*dy + b*(x - mean) + c) of one piece in registers, likewise.
-bool grad_input_in_registers(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
-                             const Piece& piece, const float* mean, const float* a,
-                             const float* b, const float* c, bool stream) {
+// dx = bf16(a*g + b*(x - mean) + c) of one piece (g: dy, masked by the
+// fused ReLU's output) in registers, likewise.
+bool grad_input_in_registers(const Bf16Grad& g, uint16_t* dx, const Piece& piece,
+                             const float* mean, const float* a, const float* b, const float* c,
+                             bool stream) {
   const Bf16Conversions& v = bf16_conversions();
   return for_each_register_run(
       piece,
       [&](int64_t at, int64_t j, int64_t len) {
-        v.span_grad_input(x + at, dy + at, dx + at, len, mean[j], a[j], b[j], c[j], stream);
+        const Bf16Grad r = g.at(at);
+        v.span_grad_input(r.x, r.dy, r.relu_y, dx + at, len, mean[j], a[j], b[j], c[j], stream);
       },
       [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
-        v.rows_grad_input(x + at, dy + at, dx + at, rows, width, mean + j, a + j, b + j, c + j,
-                          stream);
+        const Bf16Grad r = g.at(at);
+        v.rows_grad_input(r.x, r.dy, r.relu_y, dx + at, rows, width, mean + j, a + j, b + j,
+                          c + j, stream);
       });
 }
 
-// sum(dy) and sum(dy*(x - mean)) of one piece's channels into sum_dy[j -
+// sum(g) and sum(g*(x - mean)) of one piece's channels into sum_dy[j -
 // first_channel], sum_dy_xmu[...] (set here), in registers, likewise.
-bool grad_sums_in_registers(const uint16_t* x, const uint16_t* dy, const Piece& piece,
-                            const float* mean, double* sum_dy, double* sum_dy_xmu) {
+bool grad_sums_in_registers(const Bf16Grad& g, const Piece& piece, const float* mean,
+                            double* sum_dy, double* sum_dy_xmu) {
   const Bf16Conversions& v = bf16_conversions();
   const int64_t j0 = piece.first_channel, c = piece.shape.c;
   std::fill(sum_dy, sum_dy + c, 0.0);
@@ -219,10 +232,13 @@ bool grad_sums_in_registers(const uint16_t* x, const uint16_t* dy, const Piece& 
   return for_each_register_run(
       piece,
       [&](int64_t at, int64_t j, int64_t len) {
-        v.span_grad_sums(x + at, dy + at, len, mean[j], sum_dy + (j - j0), sum_dy_xmu + (j - j0));
+        const Bf16Grad r = g.at(at);
+        v.span_grad_sums(r.x, r.dy, r.relu_y, len, mean[j], sum_dy + (j - j0),
+                         sum_dy_xmu + (j - j0));
       },
       [&](int64_t at, int64_t rows, int64_t width, int64_t j) {
-        v.rows_grad_sums(x + at, dy + at, rows, width, mean + j, sum_dy + (j - j0),
+        const Bf16Grad r = g.at(at);
+        v.rows_grad_sums(r.x, r.dy, r.relu_y, rows, width, mean + j, sum_dy + (j - j0),
                          sum_dy_xmu + (j - j0));
       });
 }
@@ -270,13 +286,13 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
   merge_tasks(per_task, tasks.count, c, mean, m2);
 }
 
-// y = (x - mean)*scale + shift per channel, piece by piece.
+// y = act((x - mean)*scale + shift) per channel, piece by piece.
 void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* mean,
-                     const float* scale, const float* shift) {
+                     const float* scale, const float* shift, bool relu) {
   const bool stream = streams_bf16(plan.sh);
   parallel_for(plan.count, plan.sh.numel(), [&](int64_t p) {
     const Piece piece = plan.piece(p);
-    if (normalize_in_registers(x + piece.offset, y + piece.offset, piece, mean, scale, shift,
+    if (normalize_in_registers(x + piece.offset, y + piece.offset, piece, mean, scale, shift, relu,
                                stream)) {
       if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the streamed stores
       return;
@@ -284,21 +300,28 @@ void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, cons
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
     float* xf = Workspace::grown(piece_buffers().x, values);
     bf16_conversions().to_float(x + piece.offset, xf, values);
-    normalize(xf, xf, piece.shape, mean + j, scale + j, shift + j, false);
+    normalize(xf, xf, piece.shape, mean + j, scale + j, shift + j, relu);
     bf16_conversions().from_float(xf, y + piece.offset, values);
   });
 }
 
-// Each piece's x and dy widened: x into buf.x, dy into buf.dy.
-void widen_piece(const uint16_t* x, const uint16_t* dy, const Piece& piece, PieceBuffers& buf) {
+// A piece's backward operands widened into buf (x, dy and, with the fused
+// ReLU, its output), as the fp32 walks take them.
+GradInput widen_piece(const Bf16Grad& g, const Piece& piece, PieceBuffers& buf) {
   const int64_t values = piece.shape.numel();
-  bf16_conversions().to_float(x + piece.offset, Workspace::grown(buf.x, values), values);
-  bf16_conversions().to_float(dy + piece.offset, Workspace::grown(buf.dy, values), values);
+  const auto widen = [&](const uint16_t* in, AlignedVector<float>& out) {
+    if (in == nullptr) return static_cast<const float*>(nullptr);
+    float* wide = Workspace::grown(out, values);
+    bf16_conversions().to_float(in + piece.offset, wide, values);
+    return static_cast<const float*>(wide);
+  };
+  return {widen(g.x, buf.x), widen(g.dy, buf.dy), widen(g.relu_y, buf.y), nullptr,
+          nullptr,           nullptr,              nullptr,                 nullptr};
 }
 
-// sum(dy) and sum(dy*(x - mean)) per channel, summed piece by piece in each task.
-void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& plan,
-                     const float* mean, double* sum_dy, double* sum_dy_xmu) {
+// sum(g) and sum(g*(x - mean)) per channel, summed piece by piece in each task.
+void piece_grad_sums(const Bf16Grad& g, const PiecePlan& plan, const float* mean, double* sum_dy,
+                     double* sum_dy_xmu) {
   const Tasks tasks(plan);
   const int64_t c = plan.sh.c;
   GradSums* per_task = zeroed(bf16_workspace().task_sums, tasks.count * c);
@@ -309,11 +332,10 @@ void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& pla
     double* psx = Workspace::grown(buf.b, width);
     for (int64_t p = tasks.begin(t); p < tasks.begin(t + 1); ++p) {
       const Piece piece = plan.piece(p);
-      if (!grad_sums_in_registers(x + piece.offset, dy + piece.offset, piece, mean, ps, psx)) {
-        widen_piece(x, dy, piece, buf);
-        const GradInput g{buf.x.data(), buf.dy.data(), nullptr, nullptr,
-                          mean + piece.first_channel, nullptr, nullptr, nullptr};
-        channel_grad_sums(g, piece.shape, ps, psx);
+      if (!grad_sums_in_registers(g.at(piece.offset), piece, mean, ps, psx)) {
+        GradInput wide = widen_piece(g, piece, buf);
+        wide.mean = mean + piece.first_channel;
+        channel_grad_sums(wide, piece.shape, ps, psx);
       }
       GradSums* total = per_task + t * c + piece.first_channel;
       for (int64_t j = 0; j < piece.shape.c; ++j) total[j].merge(GradSums{ps[j], psx[j]});
@@ -322,23 +344,27 @@ void piece_grad_sums(const uint16_t* x, const uint16_t* dy, const PiecePlan& pla
   merge_tasks(per_task, tasks.count, c, sum_dy, sum_dy_xmu);
 }
 
-// dx = a*dy + b*(x - mean) + c per channel, piece by piece.
-void piece_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, const PiecePlan& plan,
-                      const float* mean, const float* a, const float* b, const float* c) {
+// dx = a*g + b*(x - mean) + c per channel, piece by piece.
+void piece_grad_input(const Bf16Grad& g, uint16_t* dx, const PiecePlan& plan, const float* mean,
+                      const float* a, const float* b, const float* c) {
   const bool stream = streams_bf16(plan.sh);
   parallel_for(plan.count, 3 * plan.sh.numel(), [&](int64_t p) {
     const Piece piece = plan.piece(p);
-    if (grad_input_in_registers(x + piece.offset, dy + piece.offset, dx + piece.offset, piece,
-                                mean, a, b, c, stream)) {
+    if (grad_input_in_registers(g.at(piece.offset), dx + piece.offset, piece, mean, a, b, c,
+                                stream)) {
       if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the streamed stores
       return;
     }
     PieceBuffers& buf = piece_buffers();
     const int64_t values = piece.shape.numel(), j = piece.first_channel;
-    widen_piece(x, dy, piece, buf);
+    GradInput wide = widen_piece(g, piece, buf);
     float* dxf = Workspace::grown(buf.out, values);
-    const GradInput g{buf.x.data(), buf.dy.data(), nullptr, dxf, mean + j, a + j, b + j, c + j};
-    grad_input(g, piece.shape);
+    wide.dx = dxf;
+    wide.mean = mean + j;
+    wide.a = a + j;
+    wide.b = b + j;
+    wide.c = c + j;
+    grad_input(wide, piece.shape);
     bf16_conversions().from_float(dxf, dx + piece.offset, values);
   });
 }
@@ -352,7 +378,7 @@ BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchN
                                                  const float* weight, const float* bias,
                                                  const RunningStats& running, double eps,
                                                  uint16_t* y, float* save_mean,
-                                                 float* save_invstd) {
+                                                 float* save_invstd, Activation activation) {
   using namespace kernels;
   check_training_arguments(sh, eps, running);
   if (sh.c == 0) return BatchNormStatus::ok;
@@ -381,7 +407,7 @@ BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchN
     scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
     shift[j] = bias != nullptr ? bias[j] : 0.0f;
   }
-  piece_normalize(x, y, plan, mean_f, scale, shift);
+  piece_normalize(x, y, plan, mean_f, scale, shift, activation == Activation::relu);
   if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);
   if (save_invstd != nullptr) std::copy(invstd_f, invstd_f + c, save_invstd);
   return status;
@@ -390,7 +416,7 @@ BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchN
 void batch_norm_forward_inference_bf16(const uint16_t* x, const BatchNormShape& sh,
                                        const float* weight, const float* bias,
                                        const float* running_mean, const float* running_var,
-                                       double eps, uint16_t* y) {
+                                       double eps, uint16_t* y, Activation activation) {
   using namespace kernels;
   validate(sh);
   check_eps(eps);
@@ -398,13 +424,14 @@ void batch_norm_forward_inference_bf16(const uint16_t* x, const BatchNormShape& 
   float* scale = Workspace::grown(bf16_workspace().channel_floats, 2 * sh.c);
   float* shift = scale + sh.c;
   inference_coefficients(x, y, sh, weight, bias, running_mean, running_var, eps, scale, shift);
-  piece_normalize(x, y, PiecePlan(sh), running_mean, scale, shift);
+  piece_normalize(x, y, PiecePlan(sh), running_mean, scale, shift,
+                  activation == Activation::relu);
 }
 
 void batch_norm_backward_bf16(const uint16_t* x, const uint16_t* dy, const BatchNormShape& sh,
                               const float* weight, const float* save_mean,
                               const float* save_invstd, uint16_t* dx, float* dweight,
-                              float* dbias) {
+                              float* dbias, Activation activation, const uint16_t* y) {
   using namespace kernels;
   validate(sh);
   if (sh.numel() == 0) {
@@ -414,7 +441,7 @@ void batch_norm_backward_bf16(const uint16_t* x, const uint16_t* dy, const Batch
   }
   // The fp32 checks take pointers only to test them for null.
   check_backward_inputs(reinterpret_cast<const float*>(x), reinterpret_cast<const float*>(dy),
-                        save_mean, save_invstd, Activation::none, nullptr);
+                        save_mean, save_invstd, activation, reinterpret_cast<const float*>(y));
   if (dx == nullptr && dweight == nullptr && dbias == nullptr) return;
   const int64_t c = sh.c;
   const PiecePlan plan(sh);
@@ -422,11 +449,12 @@ void batch_norm_backward_bf16(const uint16_t* x, const uint16_t* dy, const Batch
   double* sum_dy = Workspace::grown(w.channel_doubles, 2 * c);
   double* sum_dy_xmu = sum_dy + c;
   float* coef = Workspace::grown(w.channel_floats, 3 * c);  // dx's a, b, c
-  piece_grad_sums(x, dy, plan, save_mean, sum_dy, sum_dy_xmu);
+  const Bf16Grad g{x, dy, activation == Activation::relu ? y : nullptr};
+  piece_grad_sums(g, plan, save_mean, sum_dy, sum_dy_xmu);
   const BackwardFinish finish =
       BackwardFinish::over(sh, weight, save_invstd, sum_dy, dweight, dbias, coef, false);
   for (int64_t j = 0; j < c; ++j) finish(j);
-  if (dx != nullptr) piece_grad_input(x, dy, dx, plan, save_mean, coef, coef + c, coef + 2 * c);
+  if (dx != nullptr) piece_grad_input(g, dx, plan, save_mean, coef, coef + c, coef + 2 * c);
 }
 
 }  // namespace bnlab

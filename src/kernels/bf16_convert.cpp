@@ -21,55 +21,65 @@ void plain_from_float(const float* in, uint16_t* out, int64_t count) {
   for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]);
 }
 
+// The fused ReLU's rules (the fp32 kernels'): y below zero becomes zero (NaN
+// kept); the gradient passes where the ReLU's output is above zero.
+float relu_if(float v, bool relu) { return relu && v < 0.0f ? 0.0f : v; }
+float grad_if(const uint16_t* relu_y, int64_t i, float dy) {
+  return relu_y == nullptr || bf16_to_float(relu_y[i]) > 0.0f ? dy : 0.0f;
+}
+
 void plain_span_normalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                          float shift, bool /*stream*/) {
-  for (int64_t i = 0; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
+                          float shift, bool relu, bool /*stream*/) {
+  for (int64_t i = 0; i < len; ++i)
+    y[i] = float_to_bf16(relu_if((bf16_to_float(x[i]) - mean) * scale + shift, relu));
 }
 
 void plain_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
-                          const float* mean, const float* scale, const float* shift,
+                          const float* mean, const float* scale, const float* shift, bool relu,
                           bool /*stream*/) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t w = 0; w < width; ++w)
-      y[r * width + w] =
-          float_to_bf16((bf16_to_float(x[r * width + w]) - mean[w]) * scale[w] + shift[w]);
+      y[r * width + w] = float_to_bf16(
+          relu_if((bf16_to_float(x[r * width + w]) - mean[w]) * scale[w] + shift[w], relu));
 }
 
-void plain_span_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len,
-                           float mean, float a, float b, float c, bool /*stream*/) {
-  for (int64_t i = 0; i < len; ++i)
-    dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
-}
-
-void plain_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
-                           int64_t width, const float* mean, const float* a, const float* b,
-                           const float* c, bool /*stream*/) {
+void plain_rows_grad_input(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                           uint16_t* dx, int64_t rows, int64_t width, const float* mean,
+                           const float* a, const float* b, const float* c, bool /*stream*/) {
   for (int64_t e = 0; e < rows * width; ++e) {
     const int64_t w = e % width;
-    dx[e] = float_to_bf16(a[w] * bf16_to_float(dy[e]) + b[w] * (bf16_to_float(x[e]) - mean[w]) +
-                          c[w]);
+    const float g = grad_if(relu_y, e, bf16_to_float(dy[e]));
+    dx[e] = float_to_bf16(a[w] * g + b[w] * (bf16_to_float(x[e]) - mean[w]) + c[w]);
   }
 }
 
+void plain_span_grad_input(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                           uint16_t* dx, int64_t len, float mean, float a, float b, float c,
+                           bool stream) {
+  plain_rows_grad_input(x, dy, relu_y, dx, len, 1, &mean, &a, &b, &c, stream);  // one column
+}
+
 // Per column, in float blocks of 256 rows added in double (the vector loops' blocks).
-void plain_rows_grad_sums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
-                          const float* mean, double* sum_dy, double* sum_dy_xmu) {
+void plain_rows_grad_sums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                          int64_t rows, int64_t width, const float* mean, double* sum_dy,
+                          double* sum_dy_xmu) {
   for (int64_t w = 0; w < width; ++w)
     for (int64_t r0 = 0; r0 < rows; r0 += 256) {
       float s = 0.0f, sx = 0.0f;
       for (int64_t r = r0; r < std::min(rows, r0 + 256); ++r) {
-        const float g = bf16_to_float(dy[r * width + w]);
+        const int64_t i = r * width + w;
+        const float g = grad_if(relu_y, i, bf16_to_float(dy[i]));
         s += g;
-        sx += g * (bf16_to_float(x[r * width + w]) - mean[w]);
+        sx += g * (bf16_to_float(x[i]) - mean[w]);
       }
       sum_dy[w] += s;
       sum_dy_xmu[w] += sx;
     }
 }
 
-void plain_span_grad_sums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean,
-                          double* sum_dy, double* sum_dy_xmu) {
-  plain_rows_grad_sums(x, dy, len, 1, &mean, sum_dy, sum_dy_xmu);  // a span: one column
+void plain_span_grad_sums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                          int64_t len, float mean, double* sum_dy, double* sum_dy_xmu) {
+  plain_rows_grad_sums(x, dy, relu_y, len, 1, &mean, sum_dy, sum_dy_xmu);  // a span: one column
 }
 
 // Per column, blocks of 256 rows: the mean, then the deviations, in double.

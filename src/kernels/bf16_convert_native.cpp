@@ -75,26 +75,42 @@ BNLAB_BF16_TARGET inline void write_span(uint16_t* out, int64_t len, const F& f)
 // The same operations, in the same order, as the Highway loops
 // (bf16_convert_simd.cpp), so every variant gives the same bits. (Functors,
 // not lambdas: a lambda does not take its function's target attribute.)
+// The fused ReLU's rules (the fp32 kernels'): v below zero becomes zero (NaN
+// kept: "not less than" is true for it); the gradient passes where the
+// ReLU's output is above zero.
+BNLAB_BF16_TARGET inline __m512 relu_if(__m512 v, bool relu) {
+  return relu ? _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_NLT_UQ), v)
+              : v;
+}
+BNLAB_BF16_TARGET inline __m512 grad_if(__m512 dy, const uint16_t* relu_y, __mmask16 live) {
+  if (relu_y == nullptr) return dy;
+  const __m512 y = widen16(relu_y, live);
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_GT_OQ), dy);
+}
+
 struct NormalizeAt {
   const uint16_t* x;
   __m512 m, sc, sh;
+  bool relu;
   BNLAB_BF16_TARGET __m512 operator()(int64_t i, __mmask16 live) const {
-    return _mm512_fmadd_ps(_mm512_sub_ps(widen16(x + i, live), m), sc, sh);
+    return relu_if(_mm512_fmadd_ps(_mm512_sub_ps(widen16(x + i, live), m), sc, sh), relu);
   }
 };
 
 struct GradInputAt {
-  const uint16_t *x, *dy;
+  const uint16_t *x, *dy, *relu_y;
   __m512 m, va, vb, vc;
   BNLAB_BF16_TARGET __m512 operator()(int64_t i, __mmask16 live) const {
-    return _mm512_fmadd_ps(va, widen16(dy + i, live),
-                           _mm512_fmadd_ps(vb, _mm512_sub_ps(widen16(x + i, live), m), vc));
+    const __m512 g = grad_if(widen16(dy + i, live), relu_y == nullptr ? nullptr : relu_y + i, live);
+    return _mm512_fmadd_ps(va, g, _mm512_fmadd_ps(vb, _mm512_sub_ps(widen16(x + i, live), m), vc));
   }
 };
 
 BNLAB_BF16_TARGET void native_span_normalize(const uint16_t* x, uint16_t* y, int64_t len,
-                                             float mean, float scale, float shift, bool stream) {
-  const NormalizeAt f{x, _mm512_set1_ps(mean), _mm512_set1_ps(scale), _mm512_set1_ps(shift)};
+                                             float mean, float scale, float shift, bool relu,
+                                             bool stream) {
+  const NormalizeAt f{x, _mm512_set1_ps(mean), _mm512_set1_ps(scale), _mm512_set1_ps(shift),
+                      relu};
   if (stream) {
     write_span<true>(y, len, f);
   } else {
@@ -102,10 +118,10 @@ BNLAB_BF16_TARGET void native_span_normalize(const uint16_t* x, uint16_t* y, int
   }
 }
 
-BNLAB_BF16_TARGET void native_span_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
-                                              int64_t len, float mean, float a, float b, float c,
-                                              bool stream) {
-  const GradInputAt f{x, dy, _mm512_set1_ps(mean), _mm512_set1_ps(a), _mm512_set1_ps(b),
+BNLAB_BF16_TARGET void native_span_grad_input(const uint16_t* x, const uint16_t* dy,
+                                              const uint16_t* relu_y, uint16_t* dx, int64_t len,
+                                              float mean, float a, float b, float c, bool stream) {
+  const GradInputAt f{x, dy, relu_y, _mm512_set1_ps(mean), _mm512_set1_ps(a), _mm512_set1_ps(b),
                       _mm512_set1_ps(c)};
   if (stream) {
     write_span<true>(dx, len, f);
@@ -129,7 +145,7 @@ inline RowsStream rows_stream(bool stream, const uint16_t* out, int64_t rows, in
 template <bool kStream>
 BNLAB_BF16_TARGET void rows_normalize_t(const uint16_t* x, uint16_t* y, int64_t rows,
                                         int64_t width, const float* mean, const float* scale,
-                                        const float* shift) {
+                                        const float* shift, bool relu) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * width;
     for (int64_t w = 0; w < width; w += 16) {
@@ -137,20 +153,20 @@ BNLAB_BF16_TARGET void rows_normalize_t(const uint16_t* x, uint16_t* y, int64_t 
       const __m512 v = _mm512_fmadd_ps(
           _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w)),
           _mm512_maskz_loadu_ps(live, scale + w), _mm512_maskz_loadu_ps(live, shift + w));
-      store16<kStream>(y + o + w, v, live);
+      store16<kStream>(y + o + w, relu_if(v, relu), live);
     }
   }
 }
 
 BNLAB_BF16_TARGET void native_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows,
                                              int64_t width, const float* mean, const float* scale,
-                                             const float* shift, bool stream) {
+                                             const float* shift, bool relu, bool stream) {
   switch (rows_stream(stream, y, rows, width)) {
     case RowsStream::no:
-      rows_normalize_t<false>(x, y, rows, width, mean, scale, shift);
+      rows_normalize_t<false>(x, y, rows, width, mean, scale, shift, relu);
       return;
     case RowsStream::aligned:
-      rows_normalize_t<true>(x, y, rows, width, mean, scale, shift);
+      rows_normalize_t<true>(x, y, rows, width, mean, scale, shift, relu);
       return;
     case RowsStream::from_boundary: {
       const int64_t head = head_to_align(y);
@@ -161,9 +177,9 @@ BNLAB_BF16_TARGET void native_rows_normalize(const uint16_t* x, uint16_t* y, int
                            const float* sc = cols.at(1, col, rotated);
                            const float* sh = cols.at(2, col, rotated);
                            if (st) {
-                             rows_normalize_t<true>(x + at, y + at, n, w, m, sc, sh);
+                             rows_normalize_t<true>(x + at, y + at, n, w, m, sc, sh, relu);
                            } else {
-                             rows_normalize_t<false>(x + at, y + at, n, w, m, sc, sh);
+                             rows_normalize_t<false>(x + at, y + at, n, w, m, sc, sh, relu);
                            }
                          });
       return;
@@ -171,34 +187,45 @@ BNLAB_BF16_TARGET void native_rows_normalize(const uint16_t* x, uint16_t* y, int
   }
 }
 
+// dx's operands at an offset: x, dy and the ReLU's output (null without it).
+struct GradRows {
+  const uint16_t *x, *dy, *relu_y;
+  GradRows at(int64_t offset) const {
+    return {x + offset, dy + offset, relu_y == nullptr ? nullptr : relu_y + offset};
+  }
+};
+
 template <bool kStream>
-BNLAB_BF16_TARGET void rows_grad_input_t(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
-                                         int64_t rows, int64_t width, const float* mean,
-                                         const float* a, const float* b, const float* c) {
+BNLAB_BF16_TARGET void rows_grad_input_t(const GradRows& g, uint16_t* dx, int64_t rows,
+                                         int64_t width, const float* mean, const float* a,
+                                         const float* b, const float* c) {
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * width;
     for (int64_t w = 0; w < width; w += 16) {
       const __mmask16 live = first_lanes(width - w);
       const __m512 xm =
-          _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w));
+          _mm512_sub_ps(widen16(g.x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w));
+      const __m512 dy = grad_if(widen16(g.dy + o + w, live),
+                                g.relu_y == nullptr ? nullptr : g.relu_y + o + w, live);
       const __m512 v = _mm512_fmadd_ps(
-          _mm512_maskz_loadu_ps(live, a + w), widen16(dy + o + w, live),
+          _mm512_maskz_loadu_ps(live, a + w), dy,
           _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, b + w), xm, _mm512_maskz_loadu_ps(live, c + w)));
       store16<kStream>(dx + o + w, v, live);
     }
   }
 }
 
-BNLAB_BF16_TARGET void native_rows_grad_input(const uint16_t* x, const uint16_t* dy, uint16_t* dx,
-                                              int64_t rows, int64_t width, const float* mean,
-                                              const float* a, const float* b, const float* c,
-                                              bool stream) {
+BNLAB_BF16_TARGET void native_rows_grad_input(const uint16_t* x, const uint16_t* dy,
+                                              const uint16_t* relu_y, uint16_t* dx, int64_t rows,
+                                              int64_t width, const float* mean, const float* a,
+                                              const float* b, const float* c, bool stream) {
+  const GradRows g{x, dy, relu_y};
   switch (rows_stream(stream, dx, rows, width)) {
     case RowsStream::no:
-      rows_grad_input_t<false>(x, dy, dx, rows, width, mean, a, b, c);
+      rows_grad_input_t<false>(g, dx, rows, width, mean, a, b, c);
       return;
     case RowsStream::aligned:
-      rows_grad_input_t<true>(x, dy, dx, rows, width, mean, a, b, c);
+      rows_grad_input_t<true>(g, dx, rows, width, mean, a, b, c);
       return;
     case RowsStream::from_boundary: {
       const int64_t head = head_to_align(dx);
@@ -210,9 +237,9 @@ BNLAB_BF16_TARGET void native_rows_grad_input(const uint16_t* x, const uint16_t*
                            const float* vb = cols.at(2, col, rotated);
                            const float* vc = cols.at(3, col, rotated);
                            if (st) {
-                             rows_grad_input_t<true>(x + at, dy + at, dx + at, n, w, m, va, vb, vc);
+                             rows_grad_input_t<true>(g.at(at), dx + at, n, w, m, va, vb, vc);
                            } else {
-                             rows_grad_input_t<false>(x + at, dy + at, dx + at, n, w, m, va, vb, vc);
+                             rows_grad_input_t<false>(g.at(at), dx + at, n, w, m, va, vb, vc);
                            }
                          });
       return;

@@ -65,21 +65,38 @@ void FromFloat(const float* in, uint16_t* out, int64_t count) {
   for (; i < count; ++i) out[i] = float_to_bf16(in[i]);
 }
 
+// The fused ReLU's rules (the fp32 kernels'): y below zero becomes zero (NaN
+// kept); the gradient passes where the ReLU's output is above zero.
+HWY_INLINE hn::Vec<DF> ReluIf(hn::Vec<DF> v, bool relu) {
+  const DF df;
+  return relu ? hn::IfThenZeroElse(hn::Lt(v, hn::Zero(df)), v) : v;
+}
+HWY_INLINE hn::Vec<DF> GradIf(hn::Vec<DF> dy, const uint16_t* relu_y, int64_t at) {
+  const DF df;
+  return relu_y == nullptr ? dy : hn::IfThenElseZero(hn::Gt(Widen(relu_y + at), hn::Zero(df)), dy);
+}
+HWY_INLINE float ReluIf(float v, bool relu) { return relu && v < 0.0f ? 0.0f : v; }
+HWY_INLINE float GradIf(float dy, const uint16_t* relu_y, int64_t at) {
+  return relu_y == nullptr || bf16_to_float(relu_y[at]) > 0.0f ? dy : 0.0f;
+}
+
 // y = bf16((x - mean)*scale + shift) on a span of one channel, in registers.
 void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                   float shift, bool /*stream*/) {
+                   float shift, bool relu, bool /*stream*/) {
   const DF df;
   const auto m = hn::Set(df, mean), sc = hn::Set(df, scale), sh = hn::Set(df, shift);
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
   for (; i + lanes <= len; i += lanes)
-    hn::StoreU(RoundToBf16(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh)), DU16(), y + i);
-  for (; i < len; ++i) y[i] = float_to_bf16((bf16_to_float(x[i]) - mean) * scale + shift);
+    hn::StoreU(RoundToBf16(ReluIf(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh), relu)), DU16(),
+               y + i);
+  for (; i < len; ++i)
+    y[i] = float_to_bf16(ReluIf((bf16_to_float(x[i]) - mean) * scale + shift, relu));
 }
 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
 void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
-                   const float* scale, const float* shift, bool /*stream*/) {
+                   const float* scale, const float* shift, bool relu, bool /*stream*/) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t r = 0; r < rows; ++r) {
@@ -89,31 +106,33 @@ void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, 
     for (; w + lanes <= width; w += lanes) {
       const auto v = hn::MulAdd(hn::Sub(Widen(xr + w), hn::LoadU(df, mean + w)),
                                 hn::LoadU(df, scale + w), hn::LoadU(df, shift + w));
-      hn::StoreU(RoundToBf16(v), DU16(), yr + w);
+      hn::StoreU(RoundToBf16(ReluIf(v, relu)), DU16(), yr + w);
     }
     for (; w < width; ++w)
-      yr[w] = float_to_bf16((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w]);
+      yr[w] = float_to_bf16(ReluIf((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w], relu));
   }
 }
 
-// dx = bf16(a*dy + b*(x - mean) + c) on a span of one channel, in registers.
-void SpanGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t len, float mean,
-                   float a, float b, float c, bool /*stream*/) {
+// dx = bf16(a*g + b*(x - mean) + c) on a span of one channel, in registers.
+void SpanGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, uint16_t* dx,
+                   int64_t len, float mean, float a, float b, float c, bool /*stream*/) {
   const DF df;
   const auto m = hn::Set(df, mean), va = hn::Set(df, a), vb = hn::Set(df, b), vc = hn::Set(df, c);
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
   for (; i + lanes <= len; i += lanes) {
-    const auto v = hn::MulAdd(va, Widen(dy + i), hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc));
+    const auto g = GradIf(Widen(dy + i), relu_y, i);
+    const auto v = hn::MulAdd(va, g, hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc));
     hn::StoreU(RoundToBf16(v), DU16(), dx + i);
   }
   for (; i < len; ++i)
-    dx[i] = float_to_bf16(a * bf16_to_float(dy[i]) + b * (bf16_to_float(x[i]) - mean) + c);
+    dx[i] = float_to_bf16(a * GradIf(bf16_to_float(dy[i]), relu_y, i) +
+                          b * (bf16_to_float(x[i]) - mean) + c);
 }
 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
-void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t rows,
-                   int64_t width, const float* mean, const float* a, const float* b,
+void RowsGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, uint16_t* dx,
+                   int64_t rows, int64_t width, const float* mean, const float* a, const float* b,
                    const float* c, bool /*stream*/) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
@@ -122,12 +141,13 @@ void RowsGradInput(const uint16_t* x, const uint16_t* dy, uint16_t* dx, int64_t 
     int64_t w = 0;
     for (; w + lanes <= width; w += lanes) {
       const auto xm = hn::Sub(Widen(x + o + w), hn::LoadU(df, mean + w));
-      const auto v = hn::MulAdd(hn::LoadU(df, a + w), Widen(dy + o + w),
+      const auto g = GradIf(Widen(dy + o + w), relu_y, o + w);
+      const auto v = hn::MulAdd(hn::LoadU(df, a + w), g,
                                 hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w)));
       hn::StoreU(RoundToBf16(v), DU16(), dx + o + w);
     }
     for (; w < width; ++w)
-      dx[o + w] = float_to_bf16(a[w] * bf16_to_float(dy[o + w]) +
+      dx[o + w] = float_to_bf16(a[w] * GradIf(bf16_to_float(dy[o + w]), relu_y, o + w) +
                                 b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
   }
 }
@@ -137,8 +157,8 @@ constexpr int64_t kFloatBlock = 256;
 
 // sum_dy += sum(dy), sum_dy_xmu += sum(dy*(x - mean)) over a span of one
 // channel, in float blocks of kFloatBlock vectors added in double.
-void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean, double* sum_dy,
-                  double* sum_dy_xmu) {
+void SpanGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, int64_t len,
+                  float mean, double* sum_dy, double* sum_dy_xmu) {
   const DF df;
   const auto m = hn::Set(df, mean);
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
@@ -146,7 +166,7 @@ void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean
   for (int64_t b = 0; b < whole; b += kFloatBlock * lanes) {
     auto s = hn::Zero(df), sx = hn::Zero(df);
     for (int64_t i = b; i < std::min(whole, b + kFloatBlock * lanes); i += lanes) {
-      const auto g = Widen(dy + i);
+      const auto g = GradIf(Widen(dy + i), relu_y, i);
       s = hn::Add(s, g);
       sx = hn::MulAdd(g, hn::Sub(Widen(x + i), m), sx);
     }
@@ -154,7 +174,7 @@ void SpanGradSums(const uint16_t* x, const uint16_t* dy, int64_t len, float mean
     *sum_dy_xmu += hn::GetLane(hn::SumOfLanes(df, sx));
   }
   for (int64_t i = whole; i < len; ++i) {
-    const float g = bf16_to_float(dy[i]);
+    const float g = GradIf(bf16_to_float(dy[i]), relu_y, i);
     *sum_dy += g;
     *sum_dy_xmu += g * (bf16_to_float(x[i]) - mean);
   }
@@ -178,8 +198,8 @@ HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) 
 
 // The same per column of `rows` contiguous rows of `width` columns: column w
 // adds to sum_dy[w] and sum_dy_xmu[w], float blocks of kFloatBlock rows.
-void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t width,
-                  const float* mean, double* sum_dy, double* sum_dy_xmu) {
+void RowsGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, int64_t rows,
+                  int64_t width, const float* mean, double* sum_dy, double* sum_dy_xmu) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const int64_t whole = width / lanes * lanes;
@@ -194,7 +214,7 @@ void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t w
         for (int c = 0; c < R; ++c) s[k][c] = sx[k][c] = hn::Zero(df);
       const auto add = [&](int64_t r, int k, int c) {
         const int64_t at = r * width + w + k * lanes;
-        const V g = Widen(dy + at);
+        const V g = GradIf(Widen(dy + at), relu_y, at);
         s[k][c] = hn::Add(s[k][c], g);
         sx[k][c] = hn::MulAdd(g, hn::Sub(Widen(x + at), m[k]), sx[k][c]);
       };
@@ -221,7 +241,7 @@ void RowsGradSums(const uint16_t* x, const uint16_t* dy, int64_t rows, int64_t w
   });
   for (int64_t w = whole; w < width; ++w)
     for (int64_t r = 0; r < rows; ++r) {
-      const float g = bf16_to_float(dy[r * width + w]);
+      const float g = GradIf(bf16_to_float(dy[r * width + w]), relu_y, r * width + w);
       sum_dy[w] += g;
       sum_dy_xmu[w] += g * (bf16_to_float(x[r * width + w]) - mean[w]);
     }

@@ -160,8 +160,7 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
     synced_ = false;  // the backward that follows is the inference one, with no collective
     if (bf16) {
       batch_norm_forward_inference_bf16(bf16_data(input), shape, w, b, running_mean.data(),
-                                        running_var.data(), eps, bf16_data(output_));
-      if (fuse_relu) relu_bf16(bf16_data(output_), bf16_data(output_), input.numel());
+                                        running_var.data(), eps, bf16_data(output_), activation);
       return output_;
     }
     batch_norm_forward_inference(input.data(), shape, w, b, running_mean.data(),
@@ -178,11 +177,9 @@ const Tensor& BatchNorm::forward_formatted(const Tensor& input, MemoryFormat in,
   synced_ = training_ && sync != nullptr;
   BatchNormStatus status;
   if (bf16) {
-    // The bf16 kernels have no fused activation: the ReLU is a second pass over y.
     status = batch_norm_forward_training_bf16(bf16_data(input), shape, w, b, running, eps,
                                               bf16_data(output_), save_mean_.data(),
-                                              save_invstd_.data());
-    if (fuse_relu) relu_bf16(bf16_data(output_), bf16_data(output_), input.numel());
+                                              save_invstd_.data(), activation);
   } else if (synced_) {
     // SyncBatchNorm: this process's statistics, merged with every process's.
     sync_mean_.resize(size_t(num_features));
@@ -261,26 +258,29 @@ const Tensor& BatchNorm::backward(const Tensor& grad_output) {
   return grad_input_;
 }
 
-/* Backward on bf16 x and dy (a bf16 chain): dy masked by y > 0 first when
- * the ReLU is fused (a bf16 pass into masked_grad_), then batch_norm_backward_bf16
- * with batch statistics. With running statistics (eval) x and dy are widened
- * and the float kernel runs, dx rounded to bf16: a path for gradient checks
- * (training never takes it: bf16_use says no to frozen statistics). */
+/* Backward on bf16 x and dy (a bf16 chain): batch_norm_backward_bf16 with
+ * batch statistics, the fused ReLU's mask (y > 0) taken inside its passes.
+ * With running statistics (eval) dy is masked by a bf16 pass into
+ * masked_grad_, x and dy are widened and the float kernel runs, dx rounded to
+ * bf16: a path for gradient checks (training never takes it: bf16_use says no
+ * to frozen statistics). */
 void BatchNorm::backward_bf16(const Tensor& grad_output, const BatchNormShape& shape,
                               float* dweight, float* dbias) {
   const int64_t count = grad_output.numel();
   const uint16_t* dy = bf16_data(grad_output);
-  if (fuse_relu) {
-    masked_grad_.resize(grad_output.shape());
-    relu_backward_bf16(dy, bf16_data(output_), bf16_data(masked_grad_), count);
-    dy = bf16_data(masked_grad_);
-  }
   uint16_t* dx = compute_grad_input ? bf16_data(grad_input_) : nullptr;
   const float* w = affine ? weight.value.data() : nullptr;
   if (used_batch_stats_) {
     batch_norm_backward_bf16(bf16_data(*input_), dy, shape, w, save_mean_.data(),
-                             save_invstd_.data(), dx, dweight, dbias);
+                             save_invstd_.data(), dx, dweight, dbias,
+                             fuse_relu ? Activation::relu : Activation::none,
+                             bf16_data(output_));
     return;
+  }
+  if (fuse_relu) {
+    masked_grad_.resize(grad_output.shape());
+    relu_backward_bf16(dy, bf16_data(output_), bf16_data(masked_grad_), count);
+    dy = bf16_data(masked_grad_);
   }
   Tensor x(input_->shape()), dy_wide(input_->shape()), dx_wide(input_->shape());
   bf16_to_floats(bf16_data(*input_), x.data(), count);

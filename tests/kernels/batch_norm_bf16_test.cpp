@@ -323,6 +323,75 @@ TEST(Bf16Kernels, StreamedAndUnalignedOutputsKeepTheirBits) {
   set_bf16_conversion_variant("auto");
 }
 
+// The fused ReLU, in every variant and on every path (register runs, the
+// float buffer of short runs, streamed outputs): the forward gives the unfused
+// output with its values below zero made zero (compared as floats: a value
+// rounding to -0 may come out +0), and the backward gives the bits of the
+// unfused backward on dy zeroed where y <= 0.
+TEST(Bf16Kernels, FusedReluIsTheUnfusedKernelThenReLU) {
+  const BatchNormShape shapes[] = {{3, 32, 100, Layout::channels_first},
+                                   {4, 3, 5, Layout::channels_first},
+                                   {3, 48, 37, Layout::channels_last},
+                                   {5, 3, 7, Layout::channels_last},
+                                   {3, 32, 100, Layout::blocked16},
+                                   {200, 48, 1, Layout::channels_first}};
+  for (const std::string& name : split_commas(bf16_conversion_variants())) {
+    set_bf16_conversion_variant(name);
+    for (bool stream : {false, true}) {
+      set_cache_sizes({0, 0, stream ? int64_t{16} << 10 : int64_t{1} << 30});
+      for (const BatchNormShape& sh : shapes) {
+        const std::string what = name + (stream ? " streamed " : " ") + describe(sh);
+        const std::vector<uint16_t> x = to_bf16(channel_data(sh, 91));
+        const std::vector<uint16_t> dy = to_bf16(random_vector(sh.numel(), 92));
+        const std::vector<float> weight = random_vector(sh.c, 93, 1.0f, 0.5f);
+        const std::vector<float> bias = random_vector(sh.c, 94);
+        const std::vector<float> running_var = random_vector(sh.c, 95, 1.0f, 0.2f);
+        std::vector<uint16_t> plain(x.size()), fused(x.size());
+        std::vector<float> mean(sh.c), invstd(sh.c);
+        const auto relu_of = [](const std::vector<uint16_t>& y) {
+          std::vector<float> out = widen(y);
+          for (float& v : out) v = v < 0.0f ? 0.0f : v;
+          return out;
+        };
+        batch_norm_forward_training_bf16(x.data(), sh, weight.data(), bias.data(), {}, 1e-5,
+                                         plain.data(), mean.data(), invstd.data());
+        batch_norm_forward_training_bf16(x.data(), sh, weight.data(), bias.data(), {}, 1e-5,
+                                         fused.data(), mean.data(), invstd.data(),
+                                         Activation::relu);
+        EXPECT_EQ(widen(fused), relu_of(plain)) << what << ": training";
+        std::vector<uint16_t> plain_eval(x.size()), fused_eval(x.size());
+        batch_norm_forward_inference_bf16(x.data(), sh, weight.data(), bias.data(), bias.data(),
+                                          running_var.data(), 1e-5, plain_eval.data());
+        batch_norm_forward_inference_bf16(x.data(), sh, weight.data(), bias.data(), bias.data(),
+                                          running_var.data(), 1e-5, fused_eval.data(),
+                                          Activation::relu);
+        EXPECT_EQ(widen(fused_eval), relu_of(plain_eval)) << what << ": inference";
+        std::vector<uint16_t> masked = dy;
+        for (size_t i = 0; i < masked.size(); ++i)
+          if (!(bf16_to_float(fused[i]) > 0.0f)) masked[i] = 0;
+        std::vector<uint16_t> dx_want(x.size()), dx_got(x.size());
+        std::vector<float> dw_want(sh.c), db_want(sh.c), dw_got(sh.c), db_got(sh.c);
+        batch_norm_backward_bf16(x.data(), masked.data(), sh, weight.data(), mean.data(),
+                                 invstd.data(), dx_want.data(), dw_want.data(), db_want.data());
+        batch_norm_backward_bf16(x.data(), dy.data(), sh, weight.data(), mean.data(),
+                                 invstd.data(), dx_got.data(), dw_got.data(), db_got.data(),
+                                 Activation::relu, fused.data());
+        EXPECT_EQ(dx_got, dx_want) << what << ": dx";
+        EXPECT_EQ(dw_got, dw_want) << what << ": dweight";
+        EXPECT_EQ(db_got, db_want) << what << ": dbias";
+      }
+    }
+  }
+  set_cache_sizes({});
+  set_bf16_conversion_variant("auto");
+  const BatchNormShape sh{2, 16, 4, Layout::channels_first};
+  std::vector<uint16_t> x(static_cast<size_t>(sh.numel())), dx(x.size());
+  std::vector<float> stat(sh.c, 1.0f);
+  EXPECT_THROW(batch_norm_backward_bf16(x.data(), x.data(), sh, nullptr, stat.data(), stat.data(),
+                                        dx.data(), nullptr, nullptr, Activation::relu, nullptr),
+               Error);
+}
+
 // d/dx of L = sum(dy * y(x)) by central differences of the float64 forward,
 // against the kernel's dx (bf16) and dweight, dbias (float).
 TEST(Bf16Kernels, BackwardMatchesCentralDifferences) {
