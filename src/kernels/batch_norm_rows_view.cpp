@@ -10,6 +10,13 @@ namespace bnlab::kernels {
 namespace {
 
 constexpr int64_t kTileWidth = kRowsMaxWidth;  // columns a task takes at once
+// Rows a rows block takes at least: each block ends in a merge per column
+// (Chan's update, divisions), which 32 rows of 256 columns left as a large
+// cost; 128 rows (128 KiB of 256 columns, the second pass from L2) took 3-10%
+// off channels-last training (docs/performance.md). Fixed, not from the
+// cache sizes, so that the sums' blocks and the results' bits are the same on
+// every machine.
+constexpr int64_t kMinBlockRows = 128;
 
 struct RowsPlan {
   int64_t rows;              // n*s (channels-last) or n (channels-first)
@@ -27,7 +34,7 @@ struct RowsPlan {
     per_column_group = last ? 1 : sh.s;
     tile = std::min<int64_t>(width, kTileWidth);
     tiles = (width + tile - 1) / tile;
-    block_rows = std::max<int64_t>(32, kRowsBlock / std::max<int64_t>(tile, 1));
+    block_rows = std::max<int64_t>(kMinBlockRows, kRowsBlock / std::max<int64_t>(tile, 1));
     const int64_t want = std::max<int64_t>(1, kTargetTasks / tiles);
     parts = std::clamp<int64_t>(rows / (4 * block_rows), 1, want);
   }

@@ -16,7 +16,7 @@
 //    within half the LLC; channels-last tiles of at least an eighth of L2 per
 //    rows block (the second pass from L2).
 // The walks' choices do not change results (the BN tests check it). The float-sum
-// blocks of BN (kSpanBlock, kRowsBlock: 16 KiB, within every x86 L1d) stay fixed;
+// blocks of BN (kSpanBlock, kRowsBlock, the rows view's kMinBlockRows) stay fixed;
 // GroupNorm's L2-sized blocks move where its float sums start, so its last bits
 // may differ between machines, as they do between vector widths.
 #pragma once
