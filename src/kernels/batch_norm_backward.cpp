@@ -122,7 +122,9 @@ void batch_norm_backward_inference(const float* x, const float* dy, const BatchN
   using namespace kernels;
   validate(sh);
   check_eps(eps);
-  if (sh.numel() > 0) {
+  if (sh.numel() > 0) {  // before the scratch of c floats below
+    check_not_null(x, "x");
+    check_not_null(dy, "dy");
     check_not_null(running_mean, "running_mean");
     check_not_null(running_var, "running_var");
   }

@@ -421,6 +421,7 @@ void batch_norm_forward_inference_bf16(const uint16_t* x, const BatchNormShape& 
   validate(sh);
   check_eps(eps);
   if (sh.numel() == 0) return;
+  check_inference_inputs(x, y, running_mean, running_var);
   float* scale = Workspace::grown(bf16_workspace().channel_floats, 2 * sh.c);
   float* shift = scale + sh.c;
   inference_coefficients(x, y, sh, weight, bias, running_mean, running_var, eps, scale, shift);

@@ -163,6 +163,7 @@ void batch_norm_forward_inference(const float* x, const BatchNormShape& sh, cons
   validate(sh);
   check_eps(eps);
   if (sh.numel() == 0) return;
+  check_inference_inputs(x, y, running_mean, running_var);
   float* scale = Workspace::grown(workspace().channel_floats, 2 * sh.c);
   float* shift = scale + sh.c;
   // y = (x - running_mean) * scale + shift, scale = weight / sqrt(running_var + eps).

@@ -79,13 +79,18 @@ void check_backward_inputs(const float* x, const float* dy, const float* save_me
     check_not_null(y, "y (the fused ReLU's output, needed for its mask)");
 }
 
-void inference_coefficients(const void* x, const void* y, const BatchNormShape& sh,
-                            const float* weight, const float* bias, const float* running_mean,
-                            const float* running_var, double eps, float* scale, float* shift) {
+void check_inference_inputs(const void* x, const void* y, const float* running_mean,
+                            const float* running_var) {
   check_not_null(x, "x");
   check_not_null(y, "y");
   check_not_null(running_mean, "running_mean");
   check_not_null(running_var, "running_var");
+}
+
+void inference_coefficients(const void* x, const void* y, const BatchNormShape& sh,
+                            const float* weight, const float* bias, const float* running_mean,
+                            const float* running_var, double eps, float* scale, float* shift) {
+  check_inference_inputs(x, y, running_mean, running_var);
   for (int64_t j = 0; j < sh.c; ++j) {
     const double w = weight != nullptr ? weight[j] : 1.0;
     scale[j] = static_cast<float>(w / std::sqrt(static_cast<double>(running_var[j]) + eps));

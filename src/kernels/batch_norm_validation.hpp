@@ -21,8 +21,13 @@ void check_training_arguments(const BatchNormShape& sh, double eps, const Runnin
 // The inputs every backward reads; the fused ReLU's backward needs y for its mask.
 void check_backward_inputs(const float* x, const float* dy, const float* save_mean,
                            const float* save_invstd, Activation activation, const float* y);
-// Inference, fp32 and bf16 alike: checks x, y and the running statistics, then
-// writes scale = weight / sqrt(running_var + eps) and shift = bias into c floats each.
+// Inference, fp32 and bf16 alike: x, y and the running statistics are given.
+// Called before any scratch of c values is taken, so that a null buffer with a
+// huge c is an error, not a giant allocation.
+void check_inference_inputs(const void* x, const void* y, const float* running_mean,
+                            const float* running_var);
+// Then scale = weight / sqrt(running_var + eps) and shift = bias into c floats each
+// (checking the inputs again).
 void inference_coefficients(const void* x, const void* y, const BatchNormShape& sh,
                             const float* weight, const float* bias, const float* running_mean,
                             const float* running_var, double eps, float* scale, float* shift);

@@ -287,6 +287,15 @@ TEST(CApiInferenceErrors, NullPointersSizesEpsAndLayoutAreRefusedByName) {
   expect_error(inference(x, 2, 3, 4, cf, rm, rv, kNaN, y), BNLAB_INVALID_ARGUMENT, "eps");
   // One value per channel is fine in inference.
   EXPECT_EQ(inference(x, 1, 3, 1, cf, rm, rv, 1e-5, y), BNLAB_OK);
+  // A huge c with null buffers: the null buffer is named before any scratch of
+  // c values is taken (fuzz/regressions/capi_inference_null_x_huge_c: 16 GiB).
+  const int64_t huge = int64_t{1} << 31;
+  expect_error(inference(nullptr, 32, huge, 32, BNLAB_BLOCKED16, nullptr, nullptr, 1e-5, nullptr),
+               BNLAB_INVALID_ARGUMENT, "x must not be null");
+  expect_error(bnlab_batch_norm_forward_inference_bf16(nullptr, 32, huge, 32, BNLAB_BLOCKED16,
+                                                       nullptr, nullptr, nullptr, nullptr, 1e-5,
+                                                       nullptr),
+               BNLAB_INVALID_ARGUMENT, "x must not be null");
 }
 
 TEST(CApiBackwardErrors, NullPointersSizesAndLayoutAreRefusedByName) {

@@ -195,6 +195,14 @@ TEST(EvalBackwardArguments, OutputsMayBeNullAndBadArgumentsAreNamed) {
                                             nullptr, nullptr);
             }).find("running_var"),
             std::string::npos);
+  // A huge c with null buffers: named before any scratch of c values is taken.
+  EXPECT_NE(message_of([&] {
+              batch_norm_backward_inference(nullptr, nullptr,
+                                            {32, int64_t{1} << 31, 32, Layout::blocked16},
+                                            nullptr, nullptr, nullptr, kEps, nullptr, nullptr,
+                                            nullptr);
+            }).find("x must not be null"),
+            std::string::npos);
   EXPECT_NE(message_of([&] {
               batch_norm_backward_inference(in.x.data(), in.dy.data(), sh, nullptr,
                                             in.running_mean.data(), in.running_var.data(), 0.0,
