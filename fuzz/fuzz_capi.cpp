@@ -1,5 +1,5 @@
-// libFuzzer target: the C API's argument checks (include/bnlab/bnlab.h). The
-// input chooses a function, sizes (small, extreme or raw 64-bit), a layout (any
+// libFuzzer target: the C API's argument checks (include/bnlab/bnlab.h), the
+// fp32 batch-norm calls and their bf16 twins. The input chooses a function, sizes (small, extreme or raw 64-bit), a layout (any
 // int), eps, momentum, which pointers are NULL, and the floats. Buffers are
 // real and of the claimed size when the sizes are valid and small; when they
 // are invalid (negative, overflowing, a bad layout) the pointers are a few
@@ -15,6 +15,7 @@
 #include <limits>
 #include <vector>
 
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/bnlab.h"
 
 // capi_calls.c: the C API with the layout as an int, called from C.
@@ -30,6 +31,19 @@ bnlab_status fuzz_forward_inference(const float* x, int64_t n, int64_t c, int64_
 bnlab_status fuzz_backward(const float* x, const float* dy, int64_t n, int64_t c, int64_t s,
                            int layout, const float* weight, const float* save_mean,
                            const float* save_invstd, float* dx, float* dweight, float* dbias);
+bnlab_status fuzz_forward_training_bf16(const uint16_t* x, int64_t n, int64_t c, int64_t s,
+                                        int layout, const float* weight, const float* bias,
+                                        float* running_mean, float* running_var, double momentum,
+                                        int unbiased, double eps, uint16_t* y, float* save_mean,
+                                        float* save_invstd);
+bnlab_status fuzz_forward_inference_bf16(const uint16_t* x, int64_t n, int64_t c, int64_t s,
+                                         int layout, const float* weight, const float* bias,
+                                         const float* running_mean, const float* running_var,
+                                         double eps, uint16_t* y);
+bnlab_status fuzz_backward_bf16(const uint16_t* x, const uint16_t* dy, int64_t n, int64_t c,
+                                int64_t s, int layout, const float* weight, const float* save_mean,
+                                const float* save_invstd, uint16_t* dx, float* dweight,
+                                float* dbias);
 }
 
 namespace {
@@ -64,6 +78,11 @@ double fuzzed_double(FuzzedDataProvider& in, double usual) {
     case 1: return in.PickValueInArray(kExtremes);
     default: return in.ConsumeFloatingPoint<double>();
   }
+}
+
+// bf16 bit patterns of floats, rounded to nearest even (the library's own rounding).
+void floats_to_bf16_bits(const std::vector<float>& in, std::vector<uint16_t>& out) {
+  bnlab::floats_to_bf16(in.data(), out.data(), static_cast<int64_t>(in.size()));
 }
 
 }  // namespace
@@ -107,8 +126,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<float> save_mean(channels), save_invstd(channels, 1.0f), dweight(channels),
       dbias(channels);
   for (float& v : var) v = std::fabs(in.ConsumeFloatingPoint<float>());
+  // Last, so that inputs written before the bf16 calls decode as they did: the bf16
+  // twin of the chosen call, on x and dy rounded to bf16.
+  const bool bf16 = op != 3 && in.ConsumeBool();
+  std::vector<uint16_t> xb(values), dyb(values), yb(values), dxb(values);
+  if (bf16) {
+    floats_to_bf16_bits(x, xb);
+    floats_to_bf16_bits(dy, dyb);
+  }
   int bit = 0;
   const auto ptr = [&](std::vector<float>& v) -> float* {
+    const bool null = (null_mask >> (bit++ % 16)) & 1;
+    return null || (!small && !invalid) ? nullptr : v.data();
+  };
+  const auto ptr16 = [&](std::vector<uint16_t>& v) -> uint16_t* {
     const bool null = (null_mask >> (bit++ % 16)) & 1;
     return null || (!small && !invalid) ? nullptr : v.data();
   };
@@ -118,12 +149,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (print)
     std::fprintf(stderr,
                  "%s n=%lld c=%lld s=%lld layout=%d eps=%g momentum=%g unbiased=%d null_mask=0x%04x\n",
-                 op == 0 ? "forward_training" : op == 1 ? "forward_inference" : "backward",
+                 op == 0 ? (bf16 ? "forward_training_bf16" : "forward_training")
+                 : op == 1 ? (bf16 ? "forward_inference_bf16" : "forward_inference")
+                           : (bf16 ? "backward_bf16" : "backward"),
                  static_cast<long long>(n), static_cast<long long>(c), static_cast<long long>(s),
                  layout_bits, eps, momentum, unbiased, null_mask);
 
   bnlab_status status;
-  if (op == 0) {
+  if (bf16 && op == 0) {
+    status = fuzz_forward_training_bf16(ptr16(xb), n, c, s, layout_bits, ptr(weight), ptr(bias),
+                                        ptr(mean), ptr(var), momentum, unbiased, eps, ptr16(yb),
+                                        ptr(save_mean), ptr(save_invstd));
+  } else if (bf16 && op == 1) {
+    status = fuzz_forward_inference_bf16(ptr16(xb), n, c, s, layout_bits, ptr(weight), ptr(bias),
+                                         ptr(mean), ptr(var), eps, ptr16(yb));
+  } else if (bf16) {
+    status = fuzz_backward_bf16(ptr16(xb), ptr16(dyb), n, c, s, layout_bits, ptr(weight),
+                                ptr(save_mean), ptr(save_invstd), ptr16(dxb), ptr(dweight),
+                                ptr(dbias));
+  } else if (op == 0) {
     status = fuzz_forward_training(ptr(x), n, c, s, layout_bits, ptr(weight), ptr(bias), ptr(mean),
                                    ptr(var), momentum, unbiased, eps, ptr(y), ptr(save_mean),
                                    ptr(save_invstd));
