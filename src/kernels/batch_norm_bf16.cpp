@@ -152,15 +152,6 @@ bool streams_bf16(const BatchNormShape& sh) {
 // registers; shorter ones go through the float buffer and the fp32 walks.
 constexpr int64_t kRegisterRun = 16;
 
-// The backward's bf16 operands: x, dy and the fused ReLU's output y (null
-// without it), at an offset.
-struct Bf16Grad {
-  const uint16_t *x, *dy, *relu_y;
-  Bf16Grad at(int64_t offset) const {
-    return {x + offset, dy + offset, relu_y == nullptr ? nullptr : relu_y + offset};
-  }
-};
-
 // A piece's runs for the register loops: span(at, j, len) for each
 // channels-first run of channel j, rows(at, rows, width, j) for each block of
 // rows whose columns are channels j, j+1, ... (at: values from the piece's

@@ -10,6 +10,15 @@
 
 namespace bnlab::kernels {
 
+// The bf16 backward's operands: x, dy and the fused ReLU's output (null
+// without it), at an offset.
+struct Bf16Grad {
+  const uint16_t *x, *dy, *relu_y;
+  Bf16Grad at(int64_t offset) const {
+    return {x + offset, dy + offset, relu_y == nullptr ? nullptr : relu_y + offset};
+  }
+};
+
 struct Bf16Conversions {
   const char* name;
   void (*to_float)(const uint16_t* in, float* out, int64_t count);

@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 #include "kernels/bf16_convert.hpp"
@@ -158,45 +159,51 @@ BNLAB_BF16_TARGET void rows_normalize_t(const uint16_t* x, uint16_t* y, int64_t 
   }
 }
 
-BNLAB_BF16_TARGET void native_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows,
-                                             int64_t width, const float* mean, const float* scale,
-                                             const float* shift, bool relu, bool stream) {
-  switch (rows_stream(stream, y, rows, width)) {
+// Calls part(offset, rows, width, arrays, stream) over a rows block whose
+// output is `out`: whole, streamed when rows_stream allows; or, from the
+// output's first 32-byte boundary, as rows_from_boundary's three parts with
+// the per-column arrays rotated for the middle one.
+template <size_t kArrays, class Part>
+void rows_streamed(bool stream, const uint16_t* out, int64_t rows, int64_t width,
+                   const std::array<const float*, kArrays>& arrays, const Part& part) {
+  switch (rows_stream(stream, out, rows, width)) {
     case RowsStream::no:
-      rows_normalize_t<false>(x, y, rows, width, mean, scale, shift, relu);
+      part(0, rows, width, arrays, false);
       return;
     case RowsStream::aligned:
-      rows_normalize_t<true>(x, y, rows, width, mean, scale, shift, relu);
+      part(0, rows, width, arrays, true);
       return;
     case RowsStream::from_boundary: {
-      const int64_t head = head_to_align(y);
-      const RotatedColumns<3, kRotatedWidth> cols({mean, scale, shift}, width, head);
+      const int64_t head = head_to_align(out);
+      const RotatedColumns<kArrays, kRotatedWidth> cols(arrays, width, head);
       rows_from_boundary(rows, width, head,
                          [&](int64_t at, int64_t n, int64_t w, int64_t col, bool rotated, bool st) {
-                           const float* m = cols.at(0, col, rotated);
-                           const float* sc = cols.at(1, col, rotated);
-                           const float* sh = cols.at(2, col, rotated);
-                           if (st) {
-                             rows_normalize_t<true>(x + at, y + at, n, w, m, sc, sh, relu);
-                           } else {
-                             rows_normalize_t<false>(x + at, y + at, n, w, m, sc, sh, relu);
-                           }
+                           std::array<const float*, kArrays> part_arrays;
+                           for (size_t k = 0; k < kArrays; ++k)
+                             part_arrays[k] = cols.at(static_cast<int>(k), col, rotated);
+                           part(at, n, w, part_arrays, st);
                          });
       return;
     }
   }
 }
 
-// dx's operands at an offset: x, dy and the ReLU's output (null without it).
-struct GradRows {
-  const uint16_t *x, *dy, *relu_y;
-  GradRows at(int64_t offset) const {
-    return {x + offset, dy + offset, relu_y == nullptr ? nullptr : relu_y + offset};
-  }
-};
+void native_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width,
+                           const float* mean, const float* scale, const float* shift, bool relu,
+                           bool stream) {
+  rows_streamed<3>(stream, y, rows, width, {mean, scale, shift},
+                   [&](int64_t at, int64_t n, int64_t w, const std::array<const float*, 3>& c,
+                       bool st) {
+                     if (st) {
+                       rows_normalize_t<true>(x + at, y + at, n, w, c[0], c[1], c[2], relu);
+                     } else {
+                       rows_normalize_t<false>(x + at, y + at, n, w, c[0], c[1], c[2], relu);
+                     }
+                   });
+}
 
 template <bool kStream>
-BNLAB_BF16_TARGET void rows_grad_input_t(const GradRows& g, uint16_t* dx, int64_t rows,
+BNLAB_BF16_TARGET void rows_grad_input_t(const Bf16Grad& g, uint16_t* dx, int64_t rows,
                                          int64_t width, const float* mean, const float* a,
                                          const float* b, const float* c) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -215,36 +222,19 @@ BNLAB_BF16_TARGET void rows_grad_input_t(const GradRows& g, uint16_t* dx, int64_
   }
 }
 
-BNLAB_BF16_TARGET void native_rows_grad_input(const uint16_t* x, const uint16_t* dy,
-                                              const uint16_t* relu_y, uint16_t* dx, int64_t rows,
-                                              int64_t width, const float* mean, const float* a,
-                                              const float* b, const float* c, bool stream) {
-  const GradRows g{x, dy, relu_y};
-  switch (rows_stream(stream, dx, rows, width)) {
-    case RowsStream::no:
-      rows_grad_input_t<false>(g, dx, rows, width, mean, a, b, c);
-      return;
-    case RowsStream::aligned:
-      rows_grad_input_t<true>(g, dx, rows, width, mean, a, b, c);
-      return;
-    case RowsStream::from_boundary: {
-      const int64_t head = head_to_align(dx);
-      const RotatedColumns<4, kRotatedWidth> cols({mean, a, b, c}, width, head);
-      rows_from_boundary(rows, width, head,
-                         [&](int64_t at, int64_t n, int64_t w, int64_t col, bool rotated, bool st) {
-                           const float* m = cols.at(0, col, rotated);
-                           const float* va = cols.at(1, col, rotated);
-                           const float* vb = cols.at(2, col, rotated);
-                           const float* vc = cols.at(3, col, rotated);
-                           if (st) {
-                             rows_grad_input_t<true>(g.at(at), dx + at, n, w, m, va, vb, vc);
-                           } else {
-                             rows_grad_input_t<false>(g.at(at), dx + at, n, w, m, va, vb, vc);
-                           }
-                         });
-      return;
-    }
-  }
+void native_rows_grad_input(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                            uint16_t* dx, int64_t rows, int64_t width, const float* mean,
+                            const float* a, const float* b, const float* c, bool stream) {
+  const Bf16Grad g{x, dy, relu_y};
+  rows_streamed<4>(stream, dx, rows, width, {mean, a, b, c},
+                   [&](int64_t at, int64_t n, int64_t w, const std::array<const float*, 4>& k,
+                       bool st) {
+                     if (st) {
+                       rows_grad_input_t<true>(g.at(at), dx + at, n, w, k[0], k[1], k[2], k[3]);
+                     } else {
+                       rows_grad_input_t<false>(g.at(at), dx + at, n, w, k[0], k[1], k[2], k[3]);
+                     }
+                   });
 }
 
 #endif
