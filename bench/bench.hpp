@@ -140,12 +140,15 @@ Bandwidth measure_bandwidth(int64_t bytes, int threads, int reps);
 // CPUs can be told apart).
 struct MachineInfo {
   std::string cpu_model;     // /proc/cpuinfo "model name"
-  int64_t llc_bytes = 0;     // last-level cache, 0 when unknown
+  int64_t llc_bytes = 0;     // the LLC share the kernels use (bnlab::llc_share), 0 when unknown
   int cores_online = 0;
   int64_t l1d_bytes = 0, l2_bytes = 0;
   std::string cache_source;  // where the sizes came from: sysfs, sysconf, cpuid, default
   std::vector<std::string> features;  // ISA extensions (avx512f, avx512_bf16, amx_bf16, ...)
   std::string highway_target;  // the vector target the kernels choose on this CPU (AVX3, AVX2, ...)
+  int64_t llc_instance_bytes = 0;  // one LLC as the machine reports it
+  int llc_sharing_cpus = 0;        // logical CPUs sharing it, 0 when unknown
+  int process_cpus = 0;            // CPUs in the process's affinity mask
 };
 MachineInfo machine_info();
 // The 1-minute load average (/proc/loadavg), -1 when unknown: a figure above the

@@ -200,6 +200,9 @@ MachineInfo machine_info() {
   info.l1d_bytes = cpu.caches.l1d;
   info.l2_bytes = cpu.caches.l2;
   info.llc_bytes = cpu.caches.llc;
+  info.llc_instance_bytes = cpu.llc_instance;
+  info.llc_sharing_cpus = cpu.llc_sharing_cpus;
+  info.process_cpus = cpu.process_cpus;
   info.cache_source = cpu.cache_source;
   info.features = cpu.features;
   // batch_norm_kernel_variants() is "auto,BEST,...,plain": the first after auto.

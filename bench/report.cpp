@@ -60,11 +60,15 @@ std::string format_table(const Report& report) {
   const MachineInfo& m = report.machine;
   std::string features;
   for (const std::string& f : m.features) features += (features.empty() ? "" : " ") + f;
+  char sharing[128] = "";  // how the LLC share came from the instance, where it differs
+  if (m.llc_instance_bytes > 0 && m.llc_instance_bytes != m.llc_bytes)
+    std::snprintf(sharing, sizeof sharing, ", the share of %d CPUs of %.0f MiB shared by %d",
+                  m.process_cpus, m.llc_instance_bytes / 1048576.0, m.llc_sharing_cpus);
   std::snprintf(line, sizeof line,
-                "cpu: L1d %.0f KiB, L2 %.0f KiB, LLC %.0f MiB (%s); ISA: %s; Highway target %s\n",
+                "cpu: L1d %.0f KiB, L2 %.0f KiB, LLC %.0f MiB (%s%s); ISA: %s; Highway target %s\n",
                 m.l1d_bytes / 1024.0, m.l2_bytes / 1024.0, m.llc_bytes / 1048576.0,
-                m.cache_source.c_str(), features.empty() ? "none of interest" : features.c_str(),
-                m.highway_target.c_str());
+                m.cache_source.c_str(), sharing,
+                features.empty() ? "none of interest" : features.c_str(), m.highway_target.c_str());
   out += line;
   std::snprintf(line, sizeof line,
                 "machine: %s, %d cores online, LLC %.0f MiB; %d threads; bnlab kernels: %s\n"
@@ -136,6 +140,9 @@ std::string report_json(const Report& report) {
   j["machine"] = {{"cpu_model", report.machine.cpu_model},
                   {"cores_online", report.machine.cores_online},
                   {"llc_bytes", report.machine.llc_bytes},
+                  {"llc_instance_bytes", report.machine.llc_instance_bytes},
+                  {"llc_sharing_cpus", report.machine.llc_sharing_cpus},
+                  {"process_cpus", report.machine.process_cpus},
                   {"l1d_bytes", report.machine.l1d_bytes},
                   {"l2_bytes", report.machine.l2_bytes},
                   {"cache_source", report.machine.cache_source},

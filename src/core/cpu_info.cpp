@@ -1,6 +1,7 @@
 // The CPU's model, features and cache sizes (bnlab/cpu_info.hpp).
 #include "bnlab/cpu_info.hpp"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -53,9 +54,16 @@ std::string read_word(const std::string& path) {
   return word;
 }
 
-// cpu0's caches as sysfs lists them; a field stays 0 where it lists none.
-CacheSizes from_sysfs() {
+// What one source tells of cpu0's caches: the sizes (a field stays 0 where it
+// tells none) and how many logical CPUs share the last level (0: unknown).
+struct Reading {
   CacheSizes sizes;
+  int llc_sharing = 0;
+};
+
+// cpu0's caches as sysfs lists them.
+Reading from_sysfs() {
+  Reading got;
   int llc_level = 0;
   for (int index = 0; index < 16; ++index) {
     const std::string dir = "/sys/devices/system/cpu/cpu0/cache/index" + std::to_string(index);
@@ -65,30 +73,43 @@ CacheSizes from_sysfs() {
     const std::string type = read_word(dir + "/type");
     const int64_t size = parse_size(read_word(dir + "/size"));
     if (size <= 0 || type == "Instruction") continue;
-    if (level == 1) sizes.l1d = size;
-    if (level == 2) sizes.l2 = size;
+    if (level == 1) got.sizes.l1d = size;
+    if (level == 2) got.sizes.l2 = size;
     if (level >= llc_level) {
       llc_level = level;
-      sizes.llc = size;
+      got.sizes.llc = size;
+      got.llc_sharing = std::max(cpu_list_count(read_word(dir + "/shared_cpu_list")), 0);
     }
   }
-  return sizes;
+  return got;
 }
 
-CacheSizes from_sysconf() {
-  CacheSizes sizes;
-#if defined(_SC_LEVEL1_DCACHE_SIZE)
-  sizes.l1d = std::max<long>(sysconf(_SC_LEVEL1_DCACHE_SIZE), 0);
-  sizes.l2 = std::max<long>(sysconf(_SC_LEVEL2_CACHE_SIZE), 0);
-  sizes.llc = std::max<long>(sysconf(_SC_LEVEL3_CACHE_SIZE), 0);
-  if (sizes.llc == 0) sizes.llc = sizes.l2;
+// The logical CPUs of the package, CPUID leaf 1 (0: unknown).
+int package_cpus() {
+#if BNLAB_HAS_CPUID
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) && ((d >> 28) & 1u)) return static_cast<int>((b >> 16) & 0xff);
 #endif
-  return sizes;
+  return 0;
+}
+
+// glibc's sizes. Its L3 may be the whole package's (CPUID 0x80000006 on AMD),
+// so it counts as shared by all of the package's logical CPUs.
+Reading from_sysconf() {
+  Reading got;
+#if defined(_SC_LEVEL1_DCACHE_SIZE)
+  got.sizes.l1d = std::max<long>(sysconf(_SC_LEVEL1_DCACHE_SIZE), 0);
+  got.sizes.l2 = std::max<long>(sysconf(_SC_LEVEL2_CACHE_SIZE), 0);
+  got.sizes.llc = std::max<long>(sysconf(_SC_LEVEL3_CACHE_SIZE), 0);
+  if (got.sizes.llc > 0) got.llc_sharing = package_cpus();
+  if (got.sizes.llc == 0) got.sizes.llc = got.sizes.l2;
+#endif
+  return got;
 }
 
 // CPUID's deterministic cache parameters: leaf 4 (Intel), 0x8000001D (AMD).
-CacheSizes from_cpuid() {
-  CacheSizes sizes;
+Reading from_cpuid() {
+  Reading got;
 #if BNLAB_HAS_CPUID
   unsigned a = 0, b = 0, c = 0, d = 0;
   unsigned leaf = 4;
@@ -104,26 +125,37 @@ CacheSizes from_cpuid() {
     const int level = static_cast<int>((a >> 5) & 0x7);
     const int64_t size = int64_t{((b >> 22) & 0x3ff) + 1} * (((b >> 12) & 0x3ff) + 1) *
                          ((b & 0xfff) + 1) * (int64_t{c} + 1);
-    if (level == 1) sizes.l1d = size;
-    if (level == 2) sizes.l2 = size;
+    if (level == 1) got.sizes.l1d = size;
+    if (level == 2) got.sizes.l2 = size;
     if (level >= llc_level) {
       llc_level = level;
-      sizes.llc = size;
+      got.sizes.llc = size;
+      got.llc_sharing = static_cast<int>((a >> 14) & 0xfff) + 1;
     }
   }
 #endif
-  return sizes;
+  return got;
 }
 
-// Fills the fields of `into` still zero from `from`, and names `source` when it gave one.
-void fill(CacheSizes& into, const CacheSizes& from, const char* source, std::string& sources) {
+// Fills the fields of `into` still zero from `from`, and names `source` when it
+// gave one; the LLC's sharing count comes with the LLC.
+void fill(CpuInfo& into, const Reading& from, const char* source) {
   bool used = false;
   for (auto field : {&CacheSizes::l1d, &CacheSizes::l2, &CacheSizes::llc})
-    if (into.*field == 0 && from.*field > 0) {
-      into.*field = from.*field;
+    if (into.caches.*field == 0 && from.sizes.*field > 0) {
+      into.caches.*field = from.sizes.*field;
+      if (field == &CacheSizes::llc) into.llc_sharing_cpus = from.llc_sharing;
       used = true;
     }
-  if (used) sources += sources.empty() ? source : std::string(" + ") + source;
+  if (used) into.cache_source += into.cache_source.empty() ? source : std::string(" + ") + source;
+}
+
+// The CPUs in this process's affinity mask, else those online.
+int process_cpu_count() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+  return static_cast<int>(std::max<long>(sysconf(_SC_NPROCESSORS_ONLN), 1));
 }
 
 std::string model_name() {
@@ -180,10 +212,18 @@ CpuInfo read_cpu_info() {
   CpuInfo info;
   info.model = model_name();
   info.features = features();
-  fill(info.caches, from_sysfs(), "sysfs", info.cache_source);
-  fill(info.caches, from_sysconf(), "sysconf", info.cache_source);
-  fill(info.caches, from_cpuid(), "cpuid", info.cache_source);
-  fill(info.caches, kDefaultCacheSizes, "default", info.cache_source);
+  const Reading sysfs = from_sysfs(), cpuid = from_cpuid();
+  fill(info, sysfs, "sysfs");
+  fill(info, cpuid, "cpuid");
+  fill(info, from_sysconf(), "sysconf");
+  fill(info, {kDefaultCacheSizes, 0}, "default");
+  // A guest's sysfs lists only the guest's CPUs as sharing; CPUID may know the host's.
+  if (sysfs.sizes.llc > 0 && sysfs.sizes.llc == cpuid.sizes.llc)
+    info.llc_sharing_cpus = std::max(info.llc_sharing_cpus, cpuid.llc_sharing);
+  info.llc_instance = info.caches.llc;
+  info.process_cpus = process_cpu_count();
+  info.caches.llc =
+      llc_share(info.llc_instance, info.llc_sharing_cpus, info.process_cpus, info.caches.l2);
   const CacheSizes machine = info.caches;
   info.caches = cache_sizes_from_environment(machine);
   if (info.caches.l1d != machine.l1d || info.caches.l2 != machine.l2 ||
@@ -195,6 +235,32 @@ CpuInfo read_cpu_info() {
 std::atomic<int64_t> g_l1d{0}, g_l2{0}, g_llc{0};  // set_cache_sizes' overrides, 0: none
 
 }  // namespace
+
+int64_t llc_share(int64_t instance, int sharing_cpus, int process_cpus, int64_t floor) {
+  if (sharing_cpus <= 0 || process_cpus <= 0 || sharing_cpus <= process_cpus) return instance;
+  const int64_t share = instance / sharing_cpus * process_cpus;
+  return std::min(instance, std::max(share, floor));
+}
+
+int cpu_list_count(const std::string& list) {
+  if (list.empty()) return -1;
+  int count = 0;
+  std::istringstream in(list);
+  for (std::string range; std::getline(in, range, ',');) {
+    const size_t dash = range.find('-');
+    const std::string first = range.substr(0, dash);
+    const std::string last = dash == std::string::npos ? first : range.substr(dash + 1);
+    if (first.empty() || last.empty() ||
+        first.find_first_not_of("0123456789") != std::string::npos ||
+        last.find_first_not_of("0123456789") != std::string::npos || first.size() > 6 ||
+        last.size() > 6)
+      return -1;
+    const int lo = std::stoi(first), hi = std::stoi(last);
+    if (hi < lo) return -1;
+    count += hi - lo + 1;
+  }
+  return count;
+}
 
 CacheSizes cache_sizes_from_environment(CacheSizes sizes) {
   const struct {

@@ -1,6 +1,7 @@
 // Every cache-sized threshold of the kernels, in one place, derived from the
-// machine's cache sizes (bnlab::cache_sizes(): sysfs, sysconf, CPUID, or the
-// BNLAB_*_BYTES overrides). Why each: docs/performance.md, 'Kernel choices';
+// machine's cache sizes (bnlab::cache_sizes(): sysfs, CPUID, sysconf, or the
+// BNLAB_*_BYTES overrides; "LLC" is the share of it this process can rely on,
+// bnlab::llc_share). Why each: docs/performance.md, 'Kernel choices';
 // the factors are those measured on the 32 MiB-LLC, 1 MiB-L2 machine where
 // the walks were tuned, so that machine keeps the figures it was tuned with.
 //

@@ -106,7 +106,7 @@ TEST(BenchShapes, CaseMapsDimsToBatchNormShape) {
 Report sample_report() {
   Report report;
   report.machine = {"Test CPU", 32 << 20, 2, 48 << 10, 2 << 20, "sysfs", {"avx512f", "amx_bf16"},
-                    "AVX3"};
+                    "AVX3", int64_t{256} << 20, 16, 2};
   report.threads = 2;
   report.kernel_variant = "plain";
   report.bandwidth = {50.0, 60.0, 1 << 20, 3};
@@ -145,9 +145,12 @@ TEST(BenchReport, JsonAndTableNameTheCpuItsCachesAndFeatures) {
   EXPECT_EQ(m["cache_source"], "sysfs");
   EXPECT_EQ(m["isa_features"], nlohmann::json::array({"avx512f", "amx_bf16"}));
   EXPECT_EQ(m["highway_target"], "AVX3");
+  EXPECT_EQ(m["llc_instance_bytes"], int64_t{256} << 20);
+  EXPECT_EQ(m["llc_sharing_cpus"], 16);
+  EXPECT_EQ(m["process_cpus"], 2);
   const std::string table = format_table(report);
-  EXPECT_NE(table.find("L1d 48 KiB, L2 2048 KiB, LLC 32 MiB (sysfs); ISA: avx512f amx_bf16; "
-                       "Highway target AVX3"),
+  EXPECT_NE(table.find("L1d 48 KiB, L2 2048 KiB, LLC 32 MiB (sysfs, the share of 2 CPUs of 256 MiB "
+                       "shared by 16); ISA: avx512f amx_bf16; Highway target AVX3"),
             std::string::npos)
       << table;
 }

@@ -38,6 +38,40 @@ TEST(CpuInfo, CacheSizesAreReadAndOrdered) {
   EXPECT_EQ(&cpu_info(), &info);  // read once
 }
 
+TEST(CpuInfo, TheLlcShareIsNoMoreThanTheInstance) {
+  const CpuInfo& info = cpu_info();
+  EXPECT_GE(info.process_cpus, 1);
+  EXPECT_GE(info.llc_sharing_cpus, 0);
+  if (std::getenv("BNLAB_LLC_BYTES") == nullptr) {
+    EXPECT_LE(info.caches.llc, info.llc_instance);
+    EXPECT_EQ(info.caches.llc, llc_share(info.llc_instance, info.llc_sharing_cpus,
+                                         info.process_cpus, info.caches.l2));
+  }
+}
+
+TEST(CpuInfo, LlcShareIsTheProcesssPartOfASharedCache) {
+  const int64_t mib = int64_t{1} << 20;
+  // A VM's view of a 508 MiB package L3 shared by 254 CPUs, 2 of them its own: 4 MiB.
+  EXPECT_EQ(llc_share(508 * mib, 254, 2, mib), 4 * mib);
+  // A 32 MiB CCX shared by 16 CPUs, 2 of them ours.
+  EXPECT_EQ(llc_share(32 * mib, 16, 2, mib), 4 * mib);
+  // Unknown sharing, or no more sharers than our CPUs: the whole instance.
+  EXPECT_EQ(llc_share(32 * mib, 0, 2, mib), 32 * mib);
+  EXPECT_EQ(llc_share(32 * mib, 2, 2, mib), 32 * mib);
+  EXPECT_EQ(llc_share(32 * mib, 8, 16, mib), 32 * mib);
+  // Never below the floor, never above the instance.
+  EXPECT_EQ(llc_share(8 * mib, 64, 1, mib), mib);
+  EXPECT_EQ(llc_share(mib / 2, 64, 1, mib), mib / 2);
+}
+
+TEST(CpuInfo, CpuListCountReadsLinuxCpuLists) {
+  EXPECT_EQ(cpu_list_count("0"), 1);
+  EXPECT_EQ(cpu_list_count("0-1"), 2);
+  EXPECT_EQ(cpu_list_count("0-3,8,10-11"), 7);
+  for (const char* bad : {"", "a", "3-1", "0-", "-2", "1,,2", "0-1x", "12345678"})
+    EXPECT_EQ(cpu_list_count(bad), -1) << "'" << bad << "'";
+}
+
 TEST(CpuInfo, EnvironmentReplacesWhatItNames) {
   const CacheSizes machine{32 << 10, 1 << 20, 32 << 20};
   {
