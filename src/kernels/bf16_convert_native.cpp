@@ -143,20 +143,38 @@ inline RowsStream rows_stream(bool stream, const uint16_t* out, int64_t rows, in
   return rows > 1 && width <= kRotatedWidth ? RowsStream::from_boundary : RowsStream::no;
 }
 
+// Each row's whole vectors with a constant full mask, which the compiler
+// folds away, then a masked tail: masked bf16 loads in the loop itself took
+// 2.5x the time on Zen 5 (docs/performance.md, 'bf16 kernels').
+template <bool kStream, class Vector>
+BNLAB_BF16_TARGET inline void for_row_vectors(int64_t rows, int64_t width, const Vector& vector) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t o = r * width;
+    int64_t w = 0;
+    for (; w + 16 <= width; w += 16) vector.template operator()<kStream>(o, w, __mmask16{0xffff});
+    if (w < width) vector.template operator()<false>(o, w, first_lanes(width - w));
+  }
+}
+
+struct NormalizeRow {
+  const uint16_t* x;
+  uint16_t* y;
+  const float *mean, *scale, *shift;
+  bool relu;
+  template <bool kStream>
+  BNLAB_BF16_TARGET void operator()(int64_t o, int64_t w, __mmask16 live) const {
+    const __m512 v = _mm512_fmadd_ps(
+        _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w)),
+        _mm512_maskz_loadu_ps(live, scale + w), _mm512_maskz_loadu_ps(live, shift + w));
+    store16<kStream>(y + o + w, relu_if(v, relu), live);
+  }
+};
+
 template <bool kStream>
 BNLAB_BF16_TARGET void rows_normalize_t(const uint16_t* x, uint16_t* y, int64_t rows,
                                         int64_t width, const float* mean, const float* scale,
                                         const float* shift, bool relu) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t o = r * width;
-    for (int64_t w = 0; w < width; w += 16) {
-      const __mmask16 live = first_lanes(width - w);
-      const __m512 v = _mm512_fmadd_ps(
-          _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w)),
-          _mm512_maskz_loadu_ps(live, scale + w), _mm512_maskz_loadu_ps(live, shift + w));
-      store16<kStream>(y + o + w, relu_if(v, relu), live);
-    }
-  }
+  for_row_vectors<kStream>(rows, width, NormalizeRow{x, y, mean, scale, shift, relu});
 }
 
 // Calls part(offset, rows, width, arrays, stream) over a rows block whose
@@ -202,24 +220,28 @@ void native_rows_normalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t
                    });
 }
 
+struct GradInputRow {
+  const uint16_t *x, *dy, *relu_y;
+  uint16_t* dx;
+  const float *mean, *a, *b, *c;
+  template <bool kStream>
+  BNLAB_BF16_TARGET void operator()(int64_t o, int64_t w, __mmask16 live) const {
+    const __m512 xm =
+        _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w));
+    const __m512 g =
+        grad_if(widen16(dy + o + w, live), relu_y == nullptr ? nullptr : relu_y + o + w, live);
+    const __m512 v = _mm512_fmadd_ps(
+        _mm512_maskz_loadu_ps(live, a + w), g,
+        _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, b + w), xm, _mm512_maskz_loadu_ps(live, c + w)));
+    store16<kStream>(dx + o + w, v, live);
+  }
+};
+
 template <bool kStream>
 BNLAB_BF16_TARGET void rows_grad_input_t(const Bf16Grad& g, uint16_t* dx, int64_t rows,
                                          int64_t width, const float* mean, const float* a,
                                          const float* b, const float* c) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t o = r * width;
-    for (int64_t w = 0; w < width; w += 16) {
-      const __mmask16 live = first_lanes(width - w);
-      const __m512 xm =
-          _mm512_sub_ps(widen16(g.x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w));
-      const __m512 dy = grad_if(widen16(g.dy + o + w, live),
-                                g.relu_y == nullptr ? nullptr : g.relu_y + o + w, live);
-      const __m512 v = _mm512_fmadd_ps(
-          _mm512_maskz_loadu_ps(live, a + w), dy,
-          _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, b + w), xm, _mm512_maskz_loadu_ps(live, c + w)));
-      store16<kStream>(dx + o + w, v, live);
-    }
-  }
+  for_row_vectors<kStream>(rows, width, GradInputRow{g.x, g.dy, g.relu_y, dx, mean, a, b, c});
 }
 
 void native_rows_grad_input(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
