@@ -146,8 +146,15 @@ inline RowsStream rows_stream(bool stream, const uint16_t* out, int64_t rows, in
 // Each row's whole vectors with a constant full mask, which the compiler
 // folds away, then a masked tail: masked bf16 loads in the loop itself took
 // 2.5x the time on Zen 5 (docs/performance.md, 'bf16 kernels').
+// Rows of one vector (blocked16 units) keep the per-column values in
+// registers instead: the compiler cannot hoist their loads past the stores,
+// whose vector type may alias them.
 template <bool kStream, class Vector>
 BNLAB_BF16_TARGET inline void for_row_vectors(int64_t rows, int64_t width, const Vector& vector) {
+  if (width == 16) {
+    vector.template one_vector_rows<kStream>(rows);
+    return;
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * width;
     int64_t w = 0;
@@ -167,6 +174,14 @@ struct NormalizeRow {
         _mm512_sub_ps(widen16(x + o + w, live), _mm512_maskz_loadu_ps(live, mean + w)),
         _mm512_maskz_loadu_ps(live, scale + w), _mm512_maskz_loadu_ps(live, shift + w));
     store16<kStream>(y + o + w, relu_if(v, relu), live);
+  }
+  template <bool kStream>
+  BNLAB_BF16_TARGET void one_vector_rows(int64_t rows) const {
+    const __m512 m = _mm512_loadu_ps(mean), sc = _mm512_loadu_ps(scale), sh = _mm512_loadu_ps(shift);
+    for (int64_t o = 0; o < 16 * rows; o += 16) {
+      const __m512 v = _mm512_fmadd_ps(_mm512_sub_ps(widen16(x + o, 0xffff), m), sc, sh);
+      store16<kStream>(y + o, relu_if(v, relu), 0xffff);
+    }
   }
 };
 
@@ -234,6 +249,18 @@ struct GradInputRow {
         _mm512_maskz_loadu_ps(live, a + w), g,
         _mm512_fmadd_ps(_mm512_maskz_loadu_ps(live, b + w), xm, _mm512_maskz_loadu_ps(live, c + w)));
     store16<kStream>(dx + o + w, v, live);
+  }
+  template <bool kStream>
+  BNLAB_BF16_TARGET void one_vector_rows(int64_t rows) const {
+    const __m512 m = _mm512_loadu_ps(mean), va = _mm512_loadu_ps(a), vb = _mm512_loadu_ps(b),
+                 vc = _mm512_loadu_ps(c);
+    for (int64_t o = 0; o < 16 * rows; o += 16) {
+      const __m512 g =
+          grad_if(widen16(dy + o, 0xffff), relu_y == nullptr ? nullptr : relu_y + o, 0xffff);
+      const __m512 v = _mm512_fmadd_ps(
+          va, g, _mm512_fmadd_ps(vb, _mm512_sub_ps(widen16(x + o, 0xffff), m), vc));
+      store16<kStream>(dx + o, v, 0xffff);
+    }
   }
 };
 

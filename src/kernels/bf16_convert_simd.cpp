@@ -164,14 +164,22 @@ void SpanGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const int64_t whole = len / lanes * lanes;
   for (int64_t b = 0; b < whole; b += kFloatBlock * lanes) {
-    auto s = hn::Zero(df), sx = hn::Zero(df);
-    for (int64_t i = b; i < std::min(whole, b + kFloatBlock * lanes); i += lanes) {
+    // Two pairs of chains, so that the adds' latency does not bound the loop.
+    auto s0 = hn::Zero(df), sx0 = hn::Zero(df), s1 = hn::Zero(df), sx1 = hn::Zero(df);
+    const auto add = [&](int64_t i, auto& s, auto& sx) {
       const auto g = GradIf(Widen(dy + i), relu_y, i);
       s = hn::Add(s, g);
       sx = hn::MulAdd(g, hn::Sub(Widen(x + i), m), sx);
+    };
+    const int64_t end = std::min(whole, b + kFloatBlock * lanes);
+    int64_t i = b;
+    for (; i + 2 * lanes <= end; i += 2 * lanes) {
+      add(i, s0, sx0);
+      add(i + lanes, s1, sx1);
     }
-    *sum_dy += hn::GetLane(hn::SumOfLanes(df, s));
-    *sum_dy_xmu += hn::GetLane(hn::SumOfLanes(df, sx));
+    if (i < end) add(i, s0, sx0);
+    *sum_dy += hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+    *sum_dy_xmu += hn::GetLane(hn::SumOfLanes(df, hn::Add(sx0, sx1)));
   }
   for (int64_t i = whole; i < len; ++i) {
     const float g = GradIf(bf16_to_float(dy[i]), relu_y, i);
@@ -258,18 +266,38 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
     const int64_t n = std::min<int64_t>(4096, len - b), whole = n / lanes * lanes;
     const uint16_t* xb = x + b;
     const float first = bf16_to_float(xb[0]);
-    auto s = hn::Zero(df);
-    for (int64_t i = 0; i < whole; i += lanes) s = hn::Add(s, hn::Sub(Widen(xb + i), hn::Set(df, first)));
-    float sum = hn::GetLane(hn::SumOfLanes(df, s));
-    for (int64_t i = whole; i < n; ++i) sum += bf16_to_float(xb[i]) - first;
-    const float mean = static_cast<float>(first + static_cast<double>(sum) / n);
-    auto a = hn::Zero(df), q = hn::Zero(df);
-    for (int64_t i = 0; i < whole; i += lanes) {
-      const auto d = hn::Sub(Widen(xb + i), hn::Set(df, mean));
-      a = hn::Add(a, d);
-      q = hn::MulAdd(d, d, q);
+    // Four add chains in pass 1 and two pairs in pass 2, as the fp32 loop: one
+    // chain bound the pass by the add's latency (docs/performance.md).
+    const auto shift = hn::Set(df, first);
+    auto s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+    int64_t i = 0;
+    for (; i + 4 * lanes <= whole; i += 4 * lanes) {
+      s0 = hn::Add(s0, hn::Sub(Widen(xb + i), shift));
+      s1 = hn::Add(s1, hn::Sub(Widen(xb + i + lanes), shift));
+      s2 = hn::Add(s2, hn::Sub(Widen(xb + i + 2 * lanes), shift));
+      s3 = hn::Add(s3, hn::Sub(Widen(xb + i + 3 * lanes), shift));
     }
-    double dev = hn::GetLane(hn::SumOfLanes(df, a)), dev2 = hn::GetLane(hn::SumOfLanes(df, q));
+    for (; i < whole; i += lanes) s0 = hn::Add(s0, hn::Sub(Widen(xb + i), shift));
+    float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+    for (int64_t k = whole; k < n; ++k) sum += bf16_to_float(xb[k]) - first;
+    const float mean = static_cast<float>(first + static_cast<double>(sum) / n);
+    const auto vmean = hn::Set(df, mean);
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df), q0 = hn::Zero(df), q1 = hn::Zero(df);
+    for (i = 0; i + 2 * lanes <= whole; i += 2 * lanes) {
+      const auto d0 = hn::Sub(Widen(xb + i), vmean);
+      const auto d1 = hn::Sub(Widen(xb + i + lanes), vmean);
+      a0 = hn::Add(a0, d0);
+      a1 = hn::Add(a1, d1);
+      q0 = hn::MulAdd(d0, d0, q0);
+      q1 = hn::MulAdd(d1, d1, q1);
+    }
+    if (i < whole) {
+      const auto d0 = hn::Sub(Widen(xb + i), vmean);
+      a0 = hn::Add(a0, d0);
+      q0 = hn::MulAdd(d0, d0, q0);
+    }
+    double dev = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1)));
+    double dev2 = hn::GetLane(hn::SumOfLanes(df, hn::Add(q0, q1)));
     for (int64_t i = whole; i < n; ++i) {
       const float d = bf16_to_float(xb[i]) - mean;
       dev += d;
