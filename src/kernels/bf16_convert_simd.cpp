@@ -204,6 +204,42 @@ HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) 
   if (w < whole) walk.template operator()<1, 4>(w);
 }
 
+// Rows of whole vectors up to this wide are summed row by row.
+constexpr int64_t kByRowMaxWidth = 1024;
+
+// RowsGradSums on rows of at least four whole vectors: row by row, in memory
+// order, with the float sums of a block of kFloatBlock rows in L1 arrays.
+// Each column adds its rows in order, as the column walk's <4, 1> groups do,
+// so the bits are the same; it reads DRAM in order where the column walk
+// reads strips of every row, and took 1.04-1.07x channels-first's time on
+// 32x256x56x56 instead of 1.14-1.19x (docs/performance.md, 'bf16 kernels').
+void RowsGradSumsByRow(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
+                       int64_t rows, int64_t width, const float* mean, double* sum_dy,
+                       double* sum_dy_xmu) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float s[kByRowMaxWidth], p[kByRowMaxWidth];
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+    for (int64_t w = 0; w < width; w += lanes) {
+      hn::Store(hn::Zero(df), df, s + w);
+      hn::Store(hn::Zero(df), df, p + w);
+    }
+    for (int64_t r = r0; r < std::min(rows, r0 + kFloatBlock); ++r) {
+      const int64_t row = r * width;
+      for (int64_t w = 0; w < width; w += lanes) {
+        const auto g = GradIf(Widen(dy + row + w), relu_y, row + w);
+        const auto xmu = hn::Sub(Widen(x + row + w), hn::LoadU(df, mean + w));
+        hn::Store(hn::Add(hn::Load(df, s + w), g), df, s + w);
+        hn::Store(hn::MulAdd(g, xmu, hn::Load(df, p + w)), df, p + w);
+      }
+    }
+    for (int64_t w = 0; w < width; ++w) {
+      sum_dy[w] += s[w];
+      sum_dy_xmu[w] += p[w];
+    }
+  }
+}
+
 // The same per column of `rows` contiguous rows of `width` columns: column w
 // adds to sum_dy[w] and sum_dy_xmu[w], float blocks of kFloatBlock rows.
 void RowsGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, int64_t rows,
@@ -211,6 +247,10 @@ void RowsGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const int64_t whole = width / lanes * lanes;
+  if (whole == width && width >= 4 * lanes && width <= kByRowMaxWidth) {
+    RowsGradSumsByRow(x, dy, relu_y, rows, width, mean, sum_dy, sum_dy_xmu);
+    return;
+  }
   ForColumnGroups(whole, lanes, [&]<int K, int R>(int64_t w) {
     using V = hn::Vec<DF>;
     V m[K];
