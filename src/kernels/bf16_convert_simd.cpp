@@ -349,13 +349,18 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
 }
 
 // The same per column of `rows` contiguous rows of `width` columns, blocks of
-// kFloatBlock rows, merged into out[w]; column groups as ForColumnGroups.
+// kFloatBlock rows (more for one-vector rows), merged into out[w]; column
+// groups as ForColumnGroups.
 void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const int64_t whole = width / lanes * lanes;
-  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
-    const int64_t n = std::min(kFloatBlock, rows - r0);
+  // Rows of one vector (blocked16 units) take blocks of 1024 rows (32 KiB, the
+  // second pass from L1), so that the merge per column that ends each block
+  // comes a quarter as often (docs/performance.md, 'bf16 kernels').
+  const int64_t block = width <= 16 ? 4 * kFloatBlock : kFloatBlock;
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t n = std::min(block, rows - r0);
     const uint16_t* xb = x + r0 * width;
     ForColumnGroups(whole, lanes, [&]<int K, int R>(int64_t w) {
       using V = hn::Vec<DF>;
