@@ -105,7 +105,9 @@ TEST(Conv2d, GradientsOfABlockedLayerWithFewInputChannels) {
 // cnn-bn's second layer; from batch 24 up there): the output and both
 // gradients against the direct formulas in double, to 1e-4 * (1 + |ref|)
 // (Winograd rounds a little more than the direct convolution); dweight, a sum
-// of 6272 products per element, to 1e-4 + 2e-7 * (sum of their |terms|).
+// of 6272 products per element, to 1e-4 + 1e-6 * (sum of their |terms|):
+// oneDNN's AVX2 weights gradient sums in float chains long enough to reach
+// 2.3e-7 of that sum (Zen 3); a lost term (0.55 on average) is off by 100x more.
 TEST(Conv2d, WinogradLayerMatchesTheDirectFormulas) {
   set_num_threads(2);
   Generator gen(30);
@@ -142,7 +144,7 @@ TEST(Conv2d, WinogradLayerMatchesTheDirectFormulas) {
   for (int64_t i = 0; i < dx.numel(); ++i)
     ASSERT_NEAR(dx[i], dx_ref[size_t(i)], 1e-4 * (1 + std::fabs(dx_ref[size_t(i)]))) << "dx " << i;
   for (int64_t i = 0; i < conv.weight.grad.numel(); ++i)
-    ASSERT_NEAR(conv.weight.grad[i], dw_ref[size_t(i)], 1e-4 + 2e-7 * dw_scale[size_t(i)])
+    ASSERT_NEAR(conv.weight.grad[i], dw_ref[size_t(i)], 1e-4 + 1e-6 * dw_scale[size_t(i)])
         << "dweight " << i;
   set_num_threads(0);
 }
