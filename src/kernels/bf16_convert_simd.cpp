@@ -1,15 +1,17 @@
 // The bf16 conversions, and the bf16 normalize, gradient-sum and
-// gradient-input loops that widen, compute and round in registers, written once with Google Highway and compiled for each
-// x86 instruction set; each gives the bits of the plain loops in
+// gradient-input loops that widen, compute and round in registers, written once with Google Highway
+// and compiled for each x86 instruction set; each gives the bits of the plain loops in
 // bf16_convert.cpp (Highway 1.0's own DemoteTo truncates, so the rounding is
 // done here on the integer bits). Tails shorter than a vector go through the
-// plain functions.
+// plain functions; outputs past the LLC are streamed, as the fp32 loops'.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/bf16_convert_simd.cpp"
+#include <hwy/cache_control.h>
 #include <hwy/foreach_target.h>  // re-includes this file once per target
 #include <hwy/highway.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
@@ -25,9 +27,6 @@ using DU32 = hn::RebindToUnsigned<DF>;
 using DI32 = hn::RebindToSigned<DF>;
 using DU16 = hn::Rebind<uint16_t, DF>;  // half-width: one u16 lane per float lane
 
-
-// float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
-// half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
 // float_to_bf16 lane by lane: signed zero for zeros and denormals, the top
 // half with the quiet bit for NaN, else bits + 0x7fff + lsb, top half.
 HWY_INLINE hn::Vec<DU16> RoundToBf16(hn::Vec<DF> v) {
@@ -36,8 +35,8 @@ HWY_INLINE hn::Vec<DU16> RoundToBf16(hn::Vec<DF> v) {
   const DU16 du16;
   const auto bits = hn::BitCast(du32, v);
   const auto top = hn::ShiftRight<16>(bits);
-  auto r = hn::ShiftRight<16>(hn::Add(hn::Add(bits, hn::Set(du32, 0x7fffu)),
-                                      hn::And(top, hn::Set(du32, 1u))));
+  auto r = hn::ShiftRight<16>(
+      hn::Add(hn::Add(bits, hn::Set(du32, 0x7fffu)), hn::And(top, hn::Set(du32, 1u))));
   r = hn::IfThenElse(hn::RebindMask(du32, hn::IsNaN(v)), hn::Or(top, hn::Set(du32, 0x0040u)), r);
   r = hn::IfThenElse(hn::Eq(hn::And(bits, hn::Set(du32, 0x7f800000u)), hn::Zero(du32)),
                      hn::And(top, hn::Set(du32, 0x8000u)), r);
@@ -61,8 +60,75 @@ void FromFloat(const float* in, uint16_t* out, int64_t count) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
-  for (; i + lanes <= count; i += lanes) hn::StoreU(RoundToBf16(hn::LoadU(df, in + i)), DU16(), out + i);
+  for (; i + lanes <= count; i += lanes)
+    hn::StoreU(RoundToBf16(hn::LoadU(df, in + i)), DU16(), out + i);
   for (; i < count; ++i) out[i] = float_to_bf16(in[i]);
+}
+
+// bf16 values to write before p is aligned to a whole u16 vector.
+HWY_INLINE int64_t HeadToAlign(const uint16_t* p) {
+  const size_t bytes = hn::Lanes(DU16()) * sizeof(uint16_t);
+  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
+  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(uint16_t));
+}
+
+// Streaming stores need whole 16-byte vectors: half an SSE4 register is not one.
+HWY_INLINE bool CanStream() { return hn::Lanes(DU16()) * sizeof(uint16_t) >= 16; }
+
+// out[i] for i in [0, len): whole vectors vec(i), the rest one(i) lane by
+// lane; with stream, plain values up to out's first aligned vector, then the
+// vectors streamed past the caches (the caller fences).
+template <class VecAt, class OneAt>
+HWY_INLINE void StoreSpan(uint16_t* out, int64_t len, bool stream, const VecAt& vec,
+                          const OneAt& one) {
+  const DU16 du16;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(du16));
+  int64_t i = 0;
+  if (stream && CanStream()) {
+    for (const int64_t head = std::min(len, HeadToAlign(out)); i < head; ++i) out[i] = one(i);
+    for (; i + lanes <= len; i += lanes) hn::Stream(vec(i), du16, out + i);
+  }
+  for (; i + lanes <= len; i += lanes) hn::StoreU(vec(i), du16, out + i);
+  for (; i < len; ++i) out[i] = one(i);
+}
+
+// Rows of 16 columns (blocked16 units) are one run of rows*16 values, in
+// kUnitVectors vectors a row: out[i..] = vec(i, k) for the row's k-th vector,
+// whose per-column values the caller keeps in registers (loads from the
+// arrays could not be hoisted past the stores, which may alias them).
+constexpr int64_t kUnitVectors = 16 / static_cast<int64_t>(hn::MaxLanes(DF()));
+template <class VecAt>
+HWY_INLINE void StoreUnitRows(uint16_t* out, int64_t rows, bool stream, const VecAt& vec) {
+  const DU16 du16;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(du16));
+  const auto run = [&](auto streamed) {
+    for (int64_t i = 0; i < 16 * rows; i += 16)
+      for (int64_t k = 0; k < kUnitVectors; ++k) {
+        if constexpr (decltype(streamed)::value) {
+          hn::Stream(vec(i + k * lanes, k), du16, out + i + k * lanes);
+        } else {
+          hn::StoreU(vec(i + k * lanes, k), du16, out + i + k * lanes);
+        }
+      }
+  };
+  if (stream && CanStream() && HeadToAlign(out) == 0) {
+    run(std::true_type{});
+  } else {
+    run(std::false_type{});
+  }
+}
+
+// v[k] = the k-th vector of 16 per-column values.
+HWY_INLINE void LoadUnit(const float* p, hn::Vec<DF>* v) {
+  const DF df;
+  for (int64_t k = 0; k < kUnitVectors; ++k)
+    v[k] = hn::LoadU(df, p + k * static_cast<int64_t>(hn::Lanes(df)));
+}
+
+// Rows stream when every row starts on a whole u16 vector.
+HWY_INLINE bool RowsStream(bool stream, const uint16_t* out, int64_t width) {
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DU16()));
+  return stream && CanStream() && width % lanes == 0 && HeadToAlign(out) == 0;
 }
 
 // The fused ReLU's rules (the fp32 kernels'): y below zero becomes zero (NaN
@@ -82,73 +148,100 @@ HWY_INLINE float GradIf(float dy, const uint16_t* relu_y, int64_t at) {
 
 // y = bf16((x - mean)*scale + shift) on a span of one channel, in registers.
 void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, float scale,
-                   float shift, bool relu, bool /*stream*/) {
+                   float shift, bool relu, bool stream) {
   const DF df;
   const auto m = hn::Set(df, mean), sc = hn::Set(df, scale), sh = hn::Set(df, shift);
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  int64_t i = 0;
-  for (; i + lanes <= len; i += lanes)
-    hn::StoreU(RoundToBf16(ReluIf(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh), relu)), DU16(),
-               y + i);
-  for (; i < len; ++i)
-    y[i] = float_to_bf16(ReluIf((bf16_to_float(x[i]) - mean) * scale + shift, relu));
+  StoreSpan(
+      y, len, stream,
+      [&](int64_t i) {
+        return RoundToBf16(ReluIf(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh), relu));
+      },
+      [&](int64_t i) {
+        return float_to_bf16(ReluIf((bf16_to_float(x[i]) - mean) * scale + shift, relu));
+      });
 }
 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
 void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
-                   const float* scale, const float* shift, bool relu, bool /*stream*/) {
+                   const float* scale, const float* shift, bool relu, bool stream) {
   const DF df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  if (width == 16 && kUnitVectors >= 1) {
+    hn::Vec<DF> m[kUnitVectors], sc[kUnitVectors], sh[kUnitVectors];
+    LoadUnit(mean, m);
+    LoadUnit(scale, sc);
+    LoadUnit(shift, sh);
+    StoreUnitRows(y, rows, stream, [&](int64_t i, int64_t k) {
+      return RoundToBf16(ReluIf(hn::MulAdd(hn::Sub(Widen(x + i), m[k]), sc[k], sh[k]), relu));
+    });
+    return;
+  }
+  const bool streamed = RowsStream(stream, y, width);
   for (int64_t r = 0; r < rows; ++r) {
     const uint16_t* xr = x + r * width;
-    uint16_t* yr = y + r * width;
-    int64_t w = 0;
-    for (; w + lanes <= width; w += lanes) {
-      const auto v = hn::MulAdd(hn::Sub(Widen(xr + w), hn::LoadU(df, mean + w)),
-                                hn::LoadU(df, scale + w), hn::LoadU(df, shift + w));
-      hn::StoreU(RoundToBf16(ReluIf(v, relu)), DU16(), yr + w);
-    }
-    for (; w < width; ++w)
-      yr[w] = float_to_bf16(ReluIf((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w], relu));
+    StoreSpan(
+        y + r * width, width, streamed,
+        [&](int64_t w) {
+          const auto v = hn::MulAdd(hn::Sub(Widen(xr + w), hn::LoadU(df, mean + w)),
+                                    hn::LoadU(df, scale + w), hn::LoadU(df, shift + w));
+          return RoundToBf16(ReluIf(v, relu));
+        },
+        [&](int64_t w) {
+          return float_to_bf16(
+              ReluIf((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w], relu));
+        });
   }
 }
 
 // dx = bf16(a*g + b*(x - mean) + c) on a span of one channel, in registers.
 void SpanGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, uint16_t* dx,
-                   int64_t len, float mean, float a, float b, float c, bool /*stream*/) {
+                   int64_t len, float mean, float a, float b, float c, bool stream) {
   const DF df;
   const auto m = hn::Set(df, mean), va = hn::Set(df, a), vb = hn::Set(df, b), vc = hn::Set(df, c);
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  int64_t i = 0;
-  for (; i + lanes <= len; i += lanes) {
-    const auto g = GradIf(Widen(dy + i), relu_y, i);
-    const auto v = hn::MulAdd(va, g, hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc));
-    hn::StoreU(RoundToBf16(v), DU16(), dx + i);
-  }
-  for (; i < len; ++i)
-    dx[i] = float_to_bf16(a * GradIf(bf16_to_float(dy[i]), relu_y, i) +
-                          b * (bf16_to_float(x[i]) - mean) + c);
+  StoreSpan(
+      dx, len, stream,
+      [&](int64_t i) {
+        const auto g = GradIf(Widen(dy + i), relu_y, i);
+        return RoundToBf16(hn::MulAdd(va, g, hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc)));
+      },
+      [&](int64_t i) {
+        return float_to_bf16(a * GradIf(bf16_to_float(dy[i]), relu_y, i) +
+                             b * (bf16_to_float(x[i]) - mean) + c);
+      });
 }
 
 // The same on `rows` contiguous rows of `width` columns, column w its own channel.
 void RowsGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, uint16_t* dx,
                    int64_t rows, int64_t width, const float* mean, const float* a, const float* b,
-                   const float* c, bool /*stream*/) {
+                   const float* c, bool stream) {
   const DF df;
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  if (width == 16 && kUnitVectors >= 1) {
+    hn::Vec<DF> m[kUnitVectors], va[kUnitVectors], vb[kUnitVectors], vc[kUnitVectors];
+    LoadUnit(mean, m);
+    LoadUnit(a, va);
+    LoadUnit(b, vb);
+    LoadUnit(c, vc);
+    StoreUnitRows(dx, rows, stream, [&](int64_t i, int64_t k) {
+      const auto g = GradIf(Widen(dy + i), relu_y, i);
+      return RoundToBf16(
+          hn::MulAdd(va[k], g, hn::MulAdd(vb[k], hn::Sub(Widen(x + i), m[k]), vc[k])));
+    });
+    return;
+  }
+  const bool streamed = RowsStream(stream, dx, width);
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t o = r * width;
-    int64_t w = 0;
-    for (; w + lanes <= width; w += lanes) {
-      const auto xm = hn::Sub(Widen(x + o + w), hn::LoadU(df, mean + w));
-      const auto g = GradIf(Widen(dy + o + w), relu_y, o + w);
-      const auto v = hn::MulAdd(hn::LoadU(df, a + w), g,
-                                hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w)));
-      hn::StoreU(RoundToBf16(v), DU16(), dx + o + w);
-    }
-    for (; w < width; ++w)
-      dx[o + w] = float_to_bf16(a[w] * GradIf(bf16_to_float(dy[o + w]), relu_y, o + w) +
-                                b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
+    StoreSpan(
+        dx + o, width, streamed,
+        [&](int64_t w) {
+          const auto xm = hn::Sub(Widen(x + o + w), hn::LoadU(df, mean + w));
+          const auto g = GradIf(Widen(dy + o + w), relu_y, o + w);
+          return RoundToBf16(hn::MulAdd(
+              hn::LoadU(df, a + w), g, hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w))));
+        },
+        [&](int64_t w) {
+          return float_to_bf16(a[w] * GradIf(bf16_to_float(dy[o + w]), relu_y, o + w) +
+                               b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
+        });
   }
 }
 
@@ -206,6 +299,8 @@ HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) 
 
 // Rows of whole vectors up to this wide are summed row by row.
 constexpr int64_t kByRowMaxWidth = 1024;
+// bf16 values in a 64-byte cache line.
+constexpr int64_t kLineValues = 64 / static_cast<int64_t>(sizeof(uint16_t));
 
 // RowsGradSums on rows of at least four whole vectors: row by row, in memory
 // order, with the float sums of a block of kFloatBlock rows in L1 arrays.
@@ -213,9 +308,8 @@ constexpr int64_t kByRowMaxWidth = 1024;
 // so the bits are the same; it reads DRAM in order where the column walk
 // reads strips of every row, and took 1.04-1.07x channels-first's time on
 // 32x256x56x56 instead of 1.14-1.19x (docs/performance.md, 'bf16 kernels').
-void RowsGradSumsByRow(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
-                       int64_t rows, int64_t width, const float* mean, double* sum_dy,
-                       double* sum_dy_xmu) {
+void RowsGradSumsByRow(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y, int64_t rows,
+                       int64_t width, const float* mean, double* sum_dy, double* sum_dy_xmu) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   alignas(64) float s[kByRowMaxWidth], p[kByRowMaxWidth];
@@ -348,6 +442,54 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
   return total;
 }
 
+// RowsMoments on rows of at least four whole vectors: both passes row by
+// row, in memory order, with each column's float sums in L1 arrays. Each
+// column adds its rows in order, as the column walk's <4, 1> groups do, so
+// the bits are the same. Pass 2 prefetches the next block's rows, so that
+// reads from DRAM go on while it works from L2 (docs/performance.md).
+void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
+  const DF df;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  alignas(64) float first[kByRowMaxWidth], s[kByRowMaxWidth], q[kByRowMaxWidth];
+  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
+    const int64_t n = std::min(kFloatBlock, rows - r0);
+    const uint16_t* xb = x + r0 * width;
+    // Pass 1: sums shifted by the block's first row.
+    for (int64_t w = 0; w < width; w += lanes) {
+      hn::Store(Widen(xb + w), df, first + w);
+      hn::Store(hn::Zero(df), df, s + w);
+    }
+    for (int64_t r = 1; r < n; ++r)
+      for (int64_t w = 0; w < width; w += lanes)
+        hn::Store(hn::Add(hn::Load(df, s + w),
+                          hn::Sub(Widen(xb + r * width + w), hn::Load(df, first + w))),
+                  df, s + w);
+    // Pass 2 (from L2): deviations from the float mean, first now the mean.
+    const auto inv_n = hn::Set(df, 1.0f / static_cast<float>(n));
+    for (int64_t w = 0; w < width; w += lanes) {
+      hn::Store(hn::MulAdd(hn::Load(df, s + w), inv_n, hn::Load(df, first + w)), df, first + w);
+      hn::Store(hn::Zero(df), df, s + w);
+      hn::Store(hn::Zero(df), df, q + w);
+    }
+    const uint16_t* next = xb + n * width;
+    const int64_t next_rows = std::min(kFloatBlock, rows - r0 - n);
+    for (int64_t r = 0; r < n; ++r) {
+      if (r < next_rows)
+        for (int64_t w = 0; w < width; w += kLineValues) hwy::Prefetch(next + r * width + w);
+      for (int64_t w = 0; w < width; w += lanes) {
+        const auto d = hn::Sub(Widen(xb + r * width + w), hn::Load(df, first + w));
+        hn::Store(hn::Add(hn::Load(df, s + w), d), df, s + w);
+        hn::Store(hn::MulAdd(d, d, hn::Load(df, q + w)), df, q + w);
+      }
+    }
+    for (int64_t w = 0; w < width; ++w) {
+      const double dev = s[w];
+      out[w].merge(
+          {static_cast<double>(n), first[w] + dev / n, std::max(q[w] - dev * dev / n, 0.0)});
+    }
+  }
+}
+
 // The same per column of `rows` contiguous rows of `width` columns, blocks of
 // kFloatBlock rows (more for one-vector rows), merged into out[w]; column
 // groups as ForColumnGroups.
@@ -355,6 +497,10 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   const int64_t whole = width / lanes * lanes;
+  if (whole == width && width >= 4 * lanes && width <= kByRowMaxWidth) {
+    RowsMomentsByRow(x, rows, width, out);
+    return;
+  }
   // Rows of one vector (blocked16 units) take blocks of 1024 rows (32 KiB, the
   // second pass from L1), so that the merge per column that ends each block
   // comes a quarter as often (docs/performance.md, 'bf16 kernels').
@@ -426,10 +572,17 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
 }
 
 const Bf16Conversions* GetConversions() {
-  static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET), ToFloat, FromFloat,
-                                           SpanNormalize, RowsNormalize, SpanGradInput,
-                                           RowsGradInput, SpanGradSums,  RowsGradSums,
-                                           SpanMoments,   RowsMoments};
+  static const Bf16Conversions conversions{hwy::TargetName(HWY_TARGET),
+                                           ToFloat,
+                                           FromFloat,
+                                           SpanNormalize,
+                                           RowsNormalize,
+                                           SpanGradInput,
+                                           RowsGradInput,
+                                           SpanGradSums,
+                                           RowsGradSums,
+                                           SpanMoments,
+                                           RowsMoments};
   return &conversions;
 }
 
