@@ -214,10 +214,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Kernels, ::testing::ValuesIn(bf16_shapes())
 
 // Each conversion variant (its rounding, its in-register normalize, gradient
 // sums and gradient input) on the shapes whose pieces take the register path: spans,
-// channels-last rows, blocked16 units, and a channels-last row too narrow.
+// channels-last rows (300 of them: two float blocks, the second partial), blocked16
+// units, and a channels-last row too narrow.
 TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
   const BatchNormShape shapes[] = {{4, 3, 70, Layout::channels_first},
                                    {3, 32, 9, Layout::channels_last},
+                                   {3, 32, 100, Layout::channels_last},
                                    {3, 32, 9, Layout::blocked16},
                                    {5, 3, 7, Layout::channels_last}};
   for (const std::string& name : split_commas(bf16_conversion_variants())) {
