@@ -25,7 +25,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
-// LoadTail and kMaxLanes: kernels/load_tail-inl.h.
+// LoadTail, kMaxLanes, HeadToAlign and RowsAligned: kernels/load_tail-inl.h.
 
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
 
@@ -37,13 +37,6 @@ HWY_INLINE void StoreOut(V v, D d, float* p) {
   } else {
     hn::StoreU(v, d, p);
   }
-}
-
-// Floats to write before p + head is vector-aligned (streaming stores need it).
-HWY_INLINE int64_t HeadToAlign(D d, const float* p) {
-  const size_t bytes = hn::Lanes(d) * sizeof(float);
-  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
-  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(float));
 }
 
 // Orders this thread's streaming stores before whatever follows (the caller's
@@ -379,11 +372,6 @@ void RowsNormalizeT(const float* x, float* y, int64_t rows, int64_t stride, int6
     }
     if (w < width) partial(xr, yr, w, static_cast<size_t>(width - w));
   }
-}
-
-// Whether every row of a rows block starts vector-aligned, so that it can stream.
-HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
-  return HeadToAlign(d, p) == 0 && stride % static_cast<int64_t>(hn::Lanes(d)) == 0;
 }
 
 // Whether a contiguous rows block whose output is not vector-aligned can stream

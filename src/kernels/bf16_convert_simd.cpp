@@ -15,7 +15,7 @@
 
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
-#include "kernels/load_tail-inl.h"  // kMaxLanes
+#include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -65,15 +65,13 @@ void FromFloat(const float* in, uint16_t* out, int64_t count) {
   for (; i < count; ++i) out[i] = float_to_bf16(in[i]);
 }
 
-// bf16 values to write before p is aligned to a whole u16 vector.
-HWY_INLINE int64_t HeadToAlign(const uint16_t* p) {
-  const size_t bytes = hn::Lanes(DU16()) * sizeof(uint16_t);
-  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
-  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(uint16_t));
-}
-
 // Streaming stores need whole 16-byte vectors: half an SSE4 register is not one.
 HWY_INLINE bool CanStream() { return hn::Lanes(DU16()) * sizeof(uint16_t) >= 16; }
+
+// Rows stream when every row starts on a whole u16 vector.
+HWY_INLINE bool RowsStream(bool stream, const uint16_t* out, int64_t width) {
+  return stream && CanStream() && RowsAligned(DU16(), out, width);
+}
 
 // out[i] for i in [0, len): whole vectors vec(i), the rest one(i) lane by
 // lane; with stream, plain values up to out's first aligned vector, then the
@@ -85,7 +83,7 @@ HWY_INLINE void StoreSpan(uint16_t* out, int64_t len, bool stream, const VecAt& 
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(du16));
   int64_t i = 0;
   if (stream && CanStream()) {
-    for (const int64_t head = std::min(len, HeadToAlign(out)); i < head; ++i) out[i] = one(i);
+    for (const int64_t head = std::min(len, HeadToAlign(du16, out)); i < head; ++i) out[i] = one(i);
     for (; i + lanes <= len; i += lanes) hn::Stream(vec(i), du16, out + i);
   }
   for (; i + lanes <= len; i += lanes) hn::StoreU(vec(i), du16, out + i);
@@ -97,6 +95,7 @@ HWY_INLINE void StoreSpan(uint16_t* out, int64_t len, bool stream, const VecAt& 
 // whose per-column values the caller keeps in registers (loads from the
 // arrays could not be hoisted past the stores, which may alias them).
 constexpr int64_t kUnitVectors = 16 / static_cast<int64_t>(hn::MaxLanes(DF()));
+static_assert(kUnitVectors >= 1, "a 16-wide unit holds at least one vector");
 template <class VecAt>
 HWY_INLINE void StoreUnitRows(uint16_t* out, int64_t rows, bool stream, const VecAt& vec) {
   const DU16 du16;
@@ -111,7 +110,7 @@ HWY_INLINE void StoreUnitRows(uint16_t* out, int64_t rows, bool stream, const Ve
         }
       }
   };
-  if (stream && CanStream() && HeadToAlign(out) == 0) {
+  if (RowsStream(stream, out, 16)) {
     run(std::true_type{});
   } else {
     run(std::false_type{});
@@ -123,12 +122,6 @@ HWY_INLINE void LoadUnit(const float* p, hn::Vec<DF>* v) {
   const DF df;
   for (int64_t k = 0; k < kUnitVectors; ++k)
     v[k] = hn::LoadU(df, p + k * static_cast<int64_t>(hn::Lanes(df)));
-}
-
-// Rows stream when every row starts on a whole u16 vector.
-HWY_INLINE bool RowsStream(bool stream, const uint16_t* out, int64_t width) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(DU16()));
-  return stream && CanStream() && width % lanes == 0 && HeadToAlign(out) == 0;
 }
 
 // The fused ReLU's rules (the fp32 kernels'): y below zero becomes zero (NaN
@@ -165,7 +158,7 @@ void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, floa
 void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, const float* mean,
                    const float* scale, const float* shift, bool relu, bool stream) {
   const DF df;
-  if (width == 16 && kUnitVectors >= 1) {
+  if (width == 16) {
     hn::Vec<DF> m[kUnitVectors], sc[kUnitVectors], sh[kUnitVectors];
     LoadUnit(mean, m);
     LoadUnit(scale, sc);
@@ -214,7 +207,7 @@ void RowsGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y
                    int64_t rows, int64_t width, const float* mean, const float* a, const float* b,
                    const float* c, bool stream) {
   const DF df;
-  if (width == 16 && kUnitVectors >= 1) {
+  if (width == 16) {
     hn::Vec<DF> m[kUnitVectors], va[kUnitVectors], vb[kUnitVectors], vc[kUnitVectors];
     LoadUnit(mean, m);
     LoadUnit(a, va);

@@ -24,7 +24,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
-// LoadTail and kMaxLanes: kernels/load_tail-inl.h.
+// LoadTail, kMaxLanes, HeadToAlign and RowsAligned: kernels/load_tail-inl.h.
 
 HWY_INLINE int64_t Lanes(D d) { return static_cast<int64_t>(hn::Lanes(d)); }
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
@@ -51,13 +51,6 @@ HWY_INLINE void StoreOut(D d, V v, float* p) {
   } else {
     hn::StoreU(v, d, p);
   }
-}
-
-// Floats to write before p + head is vector-aligned (streaming stores need it).
-HWY_INLINE int64_t HeadToAlign(D d, const float* p) {
-  const size_t bytes = hn::Lanes(d) * sizeof(float);
-  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
-  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(float));
 }
 
 // Writes out[i] = value(i, count) over [0, len) a vector at a time: with
@@ -290,11 +283,6 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
     }
     std::fill(buf + n, buf + 2 * n, 0.0f);  // the next column vector's mean lanes start at zero
   }
-}
-
-// Whether every row of a rows block starts vector-aligned, so that it can stream.
-HWY_INLINE bool RowsAligned(D d, const float* p, int64_t stride) {
-  return HeadToAlign(d, p) == 0 && stride % Lanes(d) == 0;
 }
 
 // Whether a contiguous rows block whose output is not vector-aligned can stream

@@ -1,6 +1,7 @@
-// Shared by the Highway kernels (batch_norm_simd.cpp, max_pool2d.cpp):
-// included inside each file's per-target pass, so it has Highway's
-// per-target include guard instead of #pragma once.
+// Shared by the Highway kernels (batch_norm_simd.cpp, group_norm_simd.cpp,
+// bf16_convert_simd.cpp, max_pool2d.cpp): included inside each file's
+// per-target pass, so it has Highway's per-target include guard instead of
+// #pragma once.
 //
 // LoadTail(d, p, count): the first count values at p (count below one vector;
 // a whole vector when count reaches it), the other lanes zero. Highway 1.0's
@@ -32,6 +33,22 @@ HWY_INLINE hwy::HWY_NAMESPACE::Vec<hwy::HWY_NAMESPACE::ScalableTag<float>> LoadT
 #else
   return hn::MaskedLoad(hn::FirstN(d, count), d, p);
 #endif
+}
+
+// Values to write before p is aligned to one of d's vectors (streaming stores need it).
+template <class D>
+HWY_INLINE int64_t HeadToAlign(D d, const hwy::HWY_NAMESPACE::TFromD<D>* p) {
+  using T = hwy::HWY_NAMESPACE::TFromD<D>;
+  const size_t bytes = hwy::HWY_NAMESPACE::Lanes(d) * sizeof(T);
+  const size_t misalign = reinterpret_cast<uintptr_t>(p) % bytes;
+  return misalign == 0 ? 0 : static_cast<int64_t>((bytes - misalign) / sizeof(T));
+}
+
+// Whether every row of a rows block (rows `stride` values apart) starts
+// vector-aligned, so that it can stream.
+template <class D>
+HWY_INLINE bool RowsAligned(D d, const hwy::HWY_NAMESPACE::TFromD<D>* p, int64_t stride) {
+  return HeadToAlign(d, p) == 0 && stride % static_cast<int64_t>(hwy::HWY_NAMESPACE::Lanes(d)) == 0;
 }
 
 }  // namespace HWY_NAMESPACE
