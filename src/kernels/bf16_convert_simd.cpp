@@ -15,7 +15,7 @@
 
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
-#include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned
+#include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned, PrefetchAhead
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -380,13 +380,6 @@ void RowsGradSums(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y,
       sum_dy[w] += g;
       sum_dy_xmu[w] += g * (bf16_to_float(x[r * width + w]) - mean[w]);
     }
-}
-
-// Prefetches the line `values` past p, which may lie past the caller's
-// arrays: the address is computed as an integer, and a prefetch never faults.
-HWY_INLINE void PrefetchAhead(const uint16_t* p, int64_t values) {
-  hwy::Prefetch(reinterpret_cast<const uint16_t*>(
-      reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(values) * sizeof(uint16_t)));
 }
 
 // Moments of a span of one channel: blocks of 4096 values, each two passes

@@ -24,7 +24,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 using D = hn::ScalableTag<float>;
 using V = hn::Vec<D>;
-// LoadTail, kMaxLanes, HeadToAlign and RowsAligned: kernels/load_tail-inl.h.
+// LoadTail, kMaxLanes, HeadToAlign, RowsAligned, PrefetchRangeAhead: kernels/load_tail-inl.h.
 
 HWY_INLINE int64_t Lanes(D d) { return static_cast<int64_t>(hn::Lanes(d)); }
 HWY_INLINE float Sum(D d, V v) { return hn::GetLane(hn::SumOfLanes(d, v)); }
@@ -92,12 +92,14 @@ NormMoments SpanMoments(const float* x, int64_t len) {
   const float sum = Sum(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
   const float mean_f = static_cast<float>(x[0] + static_cast<double>(sum) / len);
   // Pass 2, from L1: deviations and squared deviations, the squares moved to a
-  // double every kSquareChain pairs of vectors (no float chain grows long).
+  // double every kSquareChain pairs of vectors (no float chain grows long). It
+  // prefetches the len values that follow, so that DRAM does not idle meanwhile.
   const V mean = hn::Set(d, mean_f);
   V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
   double dev2 = 0.0;
   i = 0;
   for (int64_t k = 1; i + 2 * n <= len; i += 2 * n, ++k) {
+    PrefetchRangeAhead(x, len + i, 2 * n);
     const V d0 = hn::Sub(hn::LoadU(d, x + i), mean);
     const V d1 = hn::Sub(hn::LoadU(d, x + i + n), mean);
     a0 = hn::Add(a0, d0);

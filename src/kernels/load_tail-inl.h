@@ -14,6 +14,7 @@
 #define BNLAB_KERNELS_LOAD_TAIL_INL_H_
 #endif
 
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 HWY_BEFORE_NAMESPACE();
@@ -49,6 +50,22 @@ HWY_INLINE int64_t HeadToAlign(D d, const hwy::HWY_NAMESPACE::TFromD<D>* p) {
 template <class D>
 HWY_INLINE bool RowsAligned(D d, const hwy::HWY_NAMESPACE::TFromD<D>* p, int64_t stride) {
   return HeadToAlign(d, p) == 0 && stride % static_cast<int64_t>(hwy::HWY_NAMESPACE::Lanes(d)) == 0;
+}
+
+// Prefetches the line `values` past p, which may lie past the caller's
+// arrays: the address is computed as an integer, and a prefetch never faults.
+template <class T>
+HWY_INLINE void PrefetchAhead(const T* p, int64_t values) {
+  hwy::Prefetch(reinterpret_cast<const T*>(reinterpret_cast<uintptr_t>(p) +
+                                           static_cast<uintptr_t>(values) * sizeof(T)));
+}
+
+// Prefetches the lines of the `count` values that start `from` values past p
+// (count a multiple of a line's values, or below one line).
+template <class T>
+HWY_INLINE void PrefetchRangeAhead(const T* p, int64_t from, int64_t count) {
+  constexpr int64_t kLineValues = 64 / sizeof(T);
+  for (int64_t k = 0; k < count; k += kLineValues) PrefetchAhead(p, from + k);
 }
 
 }  // namespace HWY_NAMESPACE
