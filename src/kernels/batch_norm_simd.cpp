@@ -304,9 +304,15 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
       }
     }
   }
-  // Pass 2, column vector by column vector, from L1: deviations from the mean.
+  // Pass 2, column vector by column vector, from L1 or L2: deviations from the
+  // mean. When the rows are contiguous, it prefetches the block that follows,
+  // two vectors an iteration in memory order (in column order the prefetches
+  // were slower), so that DRAM does not idle meanwhile (docs/performance.md,
+  // 'Kernel choices').
   alignas(64) float buf[3 * kMaxLanes];
   const double inv_rows = 1.0 / static_cast<double>(rows);
+  const bool prefetch = stride == width;
+  int64_t ahead = rows * stride;  // the next value to prefetch, from x
   for (int64_t w = 0; w < width; w += n) {
     const size_t count = static_cast<size_t>(std::min(n, width - w));
     const auto live = hn::FirstN(d, count);
@@ -318,6 +324,10 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
     V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
     int64_t r = 0;
     for (; r + 2 <= rows; r += 2) {
+      if (prefetch) {
+        PrefetchRangeAhead(x, ahead, 2 * n);
+        ahead += 2 * n;
+      }
       const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
       const V d1 =
           hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + (r + 1) * stride + w, count), mean));
