@@ -499,11 +499,13 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   }
   // Rows of one vector (blocked16 units) take blocks of 1024 rows (32 KiB, the
   // second pass from L1), so that the merge per column that ends each block
-  // comes a quarter as often (docs/performance.md, 'bf16 kernels').
+  // comes a quarter as often (docs/performance.md, 'bf16 kernels'). Pass 2
+  // prefetches the next block in memory order, as batch_norm_simd.cpp's does.
   const int64_t block = width <= 16 ? 4 * kFloatBlock : kFloatBlock;
   for (int64_t r0 = 0; r0 < rows; r0 += block) {
     const int64_t n = std::min(block, rows - r0);
     const uint16_t* xb = x + r0 * width;
+    int64_t ahead = n * width;  // the next block, prefetched in memory order during pass 2
     ForColumnGroups(whole, lanes, [&]<int K, int R>(int64_t w) {
       using V = hn::Vec<DF>;
       const auto at = [&](int64_t r, int k) { return Widen(xb + r * width + w + k * lanes); };
@@ -532,9 +534,14 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
         q[k][c] = hn::MulAdd(d, d, q[k][c]);
       };
       r = 0;
-      for (; r + R <= n; r += R)
+      for (; r + R <= n; r += R) {
+        if (whole == width) {
+          PrefetchRangeAhead(xb, ahead, R * K * lanes);
+          ahead += R * K * lanes;
+        }
         for (int c = 0; c < R; ++c)
           for (int k = 0; k < K; ++k) deviate(r + c, k, c);
+      }
       for (; r < n; ++r)
         for (int k = 0; k < K; ++k) deviate(r, k, 0);
       alignas(64) float lane_mean[kMaxLanes], lane_a[kMaxLanes], lane_q[kMaxLanes];
