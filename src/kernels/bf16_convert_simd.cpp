@@ -15,7 +15,7 @@
 
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
-#include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned, PrefetchAhead
+#include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned, Prefetch*Ahead
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -292,8 +292,6 @@ HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) 
 
 // Rows of whole vectors up to this wide are summed row by row.
 constexpr int64_t kByRowMaxWidth = 1024;
-// bf16 values in a 64-byte cache line.
-constexpr int64_t kLineValues = 64 / static_cast<int64_t>(sizeof(uint16_t));
 
 // RowsGradSums on rows of at least four whole vectors: row by row, in memory
 // order, with the float sums of a block of kFloatBlock rows in L1 arrays.
@@ -471,7 +469,7 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
     const int64_t next_rows = std::min(kFloatBlock, rows - r0 - n);
     for (int64_t r = 0; r < n; ++r) {
       if (r < next_rows)
-        for (int64_t w = 0; w < width; w += kLineValues) hwy::Prefetch(next + r * width + w);
+        PrefetchRangeAhead(next, r * width, width);
       for (int64_t w = 0; w < width; w += lanes) {
         const auto d = hn::Sub(Widen(xb + r * width + w), hn::Load(df, first + w));
         hn::Store(hn::Add(hn::Load(df, s + w), d), df, s + w);
