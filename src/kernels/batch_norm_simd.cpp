@@ -277,6 +277,33 @@ HWY_INLINE void NarrowGradSums(D d, const float* x, const float* dy, const float
   }
 }
 
+// Pass 1 of RowsMoments on rows of exactly kVectors whole vectors, with the
+// sums in registers: the same adds in the same order as the sums' array,
+// without its load and store per vector, which bound the walk from cache
+// (docs/performance.md, 'Kernel choices').
+template <int kVectors>
+HWY_INLINE void RegisterShiftedSums(D d, const float* x, int64_t rows, int64_t stride,
+                                    float* sum) {
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  V t[kVectors];
+  for (int k = 0; k < kVectors; ++k) t[k] = hn::Zero(d);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+#pragma GCC unroll 16
+    for (int k = 0; k < kVectors; ++k)
+      t[k] = hn::Add(t[k], hn::Sub(hn::LoadU(d, xr + k * n), hn::LoadU(d, x + k * n)));
+  }
+  for (int k = 0; k < kVectors; ++k) hn::Store(t[k], d, sum + k * n);
+}
+
+// The most vectors RegisterShiftedSums keeps: 16 where the target has 32
+// vector registers (AVX-512), 8 where it has 16.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int64_t kRegisterSumsMax = 16;
+#else
+constexpr int64_t kRegisterSumsMax = 8;
+#endif
+
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
@@ -288,6 +315,12 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
     NarrowShiftedSums<1>(d, x, rows, stride, sum);
   } else if (width == 2 * n) {
     NarrowShiftedSums<2>(d, x, rows, stride, sum);
+  } else if (width == 4 * n) {
+    RegisterShiftedSums<4>(d, x, rows, stride, sum);
+  } else if (width == 8 * n) {
+    RegisterShiftedSums<8>(d, x, rows, stride, sum);
+  } else if (width == kRegisterSumsMax * n) {
+    RegisterShiftedSums<kRegisterSumsMax>(d, x, rows, stride, sum);
   } else {
     for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
     for (int64_t r = 0; r < rows; ++r) {
