@@ -304,6 +304,34 @@ constexpr int64_t kRegisterSumsMax = 16;
 constexpr int64_t kRegisterSumsMax = 8;
 #endif
 
+// RowsGradSums on rows of exactly kVectors whole vectors, with the sums in
+// registers: the same operations in the same order as the sums' arrays,
+// without their two loads and two stores per vector (RegisterShiftedSums).
+template <bool kRelu, int kVectors>
+HWY_INLINE void RegisterGradSums(D d, const float* x, const float* dy, const float* relu_y,
+                                 int64_t rows, int64_t stride, const float* mean_p, float* s,
+                                 float* p) {
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  V sv[kVectors], pv[kVectors];
+  for (int k = 0; k < kVectors; ++k) sv[k] = pv[k] = hn::Zero(d);
+  for (int64_t r = 0; r < rows; ++r) {
+#pragma GCC unroll 8
+    for (int k = 0; k < kVectors; ++k) {
+      const int64_t i = r * stride + k * n;
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
+      sv[k] = hn::Add(sv[k], g);
+      pv[k] = hn::MulAdd(g, hn::Sub(hn::LoadU(d, x + i), hn::LoadU(d, mean_p + k * n)), pv[k]);
+    }
+  }
+  for (int k = 0; k < kVectors; ++k) {
+    hn::Store(sv[k], d, s + k * n);
+    hn::Store(pv[k], d, p + k * n);
+  }
+}
+
+// The most vectors RegisterGradSums keeps: two sums a vector.
+constexpr int64_t kRegisterGradMax = kRegisterSumsMax / 2;
+
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
@@ -463,6 +491,10 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
     NarrowGradSums<kRelu, 1>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
   } else if (width == 2 * n) {
     NarrowGradSums<kRelu, 2>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  } else if (width == 4 * n) {
+    RegisterGradSums<kRelu, 4>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
+  } else if (width == kRegisterGradMax * n) {
+    RegisterGradSums<kRelu, kRegisterGradMax>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
   } else {
     for (int64_t w = 0; w < width; w += n) {
       hn::Store(hn::Zero(d), d, s + w);
