@@ -16,6 +16,7 @@
 
 #include "kernels/batch_norm_loops.hpp"
 #include "kernels/load_tail-inl.h"
+#include "kernels/register_sums-inl.h"
 #include "kernels/rows_from_boundary.hpp"
 
 HWY_BEFORE_NAMESPACE();
@@ -277,61 +278,6 @@ HWY_INLINE void NarrowGradSums(D d, const float* x, const float* dy, const float
   }
 }
 
-// Pass 1 of RowsMoments on rows of exactly kVectors whole vectors, with the
-// sums in registers: the same adds in the same order as the sums' array,
-// without its load and store per vector, which bound the walk from cache
-// (docs/performance.md, 'Kernel choices').
-template <int kVectors>
-HWY_INLINE void RegisterShiftedSums(D d, const float* x, int64_t rows, int64_t stride,
-                                    float* sum) {
-  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-  V t[kVectors];
-  for (int k = 0; k < kVectors; ++k) t[k] = hn::Zero(d);
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * stride;
-#pragma GCC unroll 16
-    for (int k = 0; k < kVectors; ++k)
-      t[k] = hn::Add(t[k], hn::Sub(hn::LoadU(d, xr + k * n), hn::LoadU(d, x + k * n)));
-  }
-  for (int k = 0; k < kVectors; ++k) hn::Store(t[k], d, sum + k * n);
-}
-
-// The most vectors RegisterShiftedSums keeps: 16 where the target has 32
-// vector registers (AVX-512), 8 where it has 16.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr int64_t kRegisterSumsMax = 16;
-#else
-constexpr int64_t kRegisterSumsMax = 8;
-#endif
-
-// RowsGradSums on rows of exactly kVectors whole vectors, with the sums in
-// registers: the same operations in the same order as the sums' arrays,
-// without their two loads and two stores per vector (RegisterShiftedSums).
-template <bool kRelu, int kVectors>
-HWY_INLINE void RegisterGradSums(D d, const float* x, const float* dy, const float* relu_y,
-                                 int64_t rows, int64_t stride, const float* mean_p, float* s,
-                                 float* p) {
-  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
-  V sv[kVectors], pv[kVectors];
-  for (int k = 0; k < kVectors; ++k) sv[k] = pv[k] = hn::Zero(d);
-  for (int64_t r = 0; r < rows; ++r) {
-#pragma GCC unroll 8
-    for (int k = 0; k < kVectors; ++k) {
-      const int64_t i = r * stride + k * n;
-      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
-      sv[k] = hn::Add(sv[k], g);
-      pv[k] = hn::MulAdd(g, hn::Sub(hn::LoadU(d, x + i), hn::LoadU(d, mean_p + k * n)), pv[k]);
-    }
-  }
-  for (int k = 0; k < kVectors; ++k) {
-    hn::Store(sv[k], d, s + k * n);
-    hn::Store(pv[k], d, p + k * n);
-  }
-}
-
-// The most vectors RegisterGradSums keeps: two sums a vector.
-constexpr int64_t kRegisterGradMax = kRegisterSumsMax / 2;
-
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
@@ -339,17 +285,18 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   // Pass 1, row by row so that memory is read in order (the pass that goes to
   // DRAM): shifted sums per column, shift = the block's first row.
   alignas(64) float sum[kRowsMaxWidth + kMaxLanes];
+  // Rows of 4, 8 or 16 whole vectors: the sums in registers.
+  const auto shifted_sums = [&]<int K>() {
+    const auto shifted = [&](int64_t r, int k) {
+      return hn::Sub(hn::LoadU(d, x + r * stride + k * n), hn::LoadU(d, x + k * n));
+    };
+    RegisterSums<K>(d, 0, rows, shifted, sum);
+  };
   if (width == n) {
     NarrowShiftedSums<1>(d, x, rows, stride, sum);
   } else if (width == 2 * n) {
     NarrowShiftedSums<2>(d, x, rows, stride, sum);
-  } else if (width == 4 * n) {
-    RegisterShiftedSums<4>(d, x, rows, stride, sum);
-  } else if (width == 8 * n) {
-    RegisterShiftedSums<8>(d, x, rows, stride, sum);
-  } else if (width == kRegisterSumsMax * n) {
-    RegisterShiftedSums<kRegisterSumsMax>(d, x, rows, stride, sum);
-  } else {
+  } else if (!InRegisters<kRegisterSumsMax>(WholeVectors(d, width), shifted_sums)) {
     for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
     for (int64_t r = 0; r < rows; ++r) {
       const float* xr = x + r * stride;
@@ -477,8 +424,8 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
 }
 
 // Row by row, so that memory is read in order; the per-column sums live in
-// L1 arrays (width <= kRowsMaxWidth), or in registers for rows of one or two
-// vectors.
+// registers for rows of one or two vectors (NarrowGradSums) or of 4 or 8
+// whole ones (register_sums-inl.h), else in L1 arrays (width <= kRowsMaxWidth).
 template <bool kRelu>
 void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t rows,
                    int64_t stride, int64_t width, const float* mean_p, double* sum_dy,
@@ -487,15 +434,20 @@ void RowsGradSumsT(const float* x, const float* dy, const float* relu_y, int64_t
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   alignas(64) float s[kRowsMaxWidth + kMaxLanes];
   alignas(64) float p[kRowsMaxWidth + kMaxLanes];
+  // Rows of 4 or 8 whole vectors: the sums in registers.
+  const auto grad_sums = [&]<int K>() {
+    const auto g_and_xmu = [&](int64_t r, int k) {
+      const int64_t i = r * stride + k * n;
+      const V g = Grad<kRelu>(d, hn::LoadU(d, dy + i), relu_y, i);
+      return std::pair{g, hn::Sub(hn::LoadU(d, x + i), hn::LoadU(d, mean_p + k * n))};
+    };
+    RegisterSumAndDot<K>(d, 0, rows, g_and_xmu, s, p);
+  };
   if (width == n) {
     NarrowGradSums<kRelu, 1>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
   } else if (width == 2 * n) {
     NarrowGradSums<kRelu, 2>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
-  } else if (width == 4 * n) {
-    RegisterGradSums<kRelu, 4>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
-  } else if (width == kRegisterGradMax * n) {
-    RegisterGradSums<kRelu, kRegisterGradMax>(d, x, dy, relu_y, rows, stride, mean_p, s, p);
-  } else {
+  } else if (!InRegisters<kRegisterSumsMax / 2>(WholeVectors(d, width), grad_sums)) {
     for (int64_t w = 0; w < width; w += n) {
       hn::Store(hn::Zero(d), d, s + w);
       hn::Store(hn::Zero(d), d, p + w);

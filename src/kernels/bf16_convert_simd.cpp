@@ -16,6 +16,7 @@
 #include "bnlab/batch_norm_bf16.hpp"
 #include "kernels/bf16_convert.hpp"
 #include "kernels/load_tail-inl.h"  // kMaxLanes, HeadToAlign, RowsAligned, Prefetch*Ahead
+#include "kernels/register_sums-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -293,40 +294,6 @@ HWY_INLINE void ForColumnGroups(int64_t whole, int64_t lanes, const Walk& walk) 
 // Rows of whole vectors up to this wide are summed row by row.
 constexpr int64_t kByRowMaxWidth = 1024;
 
-// The most column vectors whose sums stay in registers: 16 where the target
-// has 32 vector registers (AVX-512), 8 where it has 16.
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
-constexpr int64_t kRegisterSumsMax = 16;
-#else
-constexpr int64_t kRegisterSumsMax = 8;
-#endif
-
-// RowsGradSumsByRow's sums over rows [r0, r1) of exactly kVectors vectors,
-// in registers: the same operations in the same order as its arrays, without
-// their two loads and two stores per vector (docs/performance.md, 'Kernel
-// choices').
-template <int kVectors>
-HWY_INLINE void RegisterGradSums(DF df, const uint16_t* x, const uint16_t* dy,
-                                 const uint16_t* relu_y, int64_t r0, int64_t r1, int64_t width,
-                                 const float* mean, float* s, float* p) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  hn::Vec<DF> a[kVectors], b[kVectors];
-  for (int k = 0; k < kVectors; ++k) a[k] = b[k] = hn::Zero(df);
-  for (int64_t r = r0; r < r1; ++r) {
-#pragma GCC unroll 8
-    for (int k = 0; k < kVectors; ++k) {
-      const int64_t at = r * width + k * lanes;
-      const auto g = GradIf(Widen(dy + at), relu_y, at);
-      a[k] = hn::Add(a[k], g);
-      b[k] = hn::MulAdd(g, hn::Sub(Widen(x + at), hn::LoadU(df, mean + k * lanes)), b[k]);
-    }
-  }
-  for (int k = 0; k < kVectors; ++k) {
-    hn::Store(a[k], df, s + k * lanes);
-    hn::Store(b[k], df, p + k * lanes);
-  }
-}
-
 // RowsGradSums on rows of at least four whole vectors: row by row, in memory
 // order, with the float sums of a block of kFloatBlock rows in L1 arrays.
 // Each column adds its rows in order, as the column walk's <4, 1> groups do,
@@ -344,11 +311,16 @@ void RowsGradSumsByRow(const uint16_t* x, const uint16_t* dy, const uint16_t* re
       hn::Store(hn::Zero(df), df, p + w);
     }
     const int64_t r1 = std::min(rows, r0 + kFloatBlock);
-    if (width == 4 * lanes) {
-      RegisterGradSums<4>(df, x, dy, relu_y, r0, r1, width, mean, s, p);
-    } else if (width == kRegisterSumsMax / 2 * lanes) {
-      RegisterGradSums<kRegisterSumsMax / 2>(df, x, dy, relu_y, r0, r1, width, mean, s, p);
-    } else {
+    // Rows of 4 or 8 vectors: the sums in registers (register_sums-inl.h).
+    const auto grad_sums = [&]<int K>() {
+      const auto g_and_xmu = [&](int64_t r, int k) {
+        const int64_t at = r * width + k * lanes;
+        const auto g = GradIf(Widen(dy + at), relu_y, at);
+        return std::pair{g, hn::Sub(Widen(x + at), hn::LoadU(df, mean + k * lanes))};
+      };
+      RegisterSumAndDot<K>(df, r0, r1, g_and_xmu, s, p);
+    };
+    if (!InRegisters<kRegisterSumsMax / 2>(width / lanes, grad_sums)) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t row = r * width;
         for (int64_t w = 0; w < width; w += lanes) {
@@ -477,49 +449,6 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
   return total;
 }
 
-// RowsMomentsByRow's passes on rows of exactly kVectors vectors with the sums
-// in registers: the same operations in the same order as its arrays, without
-// their loads and stores per vector (docs/performance.md, 'Kernel choices').
-// Pass 1: s = sum over rows 1..n-1 of (x - first).
-template <int kVectors>
-HWY_INLINE void RegisterShiftedSums(DF df, const uint16_t* xb, int64_t n, int64_t width,
-                                    const float* first, float* s) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  hn::Vec<DF> t[kVectors];
-  for (int k = 0; k < kVectors; ++k) t[k] = hn::Zero(df);
-  for (int64_t r = 1; r < n; ++r) {
-#pragma GCC unroll 16
-    for (int k = 0; k < kVectors; ++k)
-      t[k] = hn::Add(t[k],
-                     hn::Sub(Widen(xb + r * width + k * lanes), hn::Load(df, first + k * lanes)));
-  }
-  for (int k = 0; k < kVectors; ++k) hn::Store(t[k], df, s + k * lanes);
-}
-
-// Pass 2: s = sum (x - mean), q = sum (x - mean)^2, prefetching a row of the
-// next block (next_rows of them) per row.
-template <int kVectors>
-HWY_INLINE void RegisterDeviations(DF df, const uint16_t* xb, int64_t n, int64_t width,
-                                   const float* mean, float* s, float* q, const uint16_t* next,
-                                   int64_t next_rows) {
-  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
-  hn::Vec<DF> a[kVectors], b[kVectors];
-  for (int k = 0; k < kVectors; ++k) a[k] = b[k] = hn::Zero(df);
-  for (int64_t r = 0; r < n; ++r) {
-    if (r < next_rows) PrefetchRangeAhead(next, r * width, width);
-#pragma GCC unroll 8
-    for (int k = 0; k < kVectors; ++k) {
-      const auto d = hn::Sub(Widen(xb + r * width + k * lanes), hn::Load(df, mean + k * lanes));
-      a[k] = hn::Add(a[k], d);
-      b[k] = hn::MulAdd(d, d, b[k]);
-    }
-  }
-  for (int k = 0; k < kVectors; ++k) {
-    hn::Store(a[k], df, s + k * lanes);
-    hn::Store(b[k], df, q + k * lanes);
-  }
-}
-
 // RowsMoments on rows of at least four whole vectors: both passes row by
 // row, in memory order, with each column's float sums in L1 arrays. Each
 // column adds its rows in order, as the column walk's <4, 1> groups do, so
@@ -537,13 +466,14 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
       hn::Store(Widen(xb + w), df, first + w);
       hn::Store(hn::Zero(df), df, s + w);
     }
-    if (width == 4 * lanes) {
-      RegisterShiftedSums<4>(df, xb, n, width, first, s);
-    } else if (width == 8 * lanes) {
-      RegisterShiftedSums<8>(df, xb, n, width, first, s);
-    } else if (width == kRegisterSumsMax * lanes) {
-      RegisterShiftedSums<kRegisterSumsMax>(df, xb, n, width, first, s);
-    } else {
+    // Rows of 4, 8 or 16 vectors: the sums in registers (register_sums-inl.h).
+    const auto shifted_sums = [&]<int K>() {
+      const auto shifted = [&](int64_t r, int k) {
+        return hn::Sub(Widen(xb + r * width + k * lanes), hn::Load(df, first + k * lanes));
+      };
+      RegisterSums<K>(df, 1, n, shifted, s);
+    };
+    if (!InRegisters<kRegisterSumsMax>(width / lanes, shifted_sums)) {
       for (int64_t r = 1; r < n; ++r)
         for (int64_t w = 0; w < width; w += lanes)
           hn::Store(hn::Add(hn::Load(df, s + w),
@@ -559,11 +489,17 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
     }
     const uint16_t* next = xb + n * width;
     const int64_t next_rows = std::min(kFloatBlock, rows - r0 - n);
-    if (width == 4 * lanes) {
-      RegisterDeviations<4>(df, xb, n, width, first, s, q, next, next_rows);
-    } else if (width == kRegisterSumsMax / 2 * lanes) {
-      RegisterDeviations<kRegisterSumsMax / 2>(df, xb, n, width, first, s, q, next, next_rows);
-    } else {
+    // Rows of 4 or 8 vectors: the sums in registers, a row of the next block
+    // prefetched per row as below.
+    const auto deviation_sums = [&]<int K>() {
+      const auto deviation = [&](int64_t r, int k) {
+        if (k == 0 && r < next_rows) PrefetchRangeAhead(next, r * width, width);
+        const auto d = hn::Sub(Widen(xb + r * width + k * lanes), hn::Load(df, first + k * lanes));
+        return std::pair{d, d};
+      };
+      RegisterSumAndDot<K>(df, 0, n, deviation, s, q);
+    };
+    if (!InRegisters<kRegisterSumsMax / 2>(width / lanes, deviation_sums)) {
       for (int64_t r = 0; r < n; ++r) {
         if (r < next_rows) PrefetchRangeAhead(next, r * width, width);
         for (int64_t w = 0; w < width; w += lanes) {
