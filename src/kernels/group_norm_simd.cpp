@@ -15,6 +15,7 @@
 #include "kernels/group_norm_loops.hpp"
 #include "kernels/rows_from_boundary.hpp"
 #include "kernels/load_tail-inl.h"
+#include "kernels/register_sums-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
@@ -213,13 +214,21 @@ void SpanGradInput(const float* x, const float* dy, const float* w, float* dx, i
 
 // Rows blocks: columns across the lanes.
 // Pass 1 goes row by row, so that memory is read in order (the pass that
-// goes to DRAM), its sums in an L1 array; pass 2 walks one column vector down
-// the block (from L2), its sums in registers.
+// goes to DRAM), its sums in registers on rows of 4, 8 or 16 whole vectors
+// (register_sums-inl.h), else in an L1 array; pass 2 walks one column vector
+// down the block (from L2), its sums in registers.
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
   const int64_t n = Lanes(d);
   alignas(64) float sum[kNormMaxWidth + kMaxLanes];
+  // Rows of 4, 8 or 16 whole vectors: the sums in registers.
+  const auto shifted_sums = [&]<int K>() {
+    const auto shifted = [&](int64_t r, int k) {
+      return hn::Sub(hn::LoadU(d, x + r * stride + k * n), hn::LoadU(d, x + k * n));
+    };
+    RegisterSums<K>(d, 0, rows, shifted, sum);
+  };
   if (width <= 2 * n) {
     // One or two vectors per row (a blocked16 unit): down each column in
     // registers, two add chains, which is memory order when rows are contiguous
@@ -236,19 +245,20 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
       if (r < rows) e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
       hn::Store(hn::Add(e0, e1), d, sum + w);
     }
-  } else {
+  } else if (!InRegisters<kRegisterSumsMax>(WholeVectors(d, width), shifted_sums)) {
     for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
-  }
-  for (int64_t r = 0; width > 2 * n && r < rows; ++r) {  // sums shifted by row 0
-    const float* xr = x + r * stride;
-    int64_t w = 0;
-    for (; w + n <= width; w += n)
-      hn::Store(hn::Add(hn::Load(d, sum + w), hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w))),
-                d, sum + w);
-    if (w < width) {
-      const int64_t count = width - w;
-      const V v = hn::Sub(LoadN(d, xr + w, count), LoadN(d, x + w, count));
-      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    for (int64_t r = 0; r < rows; ++r) {  // sums shifted by row 0
+      const float* xr = x + r * stride;
+      int64_t w = 0;
+      for (; w + n <= width; w += n)
+        hn::Store(
+            hn::Add(hn::Load(d, sum + w), hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w))), d,
+            sum + w);
+      if (w < width) {
+        const int64_t count = width - w;
+        const V v = hn::Sub(LoadN(d, xr + w, count), LoadN(d, x + w, count));
+        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+      }
     }
   }
   alignas(64) float buf[3 * kMaxLanes] = {};
@@ -344,14 +354,24 @@ void RowsNormalize(const float* x, float* y, int64_t rows, int64_t stride, int64
 }
 
 // Row by row, so that memory is read in order (this is the pass that goes to
-// DRAM), the per-column sums in L1 arrays: faster than walking down each
-// column (docs/performance.md, 'Kernel choices').
+// DRAM), the per-column sums in registers on rows of 4 or 8 whole vectors,
+// else in L1 arrays: faster than walking down each column
+// (docs/performance.md, 'Kernel choices').
 void RowsGradSums(const float* x, const float* dy, int64_t rows, int64_t stride, int64_t width,
                   const float* mean_p, double* sum_dy, double* sum_dy_xmu) {
   const D d;
   const int64_t n = Lanes(d);
   alignas(64) float s[kNormMaxWidth + kMaxLanes];
   alignas(64) float p[kNormMaxWidth + kMaxLanes];
+  // Rows of 4 or 8 whole vectors: the sums in registers.
+  const auto grad_sums = [&]<int K>() {
+    const auto g_and_xmu = [&](int64_t r, int k) {
+      const int64_t i = r * stride + k * n;
+      return std::pair{hn::LoadU(d, dy + i),
+                       hn::Sub(hn::LoadU(d, x + i), hn::LoadU(d, mean_p + k * n))};
+    };
+    RegisterSumAndDot<K>(d, 0, rows, g_and_xmu, s, p);
+  };
   if (width <= 2 * n) {
     // One or two vectors per row: down each column in registers (see RowsMoments).
     for (int64_t w = 0; w < width; w += n) {
@@ -376,27 +396,27 @@ void RowsGradSums(const float* x, const float* dy, int64_t rows, int64_t stride,
       hn::Store(hn::Add(s0, s1), d, s + w);
       hn::Store(hn::Add(p0, p1), d, p + w);
     }
-  } else {
+  } else if (!InRegisters<kRegisterSumsMax / 2>(WholeVectors(d, width), grad_sums)) {
     for (int64_t w = 0; w < width; w += n) {
       hn::Store(hn::Zero(d), d, s + w);
       hn::Store(hn::Zero(d), d, p + w);
     }
-  }
-  for (int64_t r = 0; width > 2 * n && r < rows; ++r) {
-    const int64_t row = r * stride;
-    int64_t w = 0;
-    for (; w + n <= width; w += n) {
-      const V g = hn::LoadU(d, dy + row + w);
-      const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
-      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
-      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
-    }
-    if (w < width) {
-      const int64_t count = width - w;
-      const V g = LoadN(d, dy + row + w, count);  // zero past count, so the products are too
-      const V xmu = hn::Sub(LoadN(d, x + row + w, count), LoadN(d, mean_p + w, count));
-      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
-      hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t row = r * stride;
+      int64_t w = 0;
+      for (; w + n <= width; w += n) {
+        const V g = hn::LoadU(d, dy + row + w);
+        const V xmu = hn::Sub(hn::LoadU(d, x + row + w), hn::LoadU(d, mean_p + w));
+        hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+        hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+      }
+      if (w < width) {
+        const int64_t count = width - w;
+        const V g = LoadN(d, dy + row + w, count);  // zero past count, so the products are too
+        const V xmu = hn::Sub(LoadN(d, x + row + w, count), LoadN(d, mean_p + w, count));
+        hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
+        hn::Store(hn::MulAdd(g, xmu, hn::Load(d, p + w)), d, p + w);
+      }
     }
   }
   for (int64_t k = 0; k < width; ++k) {
