@@ -493,17 +493,31 @@ void RowsAffineGradSums(const float* x, const float* dy, int64_t rows, int64_t s
     hn::Store(hn::Zero(d), d, s + w);
     hn::Store(hn::Zero(d), d, p + w);
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    const V mean = hn::Set(d, row_mean[r * stat_stride]);
-    const V invstd = hn::Set(d, row_invstd[r * stat_stride]);
-    for (int64_t w = 0; w < width; w += n) {
-      const int64_t i = r * stride + w, count = width - w;
-      const V g = LoadN(d, dy + i, count);  // zero past count, so the products are too
-      const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean), invstd);
-      hn::Store(hn::Add(hn::Load(d, s + w), g), d, s + w);
-      hn::Store(hn::MulAdd(g, xhat, hn::Load(d, p + w)), d, p + w);
+  // kRows rows from row r per load and store of the sums, added in row order
+  // (the same bits as one row at a time, with a quarter of the sums' traffic).
+  const auto add_rows = [&]<int kRows>(int64_t r) {
+    V mean[kRows], invstd[kRows];
+    for (int k = 0; k < kRows; ++k) {
+      mean[k] = hn::Set(d, row_mean[(r + k) * stat_stride]);
+      invstd[k] = hn::Set(d, row_invstd[(r + k) * stat_stride]);
     }
-  }
+    for (int64_t w = 0; w < width; w += n) {
+      const int64_t count = width - w;
+      V sv = hn::Load(d, s + w), pv = hn::Load(d, p + w);
+      for (int k = 0; k < kRows; ++k) {
+        const int64_t i = (r + k) * stride + w;
+        const V g = LoadN(d, dy + i, count);  // zero past count, so the products are too
+        const V xhat = hn::Mul(hn::Sub(LoadN(d, x + i, count), mean[k]), invstd[k]);
+        sv = hn::Add(sv, g);
+        pv = hn::MulAdd(g, xhat, pv);
+      }
+      hn::Store(sv, d, s + w);
+      hn::Store(pv, d, p + w);
+    }
+  };
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) add_rows.template operator()<4>(r);
+  for (; r < rows; ++r) add_rows.template operator()<1>(r);
   for (int64_t k = 0; k < width; ++k) {
     sum_dy[k] += s[k];
     sum_dy_xhat[k] += p[k];
