@@ -41,11 +41,18 @@ struct CpuInfo {
 // name. Throws Error naming the variable when one of them is not a size.
 const CpuInfo& cpu_info();
 
+// The most LLC a process can rely on per CPU it runs on. No x86 part gives a
+// core more than 12 MiB (Zen X3D: 96 MiB for 8 cores), so a guest that sees
+// more per CPU is seeing its host's cache, shared with the host's other
+// tenants (an Intel Xeon VM: 480 MiB for its 2 CPUs).
+constexpr int64_t kMaxLlcPerCpu = int64_t{16} << 20;
+
 // The share of an LLC of `instance` bytes shared by `sharing_cpus` logical CPUs
 // that a process on `process_cpus` of them can rely on when other tenants use
-// the rest: instance * process_cpus / sharing_cpus, never more than the
-// instance nor less than `floor` bytes; the instance itself when sharing_cpus
-// is 0 (unknown) or no more than process_cpus.
+// the rest: instance * process_cpus / sharing_cpus (the instance itself when
+// sharing_cpus is 0, unknown, or no more than process_cpus), then at most
+// kMaxLlcPerCpu * process_cpus; never more than the instance nor less than
+// `floor` bytes.
 int64_t llc_share(int64_t instance, int sharing_cpus, int process_cpus, int64_t floor);
 
 // The number of CPUs in a Linux CPU list ("0-3,8,10-11" -> 7), -1 when the text

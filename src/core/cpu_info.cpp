@@ -237,8 +237,10 @@ std::atomic<int64_t> g_l1d{0}, g_l2{0}, g_llc{0};  // set_cache_sizes' overrides
 }  // namespace
 
 int64_t llc_share(int64_t instance, int sharing_cpus, int process_cpus, int64_t floor) {
-  if (sharing_cpus <= 0 || process_cpus <= 0 || sharing_cpus <= process_cpus) return instance;
-  const int64_t share = instance / sharing_cpus * process_cpus;
+  if (process_cpus <= 0) return instance;
+  int64_t share = instance;
+  if (sharing_cpus > process_cpus) share = instance / sharing_cpus * process_cpus;
+  share = std::min(share, kMaxLlcPerCpu * process_cpus);
   return std::min(instance, std::max(share, floor));
 }
 

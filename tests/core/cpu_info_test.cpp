@@ -59,6 +59,12 @@ TEST(CpuInfo, LlcShareIsTheProcesssPartOfASharedCache) {
   EXPECT_EQ(llc_share(32 * mib, 0, 2, mib), 32 * mib);
   EXPECT_EQ(llc_share(32 * mib, 2, 2, mib), 32 * mib);
   EXPECT_EQ(llc_share(32 * mib, 8, 16, mib), 32 * mib);
+  // A guest's view of its host's 480 MiB L3, listed as its own 2 CPUs': 16 MiB a CPU.
+  EXPECT_EQ(llc_share(480 * mib, 2, 2, mib), 32 * mib);
+  EXPECT_EQ(llc_share(480 * mib, 0, 1, mib), 16 * mib);
+  EXPECT_EQ(llc_share(480 * mib, 240, 2, mib), 4 * mib);
+  // An X3D part's 96 MiB for 16 CPUs stays whole.
+  EXPECT_EQ(llc_share(96 * mib, 16, 16, mib), 96 * mib);
   // Never below the floor, never above the instance.
   EXPECT_EQ(llc_share(8 * mib, 64, 1, mib), mib);
   EXPECT_EQ(llc_share(mib / 2, 64, 1, mib), mib / 2);
