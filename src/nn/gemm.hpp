@@ -10,6 +10,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "bnlab/aligned.hpp"
+
 namespace bnlab::nn {
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -37,6 +39,10 @@ struct Bf16Result {
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, Bf16Operand a,
                int64_t lda, Bf16Operand b, int64_t ldb, float beta, Bf16Result c, int64_t ldc,
                const float* bias = nullptr);
+
+// `count` floats rounded to bf16 into `out` (grown to fit), over the threads;
+// returns out.data().
+uint16_t* round_to_bf16(const float* in, int64_t count, AlignedVector<uint16_t>& out);
 
 // The CPU engine every oneDNN primitive of the toolkit is created on.
 dnnl::engine& onednn_engine();

@@ -94,6 +94,7 @@ const Tensor& Linear::forward_formatted(const Tensor& input, MemoryFormat in, Me
   input_ = &input;
   in_format_ = in;
   out_format_ = out;
+  rounded_in_forward_ = false;
   if (n == 0) return output_;
   if (compute_precision() == ComputePrecision::bf16 || is_bf16(in) || is_bf16(out))
     return forward_bf16(input);
@@ -148,11 +149,18 @@ Bf16Result result(Tensor& t, MemoryFormat format) {
 }  // namespace
 
 // Under bf16 (bnlab/nn/precision.hpp): y = x W^T + b through the bf16
-// product, x and y float or bf16 as the formats say.
+// product, x and y float or bf16 as the formats say. W (and a float x) are
+// rounded here once for the backward's products too.
 const Tensor& Linear::forward_bf16(const Tensor& input) {
-  gemm_bf16(false, true, input.size(0), out_features, in_features, operand(input, in_format_),
-            in_features, Bf16Operand{.f32 = weight.value.data()}, in_features, 0.0f,
-            result(output_, out_format_), out_features, bias ? bias->value.data() : nullptr);
+  const int64_t n = input.size(0);
+  const uint16_t* w16 = round_to_bf16(weight.value.data(), weight.value.numel(), weight16_);
+  const Bf16Operand x = is_bf16(in_format_)
+                            ? operand(input, in_format_)
+                            : Bf16Operand{.bf16 = round_to_bf16(input.data(), n * in_features, input16_)};
+  gemm_bf16(false, true, n, out_features, in_features, x, in_features, Bf16Operand{.bf16 = w16},
+            in_features, 0.0f, result(output_, out_format_), out_features,
+            bias ? bias->value.data() : nullptr);
+  rounded_in_forward_ = true;
   return output_;
 }
 
@@ -187,21 +195,26 @@ const Tensor& Linear::backward(const Tensor& grad_output) {
   return grad_input_;
 }
 
-// The backward's three terms through the bf16 product; dy and dx float or
-// bf16 as the forward's formats say, dW and db float.
+// The backward's three terms through the bf16 product, on the forward's
+// bf16 W and x; dy and dx float or bf16 as its formats say, dW and db float.
 const Tensor& Linear::backward_bf16(const Tensor& grad_output) {
   const int64_t n = input_->size(0);
+  if (!rounded_in_forward_) {  // the forward ran in fp32: round what it read now
+    round_to_bf16(weight.value.data(), weight.value.numel(), weight16_);
+    if (!is_bf16(in_format_)) round_to_bf16(input_->data(), n * in_features, input16_);
+  }
   const Bf16Operand dy = operand(grad_output, out_format_);
   if (compute_grad_input) {
     grad_input_.resize(input_->shape());
     gemm_bf16(false, false, n, in_features, out_features, dy, out_features,
-              Bf16Operand{.f32 = weight.value.data()}, in_features, 0.0f,
+              Bf16Operand{.bf16 = weight16_.data()}, in_features, 0.0f,
               result(grad_input_, in_format_), in_features);
   } else {
     grad_input_.resize(kNoGradInputShape);
   }
   gemm_bf16(true, false, out_features, in_features, n, dy, out_features,
-            operand(*input_, in_format_), in_features, 1.0f,
+            is_bf16(in_format_) ? operand(*input_, in_format_) : Bf16Operand{.bf16 = input16_.data()},
+            in_features, 1.0f,
             Bf16Result{.f32 = weight.grad.data()}, in_features);
   if (bias) {
     float* db = bias->grad.data();

@@ -2,6 +2,7 @@
 // product Linear runs in bf16 (nn/gemm.hpp).
 #include "bnlab/nn/precision.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <tuple>
@@ -11,6 +12,7 @@
 #include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
+#include "core/parallel.hpp"
 #include "nn/gemm.hpp"
 
 namespace bnlab::nn {
@@ -66,10 +68,7 @@ namespace {
 // same layout (the product reads it with the same strides).
 uint16_t* rounded(const float* in, int64_t rows, int64_t cols, int64_t ld,
                   AlignedVector<uint16_t>& out) {
-  const int64_t count = rows == 0 ? 0 : (rows - 1) * ld + cols;
-  if (out.size() < static_cast<size_t>(count)) out.resize(static_cast<size_t>(count));
-  floats_to_bf16(in, out.data(), count);
-  return out.data();
+  return round_to_bf16(in, rows == 0 ? 0 : (rows - 1) * ld + cols, out);
 }
 
 // One matmul primitive per product shape, strides, accumulation, result type and bias.
@@ -81,6 +80,19 @@ struct BfGemm {
 };
 
 }  // namespace
+
+// Chunks of 16 Ki values over the threads: a weight matrix rounded on one
+// thread kept the others waiting (docs/performance.md, bf16 training on AMX).
+uint16_t* round_to_bf16(const float* in, int64_t count, AlignedVector<uint16_t>& out) {
+  if (out.size() < static_cast<size_t>(count)) out.resize(static_cast<size_t>(count));
+  constexpr int64_t kChunk = 1 << 14;
+  uint16_t* to = out.data();
+  parallel_for((count + kChunk - 1) / kChunk, count, [&](int64_t i) {
+    const int64_t begin = i * kChunk;
+    floats_to_bf16(in + begin, to + begin, std::min(kChunk, count - begin));
+  });
+  return to;
+}
 
 void gemm_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
                int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {

@@ -15,6 +15,7 @@
 #include "bnlab/nn/layers.hpp"
 #include "bnlab/nn/precision.hpp"
 #include "grad_check.hpp"
+#include "nn/gemm.hpp"
 
 namespace bnlab::nn {
 namespace {
@@ -84,6 +85,44 @@ TEST_F(Bf16Precision, LinearRoundsItsInputsToBf16AndAccumulatesInFloat) {
         return std::make_unique<Linear>(96, 40, true, gen);
       },
       {17, 96});
+}
+
+// Larger than one chunk of the threaded rounding (16 Ki values), in weight and input.
+TEST_F(Bf16Precision, LinearRoundsLargeOperandsOverTheThreads) {
+  check_rounding_is_the_only_change(
+      [] {
+        Generator gen(3);
+        return std::make_unique<Linear>(1000, 70, false, gen);
+      },
+      {37, 1000});
+}
+
+TEST_F(Bf16Precision, RoundToBf16RoundsEveryValueAcrossChunks) {
+  for (int64_t count : {0, 1, 16383, 16384, 16385, 70001}) {
+    const Tensor x = random_tensor({count}, 11);
+    AlignedVector<uint16_t> out;
+    const uint16_t* got = round_to_bf16(x.data(), count, out);
+    for (int64_t i = 0; i < count; ++i)
+      ASSERT_EQ(got[i], float_to_bf16(x[i])) << "count " << count << ", value " << i;
+  }
+}
+
+// A bf16 backward after an fp32 forward rounds the weight and input it has
+// then, so it equals the backward of a bf16 forward.
+TEST_F(Bf16Precision, LinearBf16BackwardAfterAnFp32Forward) {
+  Generator g1(4), g2(4);
+  Linear a(50, 30, true, g1), b(50, 30, true, g2);
+  const Tensor x = random_tensor({9, 50}, 12);
+  const Tensor dy = random_tensor({9, 30}, 13);
+  set_compute_precision(ComputePrecision::bf16);
+  const Results want = run(a, a.weight, x, dy);
+  set_compute_precision(ComputePrecision::fp32);
+  b.weight.grad.fill(0.0f);
+  b.forward(x);
+  set_compute_precision(ComputePrecision::bf16);
+  const Tensor dx = b.backward(dy);
+  EXPECT_EQ(worst_relative(dx, want.dx), 0.0);
+  EXPECT_EQ(worst_relative(b.weight.grad, want.dw), 0.0);
 }
 
 TEST_F(Bf16Precision, Conv2dRoundsItsInputsToBf16AndAccumulatesInFloat) {

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
 #include "bnlab/nn/module.hpp"
 #include "bnlab/nn/precision.hpp"
@@ -52,6 +53,8 @@ class Linear : public Module {
   const Tensor& backward_bf16(const Tensor& grad_output);
   Shape checked_input_shape_;  // the last input shape validated (no Shape built per step)
   Tensor output_, grad_input_;
+  AlignedVector<uint16_t> weight16_, input16_;  // the last bf16 forward's W and float x, rounded
+  bool rounded_in_forward_ = false;               // whether the last forward filled them
 };
 
 // 2-D convolution, square kernel, NCHW tensors; oneDNN's convolution
