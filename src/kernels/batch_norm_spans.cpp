@@ -31,16 +31,19 @@ struct SpanPlan {
   int64_t channel(int64_t u) const { return (u / blocks) % c; }
 };
 
-// Channel by channel pays when x alone overflows the LLC, there are channels
-// enough for the threads, and a channel's x and dy slices fit a thread's share
-// of the cache (cache_thresholds.hpp; docs/performance.md, 'Kernel choices').
+// Channel by channel pays when there are channels enough for the threads and
+// either x alone overflows the LLC and a channel's x and dy slices fit a
+// thread's share of it, or those slices fit in L2 (cache_thresholds.hpp;
+// docs/performance.md, 'Kernel choices').
 constexpr int64_t kByChannelMinChannels = 16;
 
 bool backward_by_channel_pays(const BatchNormShape& sh) {
   const CacheThresholds t = cache_thresholds();
+  const int64_t slice = 2 * sh.per_channel() * static_cast<int64_t>(sizeof(float));
+  const bool past_llc = slice <= t.by_channel_slice_bytes &&
+                        sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
   return uses_spans(sh) && sh.c >= kByChannelMinChannels &&
-         2 * sh.per_channel() * static_cast<int64_t>(sizeof(float)) <= t.by_channel_slice_bytes &&
-         sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
+         (past_llc || slice <= t.by_channel_l2_slice_bytes);
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 //    output would not be read back from cache; streaming skips reading its lines);
 //  - channel by channel (channels-first backward): when x alone overflows the
 //    LLC and a channel's x and dy fit an eighth of it (each thread's slice stays
-//    cached between the sums and dx, with room for the other threads' slices);
+//    cached between the sums and dx, with room for the other threads' slices),
+//    or whatever the LLC holds, when a channel's x and dy fit half of L2 (dx
+//    then reads them from L2, not the LLC);
 //  - block by block (blocked16 backward): when x overflows the LLC and a block
 //    of 16 channels' x and dy fit half of it;
 //  - GroupNorm/LayerNorm rows backward: a block of rows' x and dy within a
@@ -32,6 +34,7 @@ struct CacheThresholds {
   int64_t stream_bytes;               // stream when x + output bytes exceed this
   int64_t by_channel_bytes;           // by channel / block only when x bytes exceed this
   int64_t by_channel_slice_bytes;     // ... and a channel's x + dy bytes fit this
+  int64_t by_channel_l2_slice_bytes;  // by channel too when a channel's x + dy bytes fit this
   int64_t by_block_bytes;             // ... and a 16-channel block's x + dy bytes fit this
   int64_t norm_row_block_bytes;       // GroupNorm rows backward: x + dy of a block of rows
   int64_t norm_max_part_bytes;        // GroupNorm rows backward: the chunks' column sums
@@ -45,6 +48,7 @@ inline CacheThresholds cache_thresholds() {
   return {.stream_bytes = caches.llc,
           .by_channel_bytes = caches.llc,
           .by_channel_slice_bytes = caches.llc / 8,
+          .by_channel_l2_slice_bytes = caches.l2 / 2,
           .by_block_bytes = caches.llc / 2,
           .norm_row_block_bytes = caches.l2 / 4,
           .norm_max_part_bytes = caches.llc / 2,

@@ -30,6 +30,8 @@ class ScopedCacheSizes {
 constexpr int64_t kHugeLlc = int64_t{1}
                              << 30;  // every test tensor fits: memory order, plain stores
 constexpr int64_t kTinyLlc = int64_t{32} << 10;  // none fits: by channel / block, streaming
+constexpr int64_t kTinyL2 = int64_t{4} << 10;    // no channel's x and dy fit half of it
+constexpr int64_t kLargeL2 = int64_t{4} << 20;   // every test channel's x and dy fit half of it
 
 TEST(CacheThresholds, FollowTheCacheSizes) {
   ScopedCacheSizes sizes({0, int64_t{2} << 20, int64_t{64} << 20});
@@ -37,6 +39,7 @@ TEST(CacheThresholds, FollowTheCacheSizes) {
   EXPECT_EQ(t.stream_bytes, int64_t{64} << 20);
   EXPECT_EQ(t.by_channel_bytes, int64_t{64} << 20);
   EXPECT_EQ(t.by_channel_slice_bytes, int64_t{8} << 20);
+  EXPECT_EQ(t.by_channel_l2_slice_bytes, int64_t{1} << 20);
   EXPECT_EQ(t.by_block_bytes, int64_t{32} << 20);
   EXPECT_EQ(t.norm_row_block_bytes, int64_t{512} << 10);
   EXPECT_EQ(t.norm_min_tile_block_bytes, int64_t{256} << 10);
@@ -97,13 +100,22 @@ TEST(CacheThresholds, BatchNormResultsAreIdenticalWhicheverWalkIsChosen) {
     for (const std::string& variant : kernel_variants()) {
       SCOPED_TRACE(describe(sh) + " variant " + variant);
       ScopedKernelVariant use(variant);
-      BatchNormOutputs in_cache, beyond_cache;
+      BatchNormOutputs in_cache, beyond_cache, in_l2;
       {
-        ScopedCacheSizes sizes({0, 0, kHugeLlc});
+        ScopedCacheSizes sizes({0, kTinyL2, kHugeLlc});
         const kernels::CacheThresholds t = kernels::cache_thresholds();
         ASSERT_LE(2 * sh.numel() * 4, t.stream_bytes);  // plain stores, memory order
+        if (sh.layout == Layout::channels_first) {
+          ASSERT_GT(2 * sh.per_channel() * 4, t.by_channel_l2_slice_bytes);
+        }
         in_cache = run_batch_norm(sh, x, dy, weight, bias);
       }
+      {
+        // Channels-first by channel with plain stores: the channel's slices fit in L2.
+        ScopedCacheSizes sizes({0, kLargeL2, kHugeLlc});
+        in_l2 = run_batch_norm(sh, x, dy, weight, bias);
+      }
+      expect_same(in_cache, in_l2);
       {
         ScopedCacheSizes sizes({0, 0, kTinyLlc});
         const kernels::CacheThresholds t = kernels::cache_thresholds();
