@@ -154,9 +154,10 @@ Bf16Result result(Tensor& t, MemoryFormat format) {
 const Tensor& Linear::forward_bf16(const Tensor& input) {
   const int64_t n = input.size(0);
   const uint16_t* w16 = round_to_bf16(weight.value.data(), weight.value.numel(), weight16_);
-  const Bf16Operand x = is_bf16(in_format_)
-                            ? operand(input, in_format_)
-                            : Bf16Operand{.bf16 = round_to_bf16(input.data(), n * in_features, input16_)};
+  const Bf16Operand x =
+      is_bf16(in_format_)
+          ? operand(input, in_format_)
+          : Bf16Operand{.bf16 = round_to_bf16(input.data(), n * in_features, input16_)};
   gemm_bf16(false, true, n, out_features, in_features, x, in_features, Bf16Operand{.bf16 = w16},
             in_features, 0.0f, result(output_, out_format_), out_features,
             bias ? bias->value.data() : nullptr);
@@ -204,6 +205,8 @@ const Tensor& Linear::backward_bf16(const Tensor& grad_output) {
     if (!is_bf16(in_format_)) round_to_bf16(input_->data(), n * in_features, input16_);
   }
   const Bf16Operand dy = operand(grad_output, out_format_);
+  const Bf16Operand x = is_bf16(in_format_) ? operand(*input_, in_format_)
+                                            : Bf16Operand{.bf16 = input16_.data()};
   if (compute_grad_input) {
     grad_input_.resize(input_->shape());
     gemm_bf16(false, false, n, in_features, out_features, dy, out_features,
@@ -212,9 +215,7 @@ const Tensor& Linear::backward_bf16(const Tensor& grad_output) {
   } else {
     grad_input_.resize(kNoGradInputShape);
   }
-  gemm_bf16(true, false, out_features, in_features, n, dy, out_features,
-            is_bf16(in_format_) ? operand(*input_, in_format_) : Bf16Operand{.bf16 = input16_.data()},
-            in_features, 1.0f,
+  gemm_bf16(true, false, out_features, in_features, n, dy, out_features, x, in_features, 1.0f,
             Bf16Result{.f32 = weight.grad.data()}, in_features);
   if (bias) {
     float* db = bias->grad.data();
