@@ -285,32 +285,12 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   // Pass 1, row by row so that memory is read in order (the pass that goes to
   // DRAM): shifted sums per column, shift = the block's first row.
   alignas(64) float sum[kRowsMaxWidth + kMaxLanes];
-  // Rows of 4, 8 or 16 whole vectors: the sums in registers.
-  const auto shifted_sums = [&]<int K>() {
-    const auto shifted = [&](int64_t r, int k) {
-      return hn::Sub(hn::LoadU(d, x + r * stride + k * n), hn::LoadU(d, x + k * n));
-    };
-    RegisterSums<K>(d, 0, rows, shifted, sum);
-  };
   if (width == n) {
     NarrowShiftedSums<1>(d, x, rows, stride, sum);
   } else if (width == 2 * n) {
     NarrowShiftedSums<2>(d, x, rows, stride, sum);
-  } else if (!InRegisters<kRegisterSumsMax>(WholeVectors(d, width), shifted_sums)) {
-    for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* xr = x + r * stride;
-      int64_t w = 0;
-      for (; w + n <= width; w += n) {
-        const V v = hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w));
-        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
-      }
-      if (w < width) {
-        const size_t count = static_cast<size_t>(width - w);
-        const V v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
-        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
-      }
-    }
+  } else {
+    ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
   // Pass 2, column vector by column vector, from L1 or L2: deviations from the
   // mean. When the rows are contiguous, it prefetches the block that follows,

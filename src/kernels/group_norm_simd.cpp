@@ -222,13 +222,6 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   const D d;
   const int64_t n = Lanes(d);
   alignas(64) float sum[kNormMaxWidth + kMaxLanes];
-  // Rows of 4, 8 or 16 whole vectors: the sums in registers.
-  const auto shifted_sums = [&]<int K>() {
-    const auto shifted = [&](int64_t r, int k) {
-      return hn::Sub(hn::LoadU(d, x + r * stride + k * n), hn::LoadU(d, x + k * n));
-    };
-    RegisterSums<K>(d, 0, rows, shifted, sum);
-  };
   if (width <= 2 * n) {
     // One or two vectors per row (a blocked16 unit): down each column in
     // registers, two add chains, which is memory order when rows are contiguous
@@ -245,21 +238,8 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
       if (r < rows) e0 = hn::Add(e0, hn::Sub(LoadN(d, x + r * stride + w, count), base));
       hn::Store(hn::Add(e0, e1), d, sum + w);
     }
-  } else if (!InRegisters<kRegisterSumsMax>(WholeVectors(d, width), shifted_sums)) {
-    for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
-    for (int64_t r = 0; r < rows; ++r) {  // sums shifted by row 0
-      const float* xr = x + r * stride;
-      int64_t w = 0;
-      for (; w + n <= width; w += n)
-        hn::Store(
-            hn::Add(hn::Load(d, sum + w), hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w))), d,
-            sum + w);
-      if (w < width) {
-        const int64_t count = width - w;
-        const V v = hn::Sub(LoadN(d, xr + w, count), LoadN(d, x + w, count));
-        hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
-      }
-    }
+  } else {
+    ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
   alignas(64) float buf[3 * kMaxLanes] = {};
   const double inv_rows = 1.0 / static_cast<double>(rows);

@@ -17,6 +17,8 @@
 
 #include <utility>
 
+#include "kernels/load_tail-inl.h"
+
 HWY_BEFORE_NAMESPACE();
 namespace bnlab::kernels {
 namespace HWY_NAMESPACE {
@@ -92,6 +94,38 @@ HWY_INLINE bool InRegisters(int64_t vectors, const Sums& sums) {
     if (vectors == 16) return sums.template operator()<16>(), true;
   }
   return false;
+}
+
+// The first pass of the float rows moments: sum[w] = the sum over rows r of
+// x[r*stride + w] - x[w] (shifted by row 0), in registers on rows of 4, 8 or
+// 16 whole vectors, else in `sum` itself, zeroed here, row by row (a masked
+// tail where the row ends within a vector). Both add each column's rows in
+// order, so the results are the same bits.
+HWY_INLINE void ShiftedRowSums(hwy::HWY_NAMESPACE::ScalableTag<float> d, const float* x,
+                               int64_t rows, int64_t stride, int64_t width, float* sum) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  const auto in_registers = [&]<int K>() {
+    const auto shifted = [&](int64_t r, int k) {
+      return hn::Sub(hn::LoadU(d, x + r * stride + k * n), hn::LoadU(d, x + k * n));
+    };
+    RegisterSums<K>(d, 0, rows, shifted, sum);
+  };
+  if (InRegisters<kRegisterSumsMax>(WholeVectors(d, width), in_registers)) return;
+  for (int64_t w = 0; w < width; w += n) hn::Store(hn::Zero(d), d, sum + w);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * stride;
+    int64_t w = 0;
+    for (; w + n <= width; w += n) {
+      const auto v = hn::Sub(hn::LoadU(d, xr + w), hn::LoadU(d, x + w));
+      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    }
+    if (w < width) {
+      const size_t count = static_cast<size_t>(width - w);
+      const auto v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
+      hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
+    }
+  }
 }
 
 }  // namespace HWY_NAMESPACE
