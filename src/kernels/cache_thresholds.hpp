@@ -17,7 +17,9 @@
 //  - GroupNorm/LayerNorm rows backward: a block of rows' x and dy within a
 //    quarter of L2 (read again for the affine sums), the chunks' column sums
 //    within half the LLC; channels-last tiles of at least an eighth of L2 per
-//    rows block (the second pass from L2).
+//    rows block (the second pass from L2); channels-last samples larger than
+//    7/8 of L2 shared by a team of threads when each one's share fits it (the
+//    normalize pass then reads each share from its thread's L2, not the LLC).
 // The walks' choices do not change results (the BN tests check it). The float-sum
 // blocks of BN (kSpanBlock, kRowsBlock, the rows view's kMinBlockRows) stay fixed;
 // GroupNorm's L2-sized blocks move where its float sums start, so its last bits
@@ -39,6 +41,7 @@ struct CacheThresholds {
   int64_t norm_row_block_bytes;       // GroupNorm rows backward: x + dy of a block of rows
   int64_t norm_max_part_bytes;        // GroupNorm rows backward: the chunks' column sums
   int64_t norm_min_tile_block_bytes;  // GroupNorm channels-last: a rows block of a tile, at least
+  int64_t norm_team_share_bytes;  // GroupNorm channels-last forward: a thread's share of a sample
 };
 
 // From cache_sizes() on each call: a few loads and shifts, so that
@@ -52,7 +55,8 @@ inline CacheThresholds cache_thresholds() {
           .by_block_bytes = caches.llc / 2,
           .norm_row_block_bytes = caches.l2 / 4,
           .norm_max_part_bytes = caches.llc / 2,
-          .norm_min_tile_block_bytes = caches.l2 / 8};
+          .norm_min_tile_block_bytes = caches.l2 / 8,
+          .norm_team_share_bytes = caches.l2 * 7 / 8};
 }
 
 }  // namespace bnlab::kernels

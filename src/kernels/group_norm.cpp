@@ -15,8 +15,9 @@
 //  - channels-last and blocked16: one task per sample, its s rows of c
 //    channels walked as column tiles (up to 256 channels of each row, or a
 //    blocked16 unit of 16): per-channel moments merged into the groups, then
-//    the normalize pass over the sample, from the LLC while two samples fit
-//    (3.2 MiB each at 256x56x56). A batch of one sample runs on one thread.
+//    the normalize pass over the sample. A sample that overflows a thread's
+//    L2 (3.2 MiB at 256x56x56) is cut into parts by rows and shared by a team
+//    of threads, each reading its parts back from its own L2 (sample_plan).
 // Statistics: blocks of at most kNormBlock values summed in float, merged in
 // double with Chan et al.'s update
 //   n = na + nb, delta = mean_b - mean_a,
@@ -32,6 +33,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <string>
 
 #include "bnlab/aligned.hpp"
@@ -67,6 +69,7 @@ struct NormWorkspace {
   AlignedVector<float> floats;
   AlignedVector<double> task_doubles;  // a worker's per-task scratch
   AlignedVector<float> task_floats;
+  AlignedVector<double> sample_sums;  // by_sample's part sums
   static double* grow(AlignedVector<double>& v, int64_t count) {
     if (v.size() < static_cast<size_t>(count)) v.resize(static_cast<size_t>(count));
     return v.data();
@@ -140,18 +143,19 @@ Tile tile_at(const GroupNormShape& sh, int64_t t) {
   return {first, sh.c, std::min(kNormMaxWidth, sh.c - first), first};
 }
 
-// Per-channel mean and m2 over one sample's s rows (channels-last, blocked16).
-void sample_channel_moments(const float* sample, const GroupNormShape& sh, double* mean,
-                            double* m2) {
+// Per-channel mean and m2 over rows [r0, r1) of one sample (channels-last,
+// blocked16): mean at mean[0..c), m2 at mean[c..2c).
+void rows_channel_moments(const float* sample, const GroupNormShape& sh, int64_t r0, int64_t r1,
+                          double* mean) {
   double block_mean[kNormMaxWidth], block_m2[kNormMaxWidth];
   for (int64_t t = 0; t < tile_count(sh); ++t) {
     const Tile tile = tile_at(sh, t);
     const int64_t block_rows = rows_per_block(tile.width);
     double* tm = mean + tile.first_channel;
-    double* tq = m2 + tile.first_channel;
+    double* tq = mean + sh.c + tile.first_channel;
     double count = 0.0;
-    for (int64_t r = 0; r < sh.s; r += block_rows) {
-      const int64_t br = std::min(block_rows, sh.s - r);
+    for (int64_t r = r0; r < r1; r += block_rows) {
+      const int64_t br = std::min(block_rows, r1 - r);
       const bool first = count == 0.0;  // the first block lands in place
       loops().rows_moments(sample + tile.offset + r * tile.stride, br, tile.stride, tile.width,
                            first ? tm : block_mean, first ? tq : block_m2);
@@ -168,6 +172,66 @@ void sample_channel_moments(const float* sample, const GroupNormShape& sh, doubl
       count += static_cast<double>(br);
     }
   }
+}
+
+// A channels-last or blocked16 kernel that reads `bytes` of each sample twice
+// cuts a sample's rows into parts when those overflow a thread's share of L2:
+// by shape and cache size alone, not by thread count, and the sums of each
+// part are merged in part order, whichever thread took it. The parts let a
+// team of threads share a sample (by_sample), so that the second pass reads
+// each member's share (or the parts it read last) back from the member's L2,
+// not from the LLC. A sample that fits stays whole and on one thread.
+constexpr int64_t kMaxSampleParts = 8;
+constexpr int64_t kMinPartRows = 64;
+struct SamplePlan {
+  int64_t parts = 1;
+  int team = 1;  // threads that share each sample
+};
+SamplePlan sample_plan(const GroupNormShape& sh, int64_t bytes) {
+  const int64_t budget = cache_thresholds().norm_team_share_bytes;
+  if (budget <= 0 || bytes <= budget) return {};
+  const int64_t parts = std::clamp<int64_t>(sh.s / kMinPartRows, 1, kMaxSampleParts);
+  const int64_t team = std::min<int64_t>({(bytes + budget - 1) / budget, num_threads(), parts});
+  return {parts, static_cast<int>(team)};
+}
+int64_t part_first_row(const GroupNormShape& sh, int64_t parts, int64_t p) {
+  return sh.s * p / parts;
+}
+
+// A two-pass channels-last or blocked16 kernel over the samples: first(i, p,
+// sums) fills the part_doubles sums of part p of sample i; once every part's
+// are in, second(i, sums, p0, p1, member) merges them (part p's at
+// sums + p * part_doubles) and makes the second pass over parts [p0, p1).
+// A team of plan.team threads shares each sample, each member taking its
+// share of the parts in both passes. A member can be one sample ahead of its team at
+// most, so the sums of consecutive samples alternate between two buffers.
+template <class First, class Second>
+void by_sample(const GroupNormShape& sh, const SamplePlan& plan, int64_t part_doubles, int64_t work,
+               First&& first, Second&& second) {
+  const int team = plan.team;
+  const int64_t parts = plan.parts, buffer = parts * part_doubles;
+  if (team == 1) {
+    parallel_for(sh.n, work, [&](int64_t i) {
+      double* sums = NormWorkspace::grow(t_norm_workspace.sample_sums, buffer);
+      for (int64_t p = 0; p < parts; ++p) first(i, p, sums + p * part_doubles);
+      second(i, sums, int64_t{0}, parts, 0);
+    });
+    return;
+  }
+  const int max_teams = std::max(num_threads() / team, 1);
+  double* shared = NormWorkspace::grow(t_norm_workspace.sample_sums, 2 * max_teams * buffer);
+  std::unique_ptr<TeamRendezvous[]> rendezvous(new TeamRendezvous[max_teams]);
+  parallel_teams(team, [&](int t, int member, int size, int teams) {
+    const int64_t p0 = parts * member / size, p1 = parts * (member + 1) / size;
+    int64_t round = 0;
+    for (int64_t i = t; i < sh.n; i += teams, ++round) {
+      double* sums = shared + (2 * t + round % 2) * buffer;
+      for (int64_t p = p0; p < p1; ++p) first(i, p, sums + p * part_doubles);
+      rendezvous[t].arrive();
+      rendezvous[t].wait_round(round, size);
+      second(i, sums, p0, p1, member);
+    }
+  });
 }
 
 // Channels-first spans shorter than this take the rows path (see the top).
@@ -199,8 +263,8 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
     const double invstd = 1.0 / std::sqrt(st.m2 / st.count + eps);
     *mean_f = static_cast<float>(st.mean);
     *invstd_f = static_cast<float>(invstd);
-    if (save_mean != nullptr) save_mean[ig] = *mean_f;
-    if (save_invstd != nullptr) save_invstd[ig] = *invstd_f;
+    if (save_mean != nullptr && ig >= 0) save_mean[ig] = *mean_f;
+    if (save_invstd != nullptr && ig >= 0) save_invstd[ig] = *invstd_f;
     return invstd;
   };
 
@@ -236,22 +300,34 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
     return;
   }
 
-  // channels-last and blocked16: a sample per task.
-  parallel_for(sh.n, sh.numel(), [&](int64_t i) {
-    NormWorkspace& ws = t_norm_workspace;
-    double* col_mean = NormWorkspace::grow(ws.task_doubles, 2 * sh.c);
-    double* col_m2 = col_mean + sh.c;
-    float* mean_cols = NormWorkspace::grow(ws.task_floats, 3 * sh.c);
+  // channels-last and blocked16: a sample per task, or per team of threads.
+  const SamplePlan plan = sample_plan(sh, sh.c * sh.s * static_cast<int64_t>(sizeof(float)));
+  const int64_t parts = plan.parts;
+  // Merges a sample's part moments (parts of 2c doubles) into the groups'
+  // statistics, and fills the normalize coefficients (3c floats: the mean
+  // per channel, scale, shift); save: this thread writes save_mean/_invstd.
+  auto finish_sample = [&](int64_t i, const double* part_moments, float* coefficients, bool save) {
+    double* col = NormWorkspace::grow(t_norm_workspace.task_doubles, 2 * sh.c);
+    std::copy(part_moments, part_moments + 2 * sh.c, col);
+    for (int64_t p = 1; p < parts; ++p) {
+      const double count = static_cast<double>(part_first_row(sh, parts, p));
+      const double rows = static_cast<double>(part_first_row(sh, parts, p + 1)) - count;
+      const double* pm = part_moments + 2 * sh.c * p;
+      for (int64_t j = 0; j < sh.c; ++j) {
+        const double delta = pm[j] - col[j];
+        col[j] += delta * rows / (count + rows);
+        col[sh.c + j] += pm[sh.c + j] + delta * delta * count * rows / (count + rows);
+      }
+    }
+    float* mean_cols = coefficients;
     float* scale = mean_cols + sh.c;
     float* shift = scale + sh.c;
-    const float* sample = x + i * sh.c * sh.s;
-    sample_channel_moments(sample, sh, col_mean, col_m2);
     for (int64_t g = 0; g < groups; ++g) {
       Stat st;
       for (int64_t j = g * cg; j < (g + 1) * cg; ++j)
-        st.merge(static_cast<double>(sh.s), col_mean[j], col_m2[j]);
+        st.merge(static_cast<double>(sh.s), col[j], col[sh.c + j]);
       float mean_f, invstd_f;
-      const double invstd = finish_group(st, i * groups + g, &mean_f, &invstd_f);
+      const double invstd = finish_group(st, save ? i * groups + g : -1, &mean_f, &invstd_f);
       for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
         scale[j] = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
         const SplitMean split = split_mean(st.mean, scale[j], bias != nullptr ? bias[j] : 0.0);
@@ -259,15 +335,33 @@ void forward(const float* x, const GroupNormShape& sh, const float* weight, cons
         shift[j] = split.shift;
       }
     }
+  };
+  auto normalize_rows = [&](int64_t i, int64_t r0, int64_t r1, const float* coefficients) {
+    const float* sample = x + i * sh.c * sh.s;
     float* out = y + i * sh.c * sh.s;
     for (int64_t t = 0; t < tile_count(sh); ++t) {
       const Tile tile = tile_at(sh, t);
-      const int64_t j = tile.first_channel;
-      loops().rows_normalize(sample + tile.offset, out + tile.offset, sh.s, tile.stride, tile.width,
-                             mean_cols + j, scale + j, shift + j, stream);
+      const int64_t j = tile.first_channel, off = tile.offset + r0 * tile.stride;
+      loops().rows_normalize(sample + off, out + off, r1 - r0, tile.stride, tile.width,
+                             coefficients + j, coefficients + sh.c + j, coefficients + 2 * sh.c + j,
+                             stream);
     }
-    if (stream) loops().store_fence();
-  });
+  };
+  const int64_t part_doubles = 2 * sh.c;  // per channel: mean, then m2
+  by_sample(
+      sh, plan, part_doubles, sh.numel(),
+      [&](int64_t i, int64_t p, double* moments) {
+        rows_channel_moments(x + i * sh.c * sh.s, sh, part_first_row(sh, parts, p),
+                             part_first_row(sh, parts, p + 1), moments);
+      },
+      [&](int64_t i, const double* moments, int64_t p0, int64_t p1, int member) {
+        float* coefficients = NormWorkspace::grow(t_norm_workspace.task_floats, 3 * sh.c);
+        finish_sample(i, moments, coefficients, member == 0);
+        for (int64_t p = p1; p-- > p0;)  // the parts read last first: they are in L2
+          normalize_rows(i, part_first_row(sh, parts, p), part_first_row(sh, parts, p + 1),
+                         coefficients);
+        if (stream) loops().store_fence();
+      });
 }
 
 // dx = a*g + b*(x - mean) + c with, per (sample, group), sum_g = sum(w*dy) and
@@ -383,12 +477,14 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
   double* sum_dy = NormWorkspace::grow(t_norm_workspace.doubles, 2 * sh.n * c);
   double* sum_dyx = sum_dy + sh.n * c;
   // The group's sums of w*dy and w*dy*(x - mean) from its channels' sums.
-  auto group_sums = [&](int64_t i, int64_t g, double* sum_g, double* sum_gx) {
+  // (s_dy, s_dyx: the sample's sums per channel).
+  auto group_sums = [&](const double* s_dy, const double* s_dyx, int64_t g, double* sum_g,
+                        double* sum_gx) {
     *sum_g = *sum_gx = 0.0;
     for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
       const double w = weight != nullptr ? weight[j] : 1.0;
-      *sum_g += w * sum_dy[i * c + j];
-      *sum_gx += w * sum_dyx[i * c + j];
+      *sum_g += w * s_dy[j];
+      *sum_gx += w * s_dyx[j];
     }
   };
 
@@ -404,7 +500,7 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
       }
       if (dx == nullptr) return;
       double sum_g, sum_gx;
-      group_sums(i, g, &sum_g, &sum_gx);
+      group_sums(sum_dy + i * c, sum_dyx + i * c, g, &sum_g, &sum_gx);
       const double invstd = save_invstd[ig];
       const DxCoefficients co = dx_coefficients(invstd, sum_g, sum_gx, m);
       for (int64_t j = j0; j < j0 + cg; ++j) {
@@ -416,48 +512,73 @@ void backward(const float* x, const float* dy, const GroupNormShape& sh, const f
       if (stream) loops().store_fence();
     });
   } else {
-    parallel_for(sh.n, 3 * sh.numel(), [&](int64_t i) {
-      NormWorkspace& ws = t_norm_workspace;
-      float* mean_cols = NormWorkspace::grow(ws.task_floats, 4 * c);
-      float* a = mean_cols + c;
-      float* b = a + c;
-      float* cst = b + c;
+    // Per part, as the forward's moments: sum dy, then sum dy*(x - mean), per channel.
+    const int64_t twice_read =
+        (dx != nullptr ? 2 : 0) * c * sh.s * static_cast<int64_t>(sizeof(float));
+    const SamplePlan plan = sample_plan(sh, twice_read);
+    const int64_t parts = plan.parts, part_doubles = 2 * c;
+    auto mean_columns = [&](int64_t i) {  // each channel's group mean, c floats
+      float* mean_cols = NormWorkspace::grow(t_norm_workspace.task_floats, 4 * c);
       for (int64_t j = 0; j < c; ++j) mean_cols[j] = save_mean[i * groups + j / cg];
-      const int64_t sample = i * c * sh.s;
-      double* s_dy = sum_dy + i * c;
-      double* s_dyx = sum_dyx + i * c;
-      std::fill(s_dy, s_dy + c, 0.0);
-      std::fill(s_dyx, s_dyx + c, 0.0);
-      for (int64_t t = 0; t < tile_count(sh); ++t) {
-        const Tile tile = tile_at(sh, t);
-        const int64_t j = tile.first_channel;
-        const int64_t block_rows = rows_per_block(tile.width);
-        for (int64_t r = 0; r < sh.s; r += block_rows) {
-          const int64_t off = sample + tile.offset + r * tile.stride;
-          loops().rows_grad_sums(x + off, dy + off, std::min(block_rows, sh.s - r), tile.stride,
-                                 tile.width, mean_cols + j, s_dy + j, s_dyx + j);
-        }
-      }
-      if (dx == nullptr) return;
-      for (int64_t g = 0; g < groups; ++g) {
-        double sum_g, sum_gx;
-        group_sums(i, g, &sum_g, &sum_gx);
-        const double invstd = save_invstd[i * groups + g];
-        const DxCoefficients co = dx_coefficients(invstd, sum_g, sum_gx, m);
-        for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
-          a[j] = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
-          b[j] = co.b;
-          cst[j] = co.c;
-        }
-      }
-      for (int64_t t = 0; t < tile_count(sh); ++t) {
-        const Tile tile = tile_at(sh, t);
-        const int64_t j = tile.first_channel, off = sample + tile.offset;
-        loops().rows_grad_input(x + off, dy + off, dx + off, sh.s, tile.stride, tile.width,
-                                mean_cols + j, a + j, b + j, cst + j, stream);
-      }
-      if (stream) loops().store_fence();
-    });
+      return mean_cols;
+    };
+    by_sample(
+        sh, plan, part_doubles, 3 * sh.numel(),
+        [&](int64_t i, int64_t p, double* sums) {
+          const float* mean_cols = mean_columns(i);
+          std::fill(sums, sums + part_doubles, 0.0);
+          const int64_t r1 = part_first_row(sh, parts, p + 1);
+          for (int64_t t = 0; t < tile_count(sh); ++t) {
+            const Tile tile = tile_at(sh, t);
+            const int64_t j = tile.first_channel, block_rows = rows_per_block(tile.width);
+            for (int64_t r = part_first_row(sh, parts, p); r < r1; r += block_rows) {
+              const int64_t off = i * c * sh.s + tile.offset + r * tile.stride;
+              loops().rows_grad_sums(x + off, dy + off, std::min(block_rows, r1 - r), tile.stride,
+                                     tile.width, mean_cols + j, sums + j, sums + c + j);
+            }
+          }
+        },
+        [&](int64_t i, const double* sums, int64_t p0, int64_t p1, int member) {
+          double* s_dy = member == 0 ? sum_dy + i * c
+                                     : NormWorkspace::grow(t_norm_workspace.task_doubles, 2 * c);
+          double* s_dyx = member == 0 ? sum_dyx + i * c : s_dy + c;
+          for (int64_t j = 0; j < c; ++j) {
+            s_dy[j] = sums[j];
+            s_dyx[j] = sums[c + j];
+          }
+          for (int64_t p = 1; p < parts; ++p)
+            for (int64_t j = 0; j < c; ++j) {
+              s_dy[j] += sums[p * part_doubles + j];
+              s_dyx[j] += sums[p * part_doubles + c + j];
+            }
+          if (dx == nullptr) return;
+          float* mean_cols = mean_columns(i);
+          float* a = mean_cols + c;
+          float* b = a + c;
+          float* cst = b + c;
+          for (int64_t g = 0; g < groups; ++g) {
+            double sum_g, sum_gx;
+            group_sums(s_dy, s_dyx, g, &sum_g, &sum_gx);
+            const double invstd = save_invstd[i * groups + g];
+            const DxCoefficients co = dx_coefficients(invstd, sum_g, sum_gx, m);
+            for (int64_t j = g * cg; j < (g + 1) * cg; ++j) {
+              a[j] = static_cast<float>(invstd * (weight != nullptr ? weight[j] : 1.0));
+              b[j] = co.b;
+              cst[j] = co.c;
+            }
+          }
+          for (int64_t p = p1; p-- > p0;) {  // the parts read last first: they are in L2
+            const int64_t r0 = part_first_row(sh, parts, p), r1 = part_first_row(sh, parts, p + 1);
+            for (int64_t t = 0; t < tile_count(sh); ++t) {
+              const Tile tile = tile_at(sh, t);
+              const int64_t j = tile.first_channel;
+              const int64_t off = i * c * sh.s + tile.offset + r0 * tile.stride;
+              loops().rows_grad_input(x + off, dy + off, dx + off, r1 - r0, tile.stride, tile.width,
+                                      mean_cols + j, a + j, b + j, cst + j, stream);
+            }
+          }
+          if (stream) loops().store_fence();
+        });
   }
   // dbias[j] = sum_i sum_dy, dweight[j] = sum_i invstd(i, g) * sum_dyx, in sample order.
   for (int64_t j = 0; j < c; ++j) {

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/cpu_info.hpp"
 #include "bnlab/error.hpp"
 #include "bnlab/threading.hpp"
 #include "norm_test_support.hpp"
@@ -356,6 +357,46 @@ TEST(GroupNorm, ResultsDoNotDependOnTheThreadCount) {
     EXPECT_EQ(one.dweight, two.dweight);
     EXPECT_EQ(one.dbias, two.dbias);
   }
+}
+
+TEST(GroupNorm, ThreadsSharingASampleGiveTheSameBits) {
+  // A 512 KiB L2: each 750 KiB channels-last or blocked16 sample is shared by
+  // a team of 2 threads in the forward (1 team on 2 or 3 threads, 2 teams on
+  // 4, over 5 samples), and by all the threads in the backward, which reads
+  // x and dy twice; 320 channels: two tiles of a row. Then with a 1 MiB LLC,
+  // so that y and dx are streamed too.
+  const GroupNormShape base{5, 320, 600, 20, Layout::channels_last};
+  for (Layout layout : {Layout::channels_last, Layout::blocked16})
+    for (int64_t llc : {int64_t{1} << 30, int64_t{1} << 20}) {
+      SCOPED_TRACE(std::string(layout_name(layout)) + " llc=" + std::to_string(llc));
+      GroupNormShape sh = base;
+      sh.layout = layout;
+      const std::vector<float> x = channel_data(sh, 51), dy = random_vector(sh.numel(), 52);
+      const std::vector<float> w = random_vector(sh.c, 53, 1.0f, 0.3f), b = random_vector(sh.c, 54);
+      set_cache_sizes({0, int64_t{512} << 10, llc});
+      set_num_threads(1);
+      const Outputs one = run(sh, x, dy, w.data(), b.data());
+      const Reference ref = reference_forward(x, sh, w.data(), b.data(), kEps);
+      EXPECT_TRUE(all_close("y", one.y.data(), ref.y, kTol, nullptr, &ref.y_slack));
+      const ReferenceGrad grad =
+          reference_backward(x, dy, sh, w.data(), one.mean.data(), one.invstd.data());
+      EXPECT_TRUE(all_close("dx", one.dx.data(), grad.dx, kDxTol, nullptr, &grad.dx_slack));
+      EXPECT_TRUE(
+          all_close("dweight", one.dweight.data(), grad.dweight, kTol, &grad.dweight_scale));
+      for (int threads : {2, 3, 4}) {
+        SCOPED_TRACE("threads=" + std::to_string(threads));
+        set_num_threads(threads);
+        const Outputs many = run(sh, x, dy, w.data(), b.data());
+        EXPECT_EQ(one.y, many.y);
+        EXPECT_EQ(one.mean, many.mean);
+        EXPECT_EQ(one.invstd, many.invstd);
+        EXPECT_EQ(one.dx, many.dx);
+        EXPECT_EQ(one.dweight, many.dweight);
+        EXPECT_EQ(one.dbias, many.dbias);
+      }
+      set_num_threads(0);
+      set_cache_sizes({});
+    }
 }
 
 TEST(GroupNorm, StreamedOutputsMatchTheReference) {
