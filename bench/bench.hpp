@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
 
 namespace bnlab::bench {
@@ -195,6 +196,42 @@ struct PytorchOptions {
 void run_pytorch(std::vector<CaseResult>& results, const TimingPolicy& policy,
                  const PytorchOptions& options, PeerStatus& status);
 
+// Walk rooflines (rooflines.cpp): stand-alone loops that make a walk's passes and
+// nothing more, per chunk a statistics pass (a sum) then an output pass (a centred
+// copy, streaming stores), over a tensor of dims (N first) with GroupNorm's groups:
+//   output_only   the output pass alone over the whole tensor (inference's walk)
+//   tensor        the statistics over the whole tensor, then the output: the threads
+//                 split it and meet once (channels-last BN, whose sums span every row)
+//   sample        a sample at a time, a thread per sample (a 3.2 MiB sample overflows
+//                 a 2 MiB L2, so its second pass reads the LLC or memory)
+//   sample_team   a sample at a time, every thread taking a part of it, so each part's
+//                 second pass reads the thread's own L2 (channels-last GroupNorm)
+//   group         a group of a sample at a time (channels-first GroupNorm, from L2)
+// The backward walks read x and dy and write dx; the forward ones read x, write y.
+enum class Walk { output_only, tensor, sample, sample_team, group };
+const char* walk_name(Walk walk);
+
+struct RooflineBuffers {
+  RooflineBuffers(int64_t samples, int64_t per_sample, int64_t groups, bool backward);
+  int64_t samples, per_sample, groups;
+  AlignedVector<float> x, dy, out;  // dy empty unless made for the backward walks
+};
+// One walk, forward (out = x - the chunk's mean) or backward (out = dy - mean(dy) -
+// x * mean(x * dy), per chunk), on `threads` threads. The tests check out.
+void run_walk(RooflineBuffers& buffers, bool backward, Walk walk, int threads);
+
+struct Roofline {
+  std::string walk;    // "forward/sample_team"
+  std::string models;  // the kernel rows that walk the tensor this way
+  std::vector<int64_t> dims;
+  int passes = 0;  // the op's passes when its statistics come from cache: 2 or 3
+  int64_t tensor_bytes = 0;
+  Timing timing;
+};
+// Every walk, forward and backward, on float tensors of `dims`, timed by `policy`.
+std::vector<Roofline> measure_rooflines(const std::vector<int64_t>& dims, int64_t groups,
+                                        int threads, const TimingPolicy& policy);
+
 // The report.
 struct Report {
   MachineInfo machine;
@@ -207,6 +244,7 @@ struct Report {
   PeerStatus onednn;
   PeerStatus pytorch;
   std::vector<CaseResult> results;
+  std::vector<Roofline> rooflines;  // empty unless measured
 };
 std::string format_table(const Report& report);
 std::string report_json(const Report& report);  // pretty-printed JSON text

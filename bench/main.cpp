@@ -4,6 +4,7 @@
 //   bnlab_bench                      the full table, peers included, 2 threads
 //   bnlab_bench --quick --json F     one call per case on small shapes (CI's smoke test)
 //   bnlab_bench --only 32x256 --no-pytorch --reps 20
+//   bnlab_bench --only 32x256 --rooflines   those cases and the walks' rooflines
 //   bnlab_bench --check-json F       parse a report written by --json, exit 0 when well-formed
 #include <omp.h>
 
@@ -27,7 +28,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bnlab_bench: batch-norm kernels beside oneDNN and PyTorch, with the copy bandwidth"};
   int threads = 2;
   bool quick = false, no_pytorch = false, no_onednn = false, want_pytorch = false,
-       want_onednn = false;
+       want_onednn = false, want_rooflines = false, no_rooflines = false;
   std::string only, json_path, check_json, variant;
   int reps = 0;
   double budget_s = 0.3;
@@ -43,6 +44,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-onednn", no_onednn, "skip oneDNN");
   app.add_flag("--pytorch", want_pytorch, "run PyTorch even with --quick");
   app.add_flag("--onednn", want_onednn, "run oneDNN even with --quick");
+  app.add_flag("--rooflines", want_rooflines,
+               "time the walk rooflines even with --only or --quick (the fastest each walk of a "
+               "tensor can run here: see docs/performance.md)");
+  app.add_flag("--no-rooflines", no_rooflines, "skip the walk rooflines of a full run")
+      ->excludes("--rooflines");
   app.add_option("--only", only, "run only the cases whose id (dims/layout/op) contains this");
   app.add_option("--reps", reps, "timed calls per case (default: as many as fit in --budget)")
       ->check(CLI::Range(1, 100000));
@@ -114,6 +120,13 @@ int main(int argc, char** argv) {
       report.pytorch.note = no_pytorch ? "--no-pytorch" : "--quick";
     }
 
+    if (want_rooflines || (!no_rooflines && !quick && only.empty())) {
+      // On the table's largest 4-D shape; a small one with --quick.
+      const std::vector<int64_t> dims =
+          quick ? std::vector<int64_t>{4, 64, 16, 16} : std::vector<int64_t>{32, 256, 56, 56};
+      std::fprintf(stderr, "bnlab_bench: walk rooflines...\n");
+      report.rooflines = measure_rooflines(dims, kBenchGroups, threads, policy);
+    }
     std::fprintf(stderr, "bnlab_bench: copy bandwidth again...\n");
     const Bandwidth at_end = measure_bandwidth(bandwidth_bytes, threads, bandwidth_reps);
     report.copy_gbs_end = at_end.copy_gbs;

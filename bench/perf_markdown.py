@@ -14,13 +14,15 @@ as issue 16 asks ("in the median of three runs").
 GB/s, shares and ratios are then recomputed from those times.
 
 Prints the machine line, the bandwidth, the table (bnlab / oneDNN / PyTorch ms,
-ratios, % of the copy bandwidth) and the kernel goals checked one by one:
+ratios, % of the copy bandwidth), the kernel goals checked one by one:
   - tensors larger than the LLC: at least 85% of the copy bandwidth at the
     minimal pass count (train forward 3, inference 2, backward 5);
   - PyTorch: at least 4x on channels-first train forward and backward, never slower;
   - oneDNN: faster on every case;
   - tensors larger than the LLC: channels-last within 15% of channels-first on
-    the same tensor and op (issue 16).
+    the same tensor and op (issue 16);
+and, where the reports have them, the walk rooflines with each kernel row's time
+against its walk's.
 Standard library only.
 """
 import argparse
@@ -61,6 +63,52 @@ def run_figures(rep, key_ms, best):
             "ratio": {k: (v / ms if v is not None and ms > 0 else None) for k, v in peer_ms.items()},
         }
     return copy_gbs, cases
+
+
+# The kernel rows that walk a tensor as each roofline does (bench/rooflines.cpp).
+WALK_ROWS = {
+    "forward/output_only": ["channels_first/inference_forward", "channels_last/inference_forward",
+                            "blocked16/inference_forward"],
+    "forward/tensor": ["channels_last/train_forward"],
+    "forward/sample_team": ["channels_last/group_norm_forward"],
+    "forward/group": ["channels_first/group_norm_forward"],
+    "backward/tensor": ["channels_last/backward"],
+    "backward/sample_team": ["channels_last/group_norm_backward"],
+    "backward/group": ["channels_first/group_norm_backward"],
+}
+
+
+def roofline_table(reps, runs):
+    """The walk rooflines (medians over the runs that have them) and each kernel row's
+    time against its walk's: roofline ms / kernel ms within each run, then the median."""
+    with_walks = [(rep, cases) for rep, (_, cases) in zip(reps, runs) if rep.get("rooflines")]
+    if not with_walks:
+        return []
+    first = with_walks[0][0]["rooflines"]
+    dims = "x".join(str(d) for d in first[0]["dims"])
+    out = ["", f"Walk rooflines on {dims} (fp32; GB/s counts 2 passes forward, 3 backward): the passes "
+           "each walk forces and nothing more, and each kernel row's time against its walk's "
+           "(roofline ms / row ms: 100% is the walk's speed).", "",
+           "| walk | ms | GB/s | % copy | rows at their walk's speed |", "|---|---:|---:|---:|---|"]
+    for walk in first:
+        name = walk["walk"]
+        per_run = []
+        for rep, cases in with_walks:
+            for w in rep["rooflines"]:
+                if w["walk"] == name:
+                    per_run.append((w, cases))
+        ms = median([w["timing"]["median_ms"] for w, _ in per_run])
+        gbs = median([w["timing"]["effective_gbs"] for w, _ in per_run])
+        share = median([w["timing"]["share_of_copy_bandwidth"] for w, _ in per_run])
+        rows = []
+        for row in WALK_ROWS.get(name, []):
+            row_id = f"{dims}/{row}"
+            at = median([w["timing"]["median_ms"] / cases[row_id]["ms"] for w, cases in per_run
+                         if row_id in cases and cases[row_id]["ms"] > 0])
+            if at is not None:
+                rows.append(f"{row} {100 * at:.0f}%")
+        out.append(f"| {name} | {ms:.3f} | {gbs:.1f} | {100 * share:.0f}% | {', '.join(rows) or '-'} |")
+    return out
 
 
 def main():
@@ -167,6 +215,7 @@ def main():
     out.append("")
     out.append("Cases that miss a goal:")
     out.extend(misses if misses else ["- none"])
+    out.extend(roofline_table(reps, runs))
     print("\n".join(out))
 
 

@@ -116,6 +116,26 @@ std::string format_table(const Report& report) {
                   ratio_or_dash(r.pytorch, r.bnlab).c_str());
     out += line;
   }
+  if (!report.rooflines.empty()) {
+    const Roofline& first = report.rooflines.front();
+    std::string dims;
+    for (int64_t d : first.dims) {  // piece by piece (g++ 12's -Wrestrict false positive)
+      if (!dims.empty()) dims += 'x';
+      dims += std::to_string(d);
+    }
+    out += "\nwalk rooflines on " + dims +
+           " (fp32): the passes a walk forces and nothing more; GB/s counts 2 passes forward, "
+           "3 backward, as the GroupNorm rows do\n";
+    std::snprintf(line, sizeof line, "%-22s %9s %7s %6s  %s\n", "walk", "ms", "GB/s", "%copy",
+                  "the rows that walk this way");
+    out += line;
+    for (const Roofline& r : report.rooflines) {
+      const double gbs = effective_gbs(r.passes, r.tensor_bytes, r.timing.median_ms);
+      std::snprintf(line, sizeof line, "%-22s %9.3f %7.1f %5.0f%%  %s\n", r.walk.c_str(),
+                    r.timing.median_ms, gbs, copy > 0 ? 100.0 * gbs / copy : 0.0, r.models.c_str());
+      out += line;
+    }
+  }
   // The split kernels' overhead: their time over the fused call's, case by case.
   bool first_split = true;
   for (const CaseResult& split : report.results) {
@@ -179,6 +199,20 @@ std::string report_json(const Report& report) {
                             {"onednn", peer_json(r.onednn, r.bnlab)},
                             {"pytorch", peer_json(r.pytorch, r.bnlab)}});
   }
+  j["rooflines"] = nlohmann::json::array();
+  for (const Roofline& r : report.rooflines) {
+    const double gbs = effective_gbs(r.passes, r.tensor_bytes, r.timing.median_ms);
+    nlohmann::json t = timing_json(r.timing);
+    t["effective_gbs"] = gbs;
+    t["share_of_copy_bandwidth"] =
+        report.bandwidth.copy_gbs > 0 ? gbs / report.bandwidth.copy_gbs : 0.0;
+    j["rooflines"].push_back({{"walk", r.walk},
+                              {"models", r.models},
+                              {"dims", r.dims},
+                              {"passes", r.passes},
+                              {"tensor_bytes", r.tensor_bytes},
+                              {"timing", t}});
+  }
   return j.dump(2) + "\n";
 }
 
@@ -203,6 +237,15 @@ void check_report_file(const std::string& path) {
     for (const char* key : {"id", "dims", "layout", "op", "passes", "bnlab", "onednn", "pytorch"})
       if (!r.contains(key))
         throw Error(ErrorCode::io, "--check-json: " + path + ": a result has no \"" + key + "\"");
+  if (j.contains("rooflines")) {  // reports before the rooflines have none
+    if (!j["rooflines"].is_array())
+      throw Error(ErrorCode::io, "--check-json: " + path + ": \"rooflines\" is not an array");
+    for (const auto& r : j["rooflines"])
+      for (const char* key : {"walk", "dims", "passes", "tensor_bytes", "timing"})
+        if (!r.contains(key))
+          throw Error(ErrorCode::io,
+                      "--check-json: " + path + ": a roofline has no \"" + key + "\"");
+  }
 }
 
 }  // namespace bnlab::bench
