@@ -292,50 +292,33 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   } else {
     ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
-  // Pass 2, column vector by column vector, from L1 or L2: deviations from the
-  // mean. When the rows are contiguous, it prefetches the block that follows,
-  // two vectors an iteration in memory order (in column order the prefetches
-  // were slower), so that DRAM does not idle meanwhile (docs/performance.md,
-  // 'Kernel choices').
-  alignas(64) float buf[3 * kMaxLanes];
+  // Pass 2, from L1 or L2: deviations from the mean, one column vector at a
+  // time (DeviationSums, register_sums-inl.h: several side by side were slower
+  // from memory, docs/performance.md 'Kernel choices'). When the rows are
+  // contiguous, it prefetches the block that follows, two vectors an
+  // iteration in memory order (in column order the prefetches were slower), so
+  // that DRAM does not idle meanwhile.
+  alignas(64) float mean[kRowsMaxWidth + kMaxLanes];
+  alignas(64) float dev[kRowsMaxWidth + kMaxLanes];
+  alignas(64) float dev2[kRowsMaxWidth + kMaxLanes];
   const double inv_rows = 1.0 / static_cast<double>(rows);
+  for (int64_t w = 0; w < width; ++w) {
+    mean_out[w] = x[w] + static_cast<double>(sum[w]) * inv_rows;
+    mean[w] = static_cast<float>(mean_out[w]);
+  }
+  std::fill(mean + width, mean + width + n, 0.0f);
   const bool prefetch = stride == width;
   int64_t ahead = rows * stride;  // the next value to prefetch, from x
-  for (int64_t w = 0; w < width; w += n) {
-    const size_t count = static_cast<size_t>(std::min(n, width - w));
-    const auto live = hn::FirstN(d, count);
-    for (size_t k = 0; k < count; ++k) {
-      mean_out[w + k] = x[w + k] + static_cast<double>(sum[w + k]) * inv_rows;
-      buf[k] = static_cast<float>(mean_out[w + k]);
-    }
-    const V mean = hn::Load(d, buf);
-    V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-      if (prefetch) {
-        PrefetchRangeAhead(x, ahead, 2 * n);
-        ahead += 2 * n;
-      }
-      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
-      const V d1 =
-          hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + (r + 1) * stride + w, count), mean));
-      a0 = hn::Add(a0, d0);
-      a1 = hn::Add(a1, d1);
-      q0 = hn::MulAdd(d0, d0, q0);
-      q1 = hn::MulAdd(d1, d1, q1);
-    }
-    if (r < rows) {
-      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), mean));
-      a0 = hn::Add(a0, d0);
-      q0 = hn::MulAdd(d0, d0, q0);
-    }
-    hn::Store(hn::Add(a0, a1), d, buf + n);
-    hn::Store(hn::Add(q0, q1), d, buf + 2 * n);
-    for (size_t k = 0; k < count; ++k) {
-      const double dev = buf[n + k], dev2 = buf[2 * n + k];
-      mean_out[w + k] = buf[k] + dev * inv_rows;
-      m2_out[w + k] = std::max(dev2 - dev * dev * inv_rows, 0.0);
-    }
+  const auto prefetch_ahead = [&](int64_t count) {
+    if (!prefetch) return;
+    PrefetchRangeAhead(x, ahead, count);
+    ahead += count;
+  };
+  DeviationSums<1>(d, x, rows, stride, width, mean, dev, dev2, prefetch_ahead);
+  for (int64_t k = 0; k < width; ++k) {
+    const double s = dev[k], s2 = dev2[k];
+    mean_out[k] = mean[k] + s * inv_rows;
+    m2_out[k] = std::max(s2 - s * s * inv_rows, 0.0);
   }
 }
 

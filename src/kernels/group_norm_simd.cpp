@@ -215,8 +215,8 @@ void SpanGradInput(const float* x, const float* dy, const float* w, float* dx, i
 // Rows blocks: columns across the lanes.
 // Pass 1 goes row by row, so that memory is read in order (the pass that
 // goes to DRAM), its sums in registers on rows of 4, 8 or 16 whole vectors
-// (register_sums-inl.h), else in an L1 array; pass 2 walks one column vector
-// down the block (from L2), its sums in registers.
+// (register_sums-inl.h), else in an L1 array; pass 2 walks a few column
+// vectors side by side down the block (from L2), its sums in registers.
 void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, double* mean_out,
                  double* m2_out) {
   const D d;
@@ -241,39 +241,19 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   } else {
     ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
-  alignas(64) float buf[3 * kMaxLanes] = {};
+  // Pass 2 (from L2): deviations from the float mean (DeviationSums).
+  alignas(64) float mean[kNormMaxWidth + kMaxLanes];
+  alignas(64) float dev[kNormMaxWidth + kMaxLanes];
+  alignas(64) float dev2[kNormMaxWidth + kMaxLanes];
   const double inv_rows = 1.0 / static_cast<double>(rows);
-  for (int64_t w = 0; w < width; w += n) {
-    const int64_t count = std::min(n, width - w);
-    for (int64_t k = 0; k < count; ++k)
-      buf[n + k] = static_cast<float>(x[w + k] + static_cast<double>(sum[w + k]) * inv_rows);
-    // Pass 2 (from L2): deviations from the float mean (zero past count).
-    const V mean = hn::Load(d, buf + n);
-    const auto live = hn::FirstN(d, static_cast<size_t>(count));
-    V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
-    int64_t r = 0;
-    for (; r + 2 <= rows; r += 2) {
-      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadN(d, x + r * stride + w, count), mean));
-      const V d1 =
-          hn::IfThenElseZero(live, hn::Sub(LoadN(d, x + (r + 1) * stride + w, count), mean));
-      a0 = hn::Add(a0, d0);
-      a1 = hn::Add(a1, d1);
-      q0 = hn::MulAdd(d0, d0, q0);
-      q1 = hn::MulAdd(d1, d1, q1);
-    }
-    if (r < rows) {
-      const V d0 = hn::IfThenElseZero(live, hn::Sub(LoadN(d, x + r * stride + w, count), mean));
-      a0 = hn::Add(a0, d0);
-      q0 = hn::MulAdd(d0, d0, q0);
-    }
-    hn::Store(hn::Add(a0, a1), d, buf);
-    hn::Store(hn::Add(q0, q1), d, buf + 2 * n);
-    for (int64_t k = 0; k < count; ++k) {
-      const double dev = buf[k], dev2 = buf[2 * n + k];
-      mean_out[w + k] = buf[n + k] + dev * inv_rows;
-      m2_out[w + k] = std::max(dev2 - dev * dev * inv_rows, 0.0);
-    }
-    std::fill(buf + n, buf + 2 * n, 0.0f);  // the next column vector's mean lanes start at zero
+  for (int64_t w = 0; w < width; ++w)
+    mean[w] = static_cast<float>(x[w] + static_cast<double>(sum[w]) * inv_rows);
+  std::fill(mean + width, mean + width + n, 0.0f);
+  DeviationSums<kDeviationColumns>(d, x, rows, stride, width, mean, dev, dev2, [](int64_t) {});
+  for (int64_t k = 0; k < width; ++k) {
+    const double s = dev[k], s2 = dev2[k];
+    mean_out[k] = mean[k] + s * inv_rows;
+    m2_out[k] = std::max(s2 - s * s * inv_rows, 0.0);
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "kernels/load_tail-inl.h"
@@ -125,6 +126,97 @@ HWY_INLINE void ShiftedRowSums(hwy::HWY_NAMESPACE::ScalableTag<float> d, const f
       const auto v = hn::Sub(LoadTail(d, xr + w, count), LoadTail(d, x + w, count));
       hn::Store(hn::Add(hn::Load(d, sum + w), v), d, sum + w);
     }
+  }
+}
+
+// Column vectors the second pass of the float rows moments walks side by side:
+// five registers each (the mean and two chains of two sums).
+constexpr int kDeviationColumns = static_cast<int>(kRegisterSumsMax / 4);
+
+// The second pass of the float rows moments for the kVectors whole column
+// vectors at x: dev and dev2 = the sums over the rows of x - mean and of its
+// square. Each column adds its even and its odd rows in two chains, as the
+// one-column walk does, so the bits are the same; walking the columns side by
+// side reads each row's kVectors vectors together and keeps 4 * kVectors adds
+// in flight, where one column's walk waits on its add latency.
+// ahead(k) is called once a row pair with the values read per row pair.
+template <int kVectors, class Ahead>
+HWY_INLINE void DeviationColumnSums(hwy::HWY_NAMESPACE::ScalableTag<float> d, const float* x,
+                                    int64_t rows, int64_t stride, const float* mean, float* dev,
+                                    float* dev2, const Ahead& ahead) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  using V = hn::Vec<decltype(d)>;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  V m[kVectors], a0[kVectors], a1[kVectors], q0[kVectors], q1[kVectors];
+  for (int k = 0; k < kVectors; ++k) {
+    m[k] = hn::LoadU(d, mean + k * n);
+    a0[k] = a1[k] = q0[k] = q1[k] = hn::Zero(d);
+  }
+  int64_t r = 0;
+  for (; r + 2 <= rows; r += 2) {
+    ahead(2 * kVectors * n);
+#pragma GCC unroll 4
+    for (int k = 0; k < kVectors; ++k) {
+      const V d0 = hn::Sub(hn::LoadU(d, x + r * stride + k * n), m[k]);
+      const V d1 = hn::Sub(hn::LoadU(d, x + (r + 1) * stride + k * n), m[k]);
+      a0[k] = hn::Add(a0[k], d0);
+      a1[k] = hn::Add(a1[k], d1);
+      q0[k] = hn::MulAdd(d0, d0, q0[k]);
+      q1[k] = hn::MulAdd(d1, d1, q1[k]);
+    }
+  }
+  if (r < rows) {
+    for (int k = 0; k < kVectors; ++k) {
+      const V d0 = hn::Sub(hn::LoadU(d, x + r * stride + k * n), m[k]);
+      a0[k] = hn::Add(a0[k], d0);
+      q0[k] = hn::MulAdd(d0, d0, q0[k]);
+    }
+  }
+  for (int k = 0; k < kVectors; ++k) {
+    hn::StoreU(hn::Add(a0[k], a1[k]), d, dev + k * n);
+    hn::StoreU(hn::Add(q0[k], q1[k]), d, dev2 + k * n);
+  }
+}
+
+// The second pass of the float rows moments over a block's `width` columns:
+// dev and dev2 = the per-column sums of x - mean and of its square, the whole
+// column vectors kSide side by side, the rest one column vector at a time,
+// masked past the row's end (mean holds zeros from width to the next vector).
+// ahead as in DeviationColumnSums.
+template <int kSide, class Ahead>
+HWY_INLINE void DeviationSums(hwy::HWY_NAMESPACE::ScalableTag<float> d, const float* x,
+                              int64_t rows, int64_t stride, int64_t width, const float* mean,
+                              float* dev, float* dev2, const Ahead& ahead) {
+  namespace hn = hwy::HWY_NAMESPACE;
+  using V = hn::Vec<decltype(d)>;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(d));
+  int64_t w = 0;
+  for (; kSide > 1 && w + kSide * n <= width; w += kSide * n)
+    DeviationColumnSums<kSide>(d, x + w, rows, stride, mean + w, dev + w, dev2 + w, ahead);
+  for (; w < width; w += n) {
+    const size_t count = static_cast<size_t>(std::min(n, width - w));
+    const auto live = hn::FirstN(d, count);
+    const V m = hn::LoadU(d, mean + w);
+    const auto deviation = [&](int64_t r) {
+      return hn::IfThenElseZero(live, hn::Sub(LoadTail(d, x + r * stride + w, count), m));
+    };
+    V a0 = hn::Zero(d), a1 = hn::Zero(d), q0 = hn::Zero(d), q1 = hn::Zero(d);
+    int64_t r = 0;
+    for (; r + 2 <= rows; r += 2) {
+      ahead(2 * n);
+      const V d0 = deviation(r), d1 = deviation(r + 1);
+      a0 = hn::Add(a0, d0);
+      a1 = hn::Add(a1, d1);
+      q0 = hn::MulAdd(d0, d0, q0);
+      q1 = hn::MulAdd(d1, d1, q1);
+    }
+    if (r < rows) {
+      const V d0 = deviation(r);
+      a0 = hn::Add(a0, d0);
+      q0 = hn::MulAdd(d0, d0, q0);
+    }
+    hn::StoreU(hn::Add(a0, a1), d, dev + w);
+    hn::StoreU(hn::Add(q0, q1), d, dev2 + w);
   }
 }
 

@@ -192,10 +192,12 @@ std::vector<SweepCase> sweep_cases() {
   // (n, c, s, groups): each plan path and its edges. s == 1 is LayerNorm's
   // path; s = 4100 and 5000 cross the 4096-value blocks; c = 272 makes two
   // channels-last tiles; c = 48, G = 2 puts a group across blocked16 units;
-  // groups = c is InstanceNorm.
+  // groups = c is InstanceNorm; c = 72 on 33 rows walks column vectors side by
+  // side, then a tail, with an odd row left over.
   const int64_t shapes[][4] = {{2, 8, 9, 4},   {3, 12, 1, 3},    {1, 6, 7, 1},  {2, 4, 4100, 2},
                                {2, 32, 5, 4},  {2, 32, 3, 32},   {2, 48, 6, 2}, {3, 16, 70, 1},
-                               {2, 272, 3, 8}, {1, 16, 600, 16}, {2, 5, 1, 5},  {2, 16, 5000, 2}};
+                               {2, 272, 3, 8}, {1, 16, 600, 16}, {2, 5, 1, 5},  {2, 16, 5000, 2},
+                               {2, 72, 33, 6}};
   std::vector<SweepCase> cases;
   for (const auto& z : shapes)
     for (Layout layout : layouts_for(z[1]))
