@@ -29,21 +29,66 @@ struct SpanPlan {
   int64_t offset(int64_t u) const { return (u / blocks) * s + (u % blocks) * kSpanBlock; }
   int64_t length(int64_t u) const { return std::min(kSpanBlock, s - (u % blocks) * kSpanBlock); }
   int64_t channel(int64_t u) const { return (u / blocks) % c; }
+
+  // Walks channel j's units (n samples) in memory order: unit(u) for each,
+  // and part_end() after each run of them within one task's range, so that a
+  // walk by channel merges what the task-by-task walk merges, in the same
+  // order (the same bits).
+  template <class Unit, class PartEnd>
+  void channel_units(int64_t n, int64_t j, const Unit& unit, const PartEnd& part_end) const {
+    int64_t part = 0;
+    bool open = false;
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t u = (i * c + j) * blocks + b;
+        if (open && u >= unit_begin(part + 1)) {
+          part_end();
+          open = false;
+        }
+        while (u >= unit_begin(part + 1)) ++part;
+        unit(u);
+        open = true;
+      }
+    }
+    if (open) part_end();
+  }
 };
 
 // Channel by channel pays when there are channels enough for the threads and
-// either x alone overflows the LLC and a channel's x and dy slices fit a
-// thread's share of it, or those slices fit in L2 (cache_thresholds.hpp;
-// docs/performance.md, 'Kernel choices').
+// either x alone overflows the LLC and a channel's two slices (x and dy, or x
+// and y) fit a thread's share of it, or those slices fit in L2
+// (cache_thresholds.hpp; docs/performance.md, 'Kernel choices').
 constexpr int64_t kByChannelMinChannels = 16;
 
-bool backward_by_channel_pays(const BatchNormShape& sh) {
+bool by_channel_pays(const BatchNormShape& sh) {
   const CacheThresholds t = cache_thresholds();
   const int64_t slice = 2 * sh.per_channel() * static_cast<int64_t>(sizeof(float));
   const bool past_llc = slice <= t.by_channel_slice_bytes &&
                         sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
   return uses_spans(sh) && sh.c >= kByChannelMinChannels &&
          (past_llc || slice <= t.by_channel_l2_slice_bytes);
+}
+
+// One task per channel j: its units' results (add(offset, length, j, part))
+// merged as the task-by-task walk merges them, handed to done(j, total), then,
+// unless done says no, out(offset, j, stream) on every sample's span, which
+// the first pass has just brought into L2 (or the LLC).
+template <class Total, class Add, class Done, class Out>
+void by_channel(const BatchNormShape& sh, const Add& add, const Done& done, const Out& out) {
+  const SpanPlan plan(sh);
+  const bool stream = streams(sh);
+  parallel_for(sh.c, 3 * sh.numel(), [&](int64_t j) {
+    Total total, part;
+    plan.channel_units(
+        sh.n, j, [&](int64_t u) { add(plan.offset(u), plan.length(u), j, part); },
+        [&] {
+          total.merge(part);
+          part = Total{};
+        });
+    if (!done(j, total)) return;
+    for (int64_t i = 0; i < sh.n; ++i) out((i * sh.c + j) * sh.s, j, stream);
+    if (stream) loops().store_fence();
+  });
 }
 
 }  // namespace
@@ -108,31 +153,44 @@ void spans_grad_input(const GradInput& g, const BatchNormShape& sh) {
   });
 }
 
+bool spans_forward_by_channel(const float* x, float* y, const BatchNormShape& sh, double* mean,
+                              double* m2, const ForwardFinish& finish, bool relu) {
+  if (!by_channel_pays(sh)) return false;
+  by_channel<Moments>(
+      sh,
+      [&](int64_t off, int64_t len, int64_t, Moments& part) {
+        part.merge(loops().span_moments(x + off, len));
+      },
+      [&](int64_t j, const Moments& total) {
+        total.store(mean, m2, j);
+        finish(j);
+        return true;
+      },
+      [&](int64_t off, int64_t j, bool stream) {
+        loops().span_normalize(x + off, y + off, sh.s, finish.mean_f[j], finish.scale[j],
+                               finish.shift[j], relu, stream);
+      });
+  return true;
+}
+
 bool spans_backward_by_channel(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
                                double* sum_dy_xmu, const BackwardFinish& finish) {
-  if (!backward_by_channel_pays(sh)) return false;
-  // One task per channel: its sums over every sample's span, then dx over the
-  // same spans, which the sums have just brought into L2 (or the LLC).
-  const bool stream = streams(sh);
-  const int64_t c = sh.c;
-  parallel_for(c, 3 * sh.numel(), [&](int64_t j) {
-    double s_dy = 0.0, s_dy_xmu = 0.0;
-    for (int64_t i = 0; i < sh.n; ++i) {
-      const int64_t off = (i * c + j) * sh.s;
-      loops().span_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), sh.s, g.mean[j],
-                             &s_dy, &s_dy_xmu);
-    }
-    sum_dy[j] = s_dy;
-    sum_dy_xmu[j] = s_dy_xmu;
-    finish(j);
-    if (g.dx == nullptr) return;
-    for (int64_t i = 0; i < sh.n; ++i) {
-      const int64_t off = (i * c + j) * sh.s;
-      loops().span_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
-                              sh.s, g.mean[j], g.a[j], g.b[j], g.c[j], stream);
-    }
-    if (stream) loops().store_fence();
-  });
+  if (!by_channel_pays(sh)) return false;
+  by_channel<GradSums>(
+      sh,
+      [&](int64_t off, int64_t len, int64_t j, GradSums& part) {
+        loops().span_grad_sums(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), len, g.mean[j],
+                               &part.dy, &part.dy_xmu);
+      },
+      [&](int64_t j, const GradSums& total) {
+        total.store(sum_dy, sum_dy_xmu, j);
+        finish(j);
+        return g.dx != nullptr;
+      },
+      [&](int64_t off, int64_t j, bool stream) {
+        loops().span_grad_input(g.x + off, g.dy + off, offset_or_null(g.relu_y, off), g.dx + off,
+                                sh.s, g.mean[j], g.a[j], g.b[j], g.c[j], stream);
+      });
   return true;
 }
 

@@ -14,6 +14,13 @@ void channel_moments(const float* x, const BatchNormShape& sh, double* mean, dou
   rows_view_moments(x, sh, mean, m2);
 }
 
+bool forward_by_channel(const float* x, float* y, const BatchNormShape& sh, double* mean,
+                        double* m2, const ForwardFinish& finish, bool relu) {
+  if (sh.layout == Layout::blocked16)
+    return blocked16_forward_by_block(x, y, sh, mean, m2, finish, relu);
+  return spans_forward_by_channel(x, y, sh, mean, m2, finish, relu);  // false unless spans
+}
+
 void normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
                const float* scale, const float* shift, bool relu) {
   if (sh.layout == Layout::blocked16)

@@ -153,6 +153,23 @@ struct BackwardFinish {
   }
 };
 
+// The training forward's step from channel j's mean[j] and m2[j] (over
+// `count` values each) to y's coefficients: mean_f[j] (the mean's high
+// float), scale[j] and shift[j], and invstd_f[j] (batch_norm_forward.cpp).
+struct ForwardFinish {
+  const float* weight;
+  const float* bias;
+  const double* mean;
+  const double* m2;
+  float* mean_f;
+  float* scale;
+  float* shift;
+  float* invstd_f;
+  double count;
+  double eps;
+  void operator()(int64_t j) const;
+};
+
 // ---- per layout: mean and m2 per channel; y = act((x - mean)*scale + shift);
 // the backward's sums per channel; dx. Non-empty tensors only. ----
 void spans_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
@@ -161,6 +178,10 @@ void spans_normalize(const float* x, float* y, const BatchNormShape& sh, const f
 void spans_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
                      double* sum_dy_xmu);
 void spans_grad_input(const GradInput& g, const BatchNormShape& sh);
+// The training forward channel by channel (moments, finish, y), when it pays
+// (true), else false.
+bool spans_forward_by_channel(const float* x, float* y, const BatchNormShape& sh, double* mean,
+                              double* m2, const ForwardFinish& finish, bool relu);
 // The backward channel by channel (sums, finish, dx), when it pays (true), else false.
 bool spans_backward_by_channel(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
                                double* sum_dy_xmu, const BackwardFinish& finish);
@@ -178,6 +199,9 @@ void blocked16_normalize(const float* x, float* y, const BatchNormShape& sh, con
 void blocked16_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
                          double* sum_dy_xmu);
 void blocked16_grad_input(const GradInput& g, const BatchNormShape& sh);
+// The training forward block of 16 channels by block, when it pays (true), else false.
+bool blocked16_forward_by_block(const float* x, float* y, const BatchNormShape& sh, double* mean,
+                                double* m2, const ForwardFinish& finish, bool relu);
 // The backward block of 16 channels by block, when it pays (true), else false.
 bool blocked16_backward_by_block(const GradInput& g, const BatchNormShape& sh, double* sum_dy,
                                  double* sum_dy_xmu, const BackwardFinish& finish);
@@ -190,6 +214,10 @@ void rows_moments_merged(const float* x, int64_t rows, int64_t stride, int64_t w
 
 // ---- the same, by layout (batch_norm_walks.cpp) ----
 void channel_moments(const float* x, const BatchNormShape& sh, double* mean, double* m2);
+// The training forward channel by channel or block by block (moments,
+// finish, y), when the layout and sizes make it pay (true), else false.
+bool forward_by_channel(const float* x, float* y, const BatchNormShape& sh, double* mean,
+                        double* m2, const ForwardFinish& finish, bool relu);
 void normalize(const float* x, float* y, const BatchNormShape& sh, const float* mean,
                const float* scale, const float* shift, bool relu);
 void channel_grad_sums(const GradInput& g, const BatchNormShape& sh, double* sum_dy,

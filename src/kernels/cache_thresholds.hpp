@@ -7,13 +7,14 @@
 //
 //  - streaming stores: when x and the output together overflow the LLC (the
 //    output would not be read back from cache; streaming skips reading its lines);
-//  - channel by channel (channels-first backward): when x alone overflows the
-//    LLC and a channel's x and dy fit an eighth of it (each thread's slice stays
-//    cached between the sums and dx, with room for the other threads' slices),
-//    or whatever the LLC holds, when a channel's x and dy fit half of L2 (dx
-//    then reads them from L2, not the LLC);
-//  - block by block (blocked16 backward): when x overflows the LLC and a block
-//    of 16 channels' x and dy fit half of it;
+//  - channel by channel (channels-first training forward and backward): when
+//    x alone overflows the LLC and a channel's two slices (x and y, or x and
+//    dy) fit an eighth of it (each thread's slice stays cached between the
+//    sums and the output, with room for the other threads' slices), or
+//    whatever the LLC holds, when they fit half of L2 (the output pass then
+//    reads x from L2, not the LLC);
+//  - block by block (blocked16 training forward and backward): when x
+//    overflows the LLC and a block of 16 channels' two slices fit half of it;
 //  - GroupNorm/LayerNorm rows backward: a block of rows' x and dy within a
 //    quarter of L2 (read again for the affine sums), the chunks' column sums
 //    within half the LLC; channels-last tiles of at least an eighth of L2 per
@@ -35,9 +36,9 @@ namespace bnlab::kernels {
 struct CacheThresholds {
   int64_t stream_bytes;               // stream when x + output bytes exceed this
   int64_t by_channel_bytes;           // by channel / block only when x bytes exceed this
-  int64_t by_channel_slice_bytes;     // ... and a channel's x + dy bytes fit this
-  int64_t by_channel_l2_slice_bytes;  // by channel too when a channel's x + dy bytes fit this
-  int64_t by_block_bytes;             // ... and a 16-channel block's x + dy bytes fit this
+  int64_t by_channel_slice_bytes;     // ... and a channel's x + dy (or y) bytes fit this
+  int64_t by_channel_l2_slice_bytes;  // by channel too when a channel's x + dy (or y) fit this
+  int64_t by_block_bytes;             // ... and a 16-channel block's x + dy (or y) fit this
   int64_t norm_row_block_bytes;       // GroupNorm rows backward: x + dy of a block of rows
   int64_t norm_max_part_bytes;        // GroupNorm rows backward: the chunks' column sums
   int64_t norm_min_tile_block_bytes;  // GroupNorm channels-last: a rows block of a tile, at least

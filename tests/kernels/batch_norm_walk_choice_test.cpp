@@ -90,10 +90,19 @@ TEST(CacheThresholds, BatchNormResultsAreIdenticalWhicheverWalkIsChosen) {
   // Channels-first spans that go channel by channel under the tiny LLC (a
   // channel's x and dy: 4 KiB, an eighth of it), blocked16 that goes block by
   // block (a block's 16 KiB, half of it), channels-last that only streams.
-  const BatchNormShape shapes[] = {{2, 32, 256, Layout::channels_first},
-                                   {2, 96, 64, Layout::blocked16},
-                                   {4, 24, 100, Layout::channels_last}};
-  for (const BatchNormShape& sh : shapes) {
+  // Channel by channel in L2 only: spans of two blocks, and a plan part
+  // holding two samples of each channel (the forward's moments merge part by
+  // part as memory order does).
+  struct Case {
+    BatchNormShape sh;
+    bool by_channel_past_llc;  // channels-first: by channel under the tiny LLC too
+  };
+  const Case cases[] = {{{2, 32, 256, Layout::channels_first}, true},
+                        {{2, 96, 64, Layout::blocked16}, false},
+                        {{4, 24, 100, Layout::channels_last}, false},
+                        {{2, 16, 4100, Layout::channels_first}, false},
+                        {{64, 16, 64, Layout::channels_first}, false}};
+  for (const auto& [sh, by_channel_past_llc] : cases) {
     const std::vector<float> x = channel_data(sh, 31), dy = random_vector(sh.numel(), 32);
     const std::vector<float> weight = random_vector(sh.c, 33, 1.0f, 0.3f);
     const std::vector<float> bias = random_vector(sh.c, 34);
@@ -120,7 +129,7 @@ TEST(CacheThresholds, BatchNormResultsAreIdenticalWhicheverWalkIsChosen) {
         ScopedCacheSizes sizes({0, 0, kTinyLlc});
         const kernels::CacheThresholds t = kernels::cache_thresholds();
         ASSERT_GT(sh.numel() * 4, t.by_channel_bytes);  // streams, and walks by channel or block
-        if (sh.layout == Layout::channels_first) {
+        if (by_channel_past_llc) {
           ASSERT_LE(2 * sh.per_channel() * 4, t.by_channel_slice_bytes);
         }
         if (sh.layout == Layout::blocked16) {
