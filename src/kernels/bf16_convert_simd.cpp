@@ -489,17 +489,27 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
     }
     const uint16_t* next = xb + n * width;
     const int64_t next_rows = std::min(kFloatBlock, rows - r0 - n);
-    // Rows of 4 or 8 vectors: the sums in registers, a row of the next block
+    // Rows of 4 vectors, or of a multiple of kChunk vectors: the sums in
+    // registers, kChunk column vectors side by side (a row of 16 vectors in
+    // two walks down the block), the same part of a row of the next block
     // prefetched per row as below.
-    const auto deviation_sums = [&]<int K>() {
+    constexpr int kChunk = static_cast<int>(kRegisterSumsMax / 2);
+    const auto deviation_sums = [&]<int K>(int64_t w0) {
       const auto deviation = [&](int64_t r, int k) {
-        if (k == 0 && r < next_rows) PrefetchRangeAhead(next, r * width, width);
-        const auto d = hn::Sub(Widen(xb + r * width + k * lanes), hn::Load(df, first + k * lanes));
+        if (k == 0 && r < next_rows) PrefetchRangeAhead(next, r * width + w0, K * lanes);
+        const auto d =
+            hn::Sub(Widen(xb + r * width + w0 + k * lanes), hn::Load(df, first + w0 + k * lanes));
         return std::pair{d, d};
       };
-      RegisterSumAndDot<K>(df, 0, n, deviation, s, q);
+      RegisterSumAndDot<K>(df, 0, n, deviation, s + w0, q + w0);
     };
-    if (!InRegisters<kRegisterSumsMax / 2>(width / lanes, deviation_sums)) {
+    const int64_t vectors = width / lanes;
+    if (vectors == 4) {
+      deviation_sums.template operator()<4>(0);
+    } else if (vectors % kChunk == 0) {
+      for (int64_t w0 = 0; w0 < width; w0 += kChunk * lanes)
+        deviation_sums.template operator()<kChunk>(w0);
+    } else {
       for (int64_t r = 0; r < n; ++r) {
         if (r < next_rows) PrefetchRangeAhead(next, r * width, width);
         for (int64_t w = 0; w < width; w += lanes) {

@@ -215,13 +215,14 @@ INSTANTIATE_TEST_SUITE_P(Shapes, Bf16Kernels, ::testing::ValuesIn(bf16_shapes())
 // Each conversion variant (its rounding, its in-register normalize, gradient
 // sums and gradient input) on the shapes whose pieces take the register path: spans,
 // channels-last rows (300 of them: two float blocks, the second partial), blocked16
-// units, and a channels-last row too narrow.
+// units, and a channels-last row too narrow; rows of 4, 12 and 16 vectors on
+// AVX-512 (moments row by row: in registers, in L1 arrays, in two register walks).
 TEST(Bf16Kernels, EveryConversionVariantMatchesFloat64) {
-  const BatchNormShape shapes[] = {{4, 3, 70, Layout::channels_first},
-                                   {3, 32, 9, Layout::channels_last},
-                                   {3, 32, 100, Layout::channels_last},
-                                   {3, 32, 9, Layout::blocked16},
-                                   {5, 3, 7, Layout::channels_last}};
+  const BatchNormShape shapes[] = {
+      {4, 3, 70, Layout::channels_first},  {3, 32, 9, Layout::channels_last},
+      {3, 32, 100, Layout::channels_last}, {3, 32, 9, Layout::blocked16},
+      {5, 3, 7, Layout::channels_last},    {3, 64, 100, Layout::channels_last},
+      {2, 192, 37, Layout::channels_last}, {2, 256, 300, Layout::channels_last}};
   for (const std::string& name : split_commas(bf16_conversion_variants())) {
     set_bf16_conversion_variant(name);
     for (const BatchNormShape& sh : shapes) {
