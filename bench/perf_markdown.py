@@ -71,10 +71,10 @@ WALK_ROWS = {
                             "blocked16/inference_forward"],
     "forward/tensor": ["channels_last/train_forward"],
     "forward/sample_team": ["channels_last/group_norm_forward"],
-    "forward/group": ["channels_first/group_norm_forward"],
+    "forward/group": ["channels_first/group_norm_forward", "channels_first/train_forward"],
     "backward/tensor": ["channels_last/backward"],
     "backward/sample_team": ["channels_last/group_norm_backward"],
-    "backward/group": ["channels_first/group_norm_backward"],
+    "backward/group": ["channels_first/group_norm_backward", "channels_first/backward"],
 }
 
 

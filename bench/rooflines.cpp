@@ -231,11 +231,15 @@ std::vector<Roofline> measure_rooflines(const std::vector<int64_t>& dims, int64_
       {false, Walk::tensor, "channels_last train_forward: every row's sums before any output"},
       {false, Walk::sample, "channels_last group_norm_forward, a thread per sample"},
       {false, Walk::sample_team, "channels_last, blocked16 group_norm_forward: a team per sample"},
-      {false, Walk::group, "channels_first group_norm_forward: a group at a time, from L2"},
+      {false, Walk::group,
+       "channels_first group_norm_forward (a group at a time), train_forward (a channel at a "
+       "time), the second read from L2"},
       {true, Walk::tensor, "channels_last backward: every row's sums before any dx"},
       {true, Walk::sample, "channels_last group_norm_backward, a thread per sample"},
       {true, Walk::sample_team, "channels_last, blocked16 group_norm_backward: a team per sample"},
-      {true, Walk::group, "channels_first group_norm_backward: a group at a time, from L2"},
+      {true, Walk::group,
+       "channels_first group_norm_backward (a group at a time), backward (a channel at a time), "
+       "the second read from L2"},
   };
   std::vector<Roofline> out;
   for (bool backward : {false, true}) {
