@@ -449,17 +449,30 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
   return total;
 }
 
+// Rows in one float block of the rows moments: 1024 for rows of one vector
+// (blocked16 units), so that the merge per column that ends each block comes
+// a quarter as often; else kFloatBlock, or fewer on rows wider than 64 values,
+// so that a block stays within 32 KiB and pass 2 reads it from L1 (256
+// channels: 64-row blocks, docs/performance.md 'Kernel choices'). By width
+// alone, so that both walks below, and every target, cut the same blocks.
+int64_t MomentsBlockRows(int64_t width) {
+  constexpr int64_t kBlockValues = 16384;  // 32 KiB of bf16
+  if (width <= 16) return 4 * kFloatBlock;
+  return std::clamp<int64_t>(kBlockValues / width, 1, kFloatBlock);
+}
+
 // RowsMoments on rows of at least four whole vectors: both passes row by
-// row, in memory order, with each column's float sums in L1 arrays. Each
-// column adds its rows in order, as the column walk's <4, 1> groups do, so
-// the bits are the same. Pass 2 prefetches the next block's rows, so that
-// reads from DRAM go on while it works from L2 (docs/performance.md).
+// row, in memory order. Each column adds its rows in order, as the column
+// walk's <4, 1> groups do, so the bits are the same. Pass 2 prefetches the
+// next block's rows, so that reads from DRAM go on while it works from L1
+// (docs/performance.md).
 void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t block = MomentsBlockRows(width);
   alignas(64) float first[kByRowMaxWidth], s[kByRowMaxWidth], q[kByRowMaxWidth];
-  for (int64_t r0 = 0; r0 < rows; r0 += kFloatBlock) {
-    const int64_t n = std::min(kFloatBlock, rows - r0);
+  for (int64_t r0 = 0; r0 < rows; r0 += block) {
+    const int64_t n = std::min(block, rows - r0);
     const uint16_t* xb = x + r0 * width;
     // Pass 1: sums shifted by the block's first row.
     for (int64_t w = 0; w < width; w += lanes) {
@@ -488,7 +501,7 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
       hn::Store(hn::Zero(df), df, q + w);
     }
     const uint16_t* next = xb + n * width;
-    const int64_t next_rows = std::min(kFloatBlock, rows - r0 - n);
+    const int64_t next_rows = std::min(block, rows - r0 - n);
     // Rows of 4 vectors, or of a multiple of kChunk vectors: the sums in
     // registers, kChunk column vectors side by side (a row of 16 vectors in
     // two walks down the block), the same part of a row of the next block
@@ -528,8 +541,7 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
 }
 
 // The same per column of `rows` contiguous rows of `width` columns, blocks of
-// kFloatBlock rows (more for one-vector rows), merged into out[w]; column
-// groups as ForColumnGroups.
+// MomentsBlockRows rows, merged into out[w]; column groups as ForColumnGroups.
 void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
   const DF df;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
@@ -538,11 +550,9 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
     RowsMomentsByRow(x, rows, width, out);
     return;
   }
-  // Rows of one vector (blocked16 units) take blocks of 1024 rows (32 KiB, the
-  // second pass from L1), so that the merge per column that ends each block
-  // comes a quarter as often (docs/performance.md, 'bf16 kernels'). Pass 2
-  // prefetches the next block in memory order, as batch_norm_simd.cpp's does.
-  const int64_t block = width <= 16 ? 4 * kFloatBlock : kFloatBlock;
+  // Pass 2 prefetches the next block in memory order, as batch_norm_simd.cpp's
+  // does (one-vector rows: docs/performance.md, 'bf16 kernels').
+  const int64_t block = MomentsBlockRows(width);
   for (int64_t r0 = 0; r0 < rows; r0 += block) {
     const int64_t n = std::min(block, rows - r0);
     const uint16_t* xb = x + r0 * width;
