@@ -277,6 +277,79 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
   merge_tasks(per_task, tasks.count, c, mean, m2);
 }
 
+// Channel by channel pays for channels-first spans in registers on the fp32
+// walks' rule (batch_norm_spans.cpp), counted in 2-byte values: x past the
+// LLC and a channel's x and y within an eighth of it, or within half of L2.
+// Spans longer than a piece (level 2) stay in memory order: their last piece
+// may be too short for the registers, and the walks would then differ.
+bool forward_by_channel_pays(const PiecePlan& plan) {
+  const BatchNormShape& sh = plan.sh;
+  if (sh.layout != Layout::channels_first || sh.s < kRegisterRun || sh.c < 16 || plan.level > 1)
+    return false;
+  const CacheThresholds t = cache_thresholds();
+  const int64_t slice = 2 * sh.per_channel() * static_cast<int64_t>(sizeof(uint16_t));
+  const bool past_llc = slice <= t.by_channel_slice_bytes &&
+                        sh.numel() * static_cast<int64_t>(sizeof(uint16_t)) > t.by_channel_bytes;
+  return past_llc || slice <= t.by_channel_l2_slice_bytes;
+}
+
+// Channel j's spans of a channels-first plan of level 0 or 1 in piece order:
+// run(p, at, len), at counted in values from the tensor's start.
+template <class Run>
+void channel_runs(const PiecePlan& plan, int64_t j, const Run& run) {
+  const BatchNormShape& sh = plan.sh;
+  for (int64_t i = 0; i < sh.n; ++i) {
+    const int64_t at = (i * sh.c + j) * sh.s;
+    run(plan.level == 0 ? i / plan.per : i * plan.per_parent + j / plan.per, at, sh.s);
+  }
+}
+
+// The training forward channel by channel (channels-first, when it pays):
+// one task per channel, its moments over every sample's span merged run by
+// run, piece by piece and task by task as piece_moments merges them (the same
+// bits), its mean, scale and shift, then y over the same spans from L2 (or
+// the LLC): 2 passes over DRAM instead of 3.
+bool forward_by_channel(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* weight,
+                        const float* bias, double eps, double* mean, double* m2, float* mean_f,
+                        float* scale, float* shift, bool relu) {
+  if (!forward_by_channel_pays(plan)) return false;
+  const BatchNormShape& sh = plan.sh;
+  const Tasks tasks(plan);
+  const bool stream = streams_bf16(sh);
+  const double count = static_cast<double>(sh.per_channel());
+  const Bf16Conversions& v = bf16_conversions();
+  parallel_for(sh.c, 3 * sh.numel(), [&](int64_t j) {
+    Moments total, task, piece;
+    int64_t p_now = -1, t_now = 0;
+    channel_runs(plan, j, [&](int64_t p, int64_t at, int64_t len) {
+      if (p != p_now) {
+        task.merge(piece);
+        piece = Moments{};
+        if (p_now >= 0 && p >= tasks.begin(t_now + 1)) {
+          total.merge(task);
+          task = Moments{};
+        }
+        while (p >= tasks.begin(t_now + 1)) ++t_now;
+        p_now = p;
+      }
+      piece.merge(v.span_moments(x + at, len));
+    });
+    task.merge(piece);
+    total.merge(task);
+    total.store(mean, m2, j);
+    const double wj = weight != nullptr ? weight[j] : 1.0;
+    mean_f[j] = static_cast<float>(mean[j]);
+    scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
+    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+    for (int64_t i = 0; i < sh.n; ++i) {
+      const int64_t at = (i * sh.c + j) * sh.s;
+      v.span_normalize(x + at, y + at, sh.s, mean_f[j], scale[j], shift[j], relu, stream);
+    }
+    if (stream) std::atomic_thread_fence(std::memory_order_seq_cst);  // orders the streamed stores
+  });
+  return true;
+}
+
 // y = act((x - mean)*scale + shift) per channel, piece by piece.
 void piece_normalize(const uint16_t* x, uint16_t* y, const PiecePlan& plan, const float* mean,
                      const float* scale, const float* shift, bool relu) {
@@ -381,24 +454,29 @@ BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchN
   Bf16Workspace& w = bf16_workspace();
   double* mean = Workspace::grown(w.channel_doubles, 2 * c);
   double* m2 = mean + c;
-  piece_moments(x, plan, mean, m2);
   float* mean_f = Workspace::grown(w.channel_floats, 4 * c);
   float* invstd_f = mean_f + c;
   float* scale = invstd_f + c;
   float* shift = scale + c;
+  const bool relu = activation == Activation::relu;
+  const bool normalized =
+      forward_by_channel(x, y, plan, weight, bias, eps, mean, m2, mean_f, scale, shift, relu);
+  if (!normalized) piece_moments(x, plan, mean, m2);
   // save_*, the running statistics and the status as the fp32 kernel gives
   // them from the same moments (an empty part: nothing to normalize there).
   const BatchNormStatus status =
       batch_norm_forward_with_stats(nullptr, {0, c, sh.s, sh.layout}, weight, bias, mean, m2,
                                     sh.per_channel(), running, eps, nullptr, mean_f, invstd_f);
-  const double count = static_cast<double>(sh.per_channel());
-  // scale = weight / sqrt(var + eps) in double, as the fp32 forward rounds it.
-  for (int64_t j = 0; j < c; ++j) {
-    const double wj = weight != nullptr ? weight[j] : 1.0;
-    scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+  if (!normalized) {
+    const double count = static_cast<double>(sh.per_channel());
+    // scale = weight / sqrt(var + eps) in double, as the fp32 forward rounds it.
+    for (int64_t j = 0; j < c; ++j) {
+      const double wj = weight != nullptr ? weight[j] : 1.0;
+      scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
+      shift[j] = bias != nullptr ? bias[j] : 0.0f;
+    }
+    piece_normalize(x, y, plan, mean_f, scale, shift, relu);
   }
-  piece_normalize(x, y, plan, mean_f, scale, shift, activation == Activation::relu);
   if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);
   if (save_invstd != nullptr) std::copy(invstd_f, invstd_f + c, save_invstd);
   return status;

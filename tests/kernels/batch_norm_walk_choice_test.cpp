@@ -10,6 +10,7 @@
 #include "bn_reference.hpp"
 #include "bnlab/aligned.hpp"
 #include "bnlab/batch_norm.hpp"
+#include "bnlab/batch_norm_bf16.hpp"
 #include "bnlab/cpu_info.hpp"
 #include "bnlab/group_norm.hpp"
 #include "bnlab/layer_norm.hpp"
@@ -139,6 +140,50 @@ TEST(CacheThresholds, BatchNormResultsAreIdenticalWhicheverWalkIsChosen) {
       }
       expect_same(in_cache, beyond_cache);
     }
+  }
+}
+
+// The bf16 training forward channel by channel (a channel's x and y in half
+// of L2, or past a tiny LLC) against memory order: pieces of several samples,
+// pieces of some channels of one sample, tasks of several pieces.
+TEST(CacheThresholds, Bf16TrainingIsIdenticalWhicheverWalkIsChosen) {
+  const BatchNormShape shapes[] = {{2, 32, 256, Layout::channels_first},
+                                   {200, 16, 512, Layout::channels_first},
+                                   {5, 16, 5000, Layout::channels_first},
+                                   {40, 16, 5000, Layout::channels_first}};
+  for (const BatchNormShape& sh : shapes) {
+    std::vector<uint16_t> x(static_cast<size_t>(sh.numel()));
+    const std::vector<float> xf = channel_data(sh, 51);
+    floats_to_bf16(xf.data(), x.data(), sh.numel());
+    const std::vector<float> weight = random_vector(sh.c, 52, 1.0f, 0.3f);
+    const std::vector<float> bias = random_vector(sh.c, 53);
+    for (const std::string& variant : split_commas(bf16_conversion_variants())) {
+      SCOPED_TRACE(describe(sh) + " variant " + variant);
+      set_bf16_conversion_variant(variant);
+      std::vector<uint16_t> y[3];
+      std::vector<float> mean[3], invstd[3], running[3];
+      const CacheSizes sizes[3] = {
+          {0, kTinyL2, kHugeLlc}, {0, kLargeL2, kHugeLlc}, {0, 0, kTinyLlc}};
+      for (int k = 0; k < 3; ++k) {
+        ScopedCacheSizes use(sizes[k]);
+        y[k].resize(x.size());
+        mean[k].resize(sh.c);
+        invstd[k].resize(sh.c);
+        running[k].assign(2 * sh.c, 0.5f);
+        const RunningStats stats{running[k].data(), running[k].data() + sh.c, 0.1, true};
+        EXPECT_EQ(batch_norm_forward_training_bf16(x.data(), sh, weight.data(), bias.data(), stats,
+                                                   1e-5, y[k].data(), mean[k].data(),
+                                                   invstd[k].data(), Activation::relu),
+                  BatchNormStatus::ok);
+      }
+      for (int k = 1; k < 3; ++k) {
+        EXPECT_EQ(y[0], y[k]) << k;
+        EXPECT_EQ(mean[0], mean[k]) << k;
+        EXPECT_EQ(invstd[0], invstd[k]) << k;
+        EXPECT_EQ(running[0], running[k]) << k;
+      }
+    }
+    set_bf16_conversion_variant("auto");
   }
 }
 
