@@ -278,19 +278,25 @@ void piece_moments(const uint16_t* x, const PiecePlan& plan, double* mean, doubl
 }
 
 // Channel by channel pays for channels-first spans in registers on the fp32
-// walks' rule (batch_norm_spans.cpp), counted in 2-byte values: x past the
-// LLC and a channel's x and y within an eighth of it, or within half of L2.
-// Spans longer than a piece (level 2) stay in memory order: their last piece
-// may be too short for the registers, and the walks would then differ.
+// walks' rule (by_channel_slices_pay, batch_norm_walks.hpp), counted in
+// 2-byte values. Spans longer than a piece (level 2) stay in memory order:
+// their last piece may be too short for the registers, and the walks would
+// then differ.
 bool forward_by_channel_pays(const PiecePlan& plan) {
   const BatchNormShape& sh = plan.sh;
-  if (sh.layout != Layout::channels_first || sh.s < kRegisterRun || sh.c < 16 || plan.level > 1)
-    return false;
-  const CacheThresholds t = cache_thresholds();
-  const int64_t slice = 2 * sh.per_channel() * static_cast<int64_t>(sizeof(uint16_t));
-  const bool past_llc = slice <= t.by_channel_slice_bytes &&
-                        sh.numel() * static_cast<int64_t>(sizeof(uint16_t)) > t.by_channel_bytes;
-  return past_llc || slice <= t.by_channel_l2_slice_bytes;
+  const int64_t bytes = static_cast<int64_t>(sizeof(uint16_t));
+  return sh.layout == Layout::channels_first && sh.s >= kRegisterRun && sh.c >= 16 &&
+         plan.level <= 1 && by_channel_slices_pay(sh.numel() * bytes, 2 * sh.per_channel() * bytes);
+}
+
+// y's coefficients of channel j in the bf16 forward: scale = weight /
+// sqrt(var + eps) in double, as the fp32 forward rounds it, and shift = bias
+// (the loops subtract the float mean).
+void scale_and_shift(int64_t j, const float* weight, const float* bias, const double* m2,
+                     double count, double eps, float* scale, float* shift) {
+  const double wj = weight != nullptr ? weight[j] : 1.0;
+  scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
+  shift[j] = bias != nullptr ? bias[j] : 0.0f;
 }
 
 // Channel j's spans of a channels-first plan of level 0 or 1 in piece order:
@@ -337,10 +343,8 @@ bool forward_by_channel(const uint16_t* x, uint16_t* y, const PiecePlan& plan, c
     task.merge(piece);
     total.merge(task);
     total.store(mean, m2, j);
-    const double wj = weight != nullptr ? weight[j] : 1.0;
     mean_f[j] = static_cast<float>(mean[j]);
-    scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
-    shift[j] = bias != nullptr ? bias[j] : 0.0f;
+    scale_and_shift(j, weight, bias, m2, count, eps, scale, shift);
     for (int64_t i = 0; i < sh.n; ++i) {
       const int64_t at = (i * sh.c + j) * sh.s;
       v.span_normalize(x + at, y + at, sh.s, mean_f[j], scale[j], shift[j], relu, stream);
@@ -469,12 +473,7 @@ BatchNormStatus batch_norm_forward_training_bf16(const uint16_t* x, const BatchN
                                     sh.per_channel(), running, eps, nullptr, mean_f, invstd_f);
   if (!normalized) {
     const double count = static_cast<double>(sh.per_channel());
-    // scale = weight / sqrt(var + eps) in double, as the fp32 forward rounds it.
-    for (int64_t j = 0; j < c; ++j) {
-      const double wj = weight != nullptr ? weight[j] : 1.0;
-      scale[j] = static_cast<float>(wj / std::sqrt(m2[j] / count + eps));
-      shift[j] = bias != nullptr ? bias[j] : 0.0f;
-    }
+    for (int64_t j = 0; j < c; ++j) scale_and_shift(j, weight, bias, m2, count, eps, scale, shift);
     piece_normalize(x, y, plan, mean_f, scale, shift, relu);
   }
   if (save_mean != nullptr) std::copy(mean_f, mean_f + c, save_mean);

@@ -293,20 +293,11 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
     ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
   // Pass 2, from L1 or L2: deviations from the mean, one column vector at a
-  // time (DeviationSums, register_sums-inl.h: several side by side were slower
+  // time (DeviationPass, register_sums-inl.h: several side by side were slower
   // from memory, docs/performance.md 'Kernel choices'). When the rows are
   // contiguous, it prefetches the block that follows, two vectors an
   // iteration in memory order (in column order the prefetches were slower), so
   // that DRAM does not idle meanwhile.
-  alignas(64) float mean[kRowsMaxWidth + kMaxLanes];
-  alignas(64) float dev[kRowsMaxWidth + kMaxLanes];
-  alignas(64) float dev2[kRowsMaxWidth + kMaxLanes];
-  const double inv_rows = 1.0 / static_cast<double>(rows);
-  for (int64_t w = 0; w < width; ++w) {
-    mean_out[w] = x[w] + static_cast<double>(sum[w]) * inv_rows;
-    mean[w] = static_cast<float>(mean_out[w]);
-  }
-  std::fill(mean + width, mean + width + n, 0.0f);
   const bool prefetch = stride == width;
   int64_t ahead = rows * stride;  // the next value to prefetch, from x
   const auto prefetch_ahead = [&](int64_t count) {
@@ -314,12 +305,7 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
     PrefetchRangeAhead(x, ahead, count);
     ahead += count;
   };
-  DeviationSums<1>(d, x, rows, stride, width, mean, dev, dev2, prefetch_ahead);
-  for (int64_t k = 0; k < width; ++k) {
-    const double s = dev[k], s2 = dev2[k];
-    mean_out[k] = mean[k] + s * inv_rows;
-    m2_out[k] = std::max(s2 - s * s * inv_rows, 0.0);
-  }
+  DeviationPass<1, kRowsMaxWidth>(d, x, rows, stride, width, sum, prefetch_ahead, mean_out, m2_out);
 }
 
 // Row by row, so that memory is read and written in order; mean, scale and

@@ -55,18 +55,13 @@ struct SpanPlan {
 };
 
 // Channel by channel pays when there are channels enough for the threads and
-// either x alone overflows the LLC and a channel's two slices (x and dy, or x
-// and y) fit a thread's share of it, or those slices fit in L2
-// (cache_thresholds.hpp; docs/performance.md, 'Kernel choices').
+// the slices fit (by_channel_slices_pay, batch_norm_walks.hpp).
 constexpr int64_t kByChannelMinChannels = 16;
 
 bool by_channel_pays(const BatchNormShape& sh) {
-  const CacheThresholds t = cache_thresholds();
-  const int64_t slice = 2 * sh.per_channel() * static_cast<int64_t>(sizeof(float));
-  const bool past_llc = slice <= t.by_channel_slice_bytes &&
-                        sh.numel() * static_cast<int64_t>(sizeof(float)) > t.by_channel_bytes;
+  const int64_t bytes = static_cast<int64_t>(sizeof(float));
   return uses_spans(sh) && sh.c >= kByChannelMinChannels &&
-         (past_llc || slice <= t.by_channel_l2_slice_bytes);
+         by_channel_slices_pay(sh.numel() * bytes, 2 * sh.per_channel() * bytes);
 }
 
 // One task per channel j: its units' results (add(offset, length, j, part))

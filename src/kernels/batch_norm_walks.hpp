@@ -36,6 +36,16 @@ inline bool streams_bytes(int64_t numel) {
 }
 inline bool streams(const BatchNormShape& sh) { return streams_bytes(sh.numel()); }
 
+// Channel by channel (or block by block) pays when x's bytes overflow the LLC
+// and a channel's two slices (x and dy, or x and y: slice_bytes) fit a
+// thread's share of it, or when they fit half of L2 (cache_thresholds.hpp;
+// docs/performance.md, 'Kernel choices'). fp32 and bf16 alike.
+inline bool by_channel_slices_pay(int64_t x_bytes, int64_t slice_bytes) {
+  const CacheThresholds t = cache_thresholds();
+  return (slice_bytes <= t.by_channel_slice_bytes && x_bytes > t.by_channel_bytes) ||
+         slice_bytes <= t.by_channel_l2_slice_bytes;
+}
+
 inline bool uses_spans(const BatchNormShape& sh) {
   return sh.layout == Layout::channels_first && sh.s >= kSpanMin;
 }

@@ -241,20 +241,9 @@ void RowsMoments(const float* x, int64_t rows, int64_t stride, int64_t width, do
   } else {
     ShiftedRowSums(d, x, rows, stride, width, sum);  // register_sums-inl.h
   }
-  // Pass 2 (from L2): deviations from the float mean (DeviationSums).
-  alignas(64) float mean[kNormMaxWidth + kMaxLanes];
-  alignas(64) float dev[kNormMaxWidth + kMaxLanes];
-  alignas(64) float dev2[kNormMaxWidth + kMaxLanes];
-  const double inv_rows = 1.0 / static_cast<double>(rows);
-  for (int64_t w = 0; w < width; ++w)
-    mean[w] = static_cast<float>(x[w] + static_cast<double>(sum[w]) * inv_rows);
-  std::fill(mean + width, mean + width + n, 0.0f);
-  DeviationSums<kDeviationColumns>(d, x, rows, stride, width, mean, dev, dev2, [](int64_t) {});
-  for (int64_t k = 0; k < width; ++k) {
-    const double s = dev[k], s2 = dev2[k];
-    mean_out[k] = mean[k] + s * inv_rows;
-    m2_out[k] = std::max(s2 - s * s * inv_rows, 0.0);
-  }
+  // Pass 2 (from L2): deviations from the float mean.
+  DeviationPass<kDeviationColumns, kNormMaxWidth>(
+      d, x, rows, stride, width, sum, [](int64_t) {}, mean_out, m2_out);
 }
 
 // Whether a contiguous rows block whose output is not vector-aligned can stream

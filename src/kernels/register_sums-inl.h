@@ -220,6 +220,30 @@ HWY_INLINE void DeviationSums(hwy::HWY_NAMESPACE::ScalableTag<float> d, const fl
   }
 }
 
+// The second pass of the float rows moments, whole, from the first pass's
+// per-column sums of the rows shifted by row 0 (sum[w]): the float mean
+// x[w] + sum[w] / rows, the deviations from it (DeviationSums, kSide as
+// there), then mean_out[w] and m2_out[w] in double. width <= kMaxWidth.
+template <int kSide, int64_t kMaxWidth, class Ahead>
+HWY_INLINE void DeviationPass(hwy::HWY_NAMESPACE::ScalableTag<float> d, const float* x,
+                              int64_t rows, int64_t stride, int64_t width, const float* sum,
+                              const Ahead& ahead, double* mean_out, double* m2_out) {
+  const int64_t n = static_cast<int64_t>(hwy::HWY_NAMESPACE::Lanes(d));
+  alignas(64) float mean[kMaxWidth + kMaxLanes];
+  alignas(64) float dev[kMaxWidth + kMaxLanes];
+  alignas(64) float dev2[kMaxWidth + kMaxLanes];
+  const double inv_rows = 1.0 / static_cast<double>(rows);
+  for (int64_t w = 0; w < width; ++w)
+    mean[w] = static_cast<float>(x[w] + static_cast<double>(sum[w]) * inv_rows);
+  std::fill(mean + width, mean + width + n, 0.0f);
+  DeviationSums<kSide>(d, x, rows, stride, width, mean, dev, dev2, ahead);
+  for (int64_t w = 0; w < width; ++w) {
+    const double s = dev[w], s2 = dev2[w];
+    mean_out[w] = mean[w] + s * inv_rows;
+    m2_out[w] = std::max(s2 - s * s * inv_rows, 0.0);
+  }
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace bnlab::kernels
 HWY_AFTER_NAMESPACE();
