@@ -228,7 +228,8 @@ struct Roofline {
   int64_t tensor_bytes = 0;
   Timing timing;
 };
-// Every walk, forward and backward, on float tensors of `dims`, timed by `policy`.
+// Every walk, forward and backward, on float tensors of `dims`, timed by `policy`; then
+// the bf16 kernels' walks ("bf16_forward/tensor"), on as many bytes in 2-byte elements.
 std::vector<Roofline> measure_rooflines(const std::vector<int64_t>& dims, int64_t groups,
                                         int threads, const TimingPolicy& policy);
 

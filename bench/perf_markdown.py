@@ -75,6 +75,12 @@ WALK_ROWS = {
     "backward/tensor": ["channels_last/backward"],
     "backward/sample_team": ["channels_last/group_norm_backward"],
     "backward/group": ["channels_first/group_norm_backward", "channels_first/backward"],
+    "bf16_forward/output_only": ["channels_first/bf16_inference_forward",
+                                 "channels_last/bf16_inference_forward",
+                                 "blocked16/bf16_inference_forward"],
+    "bf16_forward/tensor": ["channels_last/bf16_train_forward"],
+    "bf16_forward/group": ["channels_first/bf16_train_forward"],
+    "bf16_backward/tensor": ["channels_first/bf16_backward", "channels_last/bf16_backward"],
 }
 
 
@@ -86,8 +92,8 @@ def roofline_table(reps, runs):
         return []
     first = with_walks[0][0]["rooflines"]
     dims = "x".join(str(d) for d in first[0]["dims"])
-    out = ["", f"Walk rooflines on {dims} (fp32; GB/s counts 2 passes forward, 3 backward): the passes "
-           "each walk forces and nothing more, and each kernel row's time against its walk's "
+    out = ["", f"Walk rooflines on {dims} (fp32, and 2-byte elements in the bf16_ walks; GB/s "
+           "counts 2 passes forward, 3 backward): the passes each walk forces and nothing more, and each kernel row's time against its walk's "
            "(roofline ms / row ms: 100% is the walk's speed).", "",
            "| walk | ms | GB/s | % copy | rows at their walk's speed |", "|---|---:|---:|---:|---|"]
     for walk in first:

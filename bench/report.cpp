@@ -124,8 +124,8 @@ std::string format_table(const Report& report) {
       dims += std::to_string(d);
     }
     out += "\nwalk rooflines on " + dims +
-           " (fp32): the passes a walk forces and nothing more; GB/s counts 2 passes forward, "
-           "3 backward, as the GroupNorm rows do\n";
+           " (fp32; bf16_ walks move 2-byte elements): the passes a walk forces and nothing "
+           "more; GB/s counts 2 passes forward, 3 backward, as the GroupNorm rows do\n";
     std::snprintf(line, sizeof line, "%-22s %9s %7s %6s  %s\n", "walk", "ms", "GB/s", "%copy",
                   "the rows that walk this way");
     out += line;

@@ -222,40 +222,54 @@ std::vector<Roofline> measure_rooflines(const std::vector<int64_t>& dims, int64_
   int64_t per_sample = 1;
   for (size_t i = 1; i < dims.size(); ++i) per_sample *= dims[i];
   struct Planned {
+    bool bf16;  // the bf16 kernels' walk: the same bytes, so half the floats a sample
     bool backward;
     Walk walk;
     const char* models;
   };
   const Planned planned[] = {
-      {false, Walk::output_only, "inference_forward (no statistics pass)"},
-      {false, Walk::tensor, "channels_last train_forward: every row's sums before any output"},
-      {false, Walk::sample, "channels_last group_norm_forward, a thread per sample"},
-      {false, Walk::sample_team, "channels_last, blocked16 group_norm_forward: a team per sample"},
-      {false, Walk::group,
+      {false, false, Walk::output_only, "inference_forward (no statistics pass)"},
+      {false, false, Walk::tensor,
+       "channels_last train_forward: every row's sums before any output"},
+      {false, false, Walk::sample, "channels_last group_norm_forward, a thread per sample"},
+      {false, false, Walk::sample_team,
+       "channels_last, blocked16 group_norm_forward: a team per sample"},
+      {false, false, Walk::group,
        "channels_first group_norm_forward (a group at a time), train_forward (a channel at a "
        "time), the second read from L2"},
-      {true, Walk::tensor, "channels_last backward: every row's sums before any dx"},
-      {true, Walk::sample, "channels_last group_norm_backward, a thread per sample"},
-      {true, Walk::sample_team, "channels_last, blocked16 group_norm_backward: a team per sample"},
-      {true, Walk::group,
+      {false, true, Walk::tensor, "channels_last backward: every row's sums before any dx"},
+      {false, true, Walk::sample, "channels_last group_norm_backward, a thread per sample"},
+      {false, true, Walk::sample_team,
+       "channels_last, blocked16 group_norm_backward: a team per sample"},
+      {false, true, Walk::group,
        "channels_first group_norm_backward (a group at a time), backward (a channel at a time), "
        "the second read from L2"},
+      {true, false, Walk::output_only, "bf16_inference_forward (no statistics pass)"},
+      {true, false, Walk::tensor, "channels_last bf16_train_forward"},
+      {true, false, Walk::group, "channels_first bf16_train_forward (a channel at a time)"},
+      {true, true, Walk::tensor, "bf16_backward, both layouts: every channel's sums before any dx"},
   };
   std::vector<Roofline> out;
-  for (bool backward : {false, true}) {
-    RooflineBuffers buffers(dims[0], per_sample, groups, backward);
-    for (const Planned& p : planned) {
-      if (p.backward != backward) continue;
-      Roofline r;
-      r.walk = std::string(backward ? "backward/" : "forward/") + walk_name(p.walk);
-      r.models = p.models;
-      r.dims = dims;
-      // The fewest passes over memory the op needs when its statistics come from cache:
-      // read x (and dy) once, write the output once.
-      r.passes = backward ? 3 : 2;
-      r.tensor_bytes = dims[0] * per_sample * static_cast<int64_t>(sizeof(float));
-      r.timing = time_calls([&] { run_walk(buffers, backward, p.walk, threads); }, policy);
-      out.push_back(r);
+  for (bool bf16 : {false, true}) {
+    // A bf16 walk moves 2-byte elements: as many bytes as float chunks of half the length,
+    // so the float loops time it (a floor: the kernels also widen and round).
+    const int64_t sample_floats = bf16 ? per_sample / 2 : per_sample;
+    for (bool backward : {false, true}) {
+      RooflineBuffers buffers(dims[0], sample_floats, groups, backward);
+      for (const Planned& p : planned) {
+        if (p.bf16 != bf16 || p.backward != backward) continue;
+        Roofline r;
+        r.walk = std::string(bf16 ? "bf16_" : "") + (backward ? "backward/" : "forward/") +
+                 walk_name(p.walk);
+        r.models = p.models;
+        r.dims = dims;
+        // The fewest passes over memory the op needs when its statistics come from cache:
+        // read x (and dy) once, write the output once.
+        r.passes = backward ? 3 : 2;
+        r.tensor_bytes = dims[0] * sample_floats * static_cast<int64_t>(sizeof(float));
+        r.timing = time_calls([&] { run_walk(buffers, backward, p.walk, threads); }, policy);
+        out.push_back(r);
+      }
     }
   }
   return out;
