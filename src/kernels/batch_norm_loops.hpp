@@ -21,9 +21,11 @@ namespace bnlab::kernels {
 // Count, mean and m2 = sum((x - mean)^2) of some values: a block, a part of a
 // channel, a channel. merge() adds another part with Chan et al.'s update:
 //   count = count_a + count_b, delta = mean_b - mean_a,
-//   mean = mean_a + delta * count_b / count,
-//   m2 = m2_a + m2_b + delta^2 * count_a * count_b / count
+//   mean = mean_a + delta * (count_b / count),
+//   m2 = m2_a + m2_b + delta^2 * (count_a * count_b / count)
 // (no E[x^2] - E[x]^2: a channel with mean 1e4 and std 1 keeps its variance).
+// The two ratios depend on the counts alone, so columns of the same rows can
+// share them (merge_columns).
 struct Moments {
   double count = 0.0;
   double mean = 0.0;
@@ -36,8 +38,8 @@ struct Moments {
     }
     const double total = count + b.count;
     const double delta = b.mean - mean;
-    mean += delta * b.count / total;
-    m2 += b.m2 + delta * delta * count * b.count / total;
+    mean += delta * (b.count / total);
+    m2 += b.m2 + delta * delta * (count * b.count / total);
     count = total;
   }
   void store(double* mean_out, double* m2_out, int64_t j) const {
@@ -45,6 +47,28 @@ struct Moments {
     m2_out[j] = m2;
   }
 };
+
+// out[w].merge({count, mean[w], m2[w]}) for w < width: when every out[w] has
+// the same count (columns of the same rows) the ratios are computed once, so
+// the loop over the columns divides nothing.
+inline void merge_columns(Moments* out, int64_t width, double count, const double* mean,
+                          const double* m2) {
+  const double before = out[0].count;
+  bool same = true;
+  for (int64_t w = 1; w < width; ++w) same &= out[w].count == before;
+  if (!same || before == 0.0 || count == 0.0) {
+    for (int64_t w = 0; w < width; ++w) out[w].merge({count, mean[w], m2[w]});
+    return;
+  }
+  const double total = before + count;
+  const double weight_new = count / total, weight_cross = before * count / total;
+  for (int64_t w = 0; w < width; ++w) {
+    const double delta = mean[w] - out[w].mean;
+    out[w].mean += delta * weight_new;
+    out[w].m2 += m2[w] + delta * delta * weight_cross;
+    out[w].count = total;
+  }
+}
 
 // Blocks stay in L1 between the passes a loop makes over them.
 constexpr int64_t kSpanBlock = 4096;  // floats in one span block (16 KiB)

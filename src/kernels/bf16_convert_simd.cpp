@@ -449,6 +449,23 @@ Moments SpanMoments(const uint16_t* x, int64_t len) {
   return total;
 }
 
+// A float block of n rows merged into out[w] for its `width` columns: per
+// column its shifted mean (first), and the sums of the deviations from it and
+// of their squares, give the block's mean first + dev / n and m2 dev2 - dev^2 / n.
+// 1 / n and the merge's ratios are computed once for all columns: a division
+// per column made these merges a fifth of the rows moments' time in cache.
+HWY_INLINE void MergeFloatBlock(Moments* out, int64_t width, int64_t n, const float* first,
+                                const float* dev, const float* dev2) {
+  const double count = static_cast<double>(n), inv_n = 1.0 / count;
+  alignas(64) double mean[kByRowMaxWidth], m2[kByRowMaxWidth];
+  for (int64_t w = 0; w < width; ++w) {
+    const double d = dev[w];
+    mean[w] = first[w] + d * inv_n;
+    m2[w] = std::max(dev2[w] - d * d * inv_n, 0.0);
+  }
+  merge_columns(out, width, count, mean, m2);
+}
+
 // Rows in one float block of the rows moments: 1024 for rows of one vector
 // (blocked16 units), so that the merge per column that ends each block comes
 // a quarter as often; else as many rows as fit 32 KiB, so that pass 2 reads
@@ -535,11 +552,7 @@ void RowsMomentsByRow(const uint16_t* x, int64_t rows, int64_t width, Moments* o
         }
       }
     }
-    for (int64_t w = 0; w < width; ++w) {
-      const double dev = s[w];
-      out[w].merge(
-          {static_cast<double>(n), first[w] + dev / n, std::max(q[w] - dev * dev / n, 0.0)});
-    }
+    MergeFloatBlock(out, width, n, first, s, q);
   }
 }
 
@@ -607,11 +620,7 @@ void RowsMoments(const uint16_t* x, int64_t rows, int64_t width, Moments* out) {
         hn::Store(mean[k], df, lane_mean);
         hn::Store(a[k][0], df, lane_a);
         hn::Store(q[k][0], df, lane_q);
-        for (int64_t l = 0; l < lanes; ++l) {
-          const double dev = lane_a[l];
-          out[w + k * lanes + l].merge({static_cast<double>(n), lane_mean[l] + dev / n,
-                                        std::max(lane_q[l] - dev * dev / n, 0.0)});
-        }
+        MergeFloatBlock(out + w + k * lanes, lanes, n, lane_mean, lane_a, lane_q);
       }
     });
     for (int64_t w = whole; w < width; ++w) {  // columns left over: one at a time

@@ -8,9 +8,11 @@
 
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "bn_reference.hpp"
 #include "bnlab/batch_norm.hpp"
+#include "kernels/batch_norm_loops.hpp"
 #include "ulp_check.hpp"
 
 namespace bnlab::test {
@@ -256,3 +258,46 @@ INSTANTIATE_TEST_SUITE_P(AllVariants, Numerics, ::testing::ValuesIn(kernel_varia
 
 }  // namespace
 }  // namespace bnlab::test
+
+// merge_columns with the ratios shared by columns of equal counts gives the
+// bits of Moments::merge column by column, and falls back to it where the
+// counts differ; the merged moments are those of all the values together.
+TEST(MergeColumns, SharedRatiosGiveMergesBits) {
+  using bnlab::kernels::Moments;
+  const int64_t width = 7;
+  std::vector<double> mean(width), m2(width);
+  for (bool equal : {true, false}) {
+    std::vector<Moments> shared(width), one_by_one(width);
+    for (int64_t w = 0; w < width; ++w) {
+      shared[w] = one_by_one[w] = Moments{equal ? 40.0 : 40.0 + w, 1e4 + 0.37 * w, 3.1 + w};
+      mean[w] = 1e4 - 0.11 * w * w;
+      m2[w] = 0.7 * w;
+    }
+    bnlab::kernels::merge_columns(shared.data(), width, 24.0, mean.data(), m2.data());
+    for (int64_t w = 0; w < width; ++w) {
+      one_by_one[w].merge({24.0, mean[w], m2[w]});
+      EXPECT_EQ(shared[w].count, one_by_one[w].count) << w;
+      EXPECT_EQ(shared[w].mean, one_by_one[w].mean) << w;
+      EXPECT_EQ(shared[w].m2, one_by_one[w].m2) << w;
+    }
+  }
+  // Two blocks of known values: 0..39 then 100..123 (as mean and m2 of each).
+  const auto moments_of = [](double first, int n) {
+    double sum = 0, m2 = 0;
+    for (int i = 0; i < n; ++i) sum += first + i;
+    for (int i = 0; i < n; ++i) m2 += (first + i - sum / n) * (first + i - sum / n);
+    return Moments{static_cast<double>(n), sum / n, m2};
+  };
+  Moments out[1] = {moments_of(0, 40)};
+  const Moments b = moments_of(100, 24);
+  bnlab::kernels::merge_columns(out, 1, b.count, &b.mean, &b.m2);
+  double sum = 0, all_m2 = 0;
+  for (int i = 0; i < 40; ++i) sum += i;
+  for (int i = 0; i < 24; ++i) sum += 100 + i;
+  const double all_mean = sum / 64;
+  for (int i = 0; i < 40; ++i) all_m2 += (i - all_mean) * (i - all_mean);
+  for (int i = 0; i < 24; ++i) all_m2 += (100 + i - all_mean) * (100 + i - all_mean);
+  EXPECT_EQ(out[0].count, 64.0);
+  EXPECT_NEAR(out[0].mean, all_mean, 1e-12 * all_mean);
+  EXPECT_NEAR(out[0].m2, all_m2, 1e-12 * all_m2);
+}
