@@ -44,6 +44,15 @@ HWY_INLINE hn::Vec<DU16> RoundToBf16(hn::Vec<DF> v) {
   return hn::DemoteTo(du16, hn::BitCast(di32, r));
 }
 
+// a * b + c rounded as hn::MulAdd rounds it on this target (once where the
+// target fuses it, twice where not), for the values a span leaves to scalar
+// code: a streamed span's head depends on the output's alignment, and its
+// values must get the vector lanes' bits.
+HWY_INLINE float MulAdd1(float a, float b, float c) {
+  const hn::CappedTag<float, 1> d1;
+  return hn::GetLane(hn::MulAdd(hn::Set(d1, a), hn::Set(d1, b), hn::Set(d1, c)));
+}
+
 HWY_INLINE hn::Vec<DF> Widen(const uint16_t* in) {
   const DF df;
   return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(DU32(), hn::LoadU(DU16(), in))));
@@ -151,7 +160,7 @@ void SpanNormalize(const uint16_t* x, uint16_t* y, int64_t len, float mean, floa
         return RoundToBf16(ReluIf(hn::MulAdd(hn::Sub(Widen(x + i), m), sc, sh), relu));
       },
       [&](int64_t i) {
-        return float_to_bf16(ReluIf((bf16_to_float(x[i]) - mean) * scale + shift, relu));
+        return float_to_bf16(ReluIf(MulAdd1(bf16_to_float(x[i]) - mean, scale, shift), relu));
       });
 }
 
@@ -181,7 +190,7 @@ void RowsNormalize(const uint16_t* x, uint16_t* y, int64_t rows, int64_t width, 
         },
         [&](int64_t w) {
           return float_to_bf16(
-              ReluIf((bf16_to_float(xr[w]) - mean[w]) * scale[w] + shift[w], relu));
+              ReluIf(MulAdd1(bf16_to_float(xr[w]) - mean[w], scale[w], shift[w]), relu));
         });
   }
 }
@@ -198,8 +207,8 @@ void SpanGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y
         return RoundToBf16(hn::MulAdd(va, g, hn::MulAdd(vb, hn::Sub(Widen(x + i), m), vc)));
       },
       [&](int64_t i) {
-        return float_to_bf16(a * GradIf(bf16_to_float(dy[i]), relu_y, i) +
-                             b * (bf16_to_float(x[i]) - mean) + c);
+        return float_to_bf16(MulAdd1(a, GradIf(bf16_to_float(dy[i]), relu_y, i),
+                                     MulAdd1(b, bf16_to_float(x[i]) - mean, c)));
       });
 }
 
@@ -233,8 +242,8 @@ void RowsGradInput(const uint16_t* x, const uint16_t* dy, const uint16_t* relu_y
               hn::LoadU(df, a + w), g, hn::MulAdd(hn::LoadU(df, b + w), xm, hn::LoadU(df, c + w))));
         },
         [&](int64_t w) {
-          return float_to_bf16(a[w] * GradIf(bf16_to_float(dy[o + w]), relu_y, o + w) +
-                               b[w] * (bf16_to_float(x[o + w]) - mean[w]) + c[w]);
+          return float_to_bf16(MulAdd1(a[w], GradIf(bf16_to_float(dy[o + w]), relu_y, o + w),
+                                       MulAdd1(b[w], bf16_to_float(x[o + w]) - mean[w], c[w])));
         });
   }
 }
