@@ -80,7 +80,8 @@ WALK_ROWS = {
                                  "blocked16/bf16_inference_forward"],
     "bf16_forward/tensor": ["channels_last/bf16_train_forward"],
     "bf16_forward/group": ["channels_first/bf16_train_forward"],
-    "bf16_backward/tensor": ["channels_first/bf16_backward", "channels_last/bf16_backward"],
+    "bf16_backward/tensor": ["channels_last/bf16_backward"],
+    "bf16_backward/group": ["channels_first/bf16_backward"],
 }
 
 

@@ -247,7 +247,8 @@ std::vector<Roofline> measure_rooflines(const std::vector<int64_t>& dims, int64_
       {true, false, Walk::output_only, "bf16_inference_forward (no statistics pass)"},
       {true, false, Walk::tensor, "channels_last bf16_train_forward"},
       {true, false, Walk::group, "channels_first bf16_train_forward (a channel at a time)"},
-      {true, true, Walk::tensor, "bf16_backward, both layouts: every channel's sums before any dx"},
+      {true, true, Walk::tensor, "channels_last bf16_backward"},
+      {true, true, Walk::group, "channels_first bf16_backward (a channel at a time)"},
   };
   std::vector<Roofline> out;
   for (bool bf16 : {false, true}) {

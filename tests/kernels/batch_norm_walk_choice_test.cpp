@@ -143,9 +143,10 @@ TEST(CacheThresholds, BatchNormResultsAreIdenticalWhicheverWalkIsChosen) {
   }
 }
 
-// The bf16 training forward channel by channel (a channel's x and y in half
-// of L2, or past a tiny LLC) against memory order: pieces of several samples,
-// pieces of some channels of one sample, tasks of several pieces.
+// The bf16 training forward and the backward channel by channel (a channel's
+// two slices in half of L2, or past a tiny LLC) against memory order: pieces
+// of several samples, pieces of some channels of one sample, tasks of several
+// pieces; the backward through the fused ReLU.
 TEST(CacheThresholds, Bf16TrainingIsIdenticalWhicheverWalkIsChosen) {
   const BatchNormShape shapes[] = {{2, 32, 256, Layout::channels_first},
                                    {200, 16, 512, Layout::channels_first},
@@ -157,11 +158,14 @@ TEST(CacheThresholds, Bf16TrainingIsIdenticalWhicheverWalkIsChosen) {
     floats_to_bf16(xf.data(), x.data(), sh.numel());
     const std::vector<float> weight = random_vector(sh.c, 52, 1.0f, 0.3f);
     const std::vector<float> bias = random_vector(sh.c, 53);
+    std::vector<uint16_t> dy(x.size());
+    const std::vector<float> dyf = random_vector(sh.numel(), 54);
+    floats_to_bf16(dyf.data(), dy.data(), sh.numel());
     for (const std::string& variant : split_commas(bf16_conversion_variants())) {
       SCOPED_TRACE(describe(sh) + " variant " + variant);
       set_bf16_conversion_variant(variant);
-      std::vector<uint16_t> y[3];
-      std::vector<float> mean[3], invstd[3], running[3];
+      std::vector<uint16_t> y[3], dx[3];
+      std::vector<float> mean[3], invstd[3], running[3], dweight[3], dbias[3];
       const CacheSizes sizes[3] = {
           {0, kTinyL2, kHugeLlc}, {0, kLargeL2, kHugeLlc}, {0, 0, kTinyLlc}};
       for (int k = 0; k < 3; ++k) {
@@ -175,12 +179,21 @@ TEST(CacheThresholds, Bf16TrainingIsIdenticalWhicheverWalkIsChosen) {
                                                    1e-5, y[k].data(), mean[k].data(),
                                                    invstd[k].data(), Activation::relu),
                   BatchNormStatus::ok);
+        dx[k].resize(x.size());
+        dweight[k].resize(sh.c);
+        dbias[k].resize(sh.c);
+        batch_norm_backward_bf16(x.data(), dy.data(), sh, weight.data(), mean[k].data(),
+                                 invstd[k].data(), dx[k].data(), dweight[k].data(), dbias[k].data(),
+                                 Activation::relu, y[k].data());
       }
       for (int k = 1; k < 3; ++k) {
         EXPECT_EQ(y[0], y[k]) << k;
         EXPECT_EQ(mean[0], mean[k]) << k;
         EXPECT_EQ(invstd[0], invstd[k]) << k;
         EXPECT_EQ(running[0], running[k]) << k;
+        EXPECT_EQ(dx[0], dx[k]) << k;
+        EXPECT_EQ(dweight[0], dweight[k]) << k;
+        EXPECT_EQ(dbias[0], dbias[k]) << k;
       }
     }
     set_bf16_conversion_variant("auto");
