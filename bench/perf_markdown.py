@@ -94,8 +94,9 @@ def roofline_table(reps, runs):
     first = with_walks[0][0]["rooflines"]
     dims = "x".join(str(d) for d in first[0]["dims"])
     out = ["", f"Walk rooflines on {dims} (fp32, and 2-byte elements in the bf16_ walks; GB/s "
-           "counts 2 passes forward, 3 backward): the passes each walk forces and nothing more, and each kernel row's time against its walk's "
-           "(roofline ms / row ms: 100% is the walk's speed).", "",
+           "counts 2 passes forward, 3 backward): the passes each walk forces and nothing more, "
+           "and each kernel row's time against its walk's (roofline ms / row ms: 100% is the "
+           "walk's speed).", "",
            "| walk | ms | GB/s | % copy | rows at their walk's speed |", "|---|---:|---:|---:|---|"]
     for walk in first:
         name = walk["walk"]
